@@ -1,0 +1,11 @@
+//! # winback-models
+//!
+//! Estimators, metrics and offer economics for the winback pipeline. This
+//! crate does no I/O: it takes numbers and returns numbers, so the pipeline
+//! crate owns every path, file and clock.
+//!
+//! - [`economics`]: the four offer arms, their terms and the discounted
+//!   lifetime-value arithmetic shared by the generator's ground truth and,
+//!   later, the offer simulation.
+
+pub mod economics;

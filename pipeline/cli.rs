@@ -1,0 +1,86 @@
+//! The command line: one subcommand per stage, and `run` for all of them.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Mode, Overrides};
+
+/// winback: rank telecom win-back offers and lapsed subscribers by profit.
+///
+/// Exit codes: 0 success; 1 failure of the machine or an internal error;
+/// 2 bad command line or config; 3 the input data broke the data contract.
+#[derive(Debug, Parser)]
+#[command(name = "winback", version, about, long_about = None)]
+pub struct Cli {
+    /// More log lines on stderr (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a calibrated subscriber history with known ground truth.
+    Generate(GenerateArgs),
+    /// Check input tables against the data contract and report row counts.
+    Validate(StageArgs),
+    /// Run every stage from one config (creating the demo sample if configured).
+    Run(StageArgs),
+    /// Print the resolved settings (config file merged with flags) as TOML.
+    Config(StageArgs),
+}
+
+/// Flags shared by the stages.
+#[derive(Debug, Clone, Args)]
+pub struct StageArgs {
+    /// Config file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Input directory; overrides `data.dir`.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Output directory; overrides `output.dir`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Validation mode; overrides `validate.mode`.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+}
+
+impl StageArgs {
+    /// The flags that override config values.
+    pub fn overrides(&self) -> Overrides {
+        Overrides { data: self.data.clone(), out: self.out.clone(), mode: self.mode }
+    }
+}
+
+/// `winback generate`.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// Number of subscribers.
+    #[arg(long, default_value_t = 50_000)]
+    pub subscribers: u64,
+    /// Seed; the same seed gives the same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory (replaced atomically when generation completes).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// First month of the history.
+    #[arg(long, default_value = "2019-01-01")]
+    pub start: NaiveDate,
+    /// Months of history.
+    #[arg(long, default_value_t = 84)]
+    pub months: u32,
+    /// Subscribers per chunk: bounds memory, does not change the output.
+    #[arg(long, default_value_t = 100_000)]
+    pub chunk_size: u64,
+}

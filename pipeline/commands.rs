@@ -1,0 +1,267 @@
+//! The edge between the command line and the stages: loads settings, asks
+//! the catalog for frames, calls the stages, has the catalog write results,
+//! and prints summaries to the given writer (stdout in the binary).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use tracing::info;
+
+use crate::catalog::{self, ParquetBatches, StagedDir, TableSource};
+use crate::cli::{Command, GenerateArgs, StageArgs};
+use crate::config::{self, Mode, Settings};
+use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, Generator};
+use crate::schema::Table;
+use crate::stages::validate::{self, FileSchema, TableReport, Validated};
+
+/// Runs one subcommand.
+pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
+    match command {
+        Command::Generate(args) => generate(args, out).map(|_| ()),
+        Command::Validate(args) => {
+            let settings = settings(args)?;
+            validate(&settings, out).map(|_| ())
+        }
+        Command::Run(args) => run(&settings(args)?, out),
+        Command::Config(args) => {
+            let settings = settings(args)?;
+            let text = toml::to_string_pretty(&settings).map_err(|e| Error::Setting { key: "-".into(), message: e.to_string() })?;
+            write!(out, "{text}").map_err(Error::io("write", "stdout"))
+        }
+    }
+}
+
+fn settings(args: &StageArgs) -> Result<Settings> {
+    let raw = match &args.config {
+        Some(p) => config::load(p)?,
+        None => config::RawConfig::default(),
+    };
+    config::resolve(args.config.as_deref(), raw, args.overrides())
+}
+
+/// What `generate` did.
+#[derive(Debug, Serialize)]
+pub struct GenerateSummary {
+    /// Output directory.
+    pub dir: PathBuf,
+    /// Rows per table.
+    pub rows: Vec<(String, u64)>,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+/// `winback generate`: writes the seven tables and `truth.json` into a staged
+/// directory, chunk by chunk, and swaps it into place at the end.
+pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<GenerateSummary> {
+    let started = Instant::now();
+    let opts = GenerateOptions {
+        subscribers: args.subscribers,
+        seed: args.seed,
+        start: args.start,
+        months: args.months,
+        chunk_size: args.chunk_size,
+    };
+    let mut generator = Generator::new(opts)?;
+    let staged = StagedDir::new(&args.out)?;
+    let mut writers: Vec<(Table, ParquetBatches)> =
+        Table::ALL.into_iter().map(|t| (t, ParquetBatches::new(staged.path().join(format!("{}.parquet", t.name()))))).collect();
+    let mut rows = [0u64; 7];
+    let mut empty = None;
+    while let Some(chunk) = generator.next_chunk()? {
+        for (i, ((_, df), (_, w))) in chunk.tables.iter().zip(writers.iter_mut()).enumerate() {
+            rows[i] += df.height() as u64;
+            w.write(df)?;
+        }
+        info!(subscribers = chunk.range.end, elapsed_s = started.elapsed().as_secs_f64(), "generated");
+        if empty.is_none() {
+            empty = Some(chunk.tables.iter().map(|(_, df)| df.clear()).collect::<Vec<_>>());
+        }
+    }
+    let empty = empty.expect("at least one chunk");
+    for ((_, w), e) in writers.into_iter().zip(&empty) {
+        w.finish(e)?;
+    }
+    let truth = generator.truth();
+    catalog::write_json(&staged.path().join("truth.json"), &truth)?;
+    let dir = staged.commit()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let total: u64 = rows.iter().sum();
+    let summary = GenerateSummary {
+        dir: dir.clone(),
+        rows: Table::ALL.iter().zip(rows).map(|(t, n)| (t.name().to_string(), n)).collect(),
+        seconds,
+    };
+    let w = |e| Error::io("write", "stdout")(e);
+    writeln!(out, "generated {} subscribers into {}", args.subscribers, dir.display()).map_err(w)?;
+    for (t, n) in &summary.rows {
+        writeln!(out, "  {t:<16} {n:>12} rows").map_err(w)?;
+    }
+    writeln!(
+        out,
+        "  {seconds:.1} s: {:.0} subscribers/s, {:.0} rows/s",
+        args.subscribers as f64 / seconds,
+        total as f64 / seconds
+    )
+    .map_err(w)?;
+    writeln!(out, "  truth: reacquisition among targeted by arm:").map_err(w)?;
+    for a in &truth.arms {
+        writeln!(
+            out,
+            "    {:<9} {:>6.1}%  profit/targeted {:>8.2}  roi {}",
+            a.arm,
+            100.0 * a.return_rate,
+            a.profit_per_targeted,
+            a.roi.map(|r| format!("{:.0}%", 100.0 * r)).unwrap_or_else(|| "-".into())
+        )
+        .map_err(w)?;
+    }
+    Ok(summary)
+}
+
+/// The ingest report (`validate/report.json`).
+#[derive(Debug, Serialize)]
+pub struct IngestReport {
+    /// `passed`, or `failed` when strict validation found violations.
+    pub status: &'static str,
+    /// Mode used.
+    pub mode: Mode,
+    /// Input directory.
+    pub data_dir: PathBuf,
+    /// Hash of the config file.
+    pub config_hash: String,
+    /// Where each present table was read from.
+    pub sources: Vec<TableSource>,
+    /// Optional tables that are absent.
+    pub missing_optional: Vec<String>,
+    /// Per table counts, violations and notes.
+    pub tables: Vec<TableReport>,
+}
+
+/// Reads the footers of every table and checks schemas; every problem in
+/// every table is reported at once.
+fn ingest(settings: &Settings) -> Result<(Vec<TableSource>, Vec<(validate::Conformed, polars::prelude::LazyFrame)>, Vec<String>)> {
+    let dir = &settings.data_dir;
+    if !dir.is_dir() {
+        return Err(Error::Io {
+            action: "read input directory",
+            path: dir.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+        });
+    }
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    let mut inputs = Vec::new();
+    let mut missing = Vec::new();
+    for table in Table::ALL {
+        let source = match catalog::locate(dir, table) {
+            Ok(Some(s)) => s,
+            Ok(None) if table.required() => {
+                problems.push(Error::MissingTable { table: table.name().into(), dir: dir.clone() });
+                continue;
+            }
+            Ok(None) => {
+                missing.push(table.name().to_string());
+                continue;
+            }
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let mut files = Vec::new();
+        let mut bad = false;
+        for f in &source.files {
+            match catalog::read_schema(table, f) {
+                Ok((schema, rows)) => files.push(FileSchema { path: f.display().to_string(), schema, rows }),
+                Err(e) => {
+                    problems.push(e);
+                    bad = true;
+                }
+            }
+        }
+        if bad {
+            continue;
+        }
+        match validate::conform(table, &files, &settings.validate) {
+            Ok(c) => {
+                let lf = c.apply(catalog::scan(&source)?);
+                inputs.push((c, lf));
+                sources.push(source);
+            }
+            Err(lines) => problems.push(Error::Schema { problems: lines }),
+        }
+    }
+    match Error::from_many(problems) {
+        Some(e) => Err(e),
+        None => Ok((sources, inputs, missing)),
+    }
+}
+
+/// `winback validate`: checks the input and writes `validate/report.json`
+/// (and, in quarantine mode, `validate/rejected/<table>.parquet`).
+pub fn validate(settings: &Settings, out: &mut dyn Write) -> Result<Validated> {
+    let started = Instant::now();
+    let (sources, inputs, missing_optional) = ingest(settings)?;
+    let mut validated = validate::check_rows(inputs, &settings.validate)?;
+    let violations = validated.violations();
+    let failed = settings.validate.mode == Mode::Strict && !violations.is_empty();
+    let report = IngestReport {
+        status: if failed { "failed" } else { "passed" },
+        mode: settings.validate.mode,
+        data_dir: settings.data_dir.clone(),
+        config_hash: settings.config_hash.clone(),
+        sources,
+        missing_optional,
+        tables: validated.reports.clone(),
+    };
+    let staged = StagedDir::new(&settings.out_dir.join("validate"))?;
+    for (table, df) in validated.rejected.iter_mut() {
+        catalog::write_parquet(&staged.path().join("rejected").join(format!("{}.parquet", table.name())), df)?;
+    }
+    catalog::write_json(&staged.path().join("report.json"), &report)?;
+    let dir = staged.commit()?;
+    info!(seconds = started.elapsed().as_secs_f64(), "validate done");
+    print_validate(out, &report, &dir).map_err(Error::io("write", "stdout"))?;
+    if failed {
+        return Err(Error::Rules { violations });
+    }
+    Ok(validated)
+}
+
+fn print_validate(out: &mut dyn Write, report: &IngestReport, dir: &Path) -> std::io::Result<()> {
+    writeln!(out, "validate ({:?} mode): {}", report.mode, report.status)?;
+    writeln!(out, "  {:<16} {:>12} {:>12} {:>10}", "table", "read", "accepted", "rejected")?;
+    for t in &report.tables {
+        writeln!(out, "  {:<16} {:>12} {:>12} {:>10}", t.table, t.rows_read, t.rows_accepted, t.rows_rejected)?;
+        for n in &t.notes {
+            writeln!(out, "      note: {n}")?;
+        }
+    }
+    for m in &report.missing_optional {
+        writeln!(out, "  {m:<16} absent (optional)")?;
+    }
+    writeln!(out, "  report: {}", dir.join("report.json").display())
+}
+
+/// `winback run`: every stage that exists, from one config.
+pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
+    if let Some(demo) = &settings.demo
+        && !settings.data_dir.exists()
+    {
+        info!(dir = %settings.data_dir.display(), "input directory absent: generating the demo sample");
+        let args = GenerateArgs {
+            subscribers: demo.subscribers,
+            seed: demo.seed,
+            out: settings.data_dir.clone(),
+            start: GenerateOptions::default().start,
+            months: GenerateOptions::default().months,
+            chunk_size: GenerateOptions::default().chunk_size,
+        };
+        generate(&args, out)?;
+    }
+    validate(settings, out)?;
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Configuration in layers: raw TOML structs (unknown keys are errors), then
+//! command-line overrides, then validated [`Settings`] that stages receive a
+//! section at a time.
+//!
+//! Relative paths in a config file are relative to the file's directory, so
+//! a config works from any working directory (the scheduler's included);
+//! paths given as flags are relative to the working directory.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::schema::Table;
+
+/// The config file as written. Every field documents its default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[data]`: where the input tables are.
+    #[serde(default)]
+    pub data: RawData,
+    /// `[output]`: where a run writes.
+    #[serde(default)]
+    pub output: RawOutput,
+    /// `[validate]`: the ingestion stage.
+    #[serde(default)]
+    pub validate: RawValidate,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawData {
+    /// Input directory (one entry per table). Default: none, then `--data`
+    /// is required.
+    pub dir: Option<PathBuf>,
+    /// `[data.demo]`: when present, `winback run` generates a sample into
+    /// `dir` if `dir` does not exist yet. Default: absent.
+    pub demo: Option<RawDemo>,
+}
+
+/// `[data.demo]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDemo {
+    /// Subscribers to generate. Default 50000.
+    #[serde(default = "default_demo_subscribers")]
+    pub subscribers: u64,
+    /// Generator seed. Default 42.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_demo_subscribers() -> u64 {
+    50_000
+}
+fn default_seed() -> u64 {
+    42
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// Output directory of a run. Default: none, then `--out` is required.
+    pub dir: Option<PathBuf>,
+}
+
+/// `[validate]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawValidate {
+    /// `strict` (default): any rule violation fails the run. `quarantine`:
+    /// offending rows go to `validate/rejected/<table>.parquet` with a
+    /// `reason`, and the run goes on with the rest.
+    pub mode: Option<Mode>,
+    /// Example subscriber ids shown per violated rule. Default 5.
+    pub max_examples: Option<usize>,
+    /// `[validate.columns.<table>]`: `canonical_name = "name in the files"`.
+    /// Default: the contract's names.
+    #[serde(default)]
+    pub columns: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// How validation treats rows that break a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Fail with every violated rule listed.
+    #[default]
+    Strict,
+    /// Set offending rows aside with a reason and go on.
+    Quarantine,
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--out`.
+    pub out: Option<PathBuf>,
+    /// `--mode`.
+    pub mode: Option<Mode>,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// The config file, if any.
+    pub config_path: Option<PathBuf>,
+    /// FNV-1a hash of the config file's bytes (hex), for provenance.
+    pub config_hash: String,
+    /// Input directory.
+    pub data_dir: PathBuf,
+    /// Demo sample to create when `data_dir` is absent (`run` only).
+    pub demo: Option<DemoSettings>,
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// The validate stage's section.
+    pub validate: ValidateSettings,
+}
+
+/// `[data.demo]`, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoSettings {
+    /// Subscribers.
+    pub subscribers: u64,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// `[validate]`, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidateSettings {
+    /// Strict or quarantine.
+    pub mode: Mode,
+    /// Example ids per violated rule.
+    pub max_examples: usize,
+    /// Per table: canonical column name to the name in the files.
+    pub columns: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl ValidateSettings {
+    /// The name in the files of `table`'s canonical column `canonical`.
+    pub fn source_name<'a>(&'a self, table: Table, canonical: &'a str) -> &'a str {
+        self.columns.get(table.name()).and_then(|m| m.get(canonical)).map(String::as_str).unwrap_or(canonical)
+    }
+}
+
+/// Reads and parses a config file.
+pub fn load(path: &Path) -> Result<RawConfig> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| Error::Config { path: path.to_path_buf(), message: format!("cannot read: {e}") })?;
+    parse(path, &text)
+}
+
+/// Parses config text; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<RawConfig> {
+    toml::from_str(text).map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })
+}
+
+fn fnv1a(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Merges the config with the flags and checks every value, reporting all
+/// problems at once.
+pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> Result<Settings> {
+    let base = config_path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let from_config = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let config_hash = match config_path {
+        Some(p) => fnv1a(&fs::read(p).unwrap_or_default()),
+        None => fnv1a(b""),
+    };
+    let mut problems = Vec::new();
+    let data_dir = over.data.or(raw.data.dir.map(from_config));
+    if data_dir.is_none() {
+        problems.push("`data.dir`: no input directory; set it in the config or pass --data DIR".to_string());
+    }
+    let out_dir = over.out.or(raw.output.dir.map(from_config));
+    if out_dir.is_none() {
+        problems.push("`output.dir`: no output directory; set it in the config or pass --out DIR".to_string());
+    }
+    let demo = raw.data.demo.map(|d| DemoSettings { subscribers: d.subscribers, seed: d.seed });
+    if let Some(d) = &demo
+        && !(1..=99_999_999).contains(&d.subscribers)
+    {
+        problems.push(format!("`data.demo.subscribers`: {} is out of range; expected 1 to 99999999", d.subscribers));
+    }
+    let max_examples = raw.validate.max_examples.unwrap_or(5);
+    if !(1..=100).contains(&max_examples) {
+        problems.push(format!("`validate.max_examples`: {max_examples} is out of range; expected 1 to 100"));
+    }
+    for (table, map) in &raw.validate.columns {
+        let Some(t) = Table::from_name(table) else {
+            let valid: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
+            problems.push(format!("`validate.columns.{table}`: no table `{table}`; valid: {}", valid.join(", ")));
+            continue;
+        };
+        for (canonical, source) in map {
+            if !t.columns().iter().any(|c| c.name == canonical) {
+                let valid: Vec<_> = t.columns().iter().map(|c| c.name).collect();
+                problems.push(format!(
+                    "`validate.columns.{table}.{canonical}`: `{table}` has no column `{canonical}`; valid: {}",
+                    valid.join(", ")
+                ));
+            }
+            if source.is_empty() {
+                problems.push(format!("`validate.columns.{table}.{canonical}`: the source name is empty"));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Config {
+            path: config_path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<flags>")),
+            message: problems.join("\n"),
+        });
+    }
+    Ok(Settings {
+        config_path: config_path.map(Path::to_path_buf),
+        config_hash,
+        data_dir: data_dir.expect("checked"),
+        demo,
+        out_dir: out_dir.expect("checked"),
+        validate: ValidateSettings {
+            mode: over.mode.or(raw.validate.mode).unwrap_or_default(),
+            max_examples,
+            columns: raw.validate.columns,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let err = parse(Path::new("x.toml"), "[validate]\nmodee = \"strict\"\n").unwrap_err().to_string();
+        assert!(err.contains("x.toml"), "{err}");
+        assert!(err.contains("modee"), "{err}");
+        assert!(err.contains("mode"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_expected_values() {
+        let err = parse(Path::new("x.toml"), "[validate]\nmode = \"lenient\"\n").unwrap_err().to_string();
+        assert!(err.contains("lenient") && err.contains("strict") && err.contains("quarantine"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_config_paths_and_config_paths_are_relative_to_the_file() {
+        let raw = parse(Path::new("c.toml"), "[data]\ndir = \"d\"\n[output]\ndir = \"o\"\n").unwrap();
+        let s = resolve(Some(Path::new("configs/c.toml")), raw.clone(), Overrides::default()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("configs/d"));
+        assert_eq!(s.out_dir, PathBuf::from("configs/o"));
+        let over = Overrides { data: Some("x".into()), out: Some("y".into()), mode: Some(Mode::Quarantine) };
+        let s = resolve(Some(Path::new("configs/c.toml")), raw, over).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("x"));
+        assert_eq!(s.out_dir, PathBuf::from("y"));
+        assert_eq!(s.validate.mode, Mode::Quarantine);
+    }
+
+    #[test]
+    fn column_mapping_to_unknown_names_lists_valid_ones() {
+        let raw = parse(Path::new("c.toml"), "[validate.columns.billing]\nmonht = \"m\"\n[validate.columns.bills]\nx = \"y\"\n")
+            .unwrap();
+        let over = Overrides { data: Some("d".into()), out: Some("o".into()), mode: None };
+        let err = resolve(None, raw, over).unwrap_err().to_string();
+        assert!(err.contains("no column `monht`; valid: subscriber_id, month"), "{err}");
+        assert!(err.contains("no table `bills`"), "{err}");
+    }
+}

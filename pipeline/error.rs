@@ -1,0 +1,141 @@
+//! The one error type of the `winback` library.
+//!
+//! Every variant carries the context a user needs to act: the file, the
+//! table, the column, the rule and offending subscriber ids. The binary's
+//! edge (`main.rs`) turns these into messages with `hint:` lines and exit
+//! codes; nothing in the library prints or exits.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file could not be read or did not parse into settings.
+    #[error("config {path}: {message}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, naming the key and what was expected.
+        message: String,
+    },
+
+    /// A setting has a value that parses but makes no sense.
+    #[error("invalid setting `{key}`: {message}")]
+    Setting {
+        /// Dotted key, e.g. `validate.mode`.
+        key: String,
+        /// What was expected.
+        message: String,
+    },
+
+    /// A required input table is absent from the data directory.
+    #[error("table `{table}` is missing from {dir}: expected `{table}.parquet` or a directory `{table}/` of part files")]
+    MissingTable {
+        /// Canonical table name.
+        table: String,
+        /// The data directory searched.
+        dir: PathBuf,
+    },
+
+    /// A file is not a readable Parquet file (empty, truncated, other format).
+    #[error("table `{table}`: {path} is not a readable Parquet file: {reason}")]
+    BadFile {
+        /// Canonical table name.
+        table: String,
+        /// The offending file.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+
+    /// One or more schema problems (missing columns, wrong types) in the input.
+    #[error("input schema does not meet the data contract:\n{}", .problems.join("\n"))]
+    Schema {
+        /// One line per problem, each naming table, column and expectation.
+        problems: Vec<String>,
+    },
+
+    /// Strict validation found rows that break the contract's rules.
+    #[error("input rows break the data contract ({} rule(s) violated):\n{}", .violations.len(), .violations.iter().map(|v| format!("  - {v}")).collect::<Vec<_>>().join("\n"))]
+    Rules {
+        /// Every violated rule, with counts and example ids.
+        violations: Vec<crate::stages::validate::Violation>,
+    },
+
+    /// Several independent problems, all reported at once.
+    #[error("{} problems:\n{}", .0.len(), .0.iter().map(|e| format!("  - {}", e.to_string().replace('\n', "\n    "))).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<Error>),
+
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("write", "read", "rename", ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A dataframe operation failed; `context` says which dataset or step.
+    #[error("{context}: {source}")]
+    Polars {
+        /// Dataset or step.
+        context: String,
+        /// The underlying polars error.
+        #[source]
+        source: polars::error::PolarsError,
+    },
+
+    /// Serialising or parsing a JSON artifact failed.
+    #[error("{path}: {source}")]
+    Json {
+        /// The artifact.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// One error, or all of them.
+    pub fn from_many(mut errors: Vec<Error>) -> Option<Self> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(Error::Many(errors)),
+        }
+    }
+
+    /// Wraps an I/O error with the action and path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Error::Io { action, path, source }
+    }
+
+    /// Wraps a polars error with the dataset or step it happened in.
+    pub fn polars(context: impl Into<String>) -> impl FnOnce(polars::error::PolarsError) -> Self {
+        let context = context.into();
+        move |source| Error::Polars { context, source }
+    }
+
+    /// True when the error is the input data's fault (exit code 3), not the
+    /// configuration's (2) or the machine's (1).
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            Error::MissingTable { .. } | Error::BadFile { .. } | Error::Schema { .. } | Error::Rules { .. } => true,
+            Error::Many(all) => all.iter().all(Error::is_data_error),
+            _ => false,
+        }
+    }
+
+    /// True when the error is the configuration's or the command line's fault.
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, Error::Config { .. } | Error::Setting { .. })
+    }
+}

@@ -1,0 +1,94 @@
+//! The `winback` binary: parse flags, run, map the outcome to an exit code.
+//! Data and summaries go to stdout; logs and errors to stderr.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use winback::Error;
+use winback::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.quiet {
+        "warn"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WINBACK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("winback={level}")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = winback::commands::execute(&cli.command, &mut out);
+    let _ = out.flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e, &cli.command);
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    if e.is_config_error() {
+        2
+    } else if e.is_data_error() {
+        3
+    } else {
+        1
+    }
+}
+
+fn report(e: &Error, command: &Command) {
+    eprintln!("error: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
+    }
+    for hint in hints(e, command) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+fn hints(e: &Error, command: &Command) -> Vec<String> {
+    let mut hints = Vec::new();
+    match e {
+        Error::Rules { .. } => hints.push(
+            "rerun with --mode quarantine to set offending rows aside in validate/rejected/ and go on".into(),
+        ),
+        Error::Schema { .. } => {
+            hints.push("map differently named columns with [validate.columns.<table>] in the config".into())
+        }
+        Error::MissingTable { .. } => {
+            hints.push("check --data; `winback generate --out DIR` writes a complete sample".into())
+        }
+        Error::Config { .. } | Error::Setting { .. } => {
+            if !matches!(command, Command::Config(_)) {
+                hints.push("`winback config --config FILE` prints the resolved settings".into())
+            }
+        }
+        Error::Many(all) => {
+            for inner in all {
+                for h in hints_for_one(inner, command) {
+                    if !hints.contains(&h) {
+                        hints.push(h);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    hints
+}
+
+fn hints_for_one(e: &Error, command: &Command) -> Vec<String> {
+    hints(e, command)
+}

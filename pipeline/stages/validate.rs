@@ -1,0 +1,511 @@
+//! `validate`: holds the input to the data contract, table by table.
+//!
+//! Two steps. [`conform`] checks a table's schema (from the files' footers,
+//! before any data is read): contract columns present under their configured
+//! names, types as the contract allows (timestamps truncated to dates, ids
+//! cast to text, integers widened to floats, each reported); every problem in
+//! every table is collected before failing. [`check_rows`] then evaluates
+//! every row rule of `shared/docs/data-contract.md` lazily (non-null, unique
+//! ids, referential integrity against the accepted subscribers, dates in
+//! order, allowed values, month starts) and counts, per table, rows read,
+//! accepted and rejected, with the rules each rejected row broke.
+//!
+//! In strict mode any violation is an error listing every violated rule with
+//! counts and example ids. In quarantine mode the offending rows come back
+//! with a `reason` column for the catalog to write, and the accepted rows go
+//! on as lazy frames, so memory stays bounded by the plan.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::config::{Mode, ValidateSettings};
+use crate::error::{Error, Result};
+use crate::schema::{ARMS, ColumnSpec, Kind, LEAVE_REASONS, Table, col};
+
+/// A file's schema and row count, read from its footer by the catalog.
+#[derive(Debug, Clone)]
+pub struct FileSchema {
+    /// The file, for messages.
+    pub path: String,
+    /// Its schema.
+    pub schema: Schema,
+    /// Rows in its footer.
+    pub rows: usize,
+}
+
+/// How a table's columns are brought to the contract's names and types.
+#[derive(Debug, Clone)]
+pub struct Conformed {
+    /// The table.
+    pub table: Table,
+    /// Expressions that produce the canonical columns, then the extra columns.
+    exprs: Vec<Expr>,
+    /// Output column names, in order.
+    pub columns: Vec<String>,
+    /// What was changed on the way (casts, truncations).
+    pub notes: Vec<String>,
+    /// Rows according to the files' footers.
+    pub rows_in_files: usize,
+}
+
+impl Conformed {
+    /// Applies the conforming expressions to a scan of the table.
+    pub fn apply(&self, scan: LazyFrame) -> LazyFrame {
+        scan.select(self.exprs.clone())
+    }
+}
+
+fn type_ok(kind: Kind, dtype: &DataType) -> Option<(Expr, Option<String>)> {
+    let c = |e: Expr, note: Option<String>| Some((e, note));
+    match (kind, dtype) {
+        (Kind::Id, DataType::String) => c(Expr::default(), None),
+        (Kind::Id, DataType::Int64 | DataType::Int32 | DataType::UInt32 | DataType::UInt64) => {
+            c(Expr::default(), Some(format!("{dtype} ids read as text")))
+        }
+        (Kind::Date, DataType::Date) => c(Expr::default(), None),
+        (Kind::Date, DataType::Datetime(_, _)) => c(Expr::default(), Some(format!("timestamp ({dtype}) truncated to the day"))),
+        (Kind::Str, DataType::String) => c(Expr::default(), None),
+        (Kind::Float, DataType::Float64) => c(Expr::default(), None),
+        (Kind::Float, d) if d.is_integer() || matches!(d, DataType::Float32) => {
+            c(Expr::default(), Some(format!("{dtype} widened to Float64")))
+        }
+        (Kind::Bool, DataType::Boolean) => c(Expr::default(), None),
+        _ => None,
+    }
+}
+
+fn target_dtype(kind: Kind) -> DataType {
+    match kind {
+        Kind::Id | Kind::Str => DataType::String,
+        Kind::Date => DataType::Date,
+        Kind::Float => DataType::Float64,
+        Kind::Bool => DataType::Boolean,
+    }
+}
+
+/// Checks a table's file schemas against the contract. Returns every problem
+/// found (as messages naming table, file, column and expectation).
+pub fn conform(table: Table, files: &[FileSchema], settings: &ValidateSettings) -> std::result::Result<Conformed, Vec<String>> {
+    let mut problems = Vec::new();
+    let first = &files[0];
+    for other in &files[1..] {
+        let a: Vec<_> = first.schema.iter().map(|(n, d)| format!("{n}: {d}")).collect();
+        let b: Vec<_> = other.schema.iter().map(|(n, d)| format!("{n}: {d}")).collect();
+        if a != b {
+            problems.push(format!(
+                "table `{table}`: part {} has schema [{}], unlike part {} [{}]",
+                other.path,
+                b.join(", "),
+                first.path,
+                a.join(", ")
+            ));
+        }
+    }
+    let schema = &first.schema;
+    let present: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
+    let mut exprs = Vec::new();
+    let mut columns = Vec::new();
+    let mut notes = Vec::new();
+    let mut used_sources = Vec::new();
+    for ColumnSpec { name, kind, .. } in table.columns() {
+        let source = settings.source_name(table, name);
+        let mapped = if source != *name { format!(" (mapped from `{source}`)") } else { String::new() };
+        let Some(dtype) = schema.get(source) else {
+            problems.push(format!(
+                "table `{table}`: no column `{source}`{mapped} for contract column `{name}`; columns present: {}",
+                present.join(", ")
+            ));
+            continue;
+        };
+        match type_ok(*kind, dtype) {
+            Some((_, note)) => {
+                if let Some(n) = note {
+                    notes.push(format!("{name}: {n}"));
+                }
+                exprs.push(col(source).cast(target_dtype(*kind)).alias(*name));
+                columns.push(name.to_string());
+                used_sources.push(source.to_string());
+            }
+            None => problems.push(format!(
+                "table `{table}`: column `{source}`{mapped} has type {dtype}; expected {}",
+                kind.expected()
+            )),
+        }
+    }
+    for n in present {
+        let canonical_taken = table.columns().iter().any(|c| c.name == n);
+        if !used_sources.iter().any(|u| u == n) && !canonical_taken && n != col::REASON {
+            exprs.push(col(n));
+            columns.push(n.to_string());
+        }
+    }
+    if problems.is_empty() {
+        Ok(Conformed { table, exprs, columns, notes, rows_in_files: files.iter().map(|f| f.rows).sum() })
+    } else {
+        Err(problems)
+    }
+}
+
+/// One violated rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    /// Table.
+    pub table: String,
+    /// Column the rule is about.
+    pub column: String,
+    /// Rule name (also the `reason` of quarantined rows).
+    pub rule: String,
+    /// What the rule requires.
+    pub requirement: String,
+    /// Offending rows.
+    pub rows: u64,
+    /// First few subscriber ids of offending rows.
+    pub examples: Vec<String>,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}: rule `{}` ({}): {} row(s), e.g. subscriber_id {}",
+            self.table,
+            self.column,
+            self.rule,
+            self.requirement,
+            self.rows,
+            if self.examples.is_empty() { "(null)".to_string() } else { self.examples.join(", ") }
+        )
+    }
+}
+
+/// Per-table figures for the ingest report.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    /// Table.
+    pub table: String,
+    /// Rows read.
+    pub rows_read: u64,
+    /// Rows accepted.
+    pub rows_accepted: u64,
+    /// Rows rejected (each counted once, whatever the number of rules).
+    pub rows_rejected: u64,
+    /// Violated rules.
+    pub violations: Vec<Violation>,
+    /// Facts worth knowing that reject nothing (refunds, casts).
+    pub notes: Vec<String>,
+}
+
+/// What validation hands on. In strict mode the caller fails when
+/// [`Validated::violations`] is not empty.
+pub struct Validated {
+    /// Accepted rows of every present table, canonical names and types.
+    pub tables: BTreeMap<Table, LazyFrame>,
+    /// Report rows, in table order.
+    pub reports: Vec<TableReport>,
+    /// Rejected rows with a `reason` column (quarantine mode only).
+    pub rejected: BTreeMap<Table, DataFrame>,
+}
+
+impl Validated {
+    /// Every violated rule, in table order.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.reports.iter().flat_map(|r| r.violations.iter().cloned()).collect()
+    }
+}
+
+struct Rule {
+    name: String,
+    column: &'static str,
+    requirement: String,
+    violated: Expr,
+}
+
+fn rule(name: impl Into<String>, column: &'static str, requirement: impl Into<String>, violated: Expr) -> Rule {
+    Rule { name: name.into(), column, requirement: requirement.into(), violated }
+}
+
+const KNOWN: &str = "__known";
+const SIGNUP: &str = "__signup";
+const FIRST_CHURN: &str = "__first_churn";
+const DUP: &str = "__dup";
+
+fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
+    let keys: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
+    let mut args = JoinArgs::new(JoinType::Left);
+    args.maintain_order = MaintainOrderJoin::Left;
+    lf.join(other, keys.clone(), keys, args)
+}
+
+/// Rules of `table`, and the frame with the columns they need joined on.
+fn rules_for(table: Table, lf: LazyFrame, subs: &DataFrame, first_churn: Option<&DataFrame>) -> (LazyFrame, Vec<Rule>) {
+    let id = table.id_column();
+    let mut rules: Vec<Rule> = table
+        .columns()
+        .iter()
+        .filter(|c| !c.nullable)
+        .map(|c| rule(format!("null_{}", c.name), c.name, format!("`{}` must not be null", c.name), col(c.name).is_null()))
+        .collect();
+    let mut lf = lf;
+    if table == Table::Subscribers {
+        rules.push(rule(
+            "duplicate_id",
+            col::SUBSCRIBER_ID,
+            "`subscriber_id` must be unique",
+            col(col::SUBSCRIBER_ID).is_not_null().and(col(col::SUBSCRIBER_ID).is_duplicated()),
+        ));
+        rules.push(rule("negative_fee", col::MONTHLY_FEE, "`monthly_fee` must be >= 0", col(col::MONTHLY_FEE).lt(lit(0.0))));
+        return (lf, rules);
+    }
+    let keys = subs
+        .clone()
+        .lazy()
+        .select([col(col::SUBSCRIBER_ID).alias(id), col(col::SIGNUP_DATE).alias(SIGNUP), lit(true).alias(KNOWN)]);
+    lf = left_join(lf, keys, &[id]);
+    rules.push(rule(
+        "unknown_subscriber",
+        id,
+        format!("`{id}` must exist in the accepted subscribers"),
+        col(id).is_not_null().and(col(KNOWN).is_null()),
+    ));
+    match table {
+        Table::Billing => {
+            rules.push(rule(
+                "month_not_first_day",
+                col::MONTH,
+                "`month` must be the first day of a month",
+                col(col::MONTH).dt().day().neq(lit(1)),
+            ));
+            let dups = lf
+                .clone()
+                .group_by([col(col::SUBSCRIBER_ID), col(col::MONTH)])
+                .agg([len().alias("__n")])
+                .filter(col("__n").gt(lit(1)))
+                .select([col(col::SUBSCRIBER_ID), col(col::MONTH), lit(true).alias(DUP)]);
+            lf = left_join(lf, dups, &[col::SUBSCRIBER_ID, col::MONTH]);
+            rules.push(rule(
+                "duplicate_month",
+                col::MONTH,
+                "one billing row per subscriber and month",
+                col(col::MONTH).is_not_null().and(col(DUP).is_not_null()),
+            ));
+        }
+        Table::Complaints => {
+            rules.push(rule(
+                "opened_before_signup",
+                col::OPENED_AT,
+                "`opened_at` must not be before the subscriber's signup_date",
+                col(col::OPENED_AT).lt(col(SIGNUP)),
+            ));
+            rules.push(rule(
+                "resolved_before_opened",
+                col::RESOLVED_AT,
+                "`resolved_at` must not be before `opened_at`",
+                col(col::RESOLVED_AT).lt(col(col::OPENED_AT)),
+            ));
+        }
+        Table::ChurnEvents => {
+            rules.push(rule(
+                "churned_before_signup",
+                col::CHURNED_AT,
+                "`churned_at` must not be before the subscriber's signup_date",
+                col(col::CHURNED_AT).lt(col(SIGNUP)),
+            ));
+            let allowed = Series::new("allowed".into(), LEAVE_REASONS);
+            rules.push(rule(
+                "unknown_leave_reason",
+                col::LEAVE_REASON,
+                format!("`leave_reason` must be one of {}", LEAVE_REASONS.join(", ")),
+                col(col::LEAVE_REASON).is_not_null().and(col(col::LEAVE_REASON).is_in(lit(allowed).implode(false), false).not()),
+            ));
+        }
+        Table::Reactivations | Table::WinbackOffers => {
+            let date = if table == Table::Reactivations { col::RETURNED_AT } else { col::OFFERED_AT };
+            let churns = first_churn.cloned().unwrap_or_else(|| {
+                DataFrame::new(
+                    0,
+                    vec![
+                        Column::new_empty(col::SUBSCRIBER_ID.into(), &DataType::String),
+                        Column::new_empty(FIRST_CHURN.into(), &DataType::Date),
+                    ],
+                )
+                .expect("empty frame")
+            });
+            lf = left_join(lf, churns.lazy(), &[col::SUBSCRIBER_ID]);
+            let name = if table == Table::Reactivations { "return_without_churn" } else { "offer_without_churn" };
+            rules.push(rule(
+                name,
+                date,
+                format!("`{date}` must come after a churn event of the same subscriber"),
+                col(col::SUBSCRIBER_ID)
+                    .is_not_null()
+                    .and(col(KNOWN).is_not_null())
+                    .and(col(FIRST_CHURN).is_null().or(col(date).lt_eq(col(FIRST_CHURN)))),
+            ));
+            if table == Table::WinbackOffers {
+                let allowed = Series::new("allowed".into(), ARMS);
+                rules.push(rule(
+                    "unknown_arm",
+                    col::ARM,
+                    format!("`arm` must be one of {}", ARMS.join(", ")),
+                    col(col::ARM).is_not_null().and(col(col::ARM).is_in(lit(allowed).implode(false), false).not()),
+                ));
+                rules.push(rule(
+                    "propensity_out_of_range",
+                    col::PROPENSITY,
+                    "`propensity` must be in (0, 1]",
+                    col(col::PROPENSITY).lt_eq(lit(0.0)).or(col(col::PROPENSITY).gt(lit(1.0))),
+                ));
+            }
+        }
+        Table::Referrals | Table::Subscribers => {}
+    }
+    (lf, rules)
+}
+
+fn table_notes(table: Table, lf: &LazyFrame) -> Result<Vec<String>> {
+    if table != Table::Billing {
+        return Ok(Vec::new());
+    }
+    let out = lf
+        .clone()
+        .select([
+            col(col::REVENUE).lt(lit(0.0)).sum().alias("refunds"),
+            col(col::MONTH).lt(col(SIGNUP).dt().month_start()).sum().alias("before_signup"),
+            col(col::COST_TO_SERVE).is_null().sum().alias("no_cost"),
+        ])
+        .collect()
+        .map_err(Error::polars("validate billing notes"))?;
+    let get = |c: &str| -> u64 {
+        out.column(c).ok().and_then(|s| s.get(0).ok()).and_then(|v| v.extract::<u64>()).unwrap_or(0)
+    };
+    let mut notes = Vec::new();
+    if get("refunds") > 0 {
+        notes.push(format!("{} row(s) with negative revenue (refunds), kept", get("refunds")));
+    }
+    if get("before_signup") > 0 {
+        notes.push(format!("{} row(s) billed for a month before the signup month, kept", get("before_signup")));
+    }
+    if get("no_cost") > 0 {
+        notes.push(format!("{} row(s) without cost_to_serve: the config's margin rate applies", get("no_cost")));
+    }
+    Ok(notes)
+}
+
+/// Evaluates every row rule on the conformed tables (in [`Table::ALL`]
+/// order, so that references are checked against accepted rows).
+pub fn check_rows(
+    inputs: Vec<(Conformed, LazyFrame)>,
+    settings: &ValidateSettings,
+) -> Result<Validated> {
+    let mut out = Validated { tables: BTreeMap::new(), reports: Vec::new(), rejected: BTreeMap::new() };
+    let mut subs_keys: Option<DataFrame> = None;
+    let mut first_churn: Option<DataFrame> = None;
+    for (conformed, lf) in inputs {
+        let table = conformed.table;
+        let ctx = |step: &str| format!("validate {table}: {step}");
+        let subs = match &subs_keys {
+            Some(s) => s.clone(),
+            None if table == Table::Subscribers => DataFrame::empty(),
+            None => unreachable!("subscribers are required and checked first"),
+        };
+        let (joined, rules) = rules_for(table, lf, &subs, first_churn.as_ref());
+        let flag = |i: usize| format!("__v{i}");
+        let flagged = joined.with_columns(
+            rules.iter().enumerate().map(|(i, r)| r.violated.clone().fill_null(lit(false)).alias(flag(i))).collect::<Vec<_>>(),
+        );
+        let any = any_horizontal(rules.iter().enumerate().map(|(i, _)| col(flag(i))).collect::<Vec<_>>())
+            .map_err(Error::polars(ctx("rules")))?;
+        let mut aggs: Vec<Expr> = rules.iter().enumerate().map(|(i, _)| col(flag(i)).sum().alias(flag(i))).collect();
+        aggs.push(any.clone().sum().alias("__rejected"));
+        aggs.push(len().alias("__read"));
+        let counts = flagged.clone().select(aggs).collect().map_err(Error::polars(ctx("count")))?;
+        let count = |c: &str| -> u64 {
+            counts.column(c).ok().and_then(|s| s.get(0).ok()).and_then(|v| v.extract::<u64>()).unwrap_or(0)
+        };
+        let read = count("__read");
+        let rejected = count("__rejected");
+        let id = table.id_column();
+        let mut violations = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let n = count(&flag(i));
+            if n == 0 {
+                continue;
+            }
+            let ex = flagged
+                .clone()
+                .filter(col(flag(i)).and(col(id).is_not_null()))
+                .select([col(id)])
+                .unique_stable(None, UniqueKeepStrategy::First)
+                .limit(settings.max_examples as IdxSize)
+                .collect()
+                .map_err(Error::polars(ctx("examples")))?;
+            let examples = ex
+                .column(id)
+                .and_then(|c| c.str().cloned())
+                .map(|s| s.iter().flatten().map(str::to_string).collect())
+                .unwrap_or_default();
+            violations.push(Violation {
+                table: table.name().into(),
+                column: r.column.into(),
+                rule: r.name.clone(),
+                requirement: r.requirement.clone(),
+                rows: n,
+                examples,
+            });
+        }
+        let mut notes = conformed.notes.clone();
+        notes.extend(table_notes(table, &flagged)?);
+        let original: Vec<Expr> = conformed.columns.iter().map(|c| col(c.as_str())).collect();
+        let accepted = flagged.clone().filter(any.clone().not()).select(original.clone());
+        if settings.mode == Mode::Quarantine && rejected > 0 {
+            let reason = concat_str(
+                rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| when(col(flag(i))).then(lit(r.name.clone())).otherwise(lit(NULL).cast(DataType::String)))
+                    .collect::<Vec<_>>(),
+                ";",
+                true,
+            );
+            let mut cols = original.clone();
+            cols.push(reason.alias(col::REASON));
+            let rej = flagged.clone().filter(any.clone()).select(cols).collect().map_err(Error::polars(ctx("rejected rows")))?;
+            out.rejected.insert(table, rej);
+        }
+        let accepted_rows = read - if settings.mode == Mode::Quarantine { rejected } else { 0 };
+        // Strict mode checks references against every subscriber, so that a
+        // broken subscriber row is reported once, not again as orphans.
+        let reference = if settings.mode == Mode::Strict { flagged.clone().select(original.clone()) } else { accepted.clone() };
+        if table == Table::Subscribers {
+            let keys = reference
+                .clone()
+                .filter(col(col::SUBSCRIBER_ID).is_not_null())
+                .select([col(col::SUBSCRIBER_ID), col(col::SIGNUP_DATE)])
+                .collect()
+                .map_err(Error::polars(ctx("accepted ids")))?;
+            subs_keys = Some(keys);
+        }
+        if table == Table::ChurnEvents {
+            let first = reference
+                .clone()
+                .filter(col(col::CHURNED_AT).is_not_null())
+                .group_by([col(col::SUBSCRIBER_ID)])
+                .agg([col(col::CHURNED_AT).min().alias(FIRST_CHURN)])
+                .collect()
+                .map_err(Error::polars(ctx("churn dates")))?;
+            first_churn = Some(first);
+        }
+        out.reports.push(TableReport {
+            table: table.name().into(),
+            rows_read: read,
+            rows_accepted: accepted_rows,
+            rows_rejected: if settings.mode == Mode::Quarantine { rejected } else { 0 },
+            violations,
+            notes,
+        });
+        out.tables.insert(table, accepted);
+    }
+    Ok(out)
+}
