@@ -49,16 +49,29 @@ pub fn locate(dir: &Path, table: Table) -> Result<Option<TableSource>> {
         (true, true) => Err(Error::BadFile {
             table: table.name().into(),
             path: dir.to_path_buf(),
-            reason: format!("both {} and {}/ exist; keep one layout", file.display(), parts.display()),
+            reason: format!(
+                "both {} and {}/ exist; keep one layout",
+                file.display(),
+                parts.display()
+            ),
         }),
-        (true, false) => Ok(Some(TableSource { table, layout: Layout::File, path: file.clone(), files: vec![file] })),
+        (true, false) => Ok(Some(TableSource {
+            table,
+            layout: Layout::File,
+            path: file.clone(),
+            files: vec![file],
+        })),
         (false, true) => {
             let mut files = Vec::new();
             for entry in fs::read_dir(&parts).map_err(Error::io("list", &parts))? {
                 let path = entry.map_err(Error::io("list", &parts))?.path();
                 let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 // Spark and friends leave `_SUCCESS`, `.crc` and hidden files.
-                if path.is_file() && !name.starts_with('_') && !name.starts_with('.') && !name.ends_with(".crc") {
+                if path.is_file()
+                    && !name.starts_with('_')
+                    && !name.starts_with('.')
+                    && !name.ends_with(".crc")
+                {
                     files.push(path);
                 }
             }
@@ -70,7 +83,12 @@ pub fn locate(dir: &Path, table: Table) -> Result<Option<TableSource>> {
                     reason: "the directory holds no part files".into(),
                 });
             }
-            Ok(Some(TableSource { table, layout: Layout::Parts, path: parts, files }))
+            Ok(Some(TableSource {
+                table,
+                layout: Layout::Parts,
+                path: parts,
+                files,
+            }))
         }
         (false, false) => Ok(None),
     }
@@ -79,14 +97,20 @@ pub fn locate(dir: &Path, table: Table) -> Result<Option<TableSource>> {
 /// Checks a file's Parquet framing (size, leading and trailing magic, footer
 /// length) and reads its schema, without loading data.
 pub fn read_schema(table: Table, path: &Path) -> Result<(Schema, usize)> {
-    let bad = |reason: String| Error::BadFile { table: table.name().into(), path: path.to_path_buf(), reason };
+    let bad = |reason: String| Error::BadFile {
+        table: table.name().into(),
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut f = File::open(path).map_err(Error::io("open", path))?;
     let len = f.metadata().map_err(Error::io("stat", path))?.len();
     if len == 0 {
         return Err(bad("the file is empty (0 bytes)".into()));
     }
     if len < 12 {
-        return Err(bad(format!("the file is {len} bytes, too short for Parquet")));
+        return Err(bad(format!(
+            "the file is {len} bytes, too short for Parquet"
+        )));
     }
     let mut head = [0u8; 4];
     f.read_exact(&mut head).map_err(Error::io("read", path))?;
@@ -94,34 +118,56 @@ pub fn read_schema(table: Table, path: &Path) -> Result<(Schema, usize)> {
     f.seek(SeekFrom::End(-8)).map_err(Error::io("read", path))?;
     f.read_exact(&mut tail).map_err(Error::io("read", path))?;
     if &head != b"PAR1" {
-        return Err(bad("no Parquet magic bytes at the start: not a Parquet file".into()));
+        return Err(bad(
+            "no Parquet magic bytes at the start: not a Parquet file".into(),
+        ));
     }
     if &tail[4..] != b"PAR1" {
-        return Err(bad("no Parquet magic bytes at the end: the file is truncated or still being written".into()));
+        return Err(bad(
+            "no Parquet magic bytes at the end: the file is truncated or still being written"
+                .into(),
+        ));
     }
     let footer = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
     if footer + 12 > len {
-        return Err(bad(format!("footer length {footer} exceeds the file size {len}: the file is truncated")));
+        return Err(bad(format!(
+            "footer length {footer} exceeds the file size {len}: the file is truncated"
+        )));
     }
-    f.seek(SeekFrom::Start(0)).map_err(Error::io("read", path))?;
+    f.seek(SeekFrom::Start(0))
+        .map_err(Error::io("read", path))?;
     let mut reader = ParquetReader::new(f);
-    let schema = reader.schema().map_err(|e| bad(format!("unreadable footer: {e}")))?;
-    let rows = reader.num_rows().map_err(|e| bad(format!("unreadable footer: {e}")))?;
+    let schema = reader
+        .schema()
+        .map_err(|e| bad(format!("unreadable footer: {e}")))?;
+    let rows = reader
+        .num_rows()
+        .map_err(|e| bad(format!("unreadable footer: {e}")))?;
     let schema = Schema::from_arrow_schema(&schema);
     Ok((schema, rows))
 }
 
 /// A lazy scan over a table's files (all parts, in name order).
 pub fn scan(source: &TableSource) -> Result<LazyFrame> {
-    let paths: Vec<PlRefPath> = source.files.iter().map(|p| PlRefPath::from(p.to_string_lossy().as_ref())).collect();
-    let args = ScanArgsParquet { allow_missing_columns: false, ..Default::default() };
+    let paths: Vec<PlRefPath> = source
+        .files
+        .iter()
+        .map(|p| PlRefPath::from(p.to_string_lossy().as_ref()))
+        .collect();
+    let args = ScanArgsParquet {
+        allow_missing_columns: false,
+        ..Default::default()
+    };
     LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
         .map_err(Error::polars(format!("scan {}", source.path.display())))
 }
 
 /// A path beside `target` for writing before the rename.
 fn temp_beside(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -147,7 +193,9 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
 /// Writes a frame as Parquet (zstd), atomically.
 pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
     write_atomic(path, |f| {
-        ParquetWriter::new(f).finish(df).map_err(Error::polars(format!("write {}", path.display())))?;
+        ParquetWriter::new(f)
+            .finish(df)
+            .map_err(Error::polars(format!("write {}", path.display())))?;
         Ok(())
     })
 }
@@ -155,14 +203,20 @@ pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
 /// Writes a frame as CSV with a header, atomically.
 pub fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
     write_atomic(path, |f| {
-        CsvWriter::new(f).include_header(true).finish(df).map_err(Error::polars(format!("write {}", path.display())))
+        CsvWriter::new(f)
+            .include_header(true)
+            .finish(df)
+            .map_err(Error::polars(format!("write {}", path.display())))
     })
 }
 
 /// Writes a value as pretty JSON with a trailing newline, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, |f| {
-        serde_json::to_writer_pretty(&mut *f, value).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+        serde_json::to_writer_pretty(&mut *f, value).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
         f.write_all(b"\n").map_err(Error::io("write", path))
     })
 }
@@ -185,7 +239,11 @@ impl StagedDir {
             fs::remove_dir_all(&staging).map_err(Error::io("remove stale", &staging))?;
         }
         fs::create_dir_all(&staging).map_err(Error::io("create directory", &staging))?;
-        Ok(StagedDir { target: target.to_path_buf(), staging, committed: false })
+        Ok(StagedDir {
+            target: target.to_path_buf(),
+            staging,
+            committed: false,
+        })
     }
 
     /// Where to write now.
@@ -197,7 +255,10 @@ impl StagedDir {
     pub fn commit(mut self) -> Result<PathBuf> {
         let old = self.target.with_file_name(format!(
             ".{}.old-{}",
-            self.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            self.target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             std::process::id()
         ));
         let had_old = self.target.exists();
@@ -243,10 +304,16 @@ impl ParquetBatches {
         let ctx = || format!("write {}", self.path.display());
         if self.writer.is_none() {
             let f = File::create(&self.path).map_err(Error::io("create", &self.path))?;
-            let w = ParquetWriter::new(f).batched(df.schema()).map_err(Error::polars(ctx()))?;
+            let w = ParquetWriter::new(f)
+                .batched(df.schema())
+                .map_err(Error::polars(ctx()))?;
             self.writer = Some(w);
         }
-        self.writer.as_mut().expect("opened above").write_batch(df).map_err(Error::polars(ctx()))
+        self.writer
+            .as_mut()
+            .expect("opened above")
+            .write_batch(df)
+            .map_err(Error::polars(ctx()))
     }
 
     /// Writes the footer. `empty` gives the schema when nothing was written.
@@ -255,7 +322,11 @@ impl ParquetBatches {
             self.write(empty)?;
         }
         let ctx = format!("write {}", self.path.display());
-        self.writer.take().expect("opened").finish().map_err(Error::polars(ctx))?;
+        self.writer
+            .take()
+            .expect("opened")
+            .finish()
+            .map_err(Error::polars(ctx))?;
         Ok(())
     }
 }

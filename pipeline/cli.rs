@@ -58,7 +58,11 @@ pub struct StageArgs {
 impl StageArgs {
     /// The flags that override config values.
     pub fn overrides(&self) -> Overrides {
-        Overrides { data: self.data.clone(), out: self.out.clone(), mode: self.mode }
+        Overrides {
+            data: self.data.clone(),
+            out: self.out.clone(),
+            mode: self.mode,
+        }
     }
 }
 

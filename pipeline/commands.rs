@@ -28,7 +28,10 @@ pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
         Command::Run(args) => run(&settings(args)?, out),
         Command::Config(args) => {
             let settings = settings(args)?;
-            let text = toml::to_string_pretty(&settings).map_err(|e| Error::Setting { key: "-".into(), message: e.to_string() })?;
+            let text = toml::to_string_pretty(&settings).map_err(|e| Error::Setting {
+                key: "-".into(),
+                message: e.to_string(),
+            })?;
             write!(out, "{text}").map_err(Error::io("write", "stdout"))
         }
     }
@@ -66,8 +69,15 @@ pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<GenerateSumm
     };
     let mut generator = Generator::new(opts)?;
     let staged = StagedDir::new(&args.out)?;
-    let mut writers: Vec<(Table, ParquetBatches)> =
-        Table::ALL.into_iter().map(|t| (t, ParquetBatches::new(staged.path().join(format!("{}.parquet", t.name()))))).collect();
+    let mut writers: Vec<(Table, ParquetBatches)> = Table::ALL
+        .into_iter()
+        .map(|t| {
+            (
+                t,
+                ParquetBatches::new(staged.path().join(format!("{}.parquet", t.name()))),
+            )
+        })
+        .collect();
     let mut rows = [0u64; 7];
     let mut empty = None;
     while let Some(chunk) = generator.next_chunk()? {
@@ -75,9 +85,19 @@ pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<GenerateSumm
             rows[i] += df.height() as u64;
             w.write(df)?;
         }
-        info!(subscribers = chunk.range.end, elapsed_s = started.elapsed().as_secs_f64(), "generated");
+        info!(
+            subscribers = chunk.range.end,
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "generated"
+        );
         if empty.is_none() {
-            empty = Some(chunk.tables.iter().map(|(_, df)| df.clear()).collect::<Vec<_>>());
+            empty = Some(
+                chunk
+                    .tables
+                    .iter()
+                    .map(|(_, df)| df.clear())
+                    .collect::<Vec<_>>(),
+            );
         }
     }
     let empty = empty.expect("at least one chunk");
@@ -91,11 +111,21 @@ pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<GenerateSumm
     let total: u64 = rows.iter().sum();
     let summary = GenerateSummary {
         dir: dir.clone(),
-        rows: Table::ALL.iter().zip(rows).map(|(t, n)| (t.name().to_string(), n)).collect(),
+        rows: Table::ALL
+            .iter()
+            .zip(rows)
+            .map(|(t, n)| (t.name().to_string(), n))
+            .collect(),
         seconds,
     };
     let w = |e| Error::io("write", "stdout")(e);
-    writeln!(out, "generated {} subscribers into {}", args.subscribers, dir.display()).map_err(w)?;
+    writeln!(
+        out,
+        "generated {} subscribers into {}",
+        args.subscribers,
+        dir.display()
+    )
+    .map_err(w)?;
     for (t, n) in &summary.rows {
         writeln!(out, "  {t:<16} {n:>12} rows").map_err(w)?;
     }
@@ -114,7 +144,9 @@ pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<GenerateSumm
             a.arm,
             100.0 * a.return_rate,
             a.profit_per_targeted,
-            a.roi.map(|r| format!("{:.0}%", 100.0 * r)).unwrap_or_else(|| "-".into())
+            a.roi
+                .map(|r| format!("{:.0}%", 100.0 * r))
+                .unwrap_or_else(|| "-".into())
         )
         .map_err(w)?;
     }
@@ -142,7 +174,13 @@ pub struct IngestReport {
 
 /// Reads the footers of every table and checks schemas; every problem in
 /// every table is reported at once.
-fn ingest(settings: &Settings) -> Result<(Vec<TableSource>, Vec<(validate::Conformed, polars::prelude::LazyFrame)>, Vec<String>)> {
+fn ingest(
+    settings: &Settings,
+) -> Result<(
+    Vec<TableSource>,
+    Vec<(validate::Conformed, polars::prelude::LazyFrame)>,
+    Vec<String>,
+)> {
     let dir = &settings.data_dir;
     if !dir.is_dir() {
         return Err(Error::Io {
@@ -159,7 +197,10 @@ fn ingest(settings: &Settings) -> Result<(Vec<TableSource>, Vec<(validate::Confo
         let source = match catalog::locate(dir, table) {
             Ok(Some(s)) => s,
             Ok(None) if table.required() => {
-                problems.push(Error::MissingTable { table: table.name().into(), dir: dir.clone() });
+                problems.push(Error::MissingTable {
+                    table: table.name().into(),
+                    dir: dir.clone(),
+                });
                 continue;
             }
             Ok(None) => {
@@ -175,7 +216,11 @@ fn ingest(settings: &Settings) -> Result<(Vec<TableSource>, Vec<(validate::Confo
         let mut bad = false;
         for f in &source.files {
             match catalog::read_schema(table, f) {
-                Ok((schema, rows)) => files.push(FileSchema { path: f.display().to_string(), schema, rows }),
+                Ok((schema, rows)) => files.push(FileSchema {
+                    path: f.display().to_string(),
+                    schema,
+                    rows,
+                }),
                 Err(e) => {
                     problems.push(e);
                     bad = true;
@@ -219,7 +264,13 @@ pub fn validate(settings: &Settings, out: &mut dyn Write) -> Result<Validated> {
     };
     let staged = StagedDir::new(&settings.out_dir.join("validate"))?;
     for (table, df) in validated.rejected.iter_mut() {
-        catalog::write_parquet(&staged.path().join("rejected").join(format!("{}.parquet", table.name())), df)?;
+        catalog::write_parquet(
+            &staged
+                .path()
+                .join("rejected")
+                .join(format!("{}.parquet", table.name())),
+            df,
+        )?;
     }
     catalog::write_json(&staged.path().join("report.json"), &report)?;
     let dir = staged.commit()?;
@@ -233,9 +284,17 @@ pub fn validate(settings: &Settings, out: &mut dyn Write) -> Result<Validated> {
 
 fn print_validate(out: &mut dyn Write, report: &IngestReport, dir: &Path) -> std::io::Result<()> {
     writeln!(out, "validate ({:?} mode): {}", report.mode, report.status)?;
-    writeln!(out, "  {:<16} {:>12} {:>12} {:>10}", "table", "read", "accepted", "rejected")?;
+    writeln!(
+        out,
+        "  {:<16} {:>12} {:>12} {:>10}",
+        "table", "read", "accepted", "rejected"
+    )?;
     for t in &report.tables {
-        writeln!(out, "  {:<16} {:>12} {:>12} {:>10}", t.table, t.rows_read, t.rows_accepted, t.rows_rejected)?;
+        writeln!(
+            out,
+            "  {:<16} {:>12} {:>12} {:>10}",
+            t.table, t.rows_read, t.rows_accepted, t.rows_rejected
+        )?;
         for n in &t.notes {
             writeln!(out, "      note: {n}")?;
         }

@@ -147,20 +147,29 @@ pub struct ValidateSettings {
 impl ValidateSettings {
     /// The name in the files of `table`'s canonical column `canonical`.
     pub fn source_name<'a>(&'a self, table: Table, canonical: &'a str) -> &'a str {
-        self.columns.get(table.name()).and_then(|m| m.get(canonical)).map(String::as_str).unwrap_or(canonical)
+        self.columns
+            .get(table.name())
+            .and_then(|m| m.get(canonical))
+            .map(String::as_str)
+            .unwrap_or(canonical)
     }
 }
 
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<RawConfig> {
-    let text = fs::read_to_string(path)
-        .map_err(|e| Error::Config { path: path.to_path_buf(), message: format!("cannot read: {e}") })?;
+    let text = fs::read_to_string(path).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    })?;
     parse(path, &text)
 }
 
 /// Parses config text; `path` names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<RawConfig> {
-    toml::from_str(text).map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })
+    toml::from_str(text).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
 }
 
 fn fnv1a(bytes: &[u8]) -> String {
@@ -175,7 +184,10 @@ fn fnv1a(bytes: &[u8]) -> String {
 /// Merges the config with the flags and checks every value, reporting all
 /// problems at once.
 pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> Result<Settings> {
-    let base = config_path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let base = config_path
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let from_config = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
     let config_hash = match config_path {
         Some(p) => fnv1a(&fs::read(p).unwrap_or_default()),
@@ -184,26 +196,41 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
     let mut problems = Vec::new();
     let data_dir = over.data.or(raw.data.dir.map(from_config));
     if data_dir.is_none() {
-        problems.push("`data.dir`: no input directory; set it in the config or pass --data DIR".to_string());
+        problems.push(
+            "`data.dir`: no input directory; set it in the config or pass --data DIR".to_string(),
+        );
     }
     let out_dir = over.out.or(raw.output.dir.map(from_config));
     if out_dir.is_none() {
-        problems.push("`output.dir`: no output directory; set it in the config or pass --out DIR".to_string());
+        problems.push(
+            "`output.dir`: no output directory; set it in the config or pass --out DIR".to_string(),
+        );
     }
-    let demo = raw.data.demo.map(|d| DemoSettings { subscribers: d.subscribers, seed: d.seed });
+    let demo = raw.data.demo.map(|d| DemoSettings {
+        subscribers: d.subscribers,
+        seed: d.seed,
+    });
     if let Some(d) = &demo
         && !(1..=99_999_999).contains(&d.subscribers)
     {
-        problems.push(format!("`data.demo.subscribers`: {} is out of range; expected 1 to 99999999", d.subscribers));
+        problems.push(format!(
+            "`data.demo.subscribers`: {} is out of range; expected 1 to 99999999",
+            d.subscribers
+        ));
     }
     let max_examples = raw.validate.max_examples.unwrap_or(5);
     if !(1..=100).contains(&max_examples) {
-        problems.push(format!("`validate.max_examples`: {max_examples} is out of range; expected 1 to 100"));
+        problems.push(format!(
+            "`validate.max_examples`: {max_examples} is out of range; expected 1 to 100"
+        ));
     }
     for (table, map) in &raw.validate.columns {
         let Some(t) = Table::from_name(table) else {
             let valid: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
-            problems.push(format!("`validate.columns.{table}`: no table `{table}`; valid: {}", valid.join(", ")));
+            problems.push(format!(
+                "`validate.columns.{table}`: no table `{table}`; valid: {}",
+                valid.join(", ")
+            ));
             continue;
         };
         for (canonical, source) in map {
@@ -215,13 +242,17 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
                 ));
             }
             if source.is_empty() {
-                problems.push(format!("`validate.columns.{table}.{canonical}`: the source name is empty"));
+                problems.push(format!(
+                    "`validate.columns.{table}.{canonical}`: the source name is empty"
+                ));
             }
         }
     }
     if !problems.is_empty() {
         return Err(Error::Config {
-            path: config_path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<flags>")),
+            path: config_path
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("<flags>")),
             message: problems.join("\n"),
         });
     }
@@ -245,7 +276,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let err = parse(Path::new("x.toml"), "[validate]\nmodee = \"strict\"\n").unwrap_err().to_string();
+        let err = parse(Path::new("x.toml"), "[validate]\nmodee = \"strict\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.toml"), "{err}");
         assert!(err.contains("modee"), "{err}");
         assert!(err.contains("mode"), "{err}");
@@ -253,17 +286,35 @@ mod tests {
 
     #[test]
     fn bad_value_names_expected_values() {
-        let err = parse(Path::new("x.toml"), "[validate]\nmode = \"lenient\"\n").unwrap_err().to_string();
-        assert!(err.contains("lenient") && err.contains("strict") && err.contains("quarantine"), "{err}");
+        let err = parse(Path::new("x.toml"), "[validate]\nmode = \"lenient\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lenient") && err.contains("strict") && err.contains("quarantine"),
+            "{err}"
+        );
     }
 
     #[test]
     fn flags_override_config_paths_and_config_paths_are_relative_to_the_file() {
-        let raw = parse(Path::new("c.toml"), "[data]\ndir = \"d\"\n[output]\ndir = \"o\"\n").unwrap();
-        let s = resolve(Some(Path::new("configs/c.toml")), raw.clone(), Overrides::default()).unwrap();
+        let raw = parse(
+            Path::new("c.toml"),
+            "[data]\ndir = \"d\"\n[output]\ndir = \"o\"\n",
+        )
+        .unwrap();
+        let s = resolve(
+            Some(Path::new("configs/c.toml")),
+            raw.clone(),
+            Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(s.data_dir, PathBuf::from("configs/d"));
         assert_eq!(s.out_dir, PathBuf::from("configs/o"));
-        let over = Overrides { data: Some("x".into()), out: Some("y".into()), mode: Some(Mode::Quarantine) };
+        let over = Overrides {
+            data: Some("x".into()),
+            out: Some("y".into()),
+            mode: Some(Mode::Quarantine),
+        };
         let s = resolve(Some(Path::new("configs/c.toml")), raw, over).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("x"));
         assert_eq!(s.out_dir, PathBuf::from("y"));
@@ -272,11 +323,21 @@ mod tests {
 
     #[test]
     fn column_mapping_to_unknown_names_lists_valid_ones() {
-        let raw = parse(Path::new("c.toml"), "[validate.columns.billing]\nmonht = \"m\"\n[validate.columns.bills]\nx = \"y\"\n")
-            .unwrap();
-        let over = Overrides { data: Some("d".into()), out: Some("o".into()), mode: None };
+        let raw = parse(
+            Path::new("c.toml"),
+            "[validate.columns.billing]\nmonht = \"m\"\n[validate.columns.bills]\nx = \"y\"\n",
+        )
+        .unwrap();
+        let over = Overrides {
+            data: Some("d".into()),
+            out: Some("o".into()),
+            mode: None,
+        };
         let err = resolve(None, raw, over).unwrap_err().to_string();
-        assert!(err.contains("no column `monht`; valid: subscriber_id, month"), "{err}");
+        assert!(
+            err.contains("no column `monht`; valid: subscriber_id, month"),
+            "{err}"
+        );
         assert!(err.contains("no table `bills`"), "{err}");
     }
 }

@@ -32,7 +32,9 @@ pub enum Error {
     },
 
     /// A required input table is absent from the data directory.
-    #[error("table `{table}` is missing from {dir}: expected `{table}.parquet` or a directory `{table}/` of part files")]
+    #[error(
+        "table `{table}` is missing from {dir}: expected `{table}.parquet` or a directory `{table}/` of part files"
+    )]
     MissingTable {
         /// Canonical table name.
         table: String,
@@ -113,9 +115,16 @@ impl Error {
     }
 
     /// Wraps an I/O error with the action and path.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
     }
 
     /// Wraps a polars error with the dataset or step it happened in.
@@ -128,7 +137,10 @@ impl Error {
     /// configuration's (2) or the machine's (1).
     pub fn is_data_error(&self) -> bool {
         match self {
-            Error::MissingTable { .. } | Error::BadFile { .. } | Error::Schema { .. } | Error::Rules { .. } => true,
+            Error::MissingTable { .. }
+            | Error::BadFile { .. }
+            | Error::Schema { .. }
+            | Error::Rules { .. } => true,
             Error::Many(all) => all.iter().all(Error::is_data_error),
             _ => false,
         }

@@ -21,7 +21,11 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WINBACK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("winback={level}")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -108,71 +108,75 @@ impl Table {
     pub fn columns(self) -> &'static [ColumnSpec] {
         use Kind::*;
         const fn c(name: &'static str, kind: Kind, nullable: bool) -> ColumnSpec {
-            ColumnSpec { name, kind, nullable }
+            ColumnSpec {
+                name,
+                kind,
+                nullable,
+            }
         }
         match self {
             Table::Subscribers => {
                 const C: &[ColumnSpec] = &[
-                c(col::SUBSCRIBER_ID, Id, false),
-                c(col::SIGNUP_DATE, Date, false),
-                c(col::PLAN, Str, false),
-                c(col::MONTHLY_FEE, Float, false),
-                c(col::REGION, Str, true),
-                c(col::CHANNEL, Str, true),
-            ];
+                    c(col::SUBSCRIBER_ID, Id, false),
+                    c(col::SIGNUP_DATE, Date, false),
+                    c(col::PLAN, Str, false),
+                    c(col::MONTHLY_FEE, Float, false),
+                    c(col::REGION, Str, true),
+                    c(col::CHANNEL, Str, true),
+                ];
                 C
             }
             Table::Billing => {
                 const C: &[ColumnSpec] = &[
-                c(col::SUBSCRIBER_ID, Id, false),
-                c(col::MONTH, Date, false),
-                c(col::REVENUE, Float, false),
-                c(col::COST_TO_SERVE, Float, true),
-            ];
+                    c(col::SUBSCRIBER_ID, Id, false),
+                    c(col::MONTH, Date, false),
+                    c(col::REVENUE, Float, false),
+                    c(col::COST_TO_SERVE, Float, true),
+                ];
                 C
             }
             Table::Complaints => {
                 const C: &[ColumnSpec] = &[
-                c(col::SUBSCRIBER_ID, Id, false),
-                c(col::OPENED_AT, Date, false),
-                c(col::RESOLVED_AT, Date, true),
-                c(col::SATISFIED, Bool, true),
-                c(col::CATEGORY, Str, true),
-            ];
+                    c(col::SUBSCRIBER_ID, Id, false),
+                    c(col::OPENED_AT, Date, false),
+                    c(col::RESOLVED_AT, Date, true),
+                    c(col::SATISFIED, Bool, true),
+                    c(col::CATEGORY, Str, true),
+                ];
                 C
             }
             Table::Referrals => {
                 const C: &[ColumnSpec] = &[
-                c(col::REFERRER_ID, Id, false),
-                c(col::REFERRED_AT, Date, false),
-                c(col::REFERRED_ID, Id, true),
-            ];
+                    c(col::REFERRER_ID, Id, false),
+                    c(col::REFERRED_AT, Date, false),
+                    c(col::REFERRED_ID, Id, true),
+                ];
                 C
             }
             Table::ChurnEvents => {
                 const C: &[ColumnSpec] = &[
-                c(col::SUBSCRIBER_ID, Id, false),
-                c(col::CHURNED_AT, Date, false),
-                c(col::LEAVE_REASON, Str, false),
-            ];
+                    c(col::SUBSCRIBER_ID, Id, false),
+                    c(col::CHURNED_AT, Date, false),
+                    c(col::LEAVE_REASON, Str, false),
+                ];
                 C
             }
             Table::Reactivations => {
                 const C: &[ColumnSpec] = &[
-                c(col::SUBSCRIBER_ID, Id, false),
-                c(col::RETURNED_AT, Date, false),
-                c(col::PLAN, Str, true),
-                c(col::MONTHLY_FEE, Float, true),
-            ];
+                    c(col::SUBSCRIBER_ID, Id, false),
+                    c(col::RETURNED_AT, Date, false),
+                    c(col::PLAN, Str, true),
+                    c(col::MONTHLY_FEE, Float, true),
+                ];
                 C
             }
             Table::WinbackOffers => {
                 const C: &[ColumnSpec] = &[
-                c(col::SUBSCRIBER_ID, Id, false),
-                c(col::OFFERED_AT, Date, false),
-                c(col::ARM, Str, false),
-                c(col::PROPENSITY, Float, true),
-            ];
+                    c(col::SUBSCRIBER_ID, Id, false),
+                    c(col::OFFERED_AT, Date, false),
+                    c(col::ARM, Str, false),
+                    c(col::PROPENSITY, Float, true),
+                ];
                 C
             }
         }

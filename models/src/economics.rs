@@ -28,7 +28,13 @@ pub enum Arm {
 
 impl Arm {
     /// All arms, control first.
-    pub const ALL: [Arm; 5] = [Arm::Control, Arm::Discount, Arm::Upgrade, Arm::Both, Arm::Tailored];
+    pub const ALL: [Arm; 5] = [
+        Arm::Control,
+        Arm::Discount,
+        Arm::Upgrade,
+        Arm::Both,
+        Arm::Tailored,
+    ];
 
     /// The name used in tables and configs.
     pub fn name(self) -> &'static str {
@@ -77,7 +83,12 @@ pub struct OfferTerms {
 
 impl Default for OfferTerms {
     fn default() -> Self {
-        OfferTerms { discount_per_month: 20.0, discount_months: 6, upgrade_cost_per_month: 35.0, upgrade_months: 3 }
+        OfferTerms {
+            discount_per_month: 20.0,
+            discount_months: 6,
+            upgrade_cost_per_month: 35.0,
+            upgrade_months: 3,
+        }
     }
 }
 
@@ -85,7 +96,9 @@ impl OfferTerms {
     /// Discount taken off the bill in month `t` (1-based) of the second lifetime.
     pub fn discount_in_month(&self, package: Package, t: u32) -> f64 {
         match package {
-            Package::Discount | Package::Both if t >= 1 && t <= self.discount_months => self.discount_per_month,
+            Package::Discount | Package::Both if t >= 1 && t <= self.discount_months => {
+                self.discount_per_month
+            }
             _ => 0.0,
         }
     }
@@ -93,7 +106,9 @@ impl OfferTerms {
     /// Upgrade cost borne by the operator in month `t` (1-based).
     pub fn upgrade_cost_in_month(&self, package: Package, t: u32) -> f64 {
         match package {
-            Package::Upgrade | Package::Both if t >= 1 && t <= self.upgrade_months => self.upgrade_cost_per_month,
+            Package::Upgrade | Package::Both if t >= 1 && t <= self.upgrade_months => {
+                self.upgrade_cost_per_month
+            }
             _ => 0.0,
         }
     }
@@ -126,7 +141,9 @@ impl Discounting {
     /// From an annual rate (e.g. 0.10) and a horizon in months.
     pub fn new(annual_rate: f64, horizon_months: u32) -> Self {
         let d = monthly_rate(annual_rate);
-        let factors = (1..=horizon_months).map(|t| (1.0 + d).powi(-(t as i32))).collect();
+        let factors = (1..=horizon_months)
+            .map(|t| (1.0 + d).powi(-(t as i32)))
+            .collect();
         Discounting { factors }
     }
 
@@ -137,12 +154,21 @@ impl Discounting {
 
     /// Factor for month `t` (1-based); zero past the horizon.
     pub fn factor(&self, t: u32) -> f64 {
-        if t == 0 { 1.0 } else { self.factors.get(t as usize - 1).copied().unwrap_or(0.0) }
+        if t == 0 {
+            1.0
+        } else {
+            self.factors.get(t as usize - 1).copied().unwrap_or(0.0)
+        }
     }
 
     /// Present value of `margin[t-1] * survival[t-1]` over the horizon.
     pub fn present_value(&self, margin: &[f64], survival: &[f64]) -> f64 {
-        self.factors.iter().zip(margin).zip(survival).map(|((f, m), s)| f * m * s).sum()
+        self.factors
+            .iter()
+            .zip(margin)
+            .zip(survival)
+            .map(|((f, m), s)| f * m * s)
+            .sum()
     }
 }
 

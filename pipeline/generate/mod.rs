@@ -81,22 +81,41 @@ impl Generator {
     /// A generator with the default true parameters.
     pub fn new(opts: GenerateOptions) -> Result<Self> {
         if opts.subscribers == 0 {
-            return Err(Error::Setting { key: "subscribers".into(), message: "must be at least 1".into() });
+            return Err(Error::Setting {
+                key: "subscribers".into(),
+                message: "must be at least 1".into(),
+            });
         }
         if opts.subscribers > 99_999_999 {
-            return Err(Error::Setting { key: "subscribers".into(), message: "at most 99,999,999".into() });
+            return Err(Error::Setting {
+                key: "subscribers".into(),
+                message: "at most 99,999,999".into(),
+            });
         }
         if opts.months < 24 {
-            return Err(Error::Setting { key: "months".into(), message: "at least 24 months of history".into() });
+            return Err(Error::Setting {
+                key: "months".into(),
+                message: "at least 24 months of history".into(),
+            });
         }
         if opts.chunk_size == 0 {
-            return Err(Error::Setting { key: "chunk_size".into(), message: "must be at least 1".into() });
+            return Err(Error::Setting {
+                key: "chunk_size".into(),
+                message: "must be at least 1".into(),
+            });
         }
         let params = Parameters::default();
         let calendar = Calendar::new(opts.start, opts.months);
         let e = &params.economics;
         let discounting = Discounting::new(e.annual_discount_rate, e.horizon_months);
-        Ok(Generator { opts, params, calendar, discounting, next: 0, arm_sums: Default::default() })
+        Ok(Generator {
+            opts,
+            params,
+            calendar,
+            discounting,
+            next: 0,
+            arm_sums: Default::default(),
+        })
     }
 
     /// The true parameters in use.
@@ -111,9 +130,17 @@ impl Generator {
         }
         let range = self.next..(self.next + self.opts.chunk_size).min(self.opts.subscribers);
         self.next = range.end;
-        let blocks: Vec<Range<u64>> =
-            range.clone().step_by(BLOCK as usize).map(|s| s..(s + BLOCK).min(range.end)).collect();
-        let (p, cal, disc, seed) = (&self.params, &self.calendar, &self.discounting, self.opts.seed);
+        let blocks: Vec<Range<u64>> = range
+            .clone()
+            .step_by(BLOCK as usize)
+            .map(|s| s..(s + BLOCK).min(range.end))
+            .collect();
+        let (p, cal, disc, seed) = (
+            &self.params,
+            &self.calendar,
+            &self.discounting,
+            self.opts.seed,
+        );
         let parts: Vec<Result<(Vec<DataFrame>, [ArmSums; 5])>> = blocks
             .into_par_iter()
             .map(|block| {
@@ -134,7 +161,8 @@ impl Generator {
                 tables = Table::ALL.into_iter().zip(dfs).collect();
             } else {
                 for ((table, acc), df) in tables.iter_mut().zip(dfs) {
-                    acc.vstack_mut_owned(df).map_err(Error::polars(format!("stack {table}")))?;
+                    acc.vstack_mut_owned(df)
+                        .map_err(Error::polars(format!("stack {table}")))?;
                 }
             }
         }
@@ -147,7 +175,11 @@ impl Generator {
 
     /// The ground truth, once every chunk has been generated.
     pub fn truth(&self) -> Truth {
-        let end = self.opts.start.checked_add_months(chrono::Months::new(self.opts.months)).expect("date in range")
+        let end = self
+            .opts
+            .start
+            .checked_add_months(chrono::Months::new(self.opts.months))
+            .expect("date in range")
             - chrono::Days::new(1);
         Truth {
             generator_version: GENERATOR_VERSION,
@@ -175,15 +207,23 @@ pub struct Truth {
 }
 
 fn ids(rows: &Rows, name: &str, pos: &[u32]) -> Column {
-    StringChunked::from_iter_values(name.into(), pos.iter().map(|&i| rows.sub_id[i as usize].as_str())).into_column()
+    StringChunked::from_iter_values(
+        name.into(),
+        pos.iter().map(|&i| rows.sub_id[i as usize].as_str()),
+    )
+    .into_column()
 }
 
 fn dates(name: &str, v: &[i32]) -> Column {
-    Int32Chunked::from_slice(name.into(), v).into_date().into_column()
+    Int32Chunked::from_slice(name.into(), v)
+        .into_date()
+        .into_column()
 }
 
 fn opt_dates(name: &str, v: &[Option<i32>]) -> Column {
-    Int32Chunked::from_slice_options(name.into(), v).into_date().into_column()
+    Int32Chunked::from_slice_options(name.into(), v)
+        .into_date()
+        .into_column()
 }
 
 fn strs(name: &str, v: &[&str]) -> Column {
@@ -205,7 +245,9 @@ fn opt_floats(name: &str, v: &[Option<f64>]) -> Column {
 /// The seven tables of a block of rows, in [`Table::ALL`] order.
 fn frames(r: &Rows) -> Result<Vec<DataFrame>> {
     let all: Vec<u32> = (0..r.sub_id.len() as u32).collect();
-    let df = |table: Table, cols: Vec<Column>| DataFrame::new_infer_height(cols).map_err(Error::polars(format!("build {table}")));
+    let df = |table: Table, cols: Vec<Column>| {
+        DataFrame::new_infer_height(cols).map_err(Error::polars(format!("build {table}")))
+    };
     Ok(vec![
         df(
             Table::Subscribers,
@@ -235,7 +277,8 @@ fn frames(r: &Rows) -> Result<Vec<DataFrame>> {
                 ids(r, col::SUBSCRIBER_ID, &r.complaint.0),
                 dates(col::OPENED_AT, &r.complaint.1),
                 opt_dates(col::RESOLVED_AT, &r.complaint.2),
-                BooleanChunked::from_slice_options(col::SATISFIED.into(), &r.complaint.3).into_column(),
+                BooleanChunked::from_slice_options(col::SATISFIED.into(), &r.complaint.3)
+                    .into_column(),
                 strs(col::CATEGORY, &r.complaint.4),
             ],
         )?,
@@ -244,7 +287,11 @@ fn frames(r: &Rows) -> Result<Vec<DataFrame>> {
             vec![
                 ids(r, col::REFERRER_ID, &r.referral.0),
                 dates(col::REFERRED_AT, &r.referral.1),
-                Column::full_null(col::REFERRED_ID.into(), r.referral.0.len(), &DataType::String),
+                Column::full_null(
+                    col::REFERRED_ID.into(),
+                    r.referral.0.len(),
+                    &DataType::String,
+                ),
             ],
         )?,
         df(

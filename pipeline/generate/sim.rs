@@ -37,11 +37,16 @@ impl Calendar {
         let first = NaiveDate::from_ymd_opt(start.year(), start.month(), 1).expect("valid date");
         let start_days = (0..=months)
             .map(|m| {
-                let d = first.checked_add_months(chrono::Months::new(m)).expect("date in range");
+                let d = first
+                    .checked_add_months(chrono::Months::new(m))
+                    .expect("date in range");
                 (d - epoch).num_days() as i32
             })
             .collect();
-        Calendar { start: start_days, first_month0: first.month0() }
+        Calendar {
+            start: start_days,
+            first_month0: first.month0(),
+        }
     }
 
     /// Number of months in the history.
@@ -72,7 +77,11 @@ impl Calendar {
     fn random_day(&self, rng: &mut ChaCha8Rng, m: usize, not_before: i32) -> i32 {
         let lo = self.start[m].max(not_before);
         let hi = self.start[m + 1] - 1;
-        if lo >= hi { lo } else { rng.random_range(lo..=hi) }
+        if lo >= hi {
+            lo
+        } else {
+            rng.random_range(lo..=hi)
+        }
     }
 }
 
@@ -83,7 +92,13 @@ pub trait Sink {
     /// One billed month.
     fn billing(&mut self, month_day: i32, revenue: f64, cost: Option<f64>);
     /// One complaint.
-    fn complaint(&mut self, opened: i32, resolved: Option<i32>, satisfied: Option<bool>, category: &'static str);
+    fn complaint(
+        &mut self,
+        opened: i32,
+        resolved: Option<i32>,
+        satisfied: Option<bool>,
+        category: &'static str,
+    );
     /// One referral made.
     fn referral(&mut self, day: i32);
 }
@@ -121,13 +136,24 @@ pub struct Rows {
     /// Billing rows: subscriber position, month, revenue, cost.
     pub bill: (Vec<u32>, Vec<i32>, Vec<f64>, Vec<Option<f64>>),
     /// Complaints: position, opened, resolved, satisfied, category.
-    pub complaint: (Vec<u32>, Vec<i32>, Vec<Option<i32>>, Vec<Option<bool>>, Vec<&'static str>),
+    pub complaint: (
+        Vec<u32>,
+        Vec<i32>,
+        Vec<Option<i32>>,
+        Vec<Option<bool>>,
+        Vec<&'static str>,
+    ),
     /// Referrals: position, day.
     pub referral: (Vec<u32>, Vec<i32>),
     /// Churn events: position, day, reason.
     pub churn: (Vec<u32>, Vec<i32>, Vec<&'static str>),
     /// Reactivations: position, day, plan, fee.
-    pub reactivation: (Vec<u32>, Vec<i32>, Vec<Option<&'static str>>, Vec<Option<f64>>),
+    pub reactivation: (
+        Vec<u32>,
+        Vec<i32>,
+        Vec<Option<&'static str>>,
+        Vec<Option<f64>>,
+    ),
     /// Offers: position, day, arm, propensity.
     pub offer: (Vec<u32>, Vec<i32>, Vec<&'static str>, Vec<f64>),
     /// Truth sums per arm over targeted defections.
@@ -151,7 +177,13 @@ impl Sink for RowSink<'_> {
         b.3.push(cost);
         self.rows.months_billed += 1;
     }
-    fn complaint(&mut self, opened: i32, resolved: Option<i32>, satisfied: Option<bool>, category: &'static str) {
+    fn complaint(
+        &mut self,
+        opened: i32,
+        resolved: Option<i32>,
+        satisfied: Option<bool>,
+        category: &'static str,
+    ) {
         let c = &mut self.rows.complaint;
         c.0.push(self.pos);
         c.1.push(opened);
@@ -260,15 +292,27 @@ fn run_lifetime<S: Sink>(
     let c = &p.churn;
     let terms = &p.economics.terms;
     let term = terms.term_months(life.package);
-    let mut end = LifeEnd { churn: None, months: 0, margin_sum: 0.0, pv_margin: 0.0, pv_offer_cost: 0.0 };
+    let mut end = LifeEnd {
+        churn: None,
+        months: 0,
+        margin_sum: 0.0,
+        pv_margin: 0.0,
+        pv_offer_cost: 0.0,
+    };
     for m in life.first_month..end_month {
         let tenure = (m - life.first_month) as u32;
         let month_no = tenure + 1;
         // Bill: usage noise and the occasional bill shock.
         let shock = rng.random_bool(c.bill_shock_rate);
-        let usage = (0.08 * normal(rng) - 0.0032).exp() * if shock { rng.random_range(1.6..2.5) } else { 1.0 };
+        let usage = (0.08 * normal(rng) - 0.0032).exp()
+            * if shock {
+                rng.random_range(1.6..2.5)
+            } else {
+                1.0
+            };
         let gross_revenue = t.fee * usage;
-        let base_cost = 0.55 * t.fee * rng.random_range(0.9..1.1) + 0.3 * (gross_revenue - t.fee).max(0.0);
+        let base_cost =
+            0.55 * t.fee * rng.random_range(0.9..1.1) + 0.3 * (gross_revenue - t.fee).max(0.0);
         let discount = terms.discount_in_month(life.package, month_no);
         let upgrade = terms.upgrade_cost_in_month(life.package, month_no);
         let margin = gross_revenue - base_cost;
@@ -280,7 +324,11 @@ fn run_lifetime<S: Sink>(
             end.pv_offer_cost += f * (discount + upgrade);
         }
         if S::RECORD {
-            let cost = if rng.random_bool(0.03) { None } else { Some(round2(base_cost + upgrade)) };
+            let cost = if rng.random_bool(0.03) {
+                None
+            } else {
+                Some(round2(base_cost + upgrade))
+            };
             sink.billing(cal.month_start(m), round2(gross_revenue - discount), cost);
         }
         // Complaints, more likely after a bill shock.
@@ -292,16 +340,29 @@ fn run_lifetime<S: Sink>(
                 "billing"
             } else {
                 let u: f64 = rng.random();
-                CATEGORIES[if u < 0.45 { 0 } else if u < 0.7 { 1 } else if u < 0.9 { 2 } else { 3 }]
+                CATEGORIES[if u < 0.45 {
+                    0
+                } else if u < 0.7 {
+                    1
+                } else if u < 0.9 {
+                    2
+                } else {
+                    3
+                }]
             };
             let network = category == "network";
             let resolved = rng.random_bool(if network { 0.7 } else { 0.8 });
             let satisfied = resolved && rng.random_bool(if network { 0.6 } else { 0.72 });
-            if satisfied { h.satisfied += 1 } else { h.unsatisfied += 1 }
+            if satisfied {
+                h.satisfied += 1
+            } else {
+                h.unsatisfied += 1
+            }
             if S::RECORD {
                 let opened = cal.random_day(rng, m, life.first_day);
                 let days = 1 + (-(rng.random::<f64>().max(1e-12)).ln() * 6.0) as i32;
-                let resolved_at = (resolved && opened + days <= cal.end_day()).then_some(opened + days);
+                let resolved_at =
+                    (resolved && opened + days <= cal.end_day()).then_some(opened + days);
                 let sat = match (resolved_at, resolved) {
                     (Some(_), _) if rng.random_bool(0.04) => None,
                     (Some(_), _) => Some(satisfied),
@@ -327,7 +388,9 @@ fn run_lifetime<S: Sink>(
                 x += c.tenure_3_12;
             }
         } else {
-            x += c.returner + c.by_package[package_index(life.package)] + c.by_previous_reason[life.previous_reason];
+            x += c.returner
+                + c.by_package[package_index(life.package)]
+                + c.by_previous_reason[life.previous_reason];
         }
         if tenure == 12 || tenure == 24 {
             x += c.contract_end;
@@ -349,7 +412,11 @@ fn run_lifetime<S: Sink>(
         h.shock_prev2 = h.shock_prev;
         h.shock_prev = shock;
         if month_no > term && rng.random_bool(sigmoid(x)) {
-            let day = if S::RECORD { cal.random_day(rng, m, life.first_day) } else { 0 };
+            let day = if S::RECORD {
+                cal.random_day(rng, m, life.first_day)
+            } else {
+                0
+            };
             end.churn = Some((m, day));
             return end;
         }
@@ -364,11 +431,16 @@ fn draw_reason(rng: &mut ChaCha8Rng, p: &Parameters, t: &Traits, h: &History) ->
         return 4;
     }
     let shock = h.shock_prev || h.shock_prev2;
-    let price = r.price_intercept + r.price_sensitivity * t.price_sensitivity + if shock { r.price_bill_shock } else { 0.0 };
+    let price = r.price_intercept
+        + r.price_sensitivity * t.price_sensitivity
+        + if shock { r.price_bill_shock } else { 0.0 };
     let service = r.service_intercept
         + r.service_per_unsatisfied * h.unsatisfied.min(4) as f64
         + r.service_per_recent_complaint * h.recent_complaints().min(4) as f64;
-    match (rng.random_bool(sigmoid(price)), rng.random_bool(sigmoid(service))) {
+    match (
+        rng.random_bool(sigmoid(price)),
+        rng.random_bool(sigmoid(service)),
+    ) {
         (true, true) => 2,
         (true, false) => 0,
         (false, true) => 1,
@@ -377,7 +449,15 @@ fn draw_reason(rng: &mut ChaCha8Rng, p: &Parameters, t: &Traits, h: &History) ->
 }
 
 /// Logit of returning within the window under `package`.
-fn return_logit(p: &Parameters, package: Package, reason: usize, t: &Traits, h: &History, end: &LifeEnd, delay: i32) -> f64 {
+fn return_logit(
+    p: &Parameters,
+    package: Package,
+    reason: usize,
+    t: &Traits,
+    h: &History,
+    end: &LifeEnd,
+    delay: i32,
+) -> f64 {
     let r = &p.return_;
     let k = package_index(package);
     let mean_margin = end.margin_sum / end.months.max(1) as f64;
@@ -407,7 +487,14 @@ fn pick(rng: &mut ChaCha8Rng, shares: &[f64]) -> usize {
 }
 
 /// Simulates subscriber `index` (0-based) into `rows`.
-pub fn simulate_subscriber(index: u64, seed: u64, p: &Parameters, cal: &Calendar, disc: &Discounting, rows: &mut Rows) {
+pub fn simulate_subscriber(
+    index: u64,
+    seed: u64,
+    p: &Parameters,
+    cal: &Calendar,
+    disc: &Discounting,
+    rows: &mut Rows,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(2 * index);
     let mut truth_rng = ChaCha8Rng::seed_from_u64(seed);
@@ -421,7 +508,11 @@ pub fn simulate_subscriber(index: u64, seed: u64, p: &Parameters, cal: &Calendar
     let loyalty = normal(&mut rng);
     // Price-sensitive subscribers choose cheaper plans.
     let plan = {
-        let w = [0.45 * (0.6 * price_sensitivity).exp(), 0.35, 0.20 * (-0.6 * price_sensitivity).exp()];
+        let w = [
+            0.45 * (0.6 * price_sensitivity).exp(),
+            0.35,
+            0.20 * (-0.6 * price_sensitivity).exp(),
+        ];
         let total: f64 = w.iter().sum();
         pick(&mut rng, &w.map(|x| x / total))
     };
@@ -435,15 +526,21 @@ pub fn simulate_subscriber(index: u64, seed: u64, p: &Parameters, cal: &Calendar
     } else {
         Some(CHANNELS[pick(&mut rng, &[0.42, 0.40, 0.18])])
     };
-    let region = if rng.random_bool(0.03) { None } else { Some(REGIONS[rng.random_range(0..REGIONS.len())]) };
+    let region = if rng.random_bool(0.03) {
+        None
+    } else {
+        Some(REGIONS[rng.random_range(0..REGIONS.len())])
+    };
     let dnc = rng.random_bool(p.campaign.do_not_contact_share);
     let bad_debt = rng.random_bool(p.campaign.bad_debt_share);
     let traits = Traits {
         fee,
         price_sensitivity,
         loyalty,
-        complaint_rate: p.churn.complaint_rate * (0.7 * normal(&mut rng) - 0.245 - 0.2 * loyalty).exp(),
-        referral_rate: p.churn.referral_rate * (0.8 * loyalty - 0.32 + if referred { 0.3 } else { 0.0 }).exp(),
+        complaint_rate: p.churn.complaint_rate
+            * (0.7 * normal(&mut rng) - 0.245 - 0.2 * loyalty).exp(),
+        referral_rate: p.churn.referral_rate
+            * (0.8 * loyalty - 0.32 + if referred { 0.3 } else { 0.0 }).exp(),
     };
     rows.sub_id.push(format!("S{:08}", index + 1));
     rows.sub_signup.push(signup);
@@ -457,11 +554,28 @@ pub fn simulate_subscriber(index: u64, seed: u64, p: &Parameters, cal: &Calendar
     let camp = &p.campaign;
     let end_day = cal.end_day();
     let mut hist = History::default();
-    let mut life =
-        Life { index: 0, package: Package::None, previous_reason: 3, first_month: signup_month, first_day: signup };
+    let mut life = Life {
+        index: 0,
+        package: Package::None,
+        previous_reason: 3,
+        first_month: signup_month,
+        first_day: signup,
+    };
     loop {
-        let end = run_lifetime(&mut rng, p, cal, &traits, &mut hist, life, months, None, &mut RowSink { rows, pos });
-        let Some((churn_month, churn_day)) = end.churn else { break };
+        let end = run_lifetime(
+            &mut rng,
+            p,
+            cal,
+            &traits,
+            &mut hist,
+            life,
+            months,
+            None,
+            &mut RowSink { rows, pos },
+        );
+        let Some((churn_month, churn_day)) = end.churn else {
+            break;
+        };
         hist.defections += 1;
         let reason = draw_reason(&mut rng, p, &traits, &hist);
         rows.churn.0.push(pos);
@@ -471,7 +585,8 @@ pub fn simulate_subscriber(index: u64, seed: u64, p: &Parameters, cal: &Calendar
         let delay = rng.random_range(camp.min_delay_days..=camp.max_delay_days) as i32;
         let offer_day = churn_day + delay;
         let offer_month = cal.month_of(offer_day);
-        let targeted = offer_day <= end_day && offer_month >= camp.first_month as usize && !dnc && !bad_debt;
+        let targeted =
+            offer_day <= end_day && offer_month >= camp.first_month as usize && !dnc && !bad_debt;
         let arm = if targeted {
             let year = (offer_month - camp.first_month as usize) / 12;
             let shares = &camp.arm_shares_by_year[year.min(camp.arm_shares_by_year.len() - 1)];
@@ -485,15 +600,32 @@ pub fn simulate_subscriber(index: u64, seed: u64, p: &Parameters, cal: &Calendar
             Arm::Control
         };
         if targeted {
-            add_truth(&mut truth_rng, p, cal, disc, &traits, &hist, &end, reason, delay, offer_month, rows);
+            add_truth(
+                &mut truth_rng,
+                p,
+                cal,
+                disc,
+                &traits,
+                &hist,
+                &end,
+                reason,
+                delay,
+                offer_month,
+                rows,
+            );
         }
         let package = p.package(arm, reason);
-        let p_return = sigmoid(return_logit(p, package, reason, &traits, &hist, &end, delay));
+        let p_return = sigmoid(return_logit(
+            p, package, reason, &traits, &hist, &end, delay,
+        ));
         let window = camp.response_window_days as i32;
         let (return_day, package) = if rng.random_bool(p_return) {
             (offer_day + rng.random_range(1..=window), package)
         } else if rng.random_bool(p.return_.late_return_share * p_return) {
-            (offer_day + window + rng.random_range(1..=540), Package::None)
+            (
+                offer_day + window + rng.random_range(1..=540),
+                Package::None,
+            )
         } else {
             break;
         };
@@ -503,8 +635,12 @@ pub fn simulate_subscriber(index: u64, seed: u64, p: &Parameters, cal: &Calendar
         let reactivation = &mut rows.reactivation;
         reactivation.0.push(pos);
         reactivation.1.push(return_day);
-        reactivation.2.push((!rng.random_bool(0.03)).then_some(plan_name));
-        reactivation.3.push((!rng.random_bool(0.03)).then(|| round2(fee * (1.0 + 0.02 * normal(&mut rng)))));
+        reactivation
+            .2
+            .push((!rng.random_bool(0.03)).then_some(plan_name));
+        reactivation
+            .3
+            .push((!rng.random_bool(0.03)).then(|| round2(fee * (1.0 + 0.02 * normal(&mut rng)))));
         let first_month = cal.month_of(return_day).max(churn_month + 1);
         if first_month >= months {
             break;
@@ -542,8 +678,24 @@ fn add_truth(
         let package = p.package(arm, reason);
         let pr = sigmoid(return_logit(p, package, reason, traits, hist, end, delay));
         let mut h = hist.clone();
-        let life = Life { index: 1, package, previous_reason: reason, first_month: start, first_day: 0 };
-        let v = run_lifetime(rng, p, cal, traits, &mut h, life, start + horizon, Some(disc), &mut NullSink);
+        let life = Life {
+            index: 1,
+            package,
+            previous_reason: reason,
+            first_month: start,
+            first_day: 0,
+        };
+        let v = run_lifetime(
+            rng,
+            p,
+            cal,
+            traits,
+            &mut h,
+            life,
+            start + horizon,
+            Some(disc),
+            &mut NullSink,
+        );
         let s = &mut rows.arm_sums[arm.index()];
         s.n += 1;
         s.p += pr;

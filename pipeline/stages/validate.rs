@@ -65,7 +65,10 @@ fn type_ok(kind: Kind, dtype: &DataType) -> Option<(Expr, Option<String>)> {
             c(Expr::default(), Some(format!("{dtype} ids read as text")))
         }
         (Kind::Date, DataType::Date) => c(Expr::default(), None),
-        (Kind::Date, DataType::Datetime(_, _)) => c(Expr::default(), Some(format!("timestamp ({dtype}) truncated to the day"))),
+        (Kind::Date, DataType::Datetime(_, _)) => c(
+            Expr::default(),
+            Some(format!("timestamp ({dtype}) truncated to the day")),
+        ),
         (Kind::Str, DataType::String) => c(Expr::default(), None),
         (Kind::Float, DataType::Float64) => c(Expr::default(), None),
         (Kind::Float, d) if d.is_integer() || matches!(d, DataType::Float32) => {
@@ -87,12 +90,24 @@ fn target_dtype(kind: Kind) -> DataType {
 
 /// Checks a table's file schemas against the contract. Returns every problem
 /// found (as messages naming table, file, column and expectation).
-pub fn conform(table: Table, files: &[FileSchema], settings: &ValidateSettings) -> std::result::Result<Conformed, Vec<String>> {
+pub fn conform(
+    table: Table,
+    files: &[FileSchema],
+    settings: &ValidateSettings,
+) -> std::result::Result<Conformed, Vec<String>> {
     let mut problems = Vec::new();
     let first = &files[0];
     for other in &files[1..] {
-        let a: Vec<_> = first.schema.iter().map(|(n, d)| format!("{n}: {d}")).collect();
-        let b: Vec<_> = other.schema.iter().map(|(n, d)| format!("{n}: {d}")).collect();
+        let a: Vec<_> = first
+            .schema
+            .iter()
+            .map(|(n, d)| format!("{n}: {d}"))
+            .collect();
+        let b: Vec<_> = other
+            .schema
+            .iter()
+            .map(|(n, d)| format!("{n}: {d}"))
+            .collect();
         if a != b {
             problems.push(format!(
                 "table `{table}`: part {} has schema [{}], unlike part {} [{}]",
@@ -111,7 +126,11 @@ pub fn conform(table: Table, files: &[FileSchema], settings: &ValidateSettings) 
     let mut used_sources = Vec::new();
     for ColumnSpec { name, kind, .. } in table.columns() {
         let source = settings.source_name(table, name);
-        let mapped = if source != *name { format!(" (mapped from `{source}`)") } else { String::new() };
+        let mapped = if source != *name {
+            format!(" (mapped from `{source}`)")
+        } else {
+            String::new()
+        };
         let Some(dtype) = schema.get(source) else {
             problems.push(format!(
                 "table `{table}`: no column `{source}`{mapped} for contract column `{name}`; columns present: {}",
@@ -142,7 +161,13 @@ pub fn conform(table: Table, files: &[FileSchema], settings: &ValidateSettings) 
         }
     }
     if problems.is_empty() {
-        Ok(Conformed { table, exprs, columns, notes, rows_in_files: files.iter().map(|f| f.rows).sum() })
+        Ok(Conformed {
+            table,
+            exprs,
+            columns,
+            notes,
+            rows_in_files: files.iter().map(|f| f.rows).sum(),
+        })
     } else {
         Err(problems)
     }
@@ -175,7 +200,11 @@ impl std::fmt::Display for Violation {
             self.rule,
             self.requirement,
             self.rows,
-            if self.examples.is_empty() { "(null)".to_string() } else { self.examples.join(", ") }
+            if self.examples.is_empty() {
+                "(null)".to_string()
+            } else {
+                self.examples.join(", ")
+            }
         )
     }
 }
@@ -211,7 +240,10 @@ pub struct Validated {
 impl Validated {
     /// Every violated rule, in table order.
     pub fn violations(&self) -> Vec<Violation> {
-        self.reports.iter().flat_map(|r| r.violations.iter().cloned()).collect()
+        self.reports
+            .iter()
+            .flat_map(|r| r.violations.iter().cloned())
+            .collect()
     }
 }
 
@@ -222,8 +254,18 @@ struct Rule {
     violated: Expr,
 }
 
-fn rule(name: impl Into<String>, column: &'static str, requirement: impl Into<String>, violated: Expr) -> Rule {
-    Rule { name: name.into(), column, requirement: requirement.into(), violated }
+fn rule(
+    name: impl Into<String>,
+    column: &'static str,
+    requirement: impl Into<String>,
+    violated: Expr,
+) -> Rule {
+    Rule {
+        name: name.into(),
+        column,
+        requirement: requirement.into(),
+        violated,
+    }
 }
 
 const KNOWN: &str = "__known";
@@ -239,13 +281,25 @@ fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
 }
 
 /// Rules of `table`, and the frame with the columns they need joined on.
-fn rules_for(table: Table, lf: LazyFrame, subs: &DataFrame, first_churn: Option<&DataFrame>) -> (LazyFrame, Vec<Rule>) {
+fn rules_for(
+    table: Table,
+    lf: LazyFrame,
+    subs: &DataFrame,
+    first_churn: Option<&DataFrame>,
+) -> (LazyFrame, Vec<Rule>) {
     let id = table.id_column();
     let mut rules: Vec<Rule> = table
         .columns()
         .iter()
         .filter(|c| !c.nullable)
-        .map(|c| rule(format!("null_{}", c.name), c.name, format!("`{}` must not be null", c.name), col(c.name).is_null()))
+        .map(|c| {
+            rule(
+                format!("null_{}", c.name),
+                c.name,
+                format!("`{}` must not be null", c.name),
+                col(c.name).is_null(),
+            )
+        })
         .collect();
     let mut lf = lf;
     if table == Table::Subscribers {
@@ -253,15 +307,23 @@ fn rules_for(table: Table, lf: LazyFrame, subs: &DataFrame, first_churn: Option<
             "duplicate_id",
             col::SUBSCRIBER_ID,
             "`subscriber_id` must be unique",
-            col(col::SUBSCRIBER_ID).is_not_null().and(col(col::SUBSCRIBER_ID).is_duplicated()),
+            col(col::SUBSCRIBER_ID)
+                .is_not_null()
+                .and(col(col::SUBSCRIBER_ID).is_duplicated()),
         ));
-        rules.push(rule("negative_fee", col::MONTHLY_FEE, "`monthly_fee` must be >= 0", col(col::MONTHLY_FEE).lt(lit(0.0))));
+        rules.push(rule(
+            "negative_fee",
+            col::MONTHLY_FEE,
+            "`monthly_fee` must be >= 0",
+            col(col::MONTHLY_FEE).lt(lit(0.0)),
+        ));
         return (lf, rules);
     }
-    let keys = subs
-        .clone()
-        .lazy()
-        .select([col(col::SUBSCRIBER_ID).alias(id), col(col::SIGNUP_DATE).alias(SIGNUP), lit(true).alias(KNOWN)]);
+    let keys = subs.clone().lazy().select([
+        col(col::SUBSCRIBER_ID).alias(id),
+        col(col::SIGNUP_DATE).alias(SIGNUP),
+        lit(true).alias(KNOWN),
+    ]);
     lf = left_join(lf, keys, &[id]);
     rules.push(rule(
         "unknown_subscriber",
@@ -282,7 +344,11 @@ fn rules_for(table: Table, lf: LazyFrame, subs: &DataFrame, first_churn: Option<
                 .group_by([col(col::SUBSCRIBER_ID), col(col::MONTH)])
                 .agg([len().alias("__n")])
                 .filter(col("__n").gt(lit(1)))
-                .select([col(col::SUBSCRIBER_ID), col(col::MONTH), lit(true).alias(DUP)]);
+                .select([
+                    col(col::SUBSCRIBER_ID),
+                    col(col::MONTH),
+                    lit(true).alias(DUP),
+                ]);
             lf = left_join(lf, dups, &[col::SUBSCRIBER_ID, col::MONTH]);
             rules.push(rule(
                 "duplicate_month",
@@ -317,11 +383,19 @@ fn rules_for(table: Table, lf: LazyFrame, subs: &DataFrame, first_churn: Option<
                 "unknown_leave_reason",
                 col::LEAVE_REASON,
                 format!("`leave_reason` must be one of {}", LEAVE_REASONS.join(", ")),
-                col(col::LEAVE_REASON).is_not_null().and(col(col::LEAVE_REASON).is_in(lit(allowed).implode(false), false).not()),
+                col(col::LEAVE_REASON).is_not_null().and(
+                    col(col::LEAVE_REASON)
+                        .is_in(lit(allowed).implode(false), false)
+                        .not(),
+                ),
             ));
         }
         Table::Reactivations | Table::WinbackOffers => {
-            let date = if table == Table::Reactivations { col::RETURNED_AT } else { col::OFFERED_AT };
+            let date = if table == Table::Reactivations {
+                col::RETURNED_AT
+            } else {
+                col::OFFERED_AT
+            };
             let churns = first_churn.cloned().unwrap_or_else(|| {
                 DataFrame::new(
                     0,
@@ -333,7 +407,11 @@ fn rules_for(table: Table, lf: LazyFrame, subs: &DataFrame, first_churn: Option<
                 .expect("empty frame")
             });
             lf = left_join(lf, churns.lazy(), &[col::SUBSCRIBER_ID]);
-            let name = if table == Table::Reactivations { "return_without_churn" } else { "offer_without_churn" };
+            let name = if table == Table::Reactivations {
+                "return_without_churn"
+            } else {
+                "offer_without_churn"
+            };
             rules.push(rule(
                 name,
                 date,
@@ -341,7 +419,11 @@ fn rules_for(table: Table, lf: LazyFrame, subs: &DataFrame, first_churn: Option<
                 col(col::SUBSCRIBER_ID)
                     .is_not_null()
                     .and(col(KNOWN).is_not_null())
-                    .and(col(FIRST_CHURN).is_null().or(col(date).lt_eq(col(FIRST_CHURN)))),
+                    .and(
+                        col(FIRST_CHURN)
+                            .is_null()
+                            .or(col(date).lt_eq(col(FIRST_CHURN))),
+                    ),
             ));
             if table == Table::WinbackOffers {
                 let allowed = Series::new("allowed".into(), ARMS);
@@ -349,13 +431,19 @@ fn rules_for(table: Table, lf: LazyFrame, subs: &DataFrame, first_churn: Option<
                     "unknown_arm",
                     col::ARM,
                     format!("`arm` must be one of {}", ARMS.join(", ")),
-                    col(col::ARM).is_not_null().and(col(col::ARM).is_in(lit(allowed).implode(false), false).not()),
+                    col(col::ARM).is_not_null().and(
+                        col(col::ARM)
+                            .is_in(lit(allowed).implode(false), false)
+                            .not(),
+                    ),
                 ));
                 rules.push(rule(
                     "propensity_out_of_range",
                     col::PROPENSITY,
                     "`propensity` must be in (0, 1]",
-                    col(col::PROPENSITY).lt_eq(lit(0.0)).or(col(col::PROPENSITY).gt(lit(1.0))),
+                    col(col::PROPENSITY)
+                        .lt_eq(lit(0.0))
+                        .or(col(col::PROPENSITY).gt(lit(1.0))),
                 ));
             }
         }
@@ -372,23 +460,39 @@ fn table_notes(table: Table, lf: &LazyFrame) -> Result<Vec<String>> {
         .clone()
         .select([
             col(col::REVENUE).lt(lit(0.0)).sum().alias("refunds"),
-            col(col::MONTH).lt(col(SIGNUP).dt().month_start()).sum().alias("before_signup"),
+            col(col::MONTH)
+                .lt(col(SIGNUP).dt().month_start())
+                .sum()
+                .alias("before_signup"),
             col(col::COST_TO_SERVE).is_null().sum().alias("no_cost"),
         ])
         .collect()
         .map_err(Error::polars("validate billing notes"))?;
     let get = |c: &str| -> u64 {
-        out.column(c).ok().and_then(|s| s.get(0).ok()).and_then(|v| v.extract::<u64>()).unwrap_or(0)
+        out.column(c)
+            .ok()
+            .and_then(|s| s.get(0).ok())
+            .and_then(|v| v.extract::<u64>())
+            .unwrap_or(0)
     };
     let mut notes = Vec::new();
     if get("refunds") > 0 {
-        notes.push(format!("{} row(s) with negative revenue (refunds), kept", get("refunds")));
+        notes.push(format!(
+            "{} row(s) with negative revenue (refunds), kept",
+            get("refunds")
+        ));
     }
     if get("before_signup") > 0 {
-        notes.push(format!("{} row(s) billed for a month before the signup month, kept", get("before_signup")));
+        notes.push(format!(
+            "{} row(s) billed for a month before the signup month, kept",
+            get("before_signup")
+        ));
     }
     if get("no_cost") > 0 {
-        notes.push(format!("{} row(s) without cost_to_serve: the config's margin rate applies", get("no_cost")));
+        notes.push(format!(
+            "{} row(s) without cost_to_serve: the config's margin rate applies",
+            get("no_cost")
+        ));
     }
     Ok(notes)
 }
@@ -399,7 +503,11 @@ pub fn check_rows(
     inputs: Vec<(Conformed, LazyFrame)>,
     settings: &ValidateSettings,
 ) -> Result<Validated> {
-    let mut out = Validated { tables: BTreeMap::new(), reports: Vec::new(), rejected: BTreeMap::new() };
+    let mut out = Validated {
+        tables: BTreeMap::new(),
+        reports: Vec::new(),
+        rejected: BTreeMap::new(),
+    };
     let mut subs_keys: Option<DataFrame> = None;
     let mut first_churn: Option<DataFrame> = None;
     for (conformed, lf) in inputs {
@@ -413,16 +521,39 @@ pub fn check_rows(
         let (joined, rules) = rules_for(table, lf, &subs, first_churn.as_ref());
         let flag = |i: usize| format!("__v{i}");
         let flagged = joined.with_columns(
-            rules.iter().enumerate().map(|(i, r)| r.violated.clone().fill_null(lit(false)).alias(flag(i))).collect::<Vec<_>>(),
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| r.violated.clone().fill_null(lit(false)).alias(flag(i)))
+                .collect::<Vec<_>>(),
         );
-        let any = any_horizontal(rules.iter().enumerate().map(|(i, _)| col(flag(i))).collect::<Vec<_>>())
-            .map_err(Error::polars(ctx("rules")))?;
-        let mut aggs: Vec<Expr> = rules.iter().enumerate().map(|(i, _)| col(flag(i)).sum().alias(flag(i))).collect();
+        let any = any_horizontal(
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, _)| col(flag(i)))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(Error::polars(ctx("rules")))?;
+        let mut aggs: Vec<Expr> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, _)| col(flag(i)).sum().alias(flag(i)))
+            .collect();
         aggs.push(any.clone().sum().alias("__rejected"));
         aggs.push(len().alias("__read"));
-        let counts = flagged.clone().select(aggs).collect().map_err(Error::polars(ctx("count")))?;
+        let counts = flagged
+            .clone()
+            .select(aggs)
+            .collect()
+            .map_err(Error::polars(ctx("count")))?;
         let count = |c: &str| -> u64 {
-            counts.column(c).ok().and_then(|s| s.get(0).ok()).and_then(|v| v.extract::<u64>()).unwrap_or(0)
+            counts
+                .column(c)
+                .ok()
+                .and_then(|s| s.get(0).ok())
+                .and_then(|v| v.extract::<u64>())
+                .unwrap_or(0)
         };
         let read = count("__read");
         let rejected = count("__rejected");
@@ -458,26 +589,47 @@ pub fn check_rows(
         let mut notes = conformed.notes.clone();
         notes.extend(table_notes(table, &flagged)?);
         let original: Vec<Expr> = conformed.columns.iter().map(|c| col(c.as_str())).collect();
-        let accepted = flagged.clone().filter(any.clone().not()).select(original.clone());
+        let accepted = flagged
+            .clone()
+            .filter(any.clone().not())
+            .select(original.clone());
         if settings.mode == Mode::Quarantine && rejected > 0 {
             let reason = concat_str(
                 rules
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| when(col(flag(i))).then(lit(r.name.clone())).otherwise(lit(NULL).cast(DataType::String)))
+                    .map(|(i, r)| {
+                        when(col(flag(i)))
+                            .then(lit(r.name.clone()))
+                            .otherwise(lit(NULL).cast(DataType::String))
+                    })
                     .collect::<Vec<_>>(),
                 ";",
                 true,
             );
             let mut cols = original.clone();
             cols.push(reason.alias(col::REASON));
-            let rej = flagged.clone().filter(any.clone()).select(cols).collect().map_err(Error::polars(ctx("rejected rows")))?;
+            let rej = flagged
+                .clone()
+                .filter(any.clone())
+                .select(cols)
+                .collect()
+                .map_err(Error::polars(ctx("rejected rows")))?;
             out.rejected.insert(table, rej);
         }
-        let accepted_rows = read - if settings.mode == Mode::Quarantine { rejected } else { 0 };
+        let accepted_rows = read
+            - if settings.mode == Mode::Quarantine {
+                rejected
+            } else {
+                0
+            };
         // Strict mode checks references against every subscriber, so that a
         // broken subscriber row is reported once, not again as orphans.
-        let reference = if settings.mode == Mode::Strict { flagged.clone().select(original.clone()) } else { accepted.clone() };
+        let reference = if settings.mode == Mode::Strict {
+            flagged.clone().select(original.clone())
+        } else {
+            accepted.clone()
+        };
         if table == Table::Subscribers {
             let keys = reference
                 .clone()
@@ -501,7 +653,11 @@ pub fn check_rows(
             table: table.name().into(),
             rows_read: read,
             rows_accepted: accepted_rows,
-            rows_rejected: if settings.mode == Mode::Quarantine { rejected } else { 0 },
+            rows_rejected: if settings.mode == Mode::Quarantine {
+                rejected
+            } else {
+                0
+            },
             violations,
             notes,
         });

@@ -1,0 +1,77 @@
+//! Helpers shared by the end-to-end tests: run the built binary, read its
+//! outputs.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use polars::prelude::*;
+
+/// Runs `winback` with `args`; returns the finished process.
+pub fn winback(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_winback"))
+        .args(args)
+        .env_remove("WINBACK_LOG")
+        .output()
+        .expect("winback runs")
+}
+
+/// stdout and stderr of a finished process, as text.
+pub fn texts(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Generates a sample with the binary; panics with its stderr on failure.
+pub fn generate(dir: &Path, subscribers: u64, seed: u64) {
+    let o = winback(&[
+        "-q",
+        "generate",
+        "--subscribers",
+        &subscribers.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "generate failed: {}", texts(&o).1);
+}
+
+/// Reads a Parquet file into memory.
+pub fn read(path: &Path) -> DataFrame {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    ParquetReader::new(f).finish().unwrap()
+}
+
+/// Writes a frame as Parquet, creating parent directories.
+pub fn write(path: &Path, df: &mut DataFrame) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    ParquetWriter::new(f).finish(df).unwrap();
+}
+
+/// A scalar from a one-row frame.
+pub fn scalar_f64(df: &DataFrame, name: &str) -> f64 {
+    df.column(name)
+        .unwrap()
+        .cast(&DataType::Float64)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Column as `(key, value)` pairs of a two-column frame.
+pub fn pairs(df: &DataFrame, key: &str, value: &str) -> Vec<(String, f64)> {
+    let k = df.column(key).unwrap().cast(&DataType::String).unwrap();
+    let v = df.column(value).unwrap().cast(&DataType::Float64).unwrap();
+    k.str()
+        .unwrap()
+        .iter()
+        .zip(v.f64().unwrap().iter())
+        .map(|(k, v)| (k.unwrap_or("null").to_string(), v.unwrap_or(f64::NAN)))
+        .collect()
+}
