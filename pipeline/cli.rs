@@ -78,6 +78,10 @@ pub struct GenerateArgs {
     /// Output directory (replaced atomically when generation completes).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Config whose `[economics]` values the arms in truth.json (default:
+    /// the reference study's economics).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// First month of the history.
     #[arg(long, default_value = "2019-01-01")]
     pub start: NaiveDate,

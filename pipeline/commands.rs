@@ -59,6 +59,16 @@ pub struct GenerateSummary {
 /// `winback generate`: writes the seven tables and `truth.json` into a staged
 /// directory, chunk by chunk, and swaps it into place at the end.
 pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<GenerateSummary> {
+    generate_with(args, None, out)
+}
+
+/// `generate` with the economics given (by `run`) instead of read from
+/// `args.config`.
+fn generate_with(
+    args: &GenerateArgs,
+    economics: Option<winback_models::economics::Economics>,
+    out: &mut dyn Write,
+) -> Result<GenerateSummary> {
     let started = Instant::now();
     let opts = GenerateOptions {
         subscribers: args.subscribers,
@@ -66,6 +76,11 @@ pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<GenerateSumm
         start: args.start,
         months: args.months,
         chunk_size: args.chunk_size,
+        economics: match (economics, &args.config) {
+            (Some(e), _) => e,
+            (None, Some(path)) => config::economics_of(path)?,
+            (None, None) => Default::default(),
+        },
     };
     let mut generator = Generator::new(opts)?;
     let staged = StagedDir::new(&args.out)?;
@@ -172,15 +187,17 @@ pub struct IngestReport {
     pub tables: Vec<TableReport>,
 }
 
-/// Reads the footers of every table and checks schemas; every problem in
-/// every table is reported at once.
-fn ingest(
-    settings: &Settings,
-) -> Result<(
+/// What [`ingest`] found: where each table was read from, each table's
+/// conforming plan, and the optional tables that are absent.
+type Ingested = (
     Vec<TableSource>,
     Vec<(validate::Conformed, polars::prelude::LazyFrame)>,
     Vec<String>,
-)> {
+);
+
+/// Reads the footers of every table and checks schemas; every problem in
+/// every table is reported at once.
+fn ingest(settings: &Settings) -> Result<Ingested> {
     let dir = &settings.data_dir;
     if !dir.is_dir() {
         return Err(Error::Io {
@@ -283,7 +300,7 @@ pub fn validate(settings: &Settings, out: &mut dyn Write) -> Result<Validated> {
 }
 
 fn print_validate(out: &mut dyn Write, report: &IngestReport, dir: &Path) -> std::io::Result<()> {
-    writeln!(out, "validate ({:?} mode): {}", report.mode, report.status)?;
+    writeln!(out, "validate ({} mode): {}", report.mode, report.status)?;
     writeln!(
         out,
         "  {:<16} {:>12} {:>12} {:>10}",
@@ -318,8 +335,9 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
             start: GenerateOptions::default().start,
             months: GenerateOptions::default().months,
             chunk_size: GenerateOptions::default().chunk_size,
+            config: None,
         };
-        generate(&args, out)?;
+        generate_with(&args, Some(settings.economics), out)?;
     }
     validate(settings, out)?;
     Ok(())

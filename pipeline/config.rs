@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::schema::Table;
+use winback_models::economics::{Economics, OfferTerms};
 
 /// The config file as written. Every field documents its default.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -28,6 +29,32 @@ pub struct RawConfig {
     /// `[validate]`: the ingestion stage.
     #[serde(default)]
     pub validate: RawValidate,
+    /// `[economics]`: offer terms, contact cost, value discounting.
+    #[serde(default)]
+    pub economics: RawEconomics,
+}
+
+/// `[economics]`. Every key is optional; the defaults are the reference
+/// study's (see [`Economics::default`]).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEconomics {
+    /// Amount off the monthly bill under the discount offer. Default 20.
+    pub discount_per_month: Option<f64>,
+    /// Months the discount runs. Default 6.
+    pub discount_months: Option<u32>,
+    /// Monthly cost to the operator of the upgrade offer. Default 35.
+    pub upgrade_cost_per_month: Option<f64>,
+    /// Months the upgrade runs. Default 3.
+    pub upgrade_months: Option<u32>,
+    /// Cost of sending one offer. Default 2.
+    pub contact_cost: Option<f64>,
+    /// Annual discount rate of future margin. Default 0.10.
+    pub annual_discount_rate: Option<f64>,
+    /// Months of second lifetime counted in its value. Default 60.
+    pub horizon_months: Option<u32>,
+    /// Margin share of revenue where billing has no cost to serve. Default 0.45.
+    pub margin_rate: Option<f64>,
 }
 
 /// `[data]`.
@@ -96,6 +123,15 @@ pub enum Mode {
     Quarantine,
 }
 
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Strict => "strict",
+            Mode::Quarantine => "quarantine",
+        })
+    }
+}
+
 /// Overrides from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -122,6 +158,8 @@ pub struct Settings {
     pub out_dir: PathBuf,
     /// The validate stage's section.
     pub validate: ValidateSettings,
+    /// Offer economics.
+    pub economics: Economics,
 }
 
 /// `[data.demo]`, validated.
@@ -164,12 +202,50 @@ pub fn load(path: &Path) -> Result<RawConfig> {
     parse(path, &text)
 }
 
+/// The `[economics]` of a config file, checked (for `generate`, which
+/// needs nothing else of a config).
+pub fn economics_of(path: &Path) -> Result<Economics> {
+    let raw = load(path)?;
+    let mut problems = Vec::new();
+    let e = resolve_economics(&raw.economics, &mut problems);
+    if problems.is_empty() {
+        Ok(e)
+    } else {
+        Err(Error::Config {
+            path: path.to_path_buf(),
+            message: problems.join("\n"),
+        })
+    }
+}
+
 /// Parses config text; `path` names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<RawConfig> {
     toml::from_str(text).map_err(|e| Error::Config {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })
+}
+
+/// `base.join(rel)` with `.` and `name/..` removed lexically, so that
+/// messages show `data/demo`, not `configs/../data/demo`.
+fn lexical_join(base: &Path, rel: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.join(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 fn fnv1a(bytes: &[u8]) -> String {
@@ -188,7 +264,13 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let from_config = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let from_config = |p: PathBuf| {
+        if p.is_absolute() {
+            p
+        } else {
+            lexical_join(&base, &p)
+        }
+    };
     let config_hash = match config_path {
         Some(p) => fnv1a(&fs::read(p).unwrap_or_default()),
         None => fnv1a(b""),
@@ -248,6 +330,7 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             }
         }
     }
+    let economics = resolve_economics(&raw.economics, &mut problems);
     if !problems.is_empty() {
         return Err(Error::Config {
             path: config_path
@@ -267,12 +350,110 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             max_examples,
             columns: raw.validate.columns,
         },
+        economics,
     })
+}
+
+/// `[economics]` with defaults filled in; every out-of-range value is added
+/// to `problems`.
+pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Economics {
+    let d = Economics::default();
+    let mut money = |key: &str, v: Option<f64>, default: f64, max: f64| {
+        let v = v.unwrap_or(default);
+        if !(v.is_finite() && (0.0..=max).contains(&v)) {
+            problems.push(format!(
+                "`economics.{key}`: {v} is out of range; expected 0 to {max}"
+            ));
+        }
+        v
+    };
+    let discount_per_month = money(
+        "discount_per_month",
+        raw.discount_per_month,
+        d.terms.discount_per_month,
+        1e6,
+    );
+    let upgrade_cost_per_month = money(
+        "upgrade_cost_per_month",
+        raw.upgrade_cost_per_month,
+        d.terms.upgrade_cost_per_month,
+        1e6,
+    );
+    let contact_cost = money("contact_cost", raw.contact_cost, d.contact_cost, 1e6);
+    let annual_discount_rate = money(
+        "annual_discount_rate",
+        raw.annual_discount_rate,
+        d.annual_discount_rate,
+        1.0,
+    );
+    let margin_rate = money("margin_rate", raw.margin_rate, d.margin_rate, 1.0);
+    let mut months = |key: &str, v: Option<u32>, default: u32, min: u32, max: u32| {
+        let v = v.unwrap_or(default);
+        if !(min..=max).contains(&v) {
+            problems.push(format!(
+                "`economics.{key}`: {v} is out of range; expected {min} to {max}"
+            ));
+        }
+        v
+    };
+    let discount_months = months(
+        "discount_months",
+        raw.discount_months,
+        d.terms.discount_months,
+        0,
+        60,
+    );
+    let upgrade_months = months(
+        "upgrade_months",
+        raw.upgrade_months,
+        d.terms.upgrade_months,
+        0,
+        60,
+    );
+    let horizon_months = months(
+        "horizon_months",
+        raw.horizon_months,
+        d.horizon_months,
+        1,
+        240,
+    );
+    Economics {
+        terms: OfferTerms {
+            discount_per_month,
+            discount_months,
+            upgrade_cost_per_month,
+            upgrade_months,
+        },
+        contact_cost,
+        annual_discount_rate,
+        horizon_months,
+        margin_rate,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_relative_paths_are_cleaned() {
+        assert_eq!(
+            lexical_join(Path::new("configs"), Path::new("../data/demo")),
+            PathBuf::from("data/demo")
+        );
+        assert_eq!(
+            lexical_join(Path::new(""), Path::new("./x")),
+            PathBuf::from("x")
+        );
+        assert_eq!(
+            lexical_join(Path::new("a"), Path::new("../..")),
+            PathBuf::from("..")
+        );
+        assert_eq!(
+            lexical_join(Path::new("/etc/w"), Path::new("../d")),
+            PathBuf::from("/etc/d")
+        );
+    }
 
     #[test]
     fn unknown_key_names_file_and_key() {

@@ -74,10 +74,8 @@ fn hints(e: &Error, command: &Command) -> Vec<String> {
         Error::MissingTable { .. } => {
             hints.push("check --data; `winback generate --out DIR` writes a complete sample".into())
         }
-        Error::Config { .. } | Error::Setting { .. } => {
-            if !matches!(command, Command::Config(_)) {
-                hints.push("`winback config --config FILE` prints the resolved settings".into())
-            }
+        Error::Config { .. } | Error::Setting { .. } if !matches!(command, Command::Config(_)) => {
+            hints.push("`winback config --config FILE` prints the resolved settings".into())
         }
         Error::Many(all) => {
             for inner in all {

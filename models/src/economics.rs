@@ -131,6 +131,44 @@ impl OfferTerms {
     }
 }
 
+/// The economics of a win-back campaign: the offers' terms, what a contact
+/// costs, and how second-lifetime value is discounted. The defaults are the
+/// reference study's offers with a contact cost of 2, a 10% annual discount
+/// rate, a 60-month value horizon and a 45% margin where billing has no cost
+/// to serve (see `configs/demo.toml` for where each comes from).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Economics {
+    /// The offers' terms.
+    pub terms: OfferTerms,
+    /// Cost of sending one offer (not incurred for control).
+    pub contact_cost: f64,
+    /// Annual rate at which future margin is discounted.
+    pub annual_discount_rate: f64,
+    /// Months of second lifetime counted in its value.
+    pub horizon_months: u32,
+    /// Margin as a share of revenue where billing has no cost to serve.
+    pub margin_rate: f64,
+}
+
+impl Default for Economics {
+    fn default() -> Self {
+        Economics {
+            terms: OfferTerms::default(),
+            contact_cost: 2.0,
+            annual_discount_rate: 0.10,
+            horizon_months: 60,
+            margin_rate: 0.45,
+        }
+    }
+}
+
+impl Economics {
+    /// The discount factors over the value horizon.
+    pub fn discounting(&self) -> Discounting {
+        Discounting::new(self.annual_discount_rate, self.horizon_months)
+    }
+}
+
 /// Monthly discount factors `1 / (1 + d)^t` for `t = 1..=horizon`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Discounting {

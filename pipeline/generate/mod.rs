@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
-use winback_models::economics::Discounting;
+use winback_models::economics::{Discounting, Economics};
 
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
@@ -42,6 +42,8 @@ pub struct GenerateOptions {
     pub months: u32,
     /// Subscribers per chunk (bounds memory; does not change the output).
     pub chunk_size: u64,
+    /// Economics under which truth.json values the arms.
+    pub economics: Economics,
 }
 
 impl Default for GenerateOptions {
@@ -52,6 +54,7 @@ impl Default for GenerateOptions {
             start: NaiveDate::from_ymd_opt(2019, 1, 1).expect("valid date"),
             months: 84,
             chunk_size: 100_000,
+            economics: Economics::default(),
         }
     }
 }
@@ -104,10 +107,12 @@ impl Generator {
                 message: "must be at least 1".into(),
             });
         }
-        let params = Parameters::default();
+        let params = Parameters {
+            economics: opts.economics,
+            ..Parameters::default()
+        };
         let calendar = Calendar::new(opts.start, opts.months);
-        let e = &params.economics;
-        let discounting = Discounting::new(e.annual_discount_rate, e.horizon_months);
+        let discounting = params.economics.discounting();
         Ok(Generator {
             opts,
             params,

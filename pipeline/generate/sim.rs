@@ -136,31 +136,35 @@ pub struct Rows {
     /// Billing rows: subscriber position, month, revenue, cost.
     pub bill: (Vec<u32>, Vec<i32>, Vec<f64>, Vec<Option<f64>>),
     /// Complaints: position, opened, resolved, satisfied, category.
-    pub complaint: (
-        Vec<u32>,
-        Vec<i32>,
-        Vec<Option<i32>>,
-        Vec<Option<bool>>,
-        Vec<&'static str>,
-    ),
+    pub complaint: ComplaintColumns,
     /// Referrals: position, day.
     pub referral: (Vec<u32>, Vec<i32>),
     /// Churn events: position, day, reason.
     pub churn: (Vec<u32>, Vec<i32>, Vec<&'static str>),
     /// Reactivations: position, day, plan, fee.
-    pub reactivation: (
-        Vec<u32>,
-        Vec<i32>,
-        Vec<Option<&'static str>>,
-        Vec<Option<f64>>,
-    ),
+    pub reactivation: ReactivationColumns,
     /// Offers: position, day, arm, propensity.
     pub offer: (Vec<u32>, Vec<i32>, Vec<&'static str>, Vec<f64>),
     /// Truth sums per arm over targeted defections.
     pub arm_sums: [ArmSums; 5],
-    /// Billed months in Q4 and churns in Q4, and all (for the seasonality check).
-    pub months_billed: u64,
 }
+
+/// Complaint columns: position, opened, resolved, satisfied, category.
+pub type ComplaintColumns = (
+    Vec<u32>,
+    Vec<i32>,
+    Vec<Option<i32>>,
+    Vec<Option<bool>>,
+    Vec<&'static str>,
+);
+
+/// Reactivation columns: position, day, plan, fee.
+pub type ReactivationColumns = (
+    Vec<u32>,
+    Vec<i32>,
+    Vec<Option<&'static str>>,
+    Vec<Option<f64>>,
+);
 
 struct RowSink<'a> {
     rows: &'a mut Rows,
@@ -175,7 +179,6 @@ impl Sink for RowSink<'_> {
         b.1.push(month_day);
         b.2.push(revenue);
         b.3.push(cost);
-        self.rows.months_billed += 1;
     }
     fn complaint(
         &mut self,
@@ -388,9 +391,11 @@ fn run_lifetime<S: Sink>(
                 x += c.tenure_3_12;
             }
         } else {
+            let k = package_index(life.package);
             x += c.returner
-                + c.by_package[package_index(life.package)]
-                + c.by_previous_reason[life.previous_reason];
+                + c.by_package[k]
+                + c.by_previous_reason[life.previous_reason]
+                + c.package_by_previous_reason[k][life.previous_reason];
         }
         if tenure == 12 || tenure == 24 {
             x += c.contract_end;

@@ -6,7 +6,7 @@
 //! effect should have the sign and rough size written here.
 
 use serde::{Deserialize, Serialize};
-use winback_models::economics::{Arm, OfferTerms, Package};
+use winback_models::economics::{Arm, Economics, Package};
 
 /// Monthly churn hazard (logit scale) of an active subscriber.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +42,10 @@ pub struct ChurnTruth {
     pub by_package: [f64; 4],
     /// By reason for the previous defection: price, service, both, other, unknown.
     pub by_previous_reason: [f64; 5],
+    /// Interaction of the win-back package (rows none, discount, upgrade,
+    /// both) with the previous reason: an upgrade does not mend the service
+    /// that drove a service leaver away.
+    pub package_by_previous_reason: [[f64; 5]; 4],
     /// Monthly probability of a bill shock.
     pub bill_shock_rate: f64,
     /// Mean monthly complaint rate.
@@ -123,19 +127,6 @@ pub struct CampaignTruth {
     pub bad_debt_share: f64,
 }
 
-/// Economics under which the truth's values and profits are computed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EconomicsTruth {
-    /// The offers' terms.
-    pub terms: OfferTerms,
-    /// Contact cost per offer sent (not for control).
-    pub contact_cost: f64,
-    /// Annual discount rate.
-    pub annual_discount_rate: f64,
-    /// Horizon of the second-lifetime value, in months.
-    pub horizon_months: u32,
-}
-
 /// All true parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Parameters {
@@ -148,7 +139,7 @@ pub struct Parameters {
     /// Campaign design.
     pub campaign: CampaignTruth,
     /// Economics of the truth's value figures.
-    pub economics: EconomicsTruth,
+    pub economics: Economics,
 }
 
 impl Default for Parameters {
@@ -171,6 +162,12 @@ impl Default for Parameters {
                 returner: 0.85,
                 by_package: [0.0, 0.1, -0.9, 0.35],
                 by_previous_reason: [-0.4, 0.15, 0.2, 0.0, 0.0],
+                package_by_previous_reason: [
+                    [0.0; 5],
+                    [0.0; 5],
+                    [0.0, 0.6, 0.4, 0.0, 0.0],
+                    [0.0; 5],
+                ],
                 bill_shock_rate: 0.025,
                 complaint_rate: 0.035,
                 referral_rate: 0.008,
@@ -185,7 +182,7 @@ impl Default for Parameters {
                 unknown_share: 0.04,
             },
             return_: ReturnTruth {
-                intercept_by_package: [-0.41, 0.55, 0.49, 0.69],
+                intercept_by_package: [-0.41, 0.58, 0.54, 0.71],
                 by_reason: [0.0, -0.35, -0.75, -0.5, -0.3],
                 package_by_reason: [
                     [0.0; 5],
@@ -218,12 +215,7 @@ impl Default for Parameters {
                 do_not_contact_share: 0.03,
                 bad_debt_share: 0.02,
             },
-            economics: EconomicsTruth {
-                terms: OfferTerms::default(),
-                contact_cost: 2.0,
-                annual_discount_rate: 0.10,
-                horizon_months: 60,
-            },
+            economics: Economics::default(),
         }
     }
 }
