@@ -268,10 +268,13 @@ fn rule(
     }
 }
 
+/// Row number of the subscriber in the accepted subscribers; null for an
+/// unknown subscriber.
 const KNOWN: &str = "__known";
 const SIGNUP: &str = "__signup";
 const FIRST_CHURN: &str = "__first_churn";
 const DUP: &str = "__dup";
+const MONTH_KEY: &str = "__month_key";
 
 fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
     let keys: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
@@ -286,7 +289,7 @@ fn rules_for(
     lf: LazyFrame,
     subs: &DataFrame,
     first_churn: Option<&DataFrame>,
-) -> (LazyFrame, Vec<Rule>) {
+) -> Result<(LazyFrame, Vec<Rule>)> {
     let id = table.id_column();
     let mut rules: Vec<Rule> = table
         .columns()
@@ -317,12 +320,12 @@ fn rules_for(
             "`monthly_fee` must be >= 0",
             col(col::MONTHLY_FEE).lt(lit(0.0)),
         ));
-        return (lf, rules);
+        return Ok((lf, rules));
     }
     let keys = subs.clone().lazy().select([
         col(col::SUBSCRIBER_ID).alias(id),
         col(col::SIGNUP_DATE).alias(SIGNUP),
-        lit(true).alias(KNOWN),
+        col(KNOWN),
     ]);
     lf = left_join(lf, keys, &[id]);
     rules.push(rule(
@@ -339,17 +342,31 @@ fn rules_for(
                 "`month` must be the first day of a month",
                 col(col::MONTH).dt().day().neq(lit(1)),
             ));
-            let dups = lf
-                .clone()
-                .group_by([col(col::SUBSCRIBER_ID), col(col::MONTH)])
-                .agg([len().alias("__n")])
-                .filter(col("__n").gt(lit(1)))
-                .select([
-                    col(col::SUBSCRIBER_ID),
-                    col(col::MONTH),
-                    lit(true).alias(DUP),
-                ]);
-            lf = left_join(lf, dups, &[col::SUBSCRIBER_ID, col::MONTH]);
+            // The duplicated (subscriber, month) keys are collected first,
+            // in a pass of their own: joined back inside the same plan, the
+            // scan would be buffered whole. Grouped on the subscriber's row
+            // number, not its text id, to halve the group table; bills of
+            // unknown subscribers are rejected by their own rule.
+            // The key packs the row number and the calendar month into one
+            // integer, the cheapest thing to group on.
+            let key = || {
+                col(KNOWN).cast(DataType::UInt64) * lit(1u64 << 20)
+                    + (col(col::MONTH).dt().year().cast(DataType::Int64) * lit(12i64)
+                        + col(col::MONTH).dt().month().cast(DataType::Int64))
+                    .clip(lit(0i64), lit((1i64 << 20) - 1))
+                    .cast(DataType::UInt64)
+            };
+            lf = lf.with_column(key().alias(MONTH_KEY));
+            let dups = super::collect(
+                lf.clone()
+                    .filter(col(MONTH_KEY).is_not_null())
+                    .group_by([col(MONTH_KEY)])
+                    .agg([len().alias("__n")])
+                    .filter(col("__n").gt(lit(1)))
+                    .select([col(MONTH_KEY), lit(true).alias(DUP)]),
+                format!("validate {table}: duplicate months"),
+            )?;
+            lf = left_join(lf, dups.lazy(), &[MONTH_KEY]);
             rules.push(rule(
                 "duplicate_month",
                 col::MONTH,
@@ -449,25 +466,30 @@ fn rules_for(
         }
         Table::Referrals | Table::Subscribers => {}
     }
-    (lf, rules)
+    Ok((lf, rules))
 }
 
-fn table_notes(table: Table, lf: &LazyFrame) -> Result<Vec<String>> {
+/// Aggregations behind a table's notes, evaluated in the same pass as the
+/// rule counts.
+fn note_aggs(table: Table) -> Vec<Expr> {
     if table != Table::Billing {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let out = lf
-        .clone()
-        .select([
-            col(col::REVENUE).lt(lit(0.0)).sum().alias("refunds"),
-            col(col::MONTH)
-                .lt(col(SIGNUP).dt().month_start())
-                .sum()
-                .alias("before_signup"),
-            col(col::COST_TO_SERVE).is_null().sum().alias("no_cost"),
-        ])
-        .collect()
-        .map_err(Error::polars("validate billing notes"))?;
+    vec![
+        col(col::REVENUE).lt(lit(0.0)).sum().alias("refunds"),
+        col(col::MONTH)
+            .lt(col(SIGNUP).dt().month_start())
+            .sum()
+            .alias("before_signup"),
+        col(col::COST_TO_SERVE).is_null().sum().alias("no_cost"),
+    ]
+}
+
+/// Notes from the counts of [`note_aggs`].
+fn table_notes(table: Table, out: &DataFrame) -> Vec<String> {
+    if table != Table::Billing {
+        return Vec::new();
+    }
     let get = |c: &str| -> u64 {
         out.column(c)
             .ok()
@@ -494,7 +516,7 @@ fn table_notes(table: Table, lf: &LazyFrame) -> Result<Vec<String>> {
             get("no_cost")
         ));
     }
-    Ok(notes)
+    notes
 }
 
 /// Evaluates every row rule on the conformed tables (in [`Table::ALL`]
@@ -518,7 +540,7 @@ pub fn check_rows(
             None if table == Table::Subscribers => DataFrame::empty(),
             None => unreachable!("subscribers are required and checked first"),
         };
-        let (joined, rules) = rules_for(table, lf, &subs, first_churn.as_ref());
+        let (joined, rules) = rules_for(table, lf, &subs, first_churn.as_ref())?;
         let flag = |i: usize| format!("__v{i}");
         let flagged = joined.with_columns(
             rules
@@ -542,11 +564,8 @@ pub fn check_rows(
             .collect();
         aggs.push(any.clone().sum().alias("__rejected"));
         aggs.push(len().alias("__read"));
-        let counts = flagged
-            .clone()
-            .select(aggs)
-            .collect()
-            .map_err(Error::polars(ctx("count")))?;
+        aggs.extend(note_aggs(table));
+        let counts = super::collect(flagged.clone().select(aggs), ctx("count"))?;
         let count = |c: &str| -> u64 {
             counts
                 .column(c)
@@ -564,14 +583,15 @@ pub fn check_rows(
             if n == 0 {
                 continue;
             }
-            let ex = flagged
-                .clone()
-                .filter(col(flag(i)).and(col(id).is_not_null()))
-                .select([col(id)])
-                .unique_stable(None, UniqueKeepStrategy::First)
-                .limit(settings.max_examples as IdxSize)
-                .collect()
-                .map_err(Error::polars(ctx("examples")))?;
+            let ex = super::collect(
+                flagged
+                    .clone()
+                    .filter(col(flag(i)).and(col(id).is_not_null()))
+                    .select([col(id)])
+                    .unique_stable(None, UniqueKeepStrategy::First)
+                    .limit(settings.max_examples as IdxSize),
+                ctx("examples"),
+            )?;
             let examples = ex
                 .column(id)
                 .and_then(|c| c.str().cloned())
@@ -587,7 +607,7 @@ pub fn check_rows(
             });
         }
         let mut notes = conformed.notes.clone();
-        notes.extend(table_notes(table, &flagged)?);
+        notes.extend(table_notes(table, &counts));
         let original: Vec<Expr> = conformed.columns.iter().map(|c| col(c.as_str())).collect();
         let accepted = flagged
             .clone()
@@ -609,12 +629,10 @@ pub fn check_rows(
             );
             let mut cols = original.clone();
             cols.push(reason.alias(col::REASON));
-            let rej = flagged
-                .clone()
-                .filter(any.clone())
-                .select(cols)
-                .collect()
-                .map_err(Error::polars(ctx("rejected rows")))?;
+            let rej = super::collect(
+                flagged.clone().filter(any.clone()).select(cols),
+                ctx("rejected rows"),
+            )?;
             out.rejected.insert(table, rej);
         }
         let accepted_rows = read
@@ -631,22 +649,28 @@ pub fn check_rows(
             accepted.clone()
         };
         if table == Table::Subscribers {
-            let keys = reference
-                .clone()
-                .filter(col(col::SUBSCRIBER_ID).is_not_null())
-                .select([col(col::SUBSCRIBER_ID), col(col::SIGNUP_DATE)])
-                .collect()
-                .map_err(Error::polars(ctx("accepted ids")))?;
+            let keys = super::collect(
+                reference
+                    .clone()
+                    .filter(col(col::SUBSCRIBER_ID).is_not_null())
+                    .select([col(col::SUBSCRIBER_ID), col(col::SIGNUP_DATE)])
+                    // One key per id (strict mode sees duplicates), so that
+                    // joining on it never multiplies rows.
+                    .unique_stable(Some(cols([col::SUBSCRIBER_ID])), UniqueKeepStrategy::First)
+                    .with_row_index(KNOWN, None),
+                ctx("accepted ids"),
+            )?;
             subs_keys = Some(keys);
         }
         if table == Table::ChurnEvents {
-            let first = reference
-                .clone()
-                .filter(col(col::CHURNED_AT).is_not_null())
-                .group_by([col(col::SUBSCRIBER_ID)])
-                .agg([col(col::CHURNED_AT).min().alias(FIRST_CHURN)])
-                .collect()
-                .map_err(Error::polars(ctx("churn dates")))?;
+            let first = super::collect(
+                reference
+                    .clone()
+                    .filter(col(col::CHURNED_AT).is_not_null())
+                    .group_by([col(col::SUBSCRIBER_ID)])
+                    .agg([col(col::CHURNED_AT).min().alias(FIRST_CHURN)]),
+                ctx("churn dates"),
+            )?;
             first_churn = Some(first);
         }
         out.reports.push(TableReport {

@@ -1,0 +1,801 @@
+//! Malformed inputs against `winback validate`, driven through the built
+//! binary. Row-rule cases assert, in strict mode, exit code 3 and an error
+//! naming table, column, rule, row count and an offending subscriber id;
+//! and, in quarantine mode, success with rows read = accepted + rejected for
+//! every table and the offending rows written with their `reason`. File and
+//! schema cases cannot be quarantined (there are no rows to count): they
+//! must fail the same way in both modes, naming the table and file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{read, texts, winback, write};
+use polars::prelude::*;
+use serde_json::Value;
+
+/// A small generated sample in a temporary directory.
+struct Sample {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    out: PathBuf,
+}
+
+impl Sample {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        common::generate(&data, 600, 3);
+        let out = tmp.path().join("out");
+        Sample {
+            _tmp: tmp,
+            data,
+            out,
+        }
+    }
+
+    fn table(&self, name: &str) -> PathBuf {
+        self.data.join(format!("{name}.parquet"))
+    }
+
+    /// Rewrites a table through `f`.
+    fn edit(&self, name: &str, f: impl FnOnce(DataFrame) -> DataFrame) {
+        let mut df = f(read(&self.table(name)));
+        write(&self.table(name), &mut df);
+    }
+
+    fn validate(&self, extra: &[&str]) -> std::process::Output {
+        let mut args = vec![
+            "validate",
+            "--data",
+            self.data.to_str().unwrap(),
+            "--out",
+            self.out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        winback(&args)
+    }
+
+    fn report(&self) -> Value {
+        let text = std::fs::read_to_string(self.out.join("validate/report.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Strict mode fails naming the rule; quarantine mode keeps every row
+    /// accounted for and writes the offending ones with their reason.
+    fn expect_rule(&self, table: &str, column: &str, rule: &str, rows: u64, example: &str) {
+        let o = self.validate(&[]);
+        let (stdout, stderr) = texts(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "strict must fail with exit 3\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        let needle = format!("{table}.{column}: rule `{rule}`");
+        assert!(
+            stderr.contains(&needle),
+            "strict error must name `{needle}`:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{rows} row(s)")),
+            "strict error must count {rows} row(s):\n{stderr}"
+        );
+        assert!(
+            stderr.contains(example),
+            "strict error must show subscriber {example}:\n{stderr}"
+        );
+        let report = self.report();
+        assert_eq!(
+            report["status"], "failed",
+            "the report of a failed strict run says so"
+        );
+        for t in report["tables"].as_array().unwrap() {
+            let name = t["table"].as_str().unwrap();
+            let rows = read(&self.table(name)).height() as u64;
+            assert_eq!(
+                t["rows_read"].as_u64().unwrap(),
+                rows,
+                "{name}: rows read are the file's rows, never multiplied by a join"
+            );
+        }
+
+        let o = self.validate(&["--mode", "quarantine"]);
+        let (stdout, stderr) = texts(&o);
+        assert!(
+            o.status.success(),
+            "quarantine must go on:\n{stdout}\n{stderr}"
+        );
+        let report = self.report();
+        assert_eq!(report["status"], "passed");
+        let mut found = false;
+        for t in report["tables"].as_array().unwrap() {
+            let (read_, acc, rej) = (
+                t["rows_read"].as_u64().unwrap(),
+                t["rows_accepted"].as_u64().unwrap(),
+                t["rows_rejected"].as_u64().unwrap(),
+            );
+            assert_eq!(
+                read_,
+                acc + rej,
+                "rows read = accepted + rejected for {}",
+                t["table"]
+            );
+            if t["table"] == table {
+                found = true;
+                assert!(rej >= rows, "{table}: at least {rows} rejected, got {rej}");
+                let rejected = read(&self.out.join(format!("validate/rejected/{table}.parquet")));
+                assert_eq!(
+                    rejected.height() as u64,
+                    rej,
+                    "rejected file holds every rejected row"
+                );
+                let reasons = rejected.column("reason").unwrap().str().unwrap().clone();
+                let with_rule = reasons
+                    .iter()
+                    .filter(|r| r.is_some_and(|r| r.split(';').any(|x| x == rule)))
+                    .count();
+                assert_eq!(
+                    with_rule as u64, rows,
+                    "{rows} rejected row(s) carry reason `{rule}`"
+                );
+            }
+        }
+        assert!(found, "report lists table {table}");
+        assert!(
+            stdout.contains("validate (quarantine mode): passed"),
+            "summary names the mode:\n{stdout}"
+        );
+    }
+
+    /// Both modes fail with `code`, the message containing every needle.
+    fn expect_fatal(&self, code: i32, needles: &[&str]) {
+        for mode in ["strict", "quarantine"] {
+            let o = self.validate(&["--mode", mode]);
+            let (_, stderr) = texts(&o);
+            assert_eq!(
+                o.status.code(),
+                Some(code),
+                "{mode}: exit {code} expected:\n{stderr}"
+            );
+            assert!(
+                !stderr.contains("panicked"),
+                "{mode}: a panic is never an answer:\n{stderr}"
+            );
+            for n in needles {
+                assert!(
+                    stderr.contains(n),
+                    "{mode}: error must contain `{n}`:\n{stderr}"
+                );
+            }
+        }
+    }
+}
+
+fn string_col(df: &DataFrame, name: &str) -> Vec<Option<String>> {
+    df.column(name)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect()
+}
+
+/// Replaces row `i` of string column `name`.
+fn set_str(mut df: DataFrame, name: &str, i: usize, value: Option<&str>) -> DataFrame {
+    let mut v = string_col(&df, name);
+    v[i] = value.map(str::to_string);
+    df.replace(name, Series::new(name.into(), v).into())
+        .unwrap();
+    df
+}
+
+fn dates(df: &DataFrame, name: &str) -> Vec<Option<i32>> {
+    df.column(name)
+        .unwrap()
+        .date()
+        .unwrap()
+        .phys
+        .iter()
+        .collect()
+}
+
+/// Replaces row `i` of date column `name` (days since 1970-01-01).
+fn set_date(mut df: DataFrame, name: &str, i: usize, value: Option<i32>) -> DataFrame {
+    let mut v = dates(&df, name);
+    v[i] = value;
+    let s = Series::new(name.into(), v).cast(&DataType::Date).unwrap();
+    df.replace(name, s.into()).unwrap();
+    df
+}
+
+fn id_at(df: &DataFrame, col: &str, i: usize) -> String {
+    string_col(df, col)[i].clone().unwrap()
+}
+
+/// Appends row `i` again.
+fn duplicate_row(df: DataFrame, i: usize) -> DataFrame {
+    let row = df.slice(i as i64, 1);
+    df.vstack(&row).unwrap()
+}
+
+fn day(y: i32, m: u32, d: u32) -> i32 {
+    (chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap()
+        - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+    .num_days() as i32
+}
+
+#[test]
+fn clean_sample_passes_in_both_modes() {
+    let s = Sample::new();
+    for mode in ["strict", "quarantine"] {
+        let o = s.validate(&["--mode", mode]);
+        assert!(o.status.success(), "{}", texts(&o).1);
+        let report = s.report();
+        assert_eq!(report["status"], "passed");
+        for t in report["tables"].as_array().unwrap() {
+            assert_eq!(t["rows_rejected"], 0, "{t}");
+            assert_eq!(t["rows_read"], t["rows_accepted"]);
+        }
+    }
+}
+
+#[test]
+fn missing_required_table() {
+    let s = Sample::new();
+    std::fs::remove_file(s.table("billing")).unwrap();
+    s.expect_fatal(
+        3,
+        &["table `billing` is missing", "billing.parquet", "billing/"],
+    );
+}
+
+#[test]
+fn missing_optional_table_is_reported_not_fatal() {
+    let s = Sample::new();
+    std::fs::remove_file(s.table("referrals")).unwrap();
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("referrals") && stdout.contains("absent (optional)"),
+        "{stdout}"
+    );
+    assert_eq!(s.report()["missing_optional"][0], "referrals");
+}
+
+#[test]
+fn missing_column_in_two_tables_reports_both() {
+    let s = Sample::new();
+    s.edit("subscribers", |df| df.drop("signup_date").unwrap());
+    s.edit("churn_events", |df| df.drop("leave_reason").unwrap());
+    s.expect_fatal(
+        3,
+        &[
+            "table `subscribers`: no column `signup_date`",
+            "table `churn_events`: no column `leave_reason`",
+            "hint:",
+        ],
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let s = Sample::new();
+    s.edit("billing", |mut df| {
+        let c = df
+            .column("revenue")
+            .unwrap()
+            .cast(&DataType::String)
+            .unwrap();
+        df.replace("revenue", c).unwrap();
+        df
+    });
+    s.expect_fatal(
+        3,
+        &["table `billing`: column `revenue` has type str", "expected"],
+    );
+}
+
+#[test]
+fn duplicate_subscriber_ids() {
+    let s = Sample::new();
+    let first = id_at(&read(&s.table("subscribers")), "subscriber_id", 0);
+    s.edit("subscribers", |df| duplicate_row(df, 0));
+    s.expect_rule("subscribers", "subscriber_id", "duplicate_id", 2, &first);
+}
+
+#[test]
+fn orphan_ids_in_churn_events() {
+    let s = Sample::new();
+    s.edit("churn_events", |df| {
+        set_str(df, "subscriber_id", 0, Some("GHOST-1"))
+    });
+    s.expect_rule(
+        "churn_events",
+        "subscriber_id",
+        "unknown_subscriber",
+        1,
+        "GHOST-1",
+    );
+}
+
+#[test]
+fn complaint_opened_before_signup() {
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("complaints")), "subscriber_id", 0);
+    s.edit("complaints", |df| {
+        let df = set_date(df, "resolved_at", 0, None);
+        set_date(df, "opened_at", 0, Some(day(2000, 1, 1)))
+    });
+    s.expect_rule("complaints", "opened_at", "opened_before_signup", 1, &id);
+}
+
+#[test]
+fn complaint_resolved_before_opened() {
+    let s = Sample::new();
+    let c = read(&s.table("complaints"));
+    let i = dates(&c, "resolved_at")
+        .iter()
+        .position(Option::is_some)
+        .unwrap();
+    let id = id_at(&c, "subscriber_id", i);
+    let opened = dates(&c, "opened_at")[i].unwrap();
+    s.edit("complaints", |df| {
+        set_date(df, "resolved_at", i, Some(opened - 5))
+    });
+    s.expect_rule(
+        "complaints",
+        "resolved_at",
+        "resolved_before_opened",
+        1,
+        &id,
+    );
+}
+
+#[test]
+fn unknown_leave_reason() {
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("churn_events")), "subscriber_id", 2);
+    s.edit("churn_events", |df| {
+        set_str(df, "leave_reason", 2, Some("moved abroad"))
+    });
+    s.expect_rule(
+        "churn_events",
+        "leave_reason",
+        "unknown_leave_reason",
+        1,
+        &id,
+    );
+}
+
+#[test]
+fn unknown_arm() {
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("winback_offers")), "subscriber_id", 1);
+    s.edit("winback_offers", |df| {
+        set_str(df, "arm", 1, Some("cashback"))
+    });
+    s.expect_rule("winback_offers", "arm", "unknown_arm", 1, &id);
+}
+
+#[test]
+fn propensity_out_of_range() {
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("winback_offers")), "subscriber_id", 0);
+    s.edit("winback_offers", |mut df| {
+        let mut p: Vec<Option<f64>> = df
+            .column("propensity")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .collect();
+        p[0] = Some(1.5);
+        df.replace("propensity", Series::new("propensity".into(), p).into())
+            .unwrap();
+        df
+    });
+    s.expect_rule(
+        "winback_offers",
+        "propensity",
+        "propensity_out_of_range",
+        1,
+        &id,
+    );
+}
+
+#[test]
+fn billing_month_not_a_month_start() {
+    let s = Sample::new();
+    let b = read(&s.table("billing"));
+    let id = id_at(&b, "subscriber_id", 3);
+    let m = dates(&b, "month")[3].unwrap();
+    s.edit("billing", |df| set_date(df, "month", 3, Some(m + 1)));
+    s.expect_rule("billing", "month", "month_not_first_day", 1, &id);
+}
+
+#[test]
+fn duplicate_billing_month() {
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("billing")), "subscriber_id", 10);
+    s.edit("billing", |df| duplicate_row(df, 10));
+    s.expect_rule("billing", "month", "duplicate_month", 2, &id);
+}
+
+#[test]
+fn reactivation_without_a_churn() {
+    let s = Sample::new();
+    let subs = read(&s.table("subscribers"));
+    let churned = string_col(&read(&s.table("churn_events")), "subscriber_id");
+    let loyal = string_col(&subs, "subscriber_id")
+        .into_iter()
+        .flatten()
+        .find(|id| !churned.contains(&Some(id.clone())))
+        .unwrap();
+    s.edit("reactivations", |df| {
+        let df = duplicate_row(df, 0);
+        let last = df.height() - 1;
+        let df = set_str(df, "subscriber_id", last, Some(&loyal));
+        set_date(df, "returned_at", last, Some(day(2024, 6, 1)))
+    });
+    s.expect_rule(
+        "reactivations",
+        "returned_at",
+        "return_without_churn",
+        1,
+        &loyal,
+    );
+}
+
+#[test]
+fn offer_before_any_churn() {
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("winback_offers")), "subscriber_id", 0);
+    s.edit("winback_offers", |df| {
+        set_date(df, "offered_at", 0, Some(day(2000, 1, 1)))
+    });
+    s.expect_rule(
+        "winback_offers",
+        "offered_at",
+        "offer_without_churn",
+        1,
+        &id,
+    );
+}
+
+#[test]
+fn churn_before_signup() {
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("churn_events")), "subscriber_id", 0);
+    s.edit("churn_events", |df| {
+        set_date(df, "churned_at", 0, Some(day(2001, 5, 1)))
+    });
+    s.expect_rule(
+        "churn_events",
+        "churned_at",
+        "churned_before_signup",
+        1,
+        &id,
+    );
+}
+
+#[test]
+fn negative_monthly_fee() {
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("subscribers")), "subscriber_id", 4);
+    s.edit("subscribers", |mut df| {
+        let mut v: Vec<Option<f64>> = df
+            .column("monthly_fee")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .collect();
+        v[4] = Some(-3.0);
+        df.replace("monthly_fee", Series::new("monthly_fee".into(), v).into())
+            .unwrap();
+        df
+    });
+    s.expect_rule("subscribers", "monthly_fee", "negative_fee", 1, &id);
+}
+
+#[test]
+fn null_signup_date() {
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("subscribers")), "subscriber_id", 7);
+    s.edit("subscribers", |df| set_date(df, "signup_date", 7, None));
+    s.expect_rule("subscribers", "signup_date", "null_signup_date", 1, &id);
+}
+
+#[test]
+fn corrupt_file() {
+    let s = Sample::new();
+    std::fs::write(
+        s.table("complaints"),
+        b"subscriber_id,opened_at\nS1,2020-01-01\n",
+    )
+    .unwrap();
+    s.expect_fatal(
+        3,
+        &[
+            "table `complaints`",
+            "complaints.parquet",
+            "not a readable Parquet file",
+        ],
+    );
+}
+
+#[test]
+fn empty_file() {
+    let s = Sample::new();
+    std::fs::write(s.table("billing"), b"").unwrap();
+    s.expect_fatal(3, &["table `billing`", "billing.parquet", "empty"]);
+}
+
+#[test]
+fn truncated_file() {
+    let s = Sample::new();
+    let bytes = std::fs::read(s.table("subscribers")).unwrap();
+    std::fs::write(s.table("subscribers"), &bytes[..bytes.len() / 2]).unwrap();
+    s.expect_fatal(
+        3,
+        &[
+            "table `subscribers`",
+            "subscribers.parquet",
+            "not a readable Parquet file",
+        ],
+    );
+}
+
+/// Splits a table into a directory of `parts` part files.
+fn split_into_parts(s: &Sample, table: &str, parts: usize) -> Vec<PathBuf> {
+    let df = read(&s.table(table));
+    std::fs::remove_file(s.table(table)).unwrap();
+    let dir = s.data.join(table);
+    let step = df.height().div_ceil(parts);
+    (0..parts)
+        .map(|i| {
+            let p = dir.join(format!("part-{i:05}.parquet"));
+            let mut part = df.slice((i * step) as i64, step);
+            write(&p, &mut part);
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn part_directory_layout_is_read_whole() {
+    let s = Sample::new();
+    let rows = read(&s.table("billing")).height() as u64;
+    split_into_parts(&s, "billing", 4);
+    std::fs::write(s.data.join("billing/_SUCCESS"), b"").unwrap();
+    let o = s.validate(&[]);
+    assert!(o.status.success(), "{}", texts(&o).1);
+    let report = s.report();
+    let billing = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "billing")
+        .unwrap()
+        .clone();
+    assert_eq!(billing["rows_read"].as_u64().unwrap(), rows);
+    assert_eq!(billing["rows_accepted"].as_u64().unwrap(), rows);
+}
+
+#[test]
+fn part_directory_with_one_bad_part() {
+    let s = Sample::new();
+    let parts = split_into_parts(&s, "billing", 3);
+    std::fs::write(&parts[1], b"PAR1 this is not really parquet").unwrap();
+    s.expect_fatal(
+        3,
+        &[
+            "table `billing`",
+            "part-00001.parquet",
+            "not a readable Parquet file",
+        ],
+    );
+}
+
+#[test]
+fn part_directory_with_a_part_of_another_schema() {
+    let s = Sample::new();
+    let parts = split_into_parts(&s, "billing", 2);
+    let mut df = read(&parts[1]).drop("cost_to_serve").unwrap();
+    write(&parts[1], &mut df);
+    s.expect_fatal(3, &["table `billing`", "part-00001.parquet", "has schema"]);
+}
+
+#[test]
+fn both_layouts_at_once_is_ambiguous() {
+    let s = Sample::new();
+    let df = read(&s.table("referrals"));
+    write(&s.data.join("referrals/part-0.parquet"), &mut df.clone());
+    s.expect_fatal(3, &["referrals"]);
+}
+
+#[test]
+fn config_with_an_unknown_key() {
+    let s = Sample::new();
+    let cfg = s.data.parent().unwrap().join("bad.toml");
+    std::fs::write(&cfg, "[validate]\nmood = \"strict\"\n").unwrap();
+    let o = winback(&[
+        "validate",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        s.data.to_str().unwrap(),
+        "--out",
+        s.out.to_str().unwrap(),
+    ]);
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("mood"),
+        "error names the file and the key:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("mode"),
+        "error lists the expected keys:\n{stderr}"
+    );
+}
+
+#[test]
+fn config_with_a_bad_value() {
+    let s = Sample::new();
+    let cfg = s.data.parent().unwrap().join("bad.toml");
+    std::fs::write(&cfg, "[validate]\nmode = \"lenient\"\n").unwrap();
+    let o = winback(&[
+        "validate",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        s.data.to_str().unwrap(),
+        "--out",
+        s.out.to_str().unwrap(),
+    ]);
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("lenient") && stderr.contains("quarantine"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn timestamps_are_truncated_and_reported() {
+    let s = Sample::new();
+    s.edit("subscribers", |mut df| {
+        let ts = df
+            .column("signup_date")
+            .unwrap()
+            .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))
+            .unwrap()
+            .as_materialized_series()
+            .clone();
+        // Thirteen hours into the day: truncation must give the same date.
+        let shifted = (&ts.cast(&DataType::Int64).unwrap() + 13 * 3_600_000)
+            .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))
+            .unwrap();
+        df.replace("signup_date", shifted.into()).unwrap();
+        df
+    });
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("signup_date: timestamp") && stdout.contains("truncated to the day"),
+        "{stdout}"
+    );
+    let subs = s.report()["tables"][0].clone();
+    assert_eq!(
+        subs["rows_rejected"], 0,
+        "truncated dates keep every signup before its bills: {subs}"
+    );
+}
+
+#[test]
+fn columns_are_renamed_from_the_config() {
+    let s = Sample::new();
+    s.edit("subscribers", |mut df| {
+        df.rename("monthly_fee", "fee_eur".into()).unwrap();
+        df.rename("subscriber_id", "msisdn".into()).unwrap();
+        df
+    });
+    // Without the mapping: a schema error that names the missing columns.
+    s.expect_fatal(
+        3,
+        &[
+            "no column `monthly_fee`",
+            "no column `subscriber_id`",
+            "fee_eur",
+        ],
+    );
+    let cfg = s.data.parent().unwrap().join("mapped.toml");
+    std::fs::write(
+        &cfg,
+        "[validate.columns.subscribers]\nmonthly_fee = \"fee_eur\"\nsubscriber_id = \"msisdn\"\n",
+    )
+    .unwrap();
+    let o = winback(&[
+        "validate",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        s.data.to_str().unwrap(),
+        "--out",
+        s.out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", texts(&o).1);
+    assert_eq!(s.report()["status"], "passed");
+}
+
+#[test]
+fn integer_ids_are_read_as_text() {
+    let s = Sample::new();
+    let strip = |df: DataFrame, c: &str| -> DataFrame {
+        let mut df = df;
+        let ids: Vec<Option<i64>> = string_col(&df, c)
+            .into_iter()
+            .map(|s| s.map(|s| s[1..].parse().unwrap()))
+            .collect();
+        df.replace(c, Series::new(c.into(), ids).into()).unwrap();
+        df
+    };
+    for table in [
+        "subscribers",
+        "billing",
+        "complaints",
+        "churn_events",
+        "reactivations",
+        "winback_offers",
+    ] {
+        s.edit(table, |df| strip(df, "subscriber_id"));
+    }
+    s.edit("referrals", |df| strip(df, "referrer_id"));
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("ids read as text"), "{stdout}");
+}
+
+#[test]
+fn missing_data_directory() {
+    let s = Sample::new();
+    let o = winback(&[
+        "validate",
+        "--data",
+        "/nonexistent/winback",
+        "--out",
+        s.out.to_str().unwrap(),
+    ]);
+    let (_, stderr) = texts(&o);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr.contains("/nonexistent/winback"), "{stderr}");
+}
+
+#[test]
+fn a_failed_run_keeps_the_previous_good_output() {
+    let s = Sample::new();
+    let o = s.validate(&[]);
+    assert!(o.status.success());
+    let before = std::fs::read(s.out.join("validate/report.json")).unwrap();
+    std::fs::write(s.table("billing"), b"").unwrap();
+    let o = s.validate(&[]);
+    assert_eq!(o.status.code(), Some(3));
+    let after = std::fs::read(s.out.join("validate/report.json")).unwrap();
+    assert_eq!(
+        before, after,
+        "a run that fails on its input leaves the last good report in place"
+    );
+    assert!(no_temp_dirs(&s.out), "no staging directories left behind");
+}
+
+fn no_temp_dirs(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().all(|e| {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        !name.starts_with('.')
+    })
+}
