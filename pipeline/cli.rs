@@ -32,6 +32,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Check input tables against the data contract and report row counts.
     Validate(StageArgs),
+    /// Point-in-time features of lapsed and active subscribers, and labels.
+    Features(StageArgs),
     /// Run every stage from one config (creating the demo sample if configured).
     Run(StageArgs),
     /// Print the resolved settings (config file merged with flags) as TOML.
@@ -53,6 +55,10 @@ pub struct StageArgs {
     /// Validation mode; overrides `validate.mode`.
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
+    /// As-of date (YYYY-MM-DD) of the active subscribers' features;
+    /// overrides `features.as_of`.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<NaiveDate>,
 }
 
 impl StageArgs {
@@ -62,6 +68,7 @@ impl StageArgs {
             data: self.data.clone(),
             out: self.out.clone(),
             mode: self.mode,
+            as_of: self.as_of,
         }
     }
 }

@@ -15,7 +15,11 @@ use crate::config::{self, Mode, Settings};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generator};
 use crate::schema::Table;
-use crate::stages::validate::{self, FileSchema, TableReport, Validated};
+use crate::stages::{
+    self,
+    features::{Features, Inputs as FeatureInputs},
+    validate::{self, FileSchema, TableReport, Validated},
+};
 
 /// Runs one subcommand.
 pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
@@ -24,6 +28,11 @@ pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
         Command::Validate(args) => {
             let settings = settings(args)?;
             validate(&settings, out).map(|_| ())
+        }
+        Command::Features(args) => {
+            let settings = settings(args)?;
+            let validated = validate(&settings, out)?;
+            features(&settings, validated, out).map(|_| ())
         }
         Command::Run(args) => run(&settings(args)?, out),
         Command::Config(args) => {
@@ -339,6 +348,131 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
         };
         generate_with(&args, Some(settings.economics), out)?;
     }
-    validate(settings, out)?;
+    let validated = validate(settings, out)?;
+    features(settings, validated, out)?;
     Ok(())
+}
+
+/// Per-output row counts and per-feature null counts (`features/summary.json`).
+#[derive(Debug, Serialize)]
+pub struct FeatureSummary {
+    /// As-of date of the active subscribers.
+    pub as_of: String,
+    /// Last day covered by the data.
+    pub data_end: String,
+    /// Churn snapshot dates.
+    pub snapshots: Vec<String>,
+    /// Rows per output file.
+    pub rows: Vec<(String, usize)>,
+    /// Per feature: name, encoding, nulls among lapsed rows, nulls among
+    /// active rows (none where the frame has no such column).
+    pub nulls: Vec<(String, String, Option<usize>, Option<usize>)>,
+}
+
+/// `winback features`: point-in-time features and labels under
+/// `<out>/features/`, written all or nothing.
+pub fn features(
+    settings: &Settings,
+    validated: Validated,
+    out: &mut dyn Write,
+) -> Result<Features> {
+    let started = Instant::now();
+    let s = &settings.features;
+    let mut subs = validated
+        .tables
+        .get(&Table::Subscribers)
+        .cloned()
+        .expect("subscribers are required");
+    let names = subs
+        .collect_schema()
+        .map_err(Error::polars("features: subscribers schema"))?;
+    let missing: Vec<String> = s
+        .extra_numeric
+        .iter()
+        .chain(&s.extra_categorical)
+        .filter(|n| !names.contains(n.as_str()))
+        .map(|n| format!("`{n}`"))
+        .collect();
+    if !missing.is_empty() {
+        let present: Vec<&str> = names.iter_names().map(|n| n.as_str()).collect();
+        return Err(Error::Setting {
+            key: "features.extra_numeric / features.extra_categorical".into(),
+            message: format!(
+                "subscribers has no column {}; columns present: {}",
+                missing.join(", "),
+                present.join(", ")
+            ),
+        });
+    }
+    if !validated.tables.contains_key(&Table::ChurnEvents) {
+        info!("no churn_events: lapsed features, offer labels and churn labels are empty");
+    }
+    let inputs = FeatureInputs::new(validated.tables);
+    let mut built = stages::features::build(&inputs, s)?;
+    let staged = StagedDir::new(&settings.out_dir.join("features"))?;
+    let mut rows = Vec::new();
+    for (name, df) in [
+        ("lapsed", &mut built.lapsed),
+        ("active", &mut built.active),
+        ("offers", &mut built.offers),
+        ("second_lifetime", &mut built.second_lifetime),
+        ("churn_snapshots", &mut built.churn_snapshots),
+    ] {
+        rows.push((format!("{name}.parquet"), df.height()));
+        catalog::write_parquet(&staged.path().join(format!("{name}.parquet")), df)?;
+    }
+    let nulls = built
+        .manifest
+        .features
+        .iter()
+        .map(|spec| {
+            let n = |df: &polars::prelude::DataFrame| {
+                df.column(&spec.name).ok().map(|c| c.null_count())
+            };
+            (
+                spec.name.clone(),
+                format!("{:?}", spec.encoding).to_lowercase(),
+                n(&built.lapsed),
+                n(&built.active),
+            )
+        })
+        .collect();
+    let summary = FeatureSummary {
+        as_of: built.as_of.to_string(),
+        data_end: built.data_end.to_string(),
+        snapshots: built.snapshots.iter().map(|d| d.to_string()).collect(),
+        rows,
+        nulls,
+    };
+    catalog::write_json(&staged.path().join("manifest.json"), &built.manifest)?;
+    catalog::write_json(&staged.path().join("summary.json"), &summary)?;
+    let dir = staged.commit()?;
+    info!(seconds = started.elapsed().as_secs_f64(), "features done");
+    print_features(out, &summary, &dir).map_err(Error::io("write", "stdout"))?;
+    Ok(built)
+}
+
+fn print_features(out: &mut dyn Write, s: &FeatureSummary, dir: &Path) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "features as of {} (data end {}; {} churn snapshots {} to {})",
+        s.as_of,
+        s.data_end,
+        s.snapshots.len(),
+        s.snapshots.first().map(String::as_str).unwrap_or("-"),
+        s.snapshots.last().map(String::as_str).unwrap_or("-")
+    )?;
+    for (name, n) in &s.rows {
+        writeln!(out, "  {name:<24} {n:>12} rows")?;
+    }
+    writeln!(
+        out,
+        "  {:<24} {:<9} {:>12} {:>12}",
+        "feature", "encoding", "null lapsed", "null active"
+    )?;
+    let show = |n: &Option<usize>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+    for (name, enc, a, b) in &s.nulls {
+        writeln!(out, "  {name:<24} {enc:<9} {:>12} {:>12}", show(a), show(b))?;
+    }
+    writeln!(out, "  written to {}", dir.display())
 }

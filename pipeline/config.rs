@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::schema::Table;
+use crate::stages::features::FeatureSettings;
 use winback_models::economics::{Economics, OfferTerms};
 
 /// The config file as written. Every field documents its default.
@@ -32,6 +34,34 @@ pub struct RawConfig {
     /// `[economics]`: offer terms, contact cost, value discounting.
     #[serde(default)]
     pub economics: RawEconomics,
+    /// `[features]`: point-in-time features and labels.
+    #[serde(default)]
+    pub features: RawFeatures,
+}
+
+/// `[features]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatures {
+    /// As-of date (`YYYY-MM-DD`) of the active subscribers' features.
+    /// Default: the last day of the latest billed month. `--as-of` overrides.
+    pub as_of: Option<String>,
+    /// Days after an offer within which a return is its response. Default 90.
+    pub response_window_days: Option<u32>,
+    /// Horizon of the churn label, in days. Default 90.
+    pub churn_horizon_days: Option<u32>,
+    /// Churn snapshot dates (`YYYY-MM-DD`). Default: `snapshot_count` month
+    /// starts `snapshot_every_months` apart, ending at the latest whose
+    /// horizon is observed.
+    pub snapshots: Option<Vec<String>>,
+    /// Spacing of the default snapshots, in months. Default 3.
+    pub snapshot_every_months: Option<u32>,
+    /// Number of default snapshots. Default 8.
+    pub snapshot_count: Option<u32>,
+    /// Extra numeric columns of `subscribers` to use as features. Default none.
+    pub extra_numeric: Option<Vec<String>>,
+    /// Extra categorical columns of `subscribers` to use as features. Default none.
+    pub extra_categorical: Option<Vec<String>>,
 }
 
 /// `[economics]`. Every key is optional; the defaults are the reference
@@ -141,6 +171,8 @@ pub struct Overrides {
     pub out: Option<PathBuf>,
     /// `--mode`.
     pub mode: Option<Mode>,
+    /// `--as-of`.
+    pub as_of: Option<NaiveDate>,
 }
 
 /// Validated settings.
@@ -160,6 +192,8 @@ pub struct Settings {
     pub validate: ValidateSettings,
     /// Offer economics.
     pub economics: Economics,
+    /// The features stage's section.
+    pub features: FeatureSettings,
 }
 
 /// `[data.demo]`, validated.
@@ -331,6 +365,12 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         }
     }
     let economics = resolve_economics(&raw.economics, &mut problems);
+    let features = resolve_features(
+        &raw.features,
+        over.as_of,
+        economics.margin_rate,
+        &mut problems,
+    );
     if !problems.is_empty() {
         return Err(Error::Config {
             path: config_path
@@ -351,7 +391,100 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             columns: raw.validate.columns,
         },
         economics,
+        features,
     })
+}
+
+fn parse_date(key: &str, text: &str, problems: &mut Vec<String>) -> Option<NaiveDate> {
+    match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(d) => Some(d),
+        Err(_) => {
+            problems.push(format!(
+                "`{key}`: \"{text}\" is not a date; expected YYYY-MM-DD"
+            ));
+            None
+        }
+    }
+}
+
+/// `[features]` with defaults filled in; `as_of` from the command line wins.
+fn resolve_features(
+    raw: &RawFeatures,
+    as_of: Option<NaiveDate>,
+    margin_rate: f64,
+    problems: &mut Vec<String>,
+) -> FeatureSettings {
+    let d = FeatureSettings::default();
+    let as_of = as_of.or_else(|| {
+        raw.as_of
+            .as_deref()
+            .and_then(|t| parse_date("features.as_of", t, problems))
+    });
+    let mut range = |key: &str, v: Option<u32>, default: u32, min: u32, max: u32| {
+        let v = v.unwrap_or(default);
+        if !(min..=max).contains(&v) {
+            problems.push(format!(
+                "`features.{key}`: {v} is out of range; expected {min} to {max}"
+            ));
+        }
+        v
+    };
+    let response_window_days = range(
+        "response_window_days",
+        raw.response_window_days,
+        d.response_window_days,
+        1,
+        730,
+    );
+    let churn_horizon_days = range(
+        "churn_horizon_days",
+        raw.churn_horizon_days,
+        d.churn_horizon_days,
+        1,
+        730,
+    );
+    let snapshot_every_months = range(
+        "snapshot_every_months",
+        raw.snapshot_every_months,
+        d.snapshot_every_months,
+        1,
+        24,
+    );
+    let snapshot_count = range(
+        "snapshot_count",
+        raw.snapshot_count,
+        d.snapshot_count,
+        1,
+        120,
+    );
+    let mut snapshots: Vec<NaiveDate> = raw
+        .snapshots
+        .iter()
+        .flatten()
+        .filter_map(|t| parse_date("features.snapshots", t, problems))
+        .collect();
+    snapshots.sort();
+    snapshots.dedup();
+    let extra_numeric = raw.extra_numeric.clone().unwrap_or_default();
+    let extra_categorical = raw.extra_categorical.clone().unwrap_or_default();
+    for name in extra_numeric.iter().chain(&extra_categorical) {
+        if Table::Subscribers.columns().iter().any(|c| c.name == name) {
+            problems.push(format!(
+                "`features.extra_*`: `{name}` is a contract column of subscribers, already a feature"
+            ));
+        }
+    }
+    FeatureSettings {
+        as_of,
+        response_window_days,
+        churn_horizon_days,
+        snapshots,
+        snapshot_every_months,
+        snapshot_count,
+        margin_rate,
+        extra_numeric,
+        extra_categorical,
+    }
 }
 
 /// `[economics]` with defaults filled in; every out-of-range value is added
@@ -495,6 +628,7 @@ mod tests {
             data: Some("x".into()),
             out: Some("y".into()),
             mode: Some(Mode::Quarantine),
+            as_of: None,
         };
         let s = resolve(Some(Path::new("configs/c.toml")), raw, over).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("x"));
@@ -513,6 +647,7 @@ mod tests {
             data: Some("d".into()),
             out: Some("o".into()),
             mode: None,
+            as_of: None,
         };
         let err = resolve(None, raw, over).unwrap_err().to_string();
         assert!(

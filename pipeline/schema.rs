@@ -205,6 +205,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The type a column of this kind has inside the pipeline.
+    pub fn dtype(self) -> polars::prelude::DataType {
+        use polars::prelude::DataType;
+        match self {
+            Kind::Id | Kind::Str => DataType::String,
+            Kind::Date => DataType::Date,
+            Kind::Float => DataType::Float64,
+            Kind::Bool => DataType::Boolean,
+        }
+    }
+
     /// What the contract accepts, for error messages.
     pub fn expected(self) -> &'static str {
         match self {

@@ -79,15 +79,6 @@ fn type_ok(kind: Kind, dtype: &DataType) -> Option<(Expr, Option<String>)> {
     }
 }
 
-fn target_dtype(kind: Kind) -> DataType {
-    match kind {
-        Kind::Id | Kind::Str => DataType::String,
-        Kind::Date => DataType::Date,
-        Kind::Float => DataType::Float64,
-        Kind::Bool => DataType::Boolean,
-    }
-}
-
 /// Checks a table's file schemas against the contract. Returns every problem
 /// found (as messages naming table, file, column and expectation).
 pub fn conform(
@@ -143,7 +134,7 @@ pub fn conform(
                 if let Some(n) = note {
                     notes.push(format!("{name}: {n}"));
                 }
-                exprs.push(col(source).cast(target_dtype(*kind)).alias(*name));
+                exprs.push(col(source).cast(kind.dtype()).alias(*name));
                 columns.push(name.to_string());
                 used_sources.push(source.to_string());
             }
@@ -540,6 +531,7 @@ pub fn check_rows(
             None if table == Table::Subscribers => DataFrame::empty(),
             None => unreachable!("subscribers are required and checked first"),
         };
+        let conformed_scan = lf.clone();
         let (joined, rules) = rules_for(table, lf, &subs, first_churn.as_ref())?;
         let flag = |i: usize| format!("__v{i}");
         let flagged = joined.with_columns(
@@ -685,7 +677,16 @@ pub fn check_rows(
             violations,
             notes,
         });
-        out.tables.insert(table, accepted);
+        // Without rejections the accepted rows are the input itself: later
+        // stages scan the files directly instead of re-running the rules.
+        out.tables.insert(
+            table,
+            if rejected == 0 {
+                conformed_scan
+            } else {
+                accepted
+            },
+        );
     }
     Ok(out)
 }

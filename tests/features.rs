@@ -1,0 +1,686 @@
+//! The features stage through the binary: hand-computed fixtures,
+//! point-in-time leakage on generated histories, and the reference study's
+//! effects seen through the features.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use common::{read, texts, winback, write};
+use polars::prelude::*;
+
+fn day(s: &str) -> i32 {
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
+}
+
+fn dates(name: &str, v: &[Option<&str>]) -> Column {
+    let days: Vec<Option<i32>> = v.iter().map(|s| s.map(day)).collect();
+    Series::new(name.into(), days)
+        .cast(&DataType::Date)
+        .unwrap()
+        .into()
+}
+
+fn strs(name: &str, v: &[Option<&str>]) -> Column {
+    Series::new(name.into(), v.to_vec()).into()
+}
+
+fn floats(name: &str, v: &[Option<f64>]) -> Column {
+    Series::new(name.into(), v.to_vec()).into()
+}
+
+fn frame(cols: Vec<Column>) -> DataFrame {
+    let h = cols[0].len();
+    DataFrame::new(h, cols).unwrap()
+}
+
+/// Runs `winback features` and returns the output directory.
+fn features(data: &Path, out: &Path, as_of: Option<&str>) -> PathBuf {
+    let mut args = vec![
+        "-q",
+        "features",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    if let Some(d) = as_of {
+        args.extend(["--as-of", d]);
+    }
+    let o = winback(&args);
+    assert!(
+        o.status.success(),
+        "features failed:\n{}\n{}",
+        texts(&o).0,
+        texts(&o).1
+    );
+    out.join("features")
+}
+
+/// The row of `df` whose `key` column equals `value`, as name -> value text.
+fn row(df: &DataFrame, key: &str, value: &str) -> BTreeMap<String, String> {
+    let mask = df
+        .column(key)
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .equal(value);
+    let r = df.filter(&mask).unwrap();
+    assert_eq!(r.height(), 1, "one row with {key} = {value}");
+    r.columns()
+        .iter()
+        .map(|c| {
+            let v = c.get(0).unwrap();
+            let text = match v {
+                AnyValue::Null => "null".to_string(),
+                AnyValue::String(s) => s.to_string(),
+                AnyValue::StringOwned(s) => s.to_string(),
+                AnyValue::Date(d) => (NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+                    + chrono::Duration::days(d as i64))
+                .to_string(),
+                AnyValue::Float64(x) => format!("{x:.4}"),
+                other => other.to_string(),
+            };
+            (c.name().to_string(), text)
+        })
+        .collect()
+}
+
+fn expect(r: &BTreeMap<String, String>, who: &str, pairs: &[(&str, &str)]) {
+    let mut wrong = Vec::new();
+    for (k, v) in pairs {
+        let got = r.get(*k).unwrap_or_else(|| panic!("{who}: no column {k}"));
+        if got != v {
+            wrong.push(format!("{k}: expected {v}, got {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{who}:\n{}", wrong.join("\n"));
+}
+
+/// Four tiny histories, every expected value worked out by hand below.
+fn fixture(dir: &Path) {
+    let mut subs = frame(vec![
+        strs(
+            "subscriber_id",
+            &[Some("A"), Some("B"), Some("C"), Some("D")],
+        ),
+        dates(
+            "signup_date",
+            &[
+                Some("2020-01-15"),
+                Some("2020-03-01"),
+                Some("2021-06-10"),
+                Some("2020-10-01"),
+            ],
+        ),
+        strs(
+            "plan",
+            &[
+                Some("basic"),
+                Some("premium"),
+                Some("standard"),
+                Some("basic"),
+            ],
+        ),
+        floats(
+            "monthly_fee",
+            &[Some(30.0), Some(60.0), Some(45.0), Some(40.0)],
+        ),
+        strs(
+            "region",
+            &[Some("north"), None, Some("south"), Some("east")],
+        ),
+        strs(
+            "channel",
+            &[Some("web"), Some("referral"), Some("store"), Some("web")],
+        ),
+    ]);
+    let mut ids = Vec::new();
+    let mut months = Vec::new();
+    let mut revenue = Vec::new();
+    let mut cost = Vec::new();
+    let mut bill = |id: &'static str, m: &'static str, r: f64, c: Option<f64>| {
+        ids.push(Some(id));
+        months.push(Some(m));
+        revenue.push(Some(r));
+        cost.push(c);
+    };
+    // A: Jan-Jun 2020 (May without cost: margin rate 0.45 applies; June a
+    // bill shock at twice the fee), churns 2020-06-20, returns 2020-09-10.
+    for m in ["2020-01-01", "2020-02-01", "2020-03-01", "2020-04-01"] {
+        bill("A", m, 30.0, Some(15.0));
+    }
+    bill("A", "2020-05-01", 30.0, None);
+    bill("A", "2020-06-01", 60.0, Some(15.0));
+    for m in ["2020-09-01", "2020-10-01", "2020-11-01", "2020-12-01"] {
+        bill("A", m, 45.0, Some(20.0));
+    }
+    // B: Mar-Dec 2020, never churns.
+    for m in 3..=12 {
+        let s: &'static str = Box::leak(format!("2020-{m:02}-01").into_boxed_str());
+        bill("B", s, 60.0, Some(30.0));
+    }
+    // D: Oct 2020 to Jan 2021; the January bill is after the as-of date.
+    for m in ["2020-10-01", "2020-11-01", "2020-12-01", "2021-01-01"] {
+        bill("D", m, 40.0, Some(20.0));
+    }
+    let mut billing = frame(vec![
+        strs("subscriber_id", &ids),
+        dates("month", &months),
+        floats("revenue", &revenue.clone()),
+        floats("cost_to_serve", &cost),
+    ]);
+    let mut complaints = frame(vec![
+        strs(
+            "subscriber_id",
+            &[Some("B"), Some("B"), Some("D"), Some("D")],
+        ),
+        dates(
+            "opened_at",
+            &[
+                Some("2020-05-01"),
+                Some("2020-11-01"),
+                Some("2020-12-31"),
+                Some("2021-01-02"),
+            ],
+        ),
+        dates(
+            "resolved_at",
+            &[
+                Some("2020-05-03"),
+                Some("2021-01-05"),
+                None,
+                Some("2021-01-03"),
+            ],
+        ),
+        Series::new(
+            "satisfied".into(),
+            [Some(true), Some(true), None, Some(true)],
+        )
+        .into(),
+        strs(
+            "category",
+            &[
+                Some("billing"),
+                Some("network"),
+                Some("device"),
+                Some("billing"),
+            ],
+        ),
+    ]);
+    let mut referrals = frame(vec![
+        strs("referrer_id", &[Some("B")]),
+        dates("referred_at", &[Some("2020-07-01")]),
+        strs("referred_id", &[None]),
+    ]);
+    let mut churn = frame(vec![
+        strs("subscriber_id", &[Some("A")]),
+        dates("churned_at", &[Some("2020-06-20")]),
+        strs("leave_reason", &[Some("price")]),
+    ]);
+    let mut reactivations = frame(vec![
+        strs("subscriber_id", &[Some("A")]),
+        dates("returned_at", &[Some("2020-09-10")]),
+        strs("plan", &[Some("standard")]),
+        floats("monthly_fee", &[Some(45.0)]),
+    ]);
+    let mut offers = frame(vec![
+        strs("subscriber_id", &[Some("A")]),
+        dates("offered_at", &[Some("2020-07-15")]),
+        strs("arm", &[Some("discount")]),
+        floats("propensity", &[Some(0.2)]),
+    ]);
+    for (name, df) in [
+        ("subscribers", &mut subs),
+        ("billing", &mut billing),
+        ("complaints", &mut complaints),
+        ("referrals", &mut referrals),
+        ("churn_events", &mut churn),
+        ("reactivations", &mut reactivations),
+        ("winback_offers", &mut offers),
+    ] {
+        write(&dir.join(format!("{name}.parquet")), df);
+    }
+}
+
+#[test]
+fn hand_computed_fixtures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fixture(&data);
+    let out = features(&data, &tmp.path().join("out"), Some("2020-12-31"));
+
+    let active = read(&out.join("active.parquet"));
+    assert_eq!(
+        active.height(),
+        3,
+        "A (returned), B and D are active on 2020-12-31; C signs up in 2021"
+    );
+    // A: lifetime from the return on 2020-09-10: 112 days; bills Sep-Dec at
+    // 45 with cost 20; before: Jan-Apr margin 15, May 30 * 0.45 = 13.5,
+    // June 60 - 15 = 45, so 118.5 + 100 to date.
+    expect(
+        &row(&active, "subscriber_id", "A"),
+        "active A",
+        &[
+            ("lifetime_start", "2020-09-10"),
+            ("tenure_months", "3.6797"),
+            ("billed_months", "4"),
+            ("revenue_mean", "45.0000"),
+            ("margin_mean", "25.0000"),
+            ("revenue_last3", "45.0000"),
+            ("revenue_trend", "0.0000"),
+            ("bill_ratio_max3", "1.0000"),
+            ("lifetime_value", "100.0000"),
+            ("value_to_date", "218.5000"),
+            ("plan", "standard"),
+            ("monthly_fee", "45.0000"),
+            ("complaints", "0"),
+            ("never_complained", "true"),
+            ("share_satisfied", "null"),
+            ("days_since_complaint", "null"),
+            ("referrals", "0"),
+            ("has_referred", "false"),
+            ("was_referred", "false"),
+            ("earlier_defections", "1"),
+            ("months_since_return", "3.6797"),
+            ("region", "north"),
+            ("channel", "web"),
+        ],
+    );
+    // B: complaint of 2020-05-01 resolved to satisfaction; the one of
+    // 2020-11-01 is resolved only in 2021, so on 2020-12-31 it is open and
+    // not (yet) satisfied.
+    expect(
+        &row(&active, "subscriber_id", "B"),
+        "active B",
+        &[
+            ("lifetime_start", "2020-03-01"),
+            ("tenure_months", "10.0205"),
+            ("billed_months", "10"),
+            ("margin_mean", "30.0000"),
+            ("lifetime_value", "300.0000"),
+            ("complaints", "2"),
+            ("complaints_satisfied", "1"),
+            ("complaints_unsatisfied", "1"),
+            ("complaints_open", "1"),
+            ("complaints_6m", "1"),
+            ("share_satisfied", "0.5000"),
+            ("days_since_complaint", "60"),
+            ("never_complained", "false"),
+            ("referrals", "1"),
+            ("has_referred", "true"),
+            ("was_referred", "true"),
+            ("earlier_defections", "0"),
+            ("months_since_return", "null"),
+            ("region", "null"),
+        ],
+    );
+    // D: the complaint opened on the as-of date counts, the one of
+    // 2021-01-02 and the January bill do not; no bills 3-5 months back, so
+    // no trend.
+    expect(
+        &row(&active, "subscriber_id", "D"),
+        "active D",
+        &[
+            ("billed_months", "3"),
+            ("value_to_date", "60.0000"),
+            ("revenue_last3", "40.0000"),
+            ("revenue_trend", "null"),
+            ("complaints", "1"),
+            ("complaints_open", "1"),
+            ("complaints_satisfied", "0"),
+            ("complaints_unsatisfied", "1"),
+            ("days_since_complaint", "0"),
+        ],
+    );
+
+    // A as of its defection on 2020-06-20: 157 days, bills Jan-Jun.
+    let lapsed = read(&out.join("lapsed.parquet"));
+    assert_eq!(lapsed.height(), 1);
+    expect(
+        &row(&lapsed, "subscriber_id", "A"),
+        "lapsed A",
+        &[
+            ("churned_at", "2020-06-20"),
+            ("leave_reason", "price"),
+            ("lifetime_start", "2020-01-15"),
+            ("tenure_months", "5.1581"),
+            ("billed_months", "6"),
+            ("revenue_mean", "35.0000"),
+            ("margin_mean", "19.7500"),
+            ("revenue_last3", "40.0000"),
+            ("margin_last3", "24.5000"),
+            ("revenue_trend", "10.0000"),
+            ("bill_ratio_max3", "2.0000"),
+            ("lifetime_value", "118.5000"),
+            ("plan", "basic"),
+            ("earlier_defections", "0"),
+            ("months_since_return", "null"),
+        ],
+    );
+
+    // The offer of 2020-07-15 answers the defection of 2020-06-20; the
+    // return of 2020-09-10 is 57 days later, within 90.
+    let offers = read(&out.join("offers.parquet"));
+    expect(
+        &row(&offers, "subscriber_id", "A"),
+        "offer A",
+        &[
+            ("arm", "discount"),
+            ("churned_at", "2020-06-20"),
+            ("days_since_defection", "25"),
+            ("returned", "true"),
+            ("returned_at", "2020-09-10"),
+            ("window_observed", "true"),
+            ("tenure_months", "5.1581"),
+        ],
+    );
+    // Second lifetime: from 2020-09-10 to the data's end (2021-01-31, end of
+    // the latest billed month), censored; margin Sep-Dec.
+    let second = read(&out.join("second_lifetime.parquet"));
+    expect(
+        &row(&second, "subscriber_id", "A"),
+        "second lifetime A",
+        &[
+            ("previous_churned_at", "2020-06-20"),
+            ("leave_reason", "price"),
+            ("won_back_by", "discount"),
+            ("censored", "true"),
+            ("months_retained", "4.6982"),
+            ("second_lifetime_margin", "100.0000"),
+            ("first_lifetime_value", "118.5000"),
+        ],
+    );
+
+    // Snapshots end at the latest month start with 90 days observed before
+    // 2021-01-31: 2020-11-01, then every 3 months back. On 2020-05-01, A
+    // churns within 90 days and B does not.
+    let snaps = read(&out.join("churn_snapshots.parquet"));
+    let may = snaps
+        .clone()
+        .lazy()
+        .filter(col("as_of").eq(lit(day("2020-05-01")).cast(DataType::Date)))
+        .collect()
+        .unwrap();
+    assert_eq!(may.height(), 2, "A and B active on 2020-05-01:\n{may}");
+    expect(
+        &row(&may, "subscriber_id", "A"),
+        "snapshot A",
+        &[
+            ("churned_within_horizon", "true"),
+            ("horizon_observed", "true"),
+        ],
+    );
+    expect(
+        &row(&may, "subscriber_id", "B"),
+        "snapshot B",
+        &[
+            ("churned_within_horizon", "false"),
+            ("tenure_months", "2.0041"),
+        ],
+    );
+    let last = snaps
+        .column("as_of")
+        .unwrap()
+        .max_reduce()
+        .unwrap()
+        .value()
+        .clone();
+    assert_eq!(last, AnyValue::Date(day("2020-11-01")));
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let plan = manifest["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "plan")
+        .unwrap();
+    assert_eq!(plan["encoding"], "one_hot");
+    assert_eq!(
+        plan["categories"],
+        serde_json::json!(["basic", "premium", "standard"]),
+        "categories seen in lapsed rows and snapshots"
+    );
+    assert!(
+        manifest["unseen_category_policy"]
+            .as_str()
+            .unwrap()
+            .contains("other")
+    );
+}
+
+/// Every row dated after `cut` removed from every table (complaints opened
+/// after it, bills, churns, returns, offers, referrals); complaints opened
+/// before it but resolved after it get another resolution.
+fn truncate_after(src: &Path, dst: &Path, cut: i32) {
+    std::fs::create_dir_all(dst).unwrap();
+    let dated = [
+        ("subscribers", "signup_date"),
+        ("billing", "month"),
+        ("complaints", "opened_at"),
+        ("referrals", "referred_at"),
+        ("churn_events", "churned_at"),
+        ("reactivations", "returned_at"),
+        ("winback_offers", "offered_at"),
+    ];
+    let cut_date = || lit(cut).cast(DataType::Date);
+    for (table, date) in dated {
+        let df = read(&src.join(format!("{table}.parquet")));
+        let mut lf = df.lazy();
+        if table != "subscribers" {
+            lf = lf.filter(col(date).lt_eq(cut_date()));
+        }
+        if table == "complaints" {
+            lf = lf.with_columns([
+                when(col("resolved_at").gt(cut_date()))
+                    .then(col("satisfied").not().fill_null(lit(true)))
+                    .otherwise(col("satisfied"))
+                    .alias("satisfied"),
+                when(col("resolved_at").gt(cut_date()))
+                    .then((col("resolved_at").cast(DataType::Int32) + lit(17)).cast(DataType::Date))
+                    .otherwise(col("resolved_at"))
+                    .alias("resolved_at"),
+            ]);
+        }
+        let mut out = lf.collect().unwrap();
+        write(&dst.join(format!("{table}.parquet")), &mut out);
+    }
+}
+
+/// Frame sorted by its keys, with only the feature columns both share.
+fn comparable(df: &DataFrame, keys: &[&str], drop: &[&str]) -> DataFrame {
+    let keep: Vec<Expr> = df
+        .get_column_names()
+        .into_iter()
+        .filter(|n| !drop.contains(&n.as_str()))
+        .map(|n| col(n.as_str()))
+        .collect();
+    df.clone()
+        .lazy()
+        .select(keep)
+        .sort(
+            keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        )
+        .collect()
+        .unwrap()
+}
+
+/// Names of the columns whose values differ, with a first differing pair.
+fn differences(x: &DataFrame, y: &DataFrame) -> Vec<String> {
+    if x.height() != y.height() {
+        return vec![format!("rows {} vs {}", x.height(), y.height())];
+    }
+    let mut out = Vec::new();
+    for c in x.columns() {
+        let other = y.column(c.name()).unwrap();
+        // Floats may differ in the last bits: sums run in another order
+        // when the inputs are chunked differently. A leak is not that small.
+        let same = |i: usize| match (c.get(i).unwrap(), other.get(i).unwrap()) {
+            (AnyValue::Float64(a), AnyValue::Float64(b)) => {
+                (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
+            }
+            (a, b) => a == b,
+        };
+        if let Some(i) = (0..c.len()).find(|&i| !same(i)) {
+            out.push(format!(
+                "{}: row {i}: {:?} vs {:?}",
+                c.name(),
+                c.get(i).unwrap(),
+                other.get(i).unwrap()
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_feature_reads_past_its_as_of_date() {
+    // Generated histories, several seeds and cut dates: features as of the
+    // cut must not change when everything after the cut is deleted or
+    // altered.
+    for (seed, cut) in [(1u64, "2022-03-17"), (2, "2023-11-30"), (3, "2021-07-01")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let full = tmp.path().join("full");
+        common::generate(&full, 400, seed);
+        let cut_days = day(cut);
+        let cutted = tmp.path().join("cut");
+        truncate_after(&full, &cutted, cut_days);
+        let a = features(&full, &tmp.path().join("out_full"), Some(cut));
+        let b = features(&cutted, &tmp.path().join("out_cut"), Some(cut));
+
+        let active_a = read(&a.join("active.parquet"));
+        let active_b = read(&b.join("active.parquet"));
+        assert!(
+            active_a.height() > 50,
+            "seed {seed}: enough active subscribers to mean something"
+        );
+        let (x, y) = (
+            comparable(&active_a, &["subscriber_id"], &[]),
+            comparable(&active_b, &["subscriber_id"], &[]),
+        );
+        let d = differences(&x, &y);
+        assert!(
+            d.is_empty(),
+            "seed {seed}, as of {cut}: active features changed when later rows changed:\n{}",
+            d.join("\n")
+        );
+
+        // Lapsed rows as of defections on or before the cut.
+        let upto = |df: DataFrame| {
+            df.lazy()
+                .filter(col("churned_at").lt_eq(lit(cut_days).cast(DataType::Date)))
+                .collect()
+                .unwrap()
+        };
+        let la = upto(read(&a.join("lapsed.parquet")));
+        let lb = upto(read(&b.join("lapsed.parquet")));
+        assert!(la.height() > 10, "seed {seed}: defections before the cut");
+        let (x, y) = (
+            comparable(&la, &["subscriber_id", "churned_at"], &[]),
+            comparable(&lb, &["subscriber_id", "churned_at"], &[]),
+        );
+        let d = differences(&x, &y);
+        assert!(
+            d.is_empty(),
+            "seed {seed}: lapsed features changed when later rows changed:\n{}",
+            d.join("\n")
+        );
+    }
+}
+
+#[test]
+fn label_windows_never_overlap_feature_windows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::generate(&data, 1_500, 4);
+    let out = features(&data, &tmp.path().join("out"), None);
+    let offers = read(&out.join("offers.parquet"));
+    let bad = offers
+        .clone()
+        .lazy()
+        .filter(
+            col("offered_at")
+                .lt_eq(col("churned_at"))
+                .or(col("returned_at").lt_eq(col("offered_at")))
+                .or((col("returned_at").cast(DataType::Int32)
+                    - col("offered_at").cast(DataType::Int32))
+                .gt(lit(90))),
+        )
+        .collect()
+        .unwrap();
+    assert_eq!(
+        bad.height(),
+        0,
+        "offer labels look only after the offer, which is after the defection:\n{bad}"
+    );
+    let second = read(&out.join("second_lifetime.parquet"));
+    let bad = second
+        .lazy()
+        .filter(
+            col("previous_churned_at")
+                .gt_eq(col("returned_at"))
+                .or(col("next_churned_at").lt_eq(col("returned_at"))),
+        )
+        .collect()
+        .unwrap();
+    assert_eq!(
+        bad.height(),
+        0,
+        "second lifetimes run from the return forward:\n{bad}"
+    );
+}
+
+#[test]
+fn study_effects_are_visible_through_the_features() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::generate(&data, 30_000, 21);
+    let out = features(&data, &tmp.path().join("out"), None);
+    let offers = read(&out.join("offers.parquet"))
+        .lazy()
+        .filter(col("window_observed"));
+    let rate = |key: Expr| -> BTreeMap<String, f64> {
+        let df = offers
+            .clone()
+            .group_by([key.alias("k")])
+            .agg([col("returned").cast(DataType::Float64).mean().alias("r")])
+            .collect()
+            .unwrap();
+        common::pairs(&df, "k", "r").into_iter().collect()
+    };
+    let reason = rate(col("leave_reason"));
+    assert!(
+        reason["price"] > reason["service"] && reason["service"] > reason["both"],
+        "price > service > both: {reason:?}"
+    );
+    let referred = rate(col("has_referred").cast(DataType::String));
+    assert!(
+        referred["true"] > referred["false"] + 0.05,
+        "referrers return more: {referred:?}"
+    );
+    let complained = rate(
+        when(col("complaints").eq(lit(0)))
+            .then(lit("none"))
+            .when(col("complaints_unsatisfied").eq(lit(0)))
+            .then(lit("all_satisfied"))
+            .otherwise(lit("some_unsatisfied")),
+    );
+    assert!(
+        complained["all_satisfied"] > complained["some_unsatisfied"]
+            && complained["none"] > complained["some_unsatisfied"],
+        "satisfied resolution and no complaint above unsatisfied: {complained:?}"
+    );
+    let arm = rate(col("arm"));
+    assert!(
+        arm["control"] + 0.08 < arm["upgrade"] && arm["upgrade"] < arm["both"],
+        "control below every offer, both highest: {arm:?}"
+    );
+}
