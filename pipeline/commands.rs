@@ -408,19 +408,26 @@ pub fn features(
         info!("no churn_events: lapsed features, offer labels and churn labels are empty");
     }
     let inputs = FeatureInputs::new(validated.tables);
-    let mut built = stages::features::build(&inputs, s)?;
     let staged = StagedDir::new(&settings.out_dir.join("features"))?;
+    // Churn snapshots are written as parts of one table (the contract's
+    // directory layout), one per snapshot date, as they are built.
+    let parts = staged.path().join("churn_snapshots");
+    let mut sink = |i: usize, date: chrono::NaiveDate, df: &mut polars::prelude::DataFrame| {
+        info!(snapshot = %date, rows = df.height(), "churn snapshot");
+        catalog::write_parquet(&parts.join(format!("part-{i:05}.parquet")), df)
+    };
+    let mut built = stages::features::build(&inputs, s, &mut sink)?;
     let mut rows = Vec::new();
     for (name, df) in [
         ("lapsed", &mut built.lapsed),
         ("active", &mut built.active),
         ("offers", &mut built.offers),
         ("second_lifetime", &mut built.second_lifetime),
-        ("churn_snapshots", &mut built.churn_snapshots),
     ] {
         rows.push((format!("{name}.parquet"), df.height()));
         catalog::write_parquet(&staged.path().join(format!("{name}.parquet")), df)?;
     }
+    rows.push(("churn_snapshots/".to_string(), built.snapshot_rows));
     let nulls = built
         .manifest
         .features

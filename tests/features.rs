@@ -401,7 +401,7 @@ fn hand_computed_fixtures() {
     // Snapshots end at the latest month start with 90 days observed before
     // 2021-01-31: 2020-11-01, then every 3 months back. On 2020-05-01, A
     // churns within 90 days and B does not.
-    let snaps = read(&out.join("churn_snapshots.parquet"));
+    let snaps = common::read_table(&out, "churn_snapshots");
     let may = snaps
         .clone()
         .lazy()
@@ -682,5 +682,315 @@ fn study_effects_are_visible_through_the_features() {
     assert!(
         arm["control"] + 0.08 < arm["upgrade"] && arm["upgrade"] < arm["both"],
         "control below every offer, both highest: {arm:?}"
+    );
+}
+
+/// Eight more tiny histories (E to L), as of 2021-12-31, with extra columns
+/// named in the config.
+#[test]
+fn hand_computed_fixtures_second_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ids = ["E", "F", "G", "H", "I", "J", "K", "L"];
+    let some = |v: &[&'static str]| v.iter().map(|s| Some(*s)).collect::<Vec<_>>();
+    let mut subs = frame(vec![
+        strs("subscriber_id", &some(&ids)),
+        dates(
+            "signup_date",
+            &some(&[
+                "2019-01-10",
+                "2020-06-01",
+                "2021-01-15",
+                "2021-11-20",
+                "2021-02-01",
+                "2021-01-01",
+                "2021-10-01",
+                "2021-01-05",
+            ]),
+        ),
+        strs(
+            "plan",
+            &some(&[
+                "basic", "basic", "standard", "basic", "standard", "standard", "basic", "premium",
+            ]),
+        ),
+        floats(
+            "monthly_fee",
+            &[
+                Some(50.0),
+                Some(30.0),
+                Some(45.0),
+                Some(30.0),
+                Some(45.0),
+                Some(50.0),
+                Some(40.0),
+                Some(70.0),
+            ],
+        ),
+        strs(
+            "region",
+            &some(&[
+                "north", "south", "east", "west", "north", "south", "east", "west",
+            ]),
+        ),
+        strs(
+            "channel",
+            &some(&["web", "store", "web", "web", "store", "web", "store", "web"]),
+        ),
+        strs(
+            "segment",
+            &[
+                Some("consumer"),
+                Some("consumer"),
+                None,
+                Some("consumer"),
+                Some("business"),
+                Some("consumer"),
+                Some("consumer"),
+                Some("consumer"),
+            ],
+        ),
+        floats(
+            "credit_score",
+            &[
+                Some(600.0),
+                Some(610.0),
+                Some(620.0),
+                Some(630.0),
+                Some(712.5),
+                Some(650.0),
+                Some(660.0),
+                Some(670.0),
+            ],
+        ),
+    ]);
+    let (mut b_id, mut b_m, mut b_r, mut b_c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut bill = |id: &'static str, m: &'static str, r: f64, c: f64| {
+        b_id.push(Some(id));
+        b_m.push(Some(m));
+        b_r.push(Some(r));
+        b_c.push(Some(c));
+    };
+    bill("E", "2021-11-01", 50.0, 25.0);
+    bill("E", "2021-12-01", 50.0, 25.0);
+    for m in [
+        "2021-07-01",
+        "2021-08-01",
+        "2021-09-01",
+        "2021-10-01",
+        "2021-11-01",
+    ] {
+        bill("J", m, 50.0, 25.0);
+    }
+    bill("J", "2021-12-01", 125.0, 40.0);
+    for m in ["2021-10-01", "2021-11-01", "2021-12-01"] {
+        bill("K", m, 40.0, 10.0);
+    }
+    bill("I", "2021-12-01", 45.0, 20.0);
+    let mut billing = frame(vec![
+        strs("subscriber_id", &b_id),
+        dates("month", &b_m),
+        floats("revenue", &b_r),
+        floats("cost_to_serve", &b_c),
+    ]);
+    let mut complaints = frame(vec![
+        strs("subscriber_id", &some(&["F", "F"])),
+        dates("opened_at", &some(&["2021-03-01", "2021-09-01"])),
+        dates("resolved_at", &some(&["2021-03-05", "2021-09-02"])),
+        Series::new("satisfied".into(), [Some(false), None]).into(),
+        strs("category", &[Some("network"), None]),
+    ]);
+    let mut referrals = frame(vec![
+        strs("referrer_id", &some(&["F", "F"])),
+        dates("referred_at", &some(&["2021-02-01", "2022-01-05"])),
+        strs("referred_id", &[Some("G"), None]),
+    ]);
+    let mut churn = frame(vec![
+        strs("subscriber_id", &some(&["E", "E", "K", "L"])),
+        dates(
+            "churned_at",
+            &some(&["2019-06-15", "2020-03-10", "2021-12-31", "2021-04-10"]),
+        ),
+        strs(
+            "leave_reason",
+            &some(&["service", "price", "both", "other"]),
+        ),
+    ]);
+    let mut reactivations = frame(vec![
+        strs("subscriber_id", &some(&["E", "E", "L"])),
+        dates(
+            "returned_at",
+            &some(&["2019-08-01", "2020-05-20", "2021-06-01"]),
+        ),
+        strs("plan", &[Some("standard"), Some("premium"), None]),
+        floats("monthly_fee", &[Some(45.0), Some(65.0), None]),
+    ]);
+    for (name, df) in [
+        ("subscribers", &mut subs),
+        ("billing", &mut billing),
+        ("complaints", &mut complaints),
+        ("referrals", &mut referrals),
+        ("churn_events", &mut churn),
+        ("reactivations", &mut reactivations),
+    ] {
+        write(&data.join(format!("{name}.parquet")), df);
+    }
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[features]\nextra_numeric = [\"credit_score\"]\nextra_categorical = [\"segment\"]\n",
+    )
+    .unwrap();
+    let o = winback(&[
+        "-q",
+        "features",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        tmp.path().join("out").to_str().unwrap(),
+        "--as-of",
+        "2021-12-31",
+    ]);
+    assert!(o.status.success(), "{}", texts(&o).1);
+    let out = tmp.path().join("out/features");
+    let active = read(&out.join("active.parquet"));
+    let lapsed = read(&out.join("lapsed.parquet"));
+    // K churned on the as-of date itself: lapsed, not active.
+    assert_eq!(active.height(), 7, "all but K are active on 2021-12-31");
+
+    // E: two defections and two returns; the lifetime since 2020-05-20 is
+    // 590 days; the plan and fee of the latest return.
+    expect(
+        &row(&active, "subscriber_id", "E"),
+        "active E",
+        &[
+            ("lifetime_start", "2020-05-20"),
+            ("earlier_defections", "2"),
+            ("months_since_return", "19.3840"),
+            ("billed_months", "2"),
+            ("plan", "premium"),
+            ("monthly_fee", "65.0000"),
+            ("revenue_trend", "null"),
+        ],
+    );
+    let e_second = {
+        let m = lapsed
+            .column("churned_at")
+            .unwrap()
+            .cast(&DataType::String)
+            .unwrap();
+        let mask = m.str().unwrap().equal("2020-03-10");
+        lapsed.filter(&mask).unwrap()
+    };
+    // E's second defection: lifetime from the return of 2019-08-01 (222
+    // days), one earlier defection, no bills in it.
+    expect(
+        &row(&e_second, "subscriber_id", "E"),
+        "lapsed E (2nd)",
+        &[
+            ("lifetime_start", "2019-08-01"),
+            ("earlier_defections", "1"),
+            ("months_since_return", "7.2936"),
+            ("plan", "standard"),
+            ("billed_months", "0"),
+            ("revenue_mean", "null"),
+            ("lifetime_value", "0.0000"),
+            ("leave_reason", "price"),
+        ],
+    );
+    // F: one unsatisfied resolution, one resolved with satisfaction unknown
+    // (not counted satisfied); the referral of 2022 is after the as-of date.
+    expect(
+        &row(&active, "subscriber_id", "F"),
+        "active F",
+        &[
+            ("complaints", "2"),
+            ("complaints_satisfied", "0"),
+            ("complaints_unsatisfied", "2"),
+            ("complaints_open", "0"),
+            ("complaints_6m", "1"),
+            ("share_satisfied", "0.0000"),
+            ("days_since_complaint", "121"),
+            ("referrals", "1"),
+            ("has_referred", "true"),
+            ("was_referred", "false"),
+        ],
+    );
+    // G: named as the referred subscriber, though acquired on the web.
+    expect(
+        &row(&active, "subscriber_id", "G"),
+        "active G",
+        &[
+            ("was_referred", "true"),
+            ("referrals", "0"),
+            ("segment", "null"),
+        ],
+    );
+    // H: signed up 41 days before the as-of date, not yet billed.
+    expect(
+        &row(&active, "subscriber_id", "H"),
+        "active H",
+        &[
+            ("tenure_months", "1.3470"),
+            ("billed_months", "0"),
+            ("revenue_mean", "null"),
+            ("value_to_date", "0.0000"),
+            ("bill_ratio_max3", "null"),
+        ],
+    );
+    // I: the configured extra columns, carried as they are.
+    expect(
+        &row(&active, "subscriber_id", "I"),
+        "active I",
+        &[("credit_score", "712.5000"), ("segment", "business")],
+    );
+    // J: a December bill of 125 on a fee of 50.
+    expect(
+        &row(&active, "subscriber_id", "J"),
+        "active J",
+        &[
+            ("bill_ratio_max3", "2.5000"),
+            ("revenue_last3", "75.0000"),
+            ("revenue_trend", "25.0000"),
+            ("margin_last3", "45.0000"),
+        ],
+    );
+    // K: as of its defection on the as-of date, the December bill counts.
+    expect(
+        &row(&lapsed, "subscriber_id", "K"),
+        "lapsed K",
+        &[
+            ("tenure_months", "2.9897"),
+            ("billed_months", "3"),
+            ("margin_mean", "30.0000"),
+            ("lifetime_value", "90.0000"),
+            ("leave_reason", "both"),
+        ],
+    );
+    // L: returned with no plan or fee recorded: the subscriber's apply.
+    expect(
+        &row(&active, "subscriber_id", "L"),
+        "active L",
+        &[
+            ("plan", "premium"),
+            ("monthly_fee", "70.0000"),
+            ("earlier_defections", "1"),
+            ("lifetime_start", "2021-06-01"),
+        ],
+    );
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let names: Vec<&str> = manifest["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"credit_score") && names.contains(&"segment"),
+        "extra columns are in the manifest: {names:?}"
     );
 }

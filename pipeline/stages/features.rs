@@ -175,8 +175,8 @@ pub struct Features {
     /// One row per return: months retained and margin of the second
     /// lifetime, censoring, and the arm that won the subscriber back.
     pub second_lifetime: DataFrame,
-    /// Stacked snapshots of active subscribers with the churn label.
-    pub churn_snapshots: DataFrame,
+    /// Rows of all churn snapshots (handed to the sink one by one).
+    pub snapshot_rows: usize,
     /// The as-of date used for `active`.
     pub as_of: NaiveDate,
     /// Last day covered by the data (end of the latest billed month).
@@ -913,39 +913,24 @@ pub fn default_snapshots(
 
 /// Stacked snapshots: active subscribers' features as of each date, and
 /// whether they churned within the horizon after it.
-fn churn_snapshots(
+fn churn_snapshot(
     inputs: &Inputs,
-    dates: &[NaiveDate],
+    date: NaiveDate,
+    index: u32,
     s: &FeatureSettings,
     end: NaiveDate,
 ) -> Result<DataFrame> {
-    if dates.is_empty() {
-        return Ok(DataFrame::empty());
-    }
     let horizon = s.churn_horizon_days as i32;
-    // All snapshots' events in one frame, so that the tables are joined
-    // once, in one plan, not once per date.
-    let per_date: Vec<LazyFrame> = dates
-        .iter()
-        .enumerate()
-        .map(|(i, d)| active_at(inputs, *d).with_column(lit(i as u32).alias(f::SNAPSHOT)))
-        .collect();
-    let events = concat(per_date, UnionArgs::default())
-        .map_err(Error::polars("features: snapshots"))?
-        .sort(
-            [f::SNAPSHOT, col::SUBSCRIBER_ID],
-            SortMultipleOptions::default(),
-        )
+    let events = active_at(inputs, date)
+        .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
         .with_row_index(f::EVENT, None);
     let events = collect(events, "snapshot events")?.lazy();
     let x = behaviour(inputs, events.clone(), s);
     let churned = join(
-        events
-            .clone()
-            .select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]),
         inputs
             .get(Table::ChurnEvents)
             .select([col(col::SUBSCRIBER_ID), col(col::CHURNED_AT)]),
+        events.select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]),
         &[col::SUBSCRIBER_ID],
         JoinType::Inner,
     )
@@ -956,40 +941,47 @@ fn churn_snapshots(
     )
     .group_by([col(f::EVENT)])
     .agg([lit(true).first().alias(f::CHURNED)]);
-    let x = join(
-        x,
-        events.select([col(f::EVENT), col(f::SNAPSHOT)]),
-        &[f::EVENT],
-        JoinType::Left,
-    );
     let x = join(x, churned, &[f::EVENT], JoinType::Left)
         .with_columns([
             col(f::CHURNED).fill_null(lit(false)),
-            (days(f::AS_OF) + lit(horizon))
-                .lt_eq(lit(epoch_days(end)))
-                .alias(f::HORIZON_OBSERVED),
+            lit(epoch_days(date) + horizon <= epoch_days(end)).alias(f::HORIZON_OBSERVED),
+            lit(index).alias(f::SNAPSHOT),
         ])
         .sort([f::EVENT], SortMultipleOptions::default())
         .drop(cols([f::EVENT]));
-    collect(x, "churn snapshots")
+    collect(x, "churn snapshot")
 }
 
-fn categories(dfs: &[&DataFrame], name: &str) -> Vec<String> {
-    let mut seen = std::collections::BTreeSet::new();
-    for df in dfs {
+/// Categories seen so far, per one-hot feature.
+type Seen = BTreeMap<String, std::collections::BTreeSet<String>>;
+
+fn see(seen: &mut Seen, df: &DataFrame, names: &[String]) {
+    for name in names {
         if let Ok(c) = df.column(name)
             && let Ok(s) = c.str()
         {
+            let set = seen.entry(name.clone()).or_default();
             for v in s.iter().flatten() {
-                seen.insert(v.to_string());
+                if !set.contains(v) {
+                    set.insert(v.to_string());
+                }
             }
         }
     }
-    seen.into_iter().collect()
+}
+
+fn one_hot_names(s: &FeatureSettings) -> Vec<String> {
+    let mut v: Vec<String> = behaviour_columns(s)
+        .into_iter()
+        .filter(|(_, e, _)| *e == Encoding::OneHot)
+        .map(|(n, _, _)| n)
+        .collect();
+    v.push(f::LEAVE_REASON.to_string());
+    v
 }
 
 /// The manifest of the features the lapsed rows and snapshots carry.
-fn manifest(s: &FeatureSettings, lapsed: &DataFrame, snapshots: &DataFrame) -> Manifest {
+fn manifest(s: &FeatureSettings, lapsed: &DataFrame, seen: &Seen) -> Manifest {
     let mut specs = Vec::new();
     let mut cols = behaviour_columns(s);
     cols.push((
@@ -1003,7 +995,9 @@ fn manifest(s: &FeatureSettings, lapsed: &DataFrame, snapshots: &DataFrame) -> M
             .map(|c| c.dtype().to_string())
             .unwrap_or_else(|_| "unknown".into());
         let categories = if encoding == Encoding::OneHot {
-            categories(&[lapsed, snapshots], &name)
+            seen.get(&name)
+                .map(|c| c.iter().cloned().collect())
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -1026,7 +1020,13 @@ fn manifest(s: &FeatureSettings, lapsed: &DataFrame, snapshots: &DataFrame) -> M
 }
 
 /// Runs the stage.
-pub fn build(inputs: &Inputs, s: &FeatureSettings) -> Result<Features> {
+/// Runs the stage. Each churn snapshot goes to `snapshot_sink` (index,
+/// date, rows) as soon as it is built; the other outputs come back.
+pub fn build(
+    inputs: &Inputs,
+    s: &FeatureSettings,
+    snapshot_sink: &mut dyn FnMut(usize, NaiveDate, &mut DataFrame) -> Result<()>,
+) -> Result<Features> {
     let clock = std::time::Instant::now();
     let step = |name: &str| {
         tracing::debug!(
@@ -1063,9 +1063,20 @@ pub fn build(inputs: &Inputs, s: &FeatureSettings) -> Result<Features> {
     } else {
         s.snapshots.clone()
     };
-    let churn_snapshots = churn_snapshots(inputs, &snapshots, s, end)?;
+    // One snapshot at a time, handed to the caller as soon as it is built,
+    // so that memory holds one snapshot's rows, whatever their number.
+    let names = one_hot_names(s);
+    let mut seen = Seen::new();
+    see(&mut seen, &lapsed, &names);
+    let mut snapshot_rows = 0;
+    for (i, d) in snapshots.iter().enumerate() {
+        let mut df = churn_snapshot(inputs, *d, i as u32, s, end)?;
+        see(&mut seen, &df, &names);
+        snapshot_rows += df.height();
+        snapshot_sink(i, *d, &mut df)?;
+    }
     step("snapshots");
-    let manifest = manifest(s, &lapsed, &churn_snapshots);
+    let manifest = manifest(s, &lapsed, &seen);
     let lapsed = lapsed
         .drop(f::EVENT)
         .map_err(Error::polars("features: lapsed"))?;
@@ -1077,7 +1088,7 @@ pub fn build(inputs: &Inputs, s: &FeatureSettings) -> Result<Features> {
         active,
         offers,
         second_lifetime,
-        churn_snapshots,
+        snapshot_rows,
         as_of,
         data_end: end,
         snapshots,

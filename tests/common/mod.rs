@@ -75,3 +75,24 @@ pub fn pairs(df: &DataFrame, key: &str, value: &str) -> Vec<(String, f64)> {
         .map(|(k, v)| (k.unwrap_or("null").to_string(), v.unwrap_or(f64::NAN)))
         .collect()
 }
+
+/// Reads a table written as `<name>.parquet` or as a directory `<name>/` of
+/// part files (concatenated in name order).
+pub fn read_table(dir: &Path, name: &str) -> DataFrame {
+    let file = dir.join(format!("{name}.parquet"));
+    if file.is_file() {
+        return read(&file);
+    }
+    let mut parts: Vec<_> = std::fs::read_dir(dir.join(name))
+        .unwrap_or_else(|e| panic!("no table {name} in {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    parts.sort();
+    let mut frames = parts.iter().map(|p| read(p));
+    let mut all = frames.next().expect("at least one part");
+    for f in frames {
+        all.vstack_mut(&f).unwrap();
+    }
+    all
+}
