@@ -541,58 +541,67 @@ fn differences(x: &DataFrame, y: &DataFrame) -> Vec<String> {
     out
 }
 
-#[test]
-fn no_feature_reads_past_its_as_of_date() {
-    // Generated histories, several seeds and cut dates: features as of the
-    // cut must not change when everything after the cut is deleted or
-    // altered.
-    for (seed, cut) in [(1u64, "2022-03-17"), (2, "2023-11-30"), (3, "2021-07-01")] {
-        let tmp = tempfile::tempdir().unwrap();
-        let full = tmp.path().join("full");
-        common::generate(&full, 400, seed);
-        let cut_days = day(cut);
-        let cutted = tmp.path().join("cut");
-        truncate_after(&full, &cutted, cut_days);
-        let a = features(&full, &tmp.path().join("out_full"), Some(cut));
-        let b = features(&cutted, &tmp.path().join("out_cut"), Some(cut));
+/// Features as of `cut` on a generated history must not change when every
+/// row dated after the cut is deleted and every complaint resolved after it
+/// is resolved otherwise.
+fn check_no_leak(seed: u64, cut: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    common::generate(&full, 400, seed);
+    let cut_days = day(cut);
+    let cutted = tmp.path().join("cut");
+    truncate_after(&full, &cutted, cut_days);
+    let a = features(&full, &tmp.path().join("out_full"), Some(cut));
+    let b = features(&cutted, &tmp.path().join("out_cut"), Some(cut));
 
-        let active_a = read(&a.join("active.parquet"));
-        let active_b = read(&b.join("active.parquet"));
-        assert!(
-            active_a.height() > 50,
-            "seed {seed}: enough active subscribers to mean something"
-        );
-        let (x, y) = (
-            comparable(&active_a, &["subscriber_id"], &[]),
-            comparable(&active_b, &["subscriber_id"], &[]),
-        );
-        let d = differences(&x, &y);
-        assert!(
-            d.is_empty(),
-            "seed {seed}, as of {cut}: active features changed when later rows changed:\n{}",
-            d.join("\n")
-        );
+    let active_a = read(&a.join("active.parquet"));
+    let active_b = read(&b.join("active.parquet"));
+    assert!(
+        active_a.height() > 50,
+        "seed {seed}: enough active subscribers to mean something"
+    );
+    let (x, y) = (
+        comparable(&active_a, &["subscriber_id"], &[]),
+        comparable(&active_b, &["subscriber_id"], &[]),
+    );
+    let d = differences(&x, &y);
+    assert!(
+        d.is_empty(),
+        "seed {seed}, as of {cut}: active features changed when later rows changed:\n{}",
+        d.join("\n")
+    );
 
-        // Lapsed rows as of defections on or before the cut.
-        let upto = |df: DataFrame| {
-            df.lazy()
-                .filter(col("churned_at").lt_eq(lit(cut_days).cast(DataType::Date)))
-                .collect()
-                .unwrap()
-        };
-        let la = upto(read(&a.join("lapsed.parquet")));
-        let lb = upto(read(&b.join("lapsed.parquet")));
-        assert!(la.height() > 10, "seed {seed}: defections before the cut");
-        let (x, y) = (
-            comparable(&la, &["subscriber_id", "churned_at"], &[]),
-            comparable(&lb, &["subscriber_id", "churned_at"], &[]),
-        );
-        let d = differences(&x, &y);
-        assert!(
-            d.is_empty(),
-            "seed {seed}: lapsed features changed when later rows changed:\n{}",
-            d.join("\n")
-        );
+    // Lapsed rows as of defections on or before the cut.
+    let upto = |df: DataFrame| {
+        df.lazy()
+            .filter(col("churned_at").lt_eq(lit(cut_days).cast(DataType::Date)))
+            .collect()
+            .unwrap()
+    };
+    let la = upto(read(&a.join("lapsed.parquet")));
+    let lb = upto(read(&b.join("lapsed.parquet")));
+    assert!(la.height() > 10, "seed {seed}: defections before the cut");
+    let (x, y) = (
+        comparable(&la, &["subscriber_id", "churned_at"], &[]),
+        comparable(&lb, &["subscriber_id", "churned_at"], &[]),
+    );
+    let d = differences(&x, &y);
+    assert!(
+        d.is_empty(),
+        "seed {seed}, as of {cut}: lapsed features changed when later rows changed:\n{}",
+        d.join("\n")
+    );
+}
+
+proptest::proptest! {
+    // Each case generates a history and runs the stage twice through the
+    // binary (a few seconds), so a handful of random cases per run.
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 4, max_shrink_iters: 0, ..Default::default() })]
+    #[test]
+    fn no_feature_reads_past_its_as_of_date(seed in 1u64..10_000, offset in 400i32..2_400) {
+        // A cut date between 2020-02 and 2025-07 of the generated 2019-2025.
+        let d = NaiveDate::from_ymd_opt(2019, 1, 1).unwrap() + chrono::Duration::days(offset as i64);
+        check_no_leak(seed, &d.to_string());
     }
 }
 
