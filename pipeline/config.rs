@@ -136,6 +136,10 @@ pub struct RawValidate {
     pub mode: Option<Mode>,
     /// Example subscriber ids shown per violated rule. Default 5.
     pub max_examples: Option<usize>,
+    /// Most bills grouped at once by the duplicate-month rule; larger
+    /// billing tables are checked in several passes, which bounds memory
+    /// at the cost of a scan per pass. Default 8000000.
+    pub duplicate_check_rows: Option<usize>,
     /// `[validate.columns.<table>]`: `canonical_name = "name in the files"`.
     /// Default: the contract's names.
     #[serde(default)]
@@ -212,6 +216,8 @@ pub struct ValidateSettings {
     pub mode: Mode,
     /// Example ids per violated rule.
     pub max_examples: usize,
+    /// Most bills grouped at once by the duplicate-month rule.
+    pub duplicate_check_rows: usize,
     /// Per table: canonical column name to the name in the files.
     pub columns: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -340,6 +346,10 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             "`validate.max_examples`: {max_examples} is out of range; expected 1 to 100"
         ));
     }
+    let duplicate_check_rows = raw.validate.duplicate_check_rows.unwrap_or(8_000_000);
+    if duplicate_check_rows == 0 {
+        problems.push("`validate.duplicate_check_rows`: must be at least 1".to_string());
+    }
     for (table, map) in &raw.validate.columns {
         let Some(t) = Table::from_name(table) else {
             let valid: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
@@ -388,6 +398,7 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         validate: ValidateSettings {
             mode: over.mode.or(raw.validate.mode).unwrap_or_default(),
             max_examples,
+            duplicate_check_rows,
             columns: raw.validate.columns,
         },
         economics,

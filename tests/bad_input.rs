@@ -799,3 +799,31 @@ fn no_temp_dirs(dir: &Path) -> bool {
         !name.starts_with('.')
     })
 }
+
+#[test]
+fn duplicate_billing_month_found_across_passes() {
+    // A billing table checked in many passes (bounded memory) finds the
+    // same duplicates as one pass.
+    let s = Sample::new();
+    let id = id_at(&read(&s.table("billing")), "subscriber_id", 10);
+    s.edit("billing", |df| duplicate_row(df, 10));
+    let cfg = s.data.parent().unwrap().join("passes.toml");
+    std::fs::write(&cfg, "[validate]\nduplicate_check_rows = 1000\n").unwrap();
+    let o = winback(&[
+        "validate",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        s.data.to_str().unwrap(),
+        "--out",
+        s.out.to_str().unwrap(),
+    ]);
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("billing.month: rule `duplicate_month`")
+            && stderr.contains("2 row(s)")
+            && stderr.contains(&id),
+        "{stderr}"
+    );
+}

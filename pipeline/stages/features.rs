@@ -1095,3 +1095,127 @@ pub fn build(
         manifest,
     })
 }
+
+/// Brings a frame's one-hot features onto the manifest's categories: a value
+/// seen in training stays, any other value and a null become
+/// [`OTHER_LEVEL`]. Returns the frame and, per feature, how many values were
+/// mapped to `other` (for the scoring summary), so nothing is mis-encoded
+/// silently. A feature of the manifest missing from the frame is an error.
+pub fn conform_categories(
+    df: &DataFrame,
+    manifest: &Manifest,
+) -> Result<(DataFrame, Vec<(String, usize)>)> {
+    let mut out = df.clone();
+    let mut unseen = Vec::new();
+    for spec in manifest
+        .features
+        .iter()
+        .filter(|s| s.encoding == Encoding::OneHot)
+    {
+        let column = df.column(&spec.name).map_err(|_| Error::Setting {
+            key: spec.name.clone(),
+            message: format!(
+                "the frame has no column `{}`, which the feature manifest names; it was built by another features stage or config",
+                spec.name
+            ),
+        })?;
+        let values = column
+            .cast(&DataType::String)
+            .map_err(Error::polars(format!("features: category {}", spec.name)))?;
+        let values = values
+            .str()
+            .map_err(Error::polars(format!("features: category {}", spec.name)))?;
+        let known: std::collections::HashSet<&str> =
+            spec.categories.iter().map(String::as_str).collect();
+        let mut n = 0usize;
+        let mapped: StringChunked = values
+            .iter()
+            .map(|v| match v {
+                Some(v) if known.contains(v) => Some(v),
+                _ => {
+                    n += 1;
+                    Some(OTHER_LEVEL)
+                }
+            })
+            .collect();
+        out.replace(
+            &spec.name,
+            mapped.with_name(spec.name.as_str().into()).into_column(),
+        )
+        .map_err(Error::polars(format!("features: category {}", spec.name)))?;
+        unseen.push((spec.name.clone(), n));
+    }
+    Ok((out, unseen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            version: 1,
+            features: vec![
+                FeatureSpec {
+                    name: "plan".into(),
+                    dtype: "str".into(),
+                    encoding: Encoding::OneHot,
+                    sources: vec!["subscribers.plan".into()],
+                    categories: vec!["basic".into(), "premium".into()],
+                },
+                FeatureSpec {
+                    name: "tenure_months".into(),
+                    dtype: "f64".into(),
+                    encoding: Encoding::Numeric,
+                    sources: vec![],
+                    categories: vec![],
+                },
+            ],
+            unseen_category_policy: String::new(),
+        }
+    }
+
+    #[test]
+    fn unseen_categories_and_nulls_become_other_and_are_counted() {
+        let df = DataFrame::new(
+            4,
+            vec![
+                Column::new(
+                    "plan".into(),
+                    [Some("basic"), Some("gold"), None, Some("premium")],
+                ),
+                Column::new("tenure_months".into(), [1.0, 2.0, 3.0, 4.0]),
+            ],
+        )
+        .unwrap();
+        let (out, unseen) = conform_categories(&df, &manifest()).unwrap();
+        let plan: Vec<Option<&str>> = out.column("plan").unwrap().str().unwrap().iter().collect();
+        assert_eq!(
+            plan,
+            [Some("basic"), Some("other"), Some("other"), Some("premium")]
+        );
+        assert_eq!(unseen, [("plan".to_string(), 2)]);
+        assert!(
+            out.column("tenure_months")
+                .unwrap()
+                .equals(df.column("tenure_months").unwrap())
+        );
+    }
+
+    #[test]
+    fn a_missing_feature_column_is_an_error() {
+        let df = DataFrame::new(1, vec![Column::new("tenure_months".into(), [1.0])]).unwrap();
+        let err = conform_categories(&df, &manifest())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plan"), "{err}");
+    }
+
+    #[test]
+    fn default_snapshots_end_at_the_last_observed_month_start() {
+        let end = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+        let d = default_snapshots(end, 90, 3, 4);
+        let s: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(s, ["2025-01-01", "2025-04-01", "2025-07-01", "2025-10-01"]);
+    }
+}

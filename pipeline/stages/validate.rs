@@ -278,8 +278,10 @@ fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
 fn rules_for(
     table: Table,
     lf: LazyFrame,
+    rows: usize,
     subs: &DataFrame,
     first_churn: Option<&DataFrame>,
+    settings: &ValidateSettings,
 ) -> Result<(LazyFrame, Vec<Rule>)> {
     let id = table.id_column();
     let mut rules: Vec<Rule> = table
@@ -348,15 +350,36 @@ fn rules_for(
                     .cast(DataType::UInt64)
             };
             lf = lf.with_column(key().alias(MONTH_KEY));
-            let dups = super::collect(
-                lf.clone()
-                    .filter(col(MONTH_KEY).is_not_null())
-                    .group_by([col(MONTH_KEY)])
-                    .agg([len().alias("__n")])
-                    .filter(col("__n").gt(lit(1)))
-                    .select([col(MONTH_KEY), lit(true).alias(DUP)]),
-                format!("validate {table}: duplicate months"),
-            )?;
+            // The group table holds one key per bill: the bills are split
+            // by subscriber into passes of at most `duplicate_check_rows`,
+            // so that memory stays bounded whatever the size of billing.
+            let passes = rows.div_ceil(settings.duplicate_check_rows.max(1)).max(1) as u32;
+            let mut dups = DataFrame::empty();
+            for pass in 0..passes {
+                let found = super::collect(
+                    lf.clone()
+                        .filter(col(MONTH_KEY).is_not_null())
+                        .filter(if passes > 1 {
+                            (col(KNOWN) % lit(passes)).eq(lit(pass))
+                        } else {
+                            lit(true)
+                        })
+                        .group_by([col(MONTH_KEY)])
+                        .agg([len().alias("__n")])
+                        .filter(col("__n").gt(lit(1)))
+                        .select([col(MONTH_KEY), lit(true).alias(DUP)]),
+                    format!(
+                        "validate {table}: duplicate months (pass {} of {passes})",
+                        pass + 1
+                    ),
+                )?;
+                if dups.width() == 0 {
+                    dups = found;
+                } else {
+                    dups.vstack_mut(&found)
+                        .map_err(Error::polars("validate billing: duplicate months"))?;
+                }
+            }
             lf = left_join(lf, dups.lazy(), &[MONTH_KEY]);
             rules.push(rule(
                 "duplicate_month",
@@ -532,7 +555,14 @@ pub fn check_rows(
             None => unreachable!("subscribers are required and checked first"),
         };
         let conformed_scan = lf.clone();
-        let (joined, rules) = rules_for(table, lf, &subs, first_churn.as_ref())?;
+        let (joined, rules) = rules_for(
+            table,
+            lf,
+            conformed.rows_in_files,
+            &subs,
+            first_churn.as_ref(),
+            settings,
+        )?;
         let flag = |i: usize| format!("__v{i}");
         let flagged = joined.with_columns(
             rules
