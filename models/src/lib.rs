@@ -7,5 +7,8 @@
 //! - [`economics`]: the four offer arms, their terms and the discounted
 //!   lifetime-value arithmetic shared by the generator's ground truth and,
 //!   later, the offer simulation.
+//! - [`metrics`]: ROC and PR AUC, log loss, Brier score, calibration with
+//!   expected calibration error, gains and lift by decile.
 
 pub mod economics;
+pub mod metrics;
