@@ -1096,6 +1096,9 @@ pub fn build(
     })
 }
 
+/// Per categorical feature, how many values were mapped to [`OTHER_LEVEL`].
+pub type Unseen = Vec<(String, usize)>;
+
 /// Brings a frame's one-hot features onto the manifest's categories: a value
 /// seen in training stays, any other value and a null become
 /// [`OTHER_LEVEL`]. Returns the frame and, per feature, how many values were

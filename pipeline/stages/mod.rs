@@ -2,6 +2,7 @@
 //! its own settings to typed results; none opens a path, reads the clock or
 //! the environment. The catalog does the I/O around them.
 
+pub mod design;
 pub mod features;
 pub mod validate;
 
