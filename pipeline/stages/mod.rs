@@ -4,6 +4,7 @@
 
 pub mod design;
 pub mod features;
+pub mod train;
 pub mod validate;
 
 use polars::prelude::{DataFrame, Engine, LazyFrame};
