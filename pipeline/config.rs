@@ -340,16 +340,22 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             d.subscribers
         ));
     }
-    let max_examples = raw.validate.max_examples.unwrap_or(5);
-    if !(1..=100).contains(&max_examples) {
-        problems.push(format!(
-            "`validate.max_examples`: {max_examples} is out of range; expected 1 to 100"
-        ));
-    }
-    let duplicate_check_rows = raw.validate.duplicate_check_rows.unwrap_or(8_000_000);
-    if duplicate_check_rows == 0 {
-        problems.push("`validate.duplicate_check_rows`: must be at least 1".to_string());
-    }
+    let max_examples = bounded(
+        &mut problems,
+        "validate.max_examples",
+        raw.validate.max_examples,
+        5,
+        1,
+        100,
+    );
+    let duplicate_check_rows = bounded(
+        &mut problems,
+        "validate.duplicate_check_rows",
+        raw.validate.duplicate_check_rows,
+        8_000_000,
+        1,
+        usize::MAX,
+    );
     for (table, map) in &raw.validate.columns {
         let Some(t) = Table::from_name(table) else {
             let valid: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
@@ -406,6 +412,25 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
     })
 }
 
+/// `value`, or `default` when absent; a problem naming `key` is recorded
+/// when it lies outside `min..=max` (a NaN never lies inside).
+fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
+    problems: &mut Vec<String>,
+    key: &str,
+    value: Option<T>,
+    default: T,
+    min: T,
+    max: T,
+) -> T {
+    let v = value.unwrap_or(default);
+    if !(min..=max).contains(&v) {
+        problems.push(format!(
+            "`{key}`: {v} is out of range; expected {min} to {max}"
+        ));
+    }
+    v
+}
+
 fn parse_date(key: &str, text: &str, problems: &mut Vec<String>) -> Option<NaiveDate> {
     match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         Ok(d) => Some(d),
@@ -432,13 +457,7 @@ fn resolve_features(
             .and_then(|t| parse_date("features.as_of", t, problems))
     });
     let mut range = |key: &str, v: Option<u32>, default: u32, min: u32, max: u32| {
-        let v = v.unwrap_or(default);
-        if !(min..=max).contains(&v) {
-            problems.push(format!(
-                "`features.{key}`: {v} is out of range; expected {min} to {max}"
-            ));
-        }
-        v
+        bounded(problems, &format!("features.{key}"), v, default, min, max)
     };
     let response_window_days = range(
         "response_window_days",
@@ -503,13 +522,7 @@ fn resolve_features(
 pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Economics {
     let d = Economics::default();
     let mut money = |key: &str, v: Option<f64>, default: f64, max: f64| {
-        let v = v.unwrap_or(default);
-        if !(v.is_finite() && (0.0..=max).contains(&v)) {
-            problems.push(format!(
-                "`economics.{key}`: {v} is out of range; expected 0 to {max}"
-            ));
-        }
-        v
+        bounded(problems, &format!("economics.{key}"), v, default, 0.0, max)
     };
     let discount_per_month = money(
         "discount_per_month",
@@ -532,13 +545,7 @@ pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Econ
     );
     let margin_rate = money("margin_rate", raw.margin_rate, d.margin_rate, 1.0);
     let mut months = |key: &str, v: Option<u32>, default: u32, min: u32, max: u32| {
-        let v = v.unwrap_or(default);
-        if !(min..=max).contains(&v) {
-            problems.push(format!(
-                "`economics.{key}`: {v} is out of range; expected {min} to {max}"
-            ));
-        }
-        v
+        bounded(problems, &format!("economics.{key}"), v, default, min, max)
     };
     let discount_months = months(
         "discount_months",
@@ -578,6 +585,34 @@ pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Econ
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_values_are_all_reported() {
+        let raw = parse(
+            Path::new("c.toml"),
+            "[validate]\nmax_examples = 0\n[economics]\nmargin_rate = nan\ncontact_cost = -1.0\n[features]\nsnapshot_count = 500\n",
+        )
+        .unwrap();
+        let over = Overrides {
+            data: Some("d".into()),
+            out: Some("o".into()),
+            ..Default::default()
+        };
+        let err = resolve(Some(Path::new("c.toml")), raw, over)
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "validate.max_examples",
+            "economics.margin_rate",
+            "economics.contact_cost",
+            "features.snapshot_count",
+        ] {
+            assert!(
+                err.contains(&format!("`{key}`")),
+                "{key} missing from:\n{err}"
+            );
+        }
+    }
 
     #[test]
     fn config_relative_paths_are_cleaned() {

@@ -5,10 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::NaiveDate;
-use common::{read, texts, winback, write};
+use common::{features, read, texts, winback, write};
 use polars::prelude::*;
 
 fn day(s: &str) -> i32 {
@@ -35,29 +35,6 @@ fn floats(name: &str, v: &[Option<f64>]) -> Column {
 fn frame(cols: Vec<Column>) -> DataFrame {
     let h = cols[0].len();
     DataFrame::new(h, cols).unwrap()
-}
-
-/// Runs `winback features` and returns the output directory.
-fn features(data: &Path, out: &Path, as_of: Option<&str>) -> PathBuf {
-    let mut args = vec![
-        "-q",
-        "features",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    if let Some(d) = as_of {
-        args.extend(["--as-of", d]);
-    }
-    let o = winback(&args);
-    assert!(
-        o.status.success(),
-        "features failed:\n{}\n{}",
-        texts(&o).0,
-        texts(&o).1
-    );
-    out.join("features")
 }
 
 /// The row of `df` whose `key` column equals `value`, as name -> value text.
@@ -494,23 +471,13 @@ fn truncate_after(src: &Path, dst: &Path, cut: i32) {
     }
 }
 
-/// Frame sorted by its keys, with only the feature columns both share.
-fn comparable(df: &DataFrame, keys: &[&str], drop: &[&str]) -> DataFrame {
-    let keep: Vec<Expr> = df
-        .get_column_names()
-        .into_iter()
-        .filter(|n| !drop.contains(&n.as_str()))
-        .map(|n| col(n.as_str()))
-        .collect();
-    df.clone()
-        .lazy()
-        .select(keep)
-        .sort(
-            keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-            SortMultipleOptions::default(),
-        )
-        .collect()
-        .unwrap()
+/// Frame sorted by its keys.
+fn comparable(df: &DataFrame, keys: &[&str]) -> DataFrame {
+    df.sort(
+        keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        SortMultipleOptions::default(),
+    )
+    .unwrap()
 }
 
 /// Names of the columns whose values differ, with a first differing pair.
@@ -561,8 +528,8 @@ fn check_no_leak(seed: u64, cut: &str) {
         "seed {seed}: enough active subscribers to mean something"
     );
     let (x, y) = (
-        comparable(&active_a, &["subscriber_id"], &[]),
-        comparable(&active_b, &["subscriber_id"], &[]),
+        comparable(&active_a, &["subscriber_id"]),
+        comparable(&active_b, &["subscriber_id"]),
     );
     let d = differences(&x, &y);
     assert!(
@@ -582,8 +549,8 @@ fn check_no_leak(seed: u64, cut: &str) {
     let lb = upto(read(&b.join("lapsed.parquet")));
     assert!(la.height() > 10, "seed {seed}: defections before the cut");
     let (x, y) = (
-        comparable(&la, &["subscriber_id", "churned_at"], &[]),
-        comparable(&lb, &["subscriber_id", "churned_at"], &[]),
+        comparable(&la, &["subscriber_id", "churned_at"]),
+        comparable(&lb, &["subscriber_id", "churned_at"]),
     );
     let d = differences(&x, &y);
     assert!(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{read, winback};
+use common::read;
 use winback::stages::features::Manifest;
 use winback::stages::train::fit_return_model;
 
@@ -12,20 +12,10 @@ fn return_model_recovers_the_arms_and_is_calibrated() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     common::generate(&data, 30_000, 13);
-    let out = tmp.path().join("out");
-    let o = winback(&[
-        "-q",
-        "features",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", common::texts(&o).1);
-    let offers = read(&out.join("features/offers.parquet"));
+    let out = common::features(&data, &tmp.path().join("out"), None);
+    let offers = read(&out.join("offers.parquet"));
     let manifest: Manifest =
-        serde_json::from_str(&std::fs::read_to_string(out.join("features/manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     let features = [
         "tenure_months",
         "margin_mean",

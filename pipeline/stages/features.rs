@@ -192,7 +192,6 @@ pub struct Features {
 #[derive(Clone)]
 pub struct Inputs {
     tables: BTreeMap<Table, LazyFrame>,
-    present: Vec<Table>,
 }
 
 /// An empty frame with `table`'s contract columns.
@@ -210,21 +209,15 @@ pub fn empty_table(table: Table) -> LazyFrame {
 impl Inputs {
     /// From the validated tables.
     pub fn new(mut tables: BTreeMap<Table, LazyFrame>) -> Self {
-        let present = tables.keys().copied().collect();
         for t in Table::ALL {
             tables.entry(t).or_insert_with(|| empty_table(t));
         }
-        Inputs { tables, present }
+        Inputs { tables }
     }
 
     /// A table (empty when absent).
     pub fn get(&self, t: Table) -> LazyFrame {
         self.tables[&t].clone()
-    }
-
-    /// Whether the input had the table.
-    pub fn has(&self, t: Table) -> bool {
-        self.present.contains(&t)
     }
 }
 
@@ -1104,10 +1097,7 @@ pub type Unseen = Vec<(String, usize)>;
 /// [`OTHER_LEVEL`]. Returns the frame and, per feature, how many values were
 /// mapped to `other` (for the scoring summary), so nothing is mis-encoded
 /// silently. A feature of the manifest missing from the frame is an error.
-pub fn conform_categories(
-    df: &DataFrame,
-    manifest: &Manifest,
-) -> Result<(DataFrame, Vec<(String, usize)>)> {
+pub fn conform_categories(df: &DataFrame, manifest: &Manifest) -> Result<(DataFrame, Unseen)> {
     let mut out = df.clone();
     let mut unseen = Vec::new();
     for spec in manifest

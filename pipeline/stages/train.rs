@@ -81,7 +81,7 @@ pub struct ReturnModel {
     pub cross_validation: Vec<AlphaScore>,
     /// Evaluation on the time holdout.
     pub holdout: Evaluation,
-    /// Offers fitted on, and the first offer date of the holdout.
+    /// Offers fitted on (those before the holdout).
     pub training_rows: usize,
     /// First `offered_at` of the holdout.
     pub holdout_from: String,

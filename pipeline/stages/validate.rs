@@ -483,6 +483,15 @@ fn rules_for(
     Ok((lf, rules))
 }
 
+/// The first value of column `c` as a count (0 when absent or null).
+fn first_u64(df: &DataFrame, c: &str) -> u64 {
+    df.column(c)
+        .ok()
+        .and_then(|s| s.get(0).ok())
+        .and_then(|v| v.extract::<u64>())
+        .unwrap_or(0)
+}
+
 /// Aggregations behind a table's notes, evaluated in the same pass as the
 /// rule counts.
 fn note_aggs(table: Table) -> Vec<Expr> {
@@ -504,13 +513,7 @@ fn table_notes(table: Table, out: &DataFrame) -> Vec<String> {
     if table != Table::Billing {
         return Vec::new();
     }
-    let get = |c: &str| -> u64 {
-        out.column(c)
-            .ok()
-            .and_then(|s| s.get(0).ok())
-            .and_then(|v| v.extract::<u64>())
-            .unwrap_or(0)
-    };
+    let get = |c: &str| first_u64(out, c);
     let mut notes = Vec::new();
     if get("refunds") > 0 {
         notes.push(format!(
@@ -588,14 +591,7 @@ pub fn check_rows(
         aggs.push(len().alias("__read"));
         aggs.extend(note_aggs(table));
         let counts = super::collect(flagged.clone().select(aggs), ctx("count"))?;
-        let count = |c: &str| -> u64 {
-            counts
-                .column(c)
-                .ok()
-                .and_then(|s| s.get(0).ok())
-                .and_then(|v| v.extract::<u64>())
-                .unwrap_or(0)
-        };
+        let count = |c: &str| first_u64(&counts, c);
         let read = count("__read");
         let rejected = count("__rejected");
         let id = table.id_column();

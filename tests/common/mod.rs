@@ -2,7 +2,7 @@
 //! outputs.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use polars::prelude::*;
@@ -95,4 +95,27 @@ pub fn read_table(dir: &Path, name: &str) -> DataFrame {
         all.vstack_mut(&f).unwrap();
     }
     all
+}
+
+/// Runs `winback features` and returns the output directory.
+pub fn features(data: &Path, out: &Path, as_of: Option<&str>) -> PathBuf {
+    let mut args = vec![
+        "-q",
+        "features",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    if let Some(d) = as_of {
+        args.extend(["--as-of", d]);
+    }
+    let o = winback(&args);
+    assert!(
+        o.status.success(),
+        "features failed:\n{}\n{}",
+        texts(&o).0,
+        texts(&o).1
+    );
+    out.join("features")
 }
