@@ -9,9 +9,15 @@
 //!   later, the offer simulation.
 //! - [`logistic`]: L2 logistic regression on standardised columns (linfa),
 //!   with the penalty chosen by cross-validation and odds ratios per raw unit.
+//! - [`boosted`]: gradient-boosted trees (forust-ml) with early stopping
+//!   and Platt calibration on rows the trees never saw.
+//! - [`learner`]: one face ([`learner::Classifier`]) for both learners, a
+//!   stored enum of them, and ridge regression for continuous outcomes.
 //! - [`metrics`]: ROC and PR AUC, log loss, Brier score, calibration with
 //!   expected calibration error, gains and lift by decile.
 
+pub mod boosted;
 pub mod economics;
+pub mod learner;
 pub mod logistic;
 pub mod metrics;

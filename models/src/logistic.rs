@@ -90,7 +90,8 @@ pub struct LogisticModel {
     pub alpha: f64,
 }
 
-fn check(x: ArrayView2<f64>, y: Option<&[bool]>, names: usize) -> Result<(), FitError> {
+/// Checks shapes and finiteness of a feature matrix (and labels).
+pub fn check(x: ArrayView2<f64>, y: Option<&[bool]>, names: usize) -> Result<(), FitError> {
     if x.ncols() != names {
         return Err(FitError::Shape(format!(
             "{} columns, {} names",

@@ -1,0 +1,316 @@
+//! Gradient-boosted trees for a binary outcome (the XGBoost algorithm, as
+//! implemented by the pure-Rust `forust-ml` crate), with the number of trees
+//! chosen by early stopping and the scores calibrated by Platt scaling, both
+//! on a seeded share of the training rows that the trees never see.
+//!
+//! Why forust-ml: measured against `gbdt` (pure Rust) and `lightgbm3`
+//! (bindings) in the README's learner section: it builds in seconds with no
+//! system dependency (lightgbm3 needs cmake 3.28+ and libclang), fits a
+//! million rows of 30 columns in about 15 s on two cores and reaches the
+//! true model's AUC within 0.003 on data with thresholds and interactions.
+
+use forust_ml::objective::ObjectiveType;
+use forust_ml::{GradientBooster, Matrix};
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::logistic::FitError;
+
+/// Hyper-parameters of the boosted learner.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BoostedParams {
+    /// Most trees; early stopping usually ends sooner.
+    pub max_trees: usize,
+    /// Shrinkage of each tree.
+    pub learning_rate: f64,
+    /// Depth of each tree.
+    pub max_depth: usize,
+    /// Histogram bins per feature.
+    pub bins: u16,
+    /// Stop when this many trees bring no gain on the validation rows.
+    pub early_stopping_rounds: usize,
+    /// Share of the training rows held back for early stopping and
+    /// calibration.
+    pub validation_share: f64,
+    /// Smallest hessian sum of a leaf.
+    pub min_leaf_weight: f64,
+    /// Seed of the validation split.
+    pub seed: u64,
+}
+
+impl Default for BoostedParams {
+    fn default() -> Self {
+        BoostedParams {
+            max_trees: 400,
+            learning_rate: 0.1,
+            max_depth: 4,
+            bins: 64,
+            early_stopping_rounds: 20,
+            validation_share: 0.2,
+            min_leaf_weight: 5.0,
+            seed: 1,
+        }
+    }
+}
+
+/// Platt scaling: P = 1 / (1 + exp(-(a + b * score))).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Platt {
+    /// Intercept.
+    pub a: f64,
+    /// Slope on the raw log-odds score.
+    pub b: f64,
+}
+
+impl Platt {
+    /// Fits by Newton's method on log loss (a little ridge keeps it finite
+    /// when the scores separate the classes).
+    pub fn fit(score: &[f64], y: &[bool]) -> Platt {
+        let (mut a, mut b) = (0.0, 1.0);
+        for _ in 0..50 {
+            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-6, 0.0, 1e-6);
+            for (s, yi) in score.iter().zip(y) {
+                let p = sigmoid(a + b * s);
+                let r = p - if *yi { 1.0 } else { 0.0 };
+                let w = (p * (1.0 - p)).max(1e-12);
+                ga += r;
+                gb += r * s;
+                haa += w;
+                hab += w * s;
+                hbb += w * s * s;
+            }
+            let det = haa * hbb - hab * hab;
+            if det.abs() < 1e-18 {
+                break;
+            }
+            let da = (hbb * ga - hab * gb) / det;
+            let db = (haa * gb - hab * ga) / det;
+            a -= da;
+            b -= db;
+            if da.abs() + db.abs() < 1e-10 {
+                break;
+            }
+        }
+        Platt { a, b }
+    }
+
+    /// Calibrated probability of a raw score.
+    pub fn apply(&self, score: f64) -> f64 {
+        sigmoid(self.a + self.b * score)
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// A fitted boosted model.
+#[derive(Serialize, Deserialize)]
+pub struct BoostedModel {
+    /// Column names, in matrix order.
+    pub names: Vec<String>,
+    /// Hyper-parameters.
+    pub params: BoostedParams,
+    /// Trees kept (the early-stopping optimum).
+    pub trees: usize,
+    /// Calibration of the raw scores.
+    pub platt: Platt,
+    /// Split gain per column, summed over the trees (importance).
+    pub importance: Vec<f64>,
+    booster: GradientBooster,
+}
+
+impl std::fmt::Debug for BoostedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoostedModel")
+            .field("names", &self.names)
+            .field("params", &self.params)
+            .field("trees", &self.trees)
+            .field("platt", &self.platt)
+            .finish()
+    }
+}
+
+impl Clone for BoostedModel {
+    fn clone(&self) -> Self {
+        // GradientBooster has no Clone; its serde form is complete.
+        let json = serde_json::to_string(&self.booster).expect("booster serialises");
+        BoostedModel {
+            names: self.names.clone(),
+            params: self.params,
+            trees: self.trees,
+            platt: self.platt,
+            importance: self.importance.clone(),
+            booster: serde_json::from_str(&json).expect("booster deserialises"),
+        }
+    }
+}
+
+/// Column-major copy of a row set of `x`, as forust-ml takes it.
+fn column_major(x: ArrayView2<f64>, rows: &[usize]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(rows.len() * x.ncols());
+    for j in 0..x.ncols() {
+        let c = x.column(j);
+        out.extend(rows.iter().map(|&i| c[i]));
+    }
+    out
+}
+
+/// A seeded pseudo-random key per row (splitmix64).
+pub fn row_key(seed: u64, i: usize) -> u64 {
+    let mut z = seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+    z ^ (z >> 31)
+}
+
+impl BoostedModel {
+    /// Fits trees on the rows outside a seeded validation share, stopping
+    /// when the validation log loss stops improving, then fits the Platt
+    /// calibration on the validation rows' scores.
+    pub fn fit(
+        x: ArrayView2<f64>,
+        y: &[bool],
+        names: &[String],
+        params: BoostedParams,
+    ) -> Result<Self, FitError> {
+        crate::logistic::check(x, Some(y), names.len())?;
+        if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
+            return Err(FitError::OneClass);
+        }
+        let n = x.nrows();
+        let cut = (params.validation_share.clamp(0.05, 0.5) * u64::MAX as f64) as u64;
+        let (valid, train): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| row_key(params.seed, i) < cut);
+        let both = |rows: &[usize]| rows.iter().any(|&i| y[i]) && rows.iter().any(|&i| !y[i]);
+        if valid.len() < 20 || !both(&train) || !both(&valid) {
+            return Err(FitError::Shape(format!(
+                "{n} rows: too few to hold {:.0}% back for early stopping and calibration",
+                params.validation_share * 100.0
+            )));
+        }
+        let label = |rows: &[usize]| -> Vec<f64> {
+            rows.iter().map(|&i| if y[i] { 1.0 } else { 0.0 }).collect()
+        };
+        let (xt, yt) = (column_major(x, &train), label(&train));
+        let (xv, yv) = (column_major(x, &valid), label(&valid));
+        let wv = vec![1.0; valid.len()];
+        let mut booster = GradientBooster::default()
+            .set_objective_type(ObjectiveType::LogLoss)
+            .set_iterations(params.max_trees)
+            .set_learning_rate(params.learning_rate as f32)
+            .set_max_depth(params.max_depth)
+            .set_nbins(params.bins)
+            .set_min_leaf_weight(params.min_leaf_weight as f32)
+            .set_early_stopping_rounds(Some(params.early_stopping_rounds))
+            .set_seed(params.seed);
+        let mt = Matrix::new(&xt, train.len(), x.ncols());
+        let mv = Matrix::new(&xv, valid.len(), x.ncols());
+        booster
+            .fit(
+                &mt,
+                &yt,
+                &vec![1.0; train.len()],
+                Some(vec![(mv, &yv, &wv)]),
+            )
+            .map_err(|e| FitError::Solver(e.to_string()))?;
+        let trees = booster.prediction_iteration.unwrap_or(booster.trees.len());
+        let raw = booster.predict(&Matrix::new(&xv, valid.len(), x.ncols()), true);
+        let yb: Vec<bool> = valid.iter().map(|&i| y[i]).collect();
+        let platt = Platt::fit(&raw, &yb);
+        let mut importance = vec![0.0; x.ncols()];
+        for (j, g) in booster.calculate_feature_importance(
+            forust_ml::gradientbooster::ImportanceMethod::TotalGain,
+            false,
+        ) {
+            if j < importance.len() {
+                importance[j] = f64::from(g);
+            }
+        }
+        Ok(BoostedModel {
+            names: names.to_vec(),
+            params,
+            trees,
+            platt,
+            importance,
+            booster,
+        })
+    }
+
+    /// Calibrated P(label true) for each row of `x`.
+    pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
+        crate::logistic::check(x, None, self.names.len())?;
+        let rows: Vec<usize> = (0..x.nrows()).collect();
+        let cm = column_major(x, &rows);
+        let raw = self
+            .booster
+            .predict(&Matrix::new(&cm, x.nrows(), x.ncols()), true);
+        Ok(raw.into_iter().map(|s| self.platt.apply(s)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// A threshold and an interaction no linear model can express.
+    fn data(n: usize, seed: u64) -> (Array2<f64>, Vec<bool>, Vec<f64>) {
+        let mut x = Array2::zeros((n, 3));
+        let mut y = Vec::with_capacity(n);
+        let mut truth = Vec::with_capacity(n);
+        for i in 0..n {
+            let u = |k: u64| row_key(seed.wrapping_add(k * 7919), i) as f64 / u64::MAX as f64;
+            let (a, b, c) = (u(1) * 4.0 - 2.0, u(2) * 4.0 - 2.0, u(3));
+            x[[i, 0]] = a;
+            x[[i, 1]] = b;
+            x[[i, 2]] = c;
+            let z = -1.0 + if a > 1.0 { 2.0 } else { 0.0 } + 0.8 * a * b;
+            let p = sigmoid(z);
+            truth.push(p);
+            y.push(u(4) < p);
+        }
+        (x, y, truth)
+    }
+
+    #[test]
+    fn learns_a_threshold_and_an_interaction_and_is_calibrated() {
+        let (x, y, _) = data(20_000, 1);
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let m = BoostedModel::fit(x.view(), &y, &names, BoostedParams::default()).unwrap();
+        let (xt, yt, truth) = data(10_000, 2);
+        let p = m.predict(xt.view()).unwrap();
+        let auc = crate::metrics::roc_auc(&p, &yt).unwrap().unwrap();
+        let best = crate::metrics::roc_auc(&truth, &yt).unwrap().unwrap();
+        let (_, ece) = crate::metrics::calibration(&p, &yt, 10).unwrap();
+        assert!(auc > best - 0.02, "AUC {auc} vs true model {best}");
+        assert!(ece < 0.03, "ECE {ece}");
+        assert!(
+            m.trees < m.params.max_trees,
+            "early stopping ended at {}",
+            m.trees
+        );
+        // The noise column matters least.
+        assert!(m.importance[2] < m.importance[0] && m.importance[2] < m.importance[1]);
+        // A JSON round trip predicts the same.
+        let back: BoostedModel = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back.predict(xt.view()).unwrap(), p);
+    }
+
+    #[test]
+    fn platt_recovers_a_known_map() {
+        let s: Vec<f64> = (0..20_000)
+            .map(|i| (i as f64 / 20_000.0) * 8.0 - 4.0)
+            .collect();
+        let y: Vec<bool> = s
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (row_key(9, i) as f64 / u64::MAX as f64) < sigmoid(0.5 + 0.7 * v))
+            .collect();
+        let p = Platt::fit(&s, &y);
+        assert!(
+            (p.a - 0.5).abs() < 0.08 && (p.b - 0.7).abs() < 0.06,
+            "{p:?}"
+        );
+    }
+}
