@@ -15,9 +15,14 @@
 //!   stored enum of them, and ridge regression for continuous outcomes.
 //! - [`metrics`]: ROC and PR AUC, log loss, Brier score, calibration with
 //!   expected calibration error, gains and lift by decile.
+//! - [`survival`]: subscriber-month expansion, survival curves from
+//!   monthly hazards, restricted means, Kaplan–Meier.
+//! - [`uplift`]: Qini curve and coefficient, uplift by decile.
 
 pub mod boosted;
 pub mod economics;
 pub mod learner;
 pub mod logistic;
 pub mod metrics;
+pub mod survival;
+pub mod uplift;

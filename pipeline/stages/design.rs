@@ -28,6 +28,15 @@ pub enum DesignColumn {
         /// Value for nulls.
         fill: f64,
     },
+    /// 1 where the numeric feature is at least `threshold` (a learned step:
+    /// with the linear term, a piecewise-linear-plus-steps transform whose
+    /// thresholds are training quantiles).
+    AtLeast {
+        /// Feature.
+        feature: String,
+        /// Threshold.
+        threshold: f64,
+    },
     /// 1 where the numeric feature is null.
     Missing {
         /// Feature.
@@ -55,6 +64,7 @@ impl DesignColumn {
                 feature.clone()
             }
             DesignColumn::Missing { feature } => format!("{feature}=missing"),
+            DesignColumn::AtLeast { feature, threshold } => format!("{feature}>={threshold}"),
             DesignColumn::Level { feature, level } => format!("{feature}={level}"),
         }
     }
@@ -80,9 +90,51 @@ fn float_column(df: &DataFrame, name: &str) -> Result<Float64Chunked> {
         .clone())
 }
 
+/// Distinct inner quantiles of the non-null values (rounded to 4
+/// significant digits, so names read well); none when the column has at
+/// most `bins` distinct values or `bins < 2`.
+fn quantile_thresholds(c: &Float64Chunked, bins: usize) -> Vec<f64> {
+    if bins < 2 {
+        return Vec::new();
+    }
+    let mut v: Vec<f64> = c.iter().flatten().filter(|v| v.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let mut distinct = v.clone();
+    distinct.dedup();
+    if distinct.len() <= bins {
+        return Vec::new();
+    }
+    let round = |x: f64| {
+        if x == 0.0 {
+            return 0.0;
+        }
+        let p = 10f64.powi(3 - x.abs().log10().floor() as i32);
+        (x * p).round() / p
+    };
+    let mut out: Vec<f64> = (1..bins)
+        .map(|q| round(v[(q * v.len() / bins).min(v.len() - 1)]))
+        .filter(|t| *t > v[0])
+        .collect();
+    out.dedup();
+    out
+}
+
 impl Design {
     /// Fits on `train` for the manifest's features named in `features`.
     pub fn fit(manifest: &Manifest, train: &DataFrame, features: &[&str]) -> Result<Design> {
+        Design::fit_binned(manifest, train, features, 0)
+    }
+
+    /// As [`Design::fit`], and each numeric feature with more than `bins`
+    /// distinct values also gets step columns at its training quantiles
+    /// 1/bins, ..., (bins-1)/bins (distinct thresholds only); `bins` below 2
+    /// adds none.
+    pub fn fit_binned(
+        manifest: &Manifest,
+        train: &DataFrame,
+        features: &[&str],
+        bins: usize,
+    ) -> Result<Design> {
         let mut columns = Vec::new();
         for name in features {
             let spec = manifest
@@ -104,6 +156,12 @@ impl Design {
                     if c.null_count() > 0 {
                         columns.push(DesignColumn::Missing {
                             feature: spec.name.clone(),
+                        });
+                    }
+                    for threshold in quantile_thresholds(&c, bins) {
+                        columns.push(DesignColumn::AtLeast {
+                            feature: spec.name.clone(),
+                            threshold,
                         });
                     }
                 }
@@ -167,6 +225,14 @@ impl Design {
                 DesignColumn::Numeric { feature, fill } => {
                     for (i, v) in float_column(&df, feature)?.iter().enumerate() {
                         x[i * k + j] = v.unwrap_or(*fill);
+                    }
+                }
+                DesignColumn::AtLeast { feature, threshold } => {
+                    for (i, v) in float_column(&df, feature)?.iter().enumerate() {
+                        x[i * k + j] = match v {
+                            Some(v) if v >= *threshold => 1.0,
+                            _ => 0.0,
+                        };
                     }
                 }
                 DesignColumn::Missing { feature } => {
@@ -267,6 +333,32 @@ mod tests {
         ];
         assert_eq!(x, expected);
         assert_eq!(unseen, [("plan".to_string(), 2)]);
+    }
+
+    #[test]
+    fn quantile_steps_by_hand() {
+        let tenure: Vec<Option<f64>> = (0..100).map(|i| Some(i as f64)).chain([None]).collect();
+        let df = DataFrame::new(101, vec![Column::new("tenure".into(), tenure)]).unwrap();
+        let d = Design::fit_binned(&manifest(), &df, &["tenure"], 4).unwrap();
+        assert_eq!(
+            d.names(),
+            [
+                "tenure",
+                "tenure=missing",
+                "tenure>=25",
+                "tenure>=50",
+                "tenure>=75"
+            ]
+        );
+        let (x, _) = d.matrix(&df.slice(49, 2)).unwrap();
+        assert_eq!(x, [49.0, 0.0, 1.0, 0.0, 0.0, 50.0, 0.0, 1.0, 1.0, 0.0]);
+        // A null is in no step (its indicator carries it).
+        let (x, _) = d.matrix(&df.slice(100, 1)).unwrap();
+        assert_eq!(x, [49.5, 1.0, 0.0, 0.0, 0.0]);
+        // Few distinct values: no steps.
+        let few = DataFrame::new(3, vec![Column::new("tenure".into(), [1.0, 2.0, 2.0])]).unwrap();
+        let d = Design::fit_binned(&manifest(), &few, &["tenure"], 4).unwrap();
+        assert_eq!(d.names(), ["tenure"]);
     }
 
     #[test]
