@@ -34,6 +34,14 @@ pub enum Command {
     Validate(StageArgs),
     /// Point-in-time features of lapsed and active subscribers, and labels.
     Features(StageArgs),
+    /// Fit the return, churn and second-lifetime models on the features
+    /// (run `features` first); writes a new version under <out>/models/.
+    Train(StageArgs),
+    /// Score subscribers active and lapsed at --as-of with a model version.
+    Score(ScoreArgs),
+    /// Time model fitting and scoring at a chosen scale (figures for the
+    /// README's performance table).
+    Bench(BenchArgs),
     /// Run every stage from one config (creating the demo sample if configured).
     Run(StageArgs),
     /// Print the resolved settings (config file merged with flags) as TOML.
@@ -71,6 +79,41 @@ impl StageArgs {
             as_of: self.as_of,
         }
     }
+}
+
+/// `winback score`.
+#[derive(Debug, Clone, Args)]
+pub struct ScoreArgs {
+    /// Config, data, output, mode and as-of flags.
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Model version directory (default: the newest under <out>/models/).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+}
+
+/// What `winback bench` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchTask {
+    /// Fit the return model on the features' offers, repeated to --rows.
+    TrainReturn,
+    /// Score the features' active subscribers, repeated to --rows, with the
+    /// newest model version (churn model, and the return model under every arm).
+    Score,
+}
+
+/// `winback bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Config, data, output flags (features are read from <out>/features/).
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// What to time.
+    #[arg(long, value_enum)]
+    pub task: BenchTask,
+    /// Rows to reach by repeating the input rows.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
 }
 
 /// `winback generate`.

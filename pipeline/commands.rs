@@ -34,6 +34,19 @@ pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
             let validated = validate(&settings, out)?;
             features(&settings, validated, out).map(|_| ())
         }
+        Command::Train(args) => {
+            let settings = settings(args)?;
+            crate::modeling::train(&settings, out).map(|_| ())
+        }
+        Command::Score(args) => {
+            let settings = settings(&args.stage)?;
+            let validated = validate(&settings, out)?;
+            crate::modeling::score(&settings, validated, args.model.as_deref(), out).map(|_| ())
+        }
+        Command::Bench(args) => {
+            let settings = settings(&args.stage)?;
+            crate::modeling::bench(&settings, args.task, args.rows, out)
+        }
         Command::Run(args) => run(&settings(args)?, out),
         Command::Config(args) => {
             let settings = settings(args)?;
@@ -104,7 +117,13 @@ fn generate_with(
         .collect();
     let mut rows = [0u64; 7];
     let mut empty = None;
+    let mut truth_offers = ParquetBatches::new(staged.path().join("truth_offers.parquet"));
+    let mut empty_truth = None;
     while let Some(chunk) = generator.next_chunk()? {
+        truth_offers.write(&chunk.offer_truth)?;
+        if empty_truth.is_none() {
+            empty_truth = Some(chunk.offer_truth.clear());
+        }
         for (i, ((_, df), (_, w))) in chunk.tables.iter().zip(writers.iter_mut()).enumerate() {
             rows[i] += df.height() as u64;
             w.write(df)?;
@@ -128,6 +147,7 @@ fn generate_with(
     for ((_, w), e) in writers.into_iter().zip(&empty) {
         w.finish(e)?;
     }
+    truth_offers.finish(&empty_truth.expect("at least one chunk"))?;
     let truth = generator.truth();
     catalog::write_json(&staged.path().join("truth.json"), &truth)?;
     let dir = staged.commit()?;
@@ -350,6 +370,7 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
     }
     let validated = validate(settings, out)?;
     features(settings, validated, out)?;
+    crate::modeling::train(settings, out)?;
     Ok(())
 }
 

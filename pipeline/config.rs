@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::schema::Table;
 use crate::stages::features::FeatureSettings;
+use crate::stages::train::{LearnerChoice, TrainSettings};
 use winback_models::economics::{Economics, OfferTerms};
 
 /// The config file as written. Every field documents its default.
@@ -37,6 +38,47 @@ pub struct RawConfig {
     /// `[features]`: point-in-time features and labels.
     #[serde(default)]
     pub features: RawFeatures,
+    /// `[train]`: the models.
+    #[serde(default)]
+    pub train: RawTrain,
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrain {
+    /// `auto` (lower holdout log loss), `logistic` or `boosted`. Default auto.
+    pub learner: Option<LearnerChoice>,
+    /// Latest share of rows held out for evaluation. Default 0.25.
+    pub holdout_share: Option<f64>,
+    /// Cross-validation folds. Default 4.
+    pub folds: Option<usize>,
+    /// Seed of folds, splits and subsamples. Default 1.
+    pub seed: Option<u64>,
+    /// Candidate quantile steps per numeric feature (0: linear). Default [0, 5].
+    pub step_bins: Option<Vec<usize>>,
+    /// Candidate L2 strengths. Default [0.01, 0.1, 1, 10, 100].
+    pub alphas: Option<Vec<f64>>,
+    /// Most rows used by cross-validation. Default 50000.
+    pub cv_max_rows: Option<usize>,
+    /// Most boosted trees. Default 400.
+    pub boosted_max_trees: Option<usize>,
+    /// Boosted learning rate. Default 0.1.
+    pub boosted_learning_rate: Option<f64>,
+    /// Boosted tree depth. Default 4.
+    pub boosted_max_depth: Option<usize>,
+    /// Return-model features. Default: every feature.
+    pub return_features: Option<Vec<String>>,
+    /// Churn-model features. Default: every feature of the snapshots.
+    pub churn_features: Option<Vec<String>>,
+    /// Features interacted with each arm. Default ["leave_reason"].
+    pub interactions: Option<Vec<String>>,
+    /// Months of second lifetime modelled. Default 60.
+    pub survival_months: Option<u32>,
+    /// First months of the hazard's month bands. Default [1, 4, 7, 13, 25, 37].
+    pub hazard_bands: Option<Vec<u32>>,
+    /// Months of the predicted-against-observed duration check. Default 24.
+    pub duration_check_months: Option<u32>,
 }
 
 /// `[features]`.
@@ -85,6 +127,11 @@ pub struct RawEconomics {
     pub horizon_months: Option<u32>,
     /// Margin share of revenue where billing has no cost to serve. Default 0.45.
     pub margin_rate: Option<f64>,
+    /// The package the tailored arm gives per leave reason: a table with
+    /// keys price, service, both, other, unknown and values none,
+    /// discount, upgrade, both. Default: price discount, service upgrade,
+    /// both both, other and unknown discount.
+    pub tailored: Option<BTreeMap<String, winback_models::economics::Package>>,
 }
 
 /// `[data]`.
@@ -198,6 +245,8 @@ pub struct Settings {
     pub economics: Economics,
     /// The features stage's section.
     pub features: FeatureSettings,
+    /// The train stage's section.
+    pub train: TrainSettings,
 }
 
 /// `[data.demo]`, validated.
@@ -387,6 +436,7 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         economics.margin_rate,
         &mut problems,
     );
+    let train = resolve_train(&raw.train, &mut problems);
     if !problems.is_empty() {
         return Err(Error::Config {
             path: config_path
@@ -409,7 +459,106 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         },
         economics,
         features,
+        train,
     })
+}
+
+/// `[train]` with defaults filled in.
+fn resolve_train(raw: &RawTrain, problems: &mut Vec<String>) -> TrainSettings {
+    let d = TrainSettings::default();
+    let holdout_share = bounded(
+        problems,
+        "train.holdout_share",
+        raw.holdout_share,
+        d.holdout_share,
+        0.05,
+        0.5,
+    );
+    let folds = bounded(problems, "train.folds", raw.folds, d.folds, 2, 20);
+    let cv_max_rows = bounded(
+        problems,
+        "train.cv_max_rows",
+        raw.cv_max_rows,
+        d.cv_max_rows,
+        1_000,
+        usize::MAX,
+    );
+    let step_bins = raw.step_bins.clone().unwrap_or(d.step_bins.clone());
+    if step_bins.is_empty() || step_bins.iter().any(|b| *b == 1 || *b > 50) {
+        problems.push(format!(
+            "`train.step_bins`: {step_bins:?}; expected a non-empty list of 0 (linear) or 2 to 50"
+        ));
+    }
+    let alphas = raw.alphas.clone().unwrap_or(d.alphas.clone());
+    if alphas.is_empty() || alphas.iter().any(|a| !(*a > 0.0 && a.is_finite())) {
+        problems.push(format!(
+            "`train.alphas`: {alphas:?}; expected a non-empty list of positive numbers"
+        ));
+    }
+    let boosted = winback_models::boosted::BoostedParams {
+        max_trees: bounded(
+            problems,
+            "train.boosted_max_trees",
+            raw.boosted_max_trees,
+            d.boosted.max_trees,
+            1,
+            10_000,
+        ),
+        learning_rate: bounded(
+            problems,
+            "train.boosted_learning_rate",
+            raw.boosted_learning_rate,
+            d.boosted.learning_rate,
+            0.001,
+            1.0,
+        ),
+        max_depth: bounded(
+            problems,
+            "train.boosted_max_depth",
+            raw.boosted_max_depth,
+            d.boosted.max_depth,
+            1,
+            12,
+        ),
+        ..d.boosted
+    };
+    let survival_months = bounded(
+        problems,
+        "train.survival_months",
+        raw.survival_months,
+        d.survival_months,
+        1,
+        240,
+    );
+    let hazard_bands = raw.hazard_bands.clone().unwrap_or(d.hazard_bands.clone());
+    if hazard_bands.first() != Some(&1) || hazard_bands.windows(2).any(|w| w[0] >= w[1]) {
+        problems.push(format!(
+            "`train.hazard_bands`: {hazard_bands:?}; expected increasing first months starting at 1"
+        ));
+    }
+    TrainSettings {
+        learner: raw.learner.unwrap_or_default(),
+        holdout_share,
+        folds,
+        seed: raw.seed.unwrap_or(d.seed),
+        step_bins,
+        alphas,
+        cv_max_rows,
+        boosted,
+        return_features: raw.return_features.clone().unwrap_or_default(),
+        churn_features: raw.churn_features.clone().unwrap_or_default(),
+        interactions: raw.interactions.clone().unwrap_or(d.interactions),
+        survival_months,
+        hazard_bands,
+        duration_check_months: bounded(
+            problems,
+            "train.duration_check_months",
+            raw.duration_check_months,
+            d.duration_check_months,
+            1,
+            240,
+        ),
+    }
 }
 
 /// `value`, or `default` when absent; a problem naming `key` is recorded
@@ -579,6 +728,22 @@ pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Econ
         annual_discount_rate,
         horizon_months,
         margin_rate,
+        tailored: {
+            let mut t = d.tailored;
+            for (reason, package) in raw.tailored.iter().flatten() {
+                match crate::schema::LEAVE_REASONS
+                    .iter()
+                    .position(|r| r == reason)
+                {
+                    Some(i) => t[i] = *package,
+                    None => problems.push(format!(
+                        "`economics.tailored.{reason}`: not a leave reason; expected one of {}",
+                        crate::schema::LEAVE_REASONS.join(", ")
+                    )),
+                }
+            }
+            t
+        },
     }
 }
 

@@ -93,6 +93,25 @@ pub enum Error {
         source: polars::error::PolarsError,
     },
 
+    /// A trained model cannot be used: absent, unreadable, or trained on
+    /// features that differ from the data's.
+    #[error("model {path}: {message}")]
+    Model {
+        /// The model directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A model could not be fitted or evaluated.
+    #[error("{model} model: {message}")]
+    Fit {
+        /// Which model.
+        model: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// Serialising or parsing a JSON artifact failed.
     #[error("{path}: {source}")]
     Json {
@@ -148,6 +167,9 @@ impl Error {
 
     /// True when the error is the configuration's or the command line's fault.
     pub fn is_config_error(&self) -> bool {
-        matches!(self, Error::Config { .. } | Error::Setting { .. })
+        matches!(
+            self,
+            Error::Config { .. } | Error::Setting { .. } | Error::Model { .. }
+        )
     }
 }

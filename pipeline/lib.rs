@@ -10,12 +10,14 @@
 //!   validate  -- contract checks, report.json, rejected/<table>.parquet
 //!        |
 //!        v
-//!   features -> train -> simulate -> score -> report      (later issues)
+//!   features -> train -> score     models under <out>/models/vNNNN/
+//!        \-> simulate -> report                             (later issues)
 //! ```
 //!
 //! Layout: [`cli`] parses flags, [`config`] merges them with the TOML config,
 //! [`commands`] is the I/O edge that calls the [`stages`] through the
-//! [`catalog`] (the only module that touches files). [`schema`] is the data
+//! [`catalog`] (the only module that touches files); [`modeling`] is the edge
+//! of `train` and `score` (model versions under `<out>/models/`). [`schema`] is the data
 //! contract as code; [`generate`] the ground-truth history generator.
 
 pub mod catalog;
@@ -24,6 +26,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod modeling;
 pub mod schema;
 pub mod stages;
 

@@ -74,6 +74,9 @@ fn hints(e: &Error, command: &Command) -> Vec<String> {
         Error::MissingTable { .. } => {
             hints.push("check --data; `winback generate --out DIR` writes a complete sample".into())
         }
+        Error::Model { .. } => hints.push(
+            "`winback train --config FILE` fits models on this data; --model DIR picks a version under <out>/models/".into(),
+        ),
         Error::Config { .. } | Error::Setting { .. } if !matches!(command, Command::Config(_)) => {
             hints.push("`winback config --config FILE` prints the resolved settings".into())
         }

@@ -148,6 +148,9 @@ pub struct Economics {
     pub horizon_months: u32,
     /// Margin as a share of revenue where billing has no cost to serve.
     pub margin_rate: f64,
+    /// The package the tailored arm gives per leave reason, in the order
+    /// price, service, both, other, unknown.
+    pub tailored: [Package; 5],
 }
 
 impl Default for Economics {
@@ -158,11 +161,36 @@ impl Default for Economics {
             annual_discount_rate: 0.10,
             horizon_months: 60,
             margin_rate: 0.45,
+            tailored: [
+                Package::Discount,
+                Package::Upgrade,
+                Package::Both,
+                Package::Discount,
+                Package::Discount,
+            ],
         }
     }
 }
 
 impl Economics {
+    /// The package `arm` gives a subscriber who left for leave reason
+    /// `reason` (index in price, service, both, other, unknown).
+    pub fn package(&self, arm: Arm, reason: usize) -> Package {
+        match arm {
+            Arm::Control => Package::None,
+            Arm::Discount => Package::Discount,
+            Arm::Upgrade => Package::Upgrade,
+            Arm::Both => Package::Both,
+            Arm::Tailored => self.tailored[reason.min(4)],
+        }
+    }
+
+    /// Offer cost (discount given plus upgrade borne) in month `t` of a
+    /// second lifetime won back with `package`.
+    pub fn offer_cost_in_month(&self, package: Package, t: u32) -> f64 {
+        self.terms.discount_in_month(package, t) + self.terms.upgrade_cost_in_month(package, t)
+    }
+
     /// The discount factors over the value horizon.
     pub fn discounting(&self) -> Discounting {
         Discounting::new(self.annual_discount_rate, self.horizon_months)

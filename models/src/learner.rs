@@ -41,7 +41,7 @@ pub enum Learner {
     /// L2 logistic regression.
     Logistic(LogisticModel),
     /// Gradient-boosted trees with Platt calibration.
-    Boosted(BoostedModel),
+    Boosted(Box<BoostedModel>),
 }
 
 impl Learner {
@@ -49,7 +49,7 @@ impl Learner {
     pub fn classifier(&self) -> &dyn Classifier {
         match self {
             Learner::Logistic(m) => m,
-            Learner::Boosted(m) => m,
+            Learner::Boosted(m) => m.as_ref(),
         }
     }
 }

@@ -166,10 +166,10 @@ pub struct CalibrationBin {
     pub upper: f64,
     /// Rows in the bin.
     pub rows: usize,
-    /// Mean prediction in the bin.
-    pub mean_predicted: f64,
-    /// Observed rate in the bin.
-    pub observed: f64,
+    /// Mean prediction in the bin (none when the bin is empty).
+    pub mean_predicted: Option<f64>,
+    /// Observed rate in the bin (none when the bin is empty).
+    pub observed: Option<f64>,
 }
 
 /// A calibration table over `bins` equal-width bins of predicted
@@ -196,13 +196,12 @@ pub fn calibration(
     let table = (0..bins)
         .map(|b| {
             let (mp, ob) = if n[b] > 0 {
-                (sp[b] / n[b] as f64, sy[b] / n[b] as f64)
-            } else {
-                (f64::NAN, f64::NAN)
-            };
-            if n[b] > 0 {
+                let (mp, ob) = (sp[b] / n[b] as f64, sy[b] / n[b] as f64);
                 ece += n[b] as f64 / total * (mp - ob).abs();
-            }
+                (Some(mp), Some(ob))
+            } else {
+                (None, None)
+            };
             CalibrationBin {
                 lower: b as f64 / bins as f64,
                 upper: (b + 1) as f64 / bins as f64,

@@ -6,7 +6,9 @@
 //! win-back campaigns and may come back for a second lifetime. The true
 //! parameters ([`truth::Parameters`]) and the expected outcome of every arm
 //! over the targeted defections ([`truth::ArmTruth`]) are written to
-//! `truth.json`. Generation is pure and deterministic for a seed; the
+//! `truth.json`, and every offer's true P(return within the window) to
+//! `truth_offers.parquet` (not an input table: the pipeline never reads it).
+//! Generation is pure and deterministic for a seed; the
 //! [`Generator`] yields chunks of tables for the catalog to write, so memory
 //! is bounded by the chunk size, whatever the number of subscribers.
 
@@ -72,12 +74,18 @@ pub struct Generator {
     arm_sums: [ArmSums; 5],
 }
 
+/// One block's tables, offer truth and arm sums.
+type BlockOutput = (Vec<DataFrame>, DataFrame, [ArmSums; 5]);
+
 /// One chunk's tables, in [`Table::ALL`] order.
 pub struct Chunk {
     /// Subscriber range of the chunk.
     pub range: Range<u64>,
     /// (table, rows) pairs.
     pub tables: Vec<(Table, DataFrame)>,
+    /// Per offer: subscriber_id, offered_at, arm and the true P(return
+    /// within the window) (written to `truth_offers.parquet`).
+    pub offer_truth: DataFrame,
 }
 
 impl Generator {
@@ -146,19 +154,28 @@ impl Generator {
             &self.discounting,
             self.opts.seed,
         );
-        let parts: Vec<Result<(Vec<DataFrame>, [ArmSums; 5])>> = blocks
+        let parts: Vec<Result<BlockOutput>> = blocks
             .into_par_iter()
             .map(|block| {
                 let mut rows = Rows::default();
                 for i in block {
                     sim::simulate_subscriber(i, seed, p, cal, disc, &mut rows);
                 }
-                Ok((frames(&rows)?, rows.arm_sums))
+                let (dfs, truth) = frames(&rows)?;
+                Ok((dfs, truth, rows.arm_sums))
             })
             .collect();
         let mut tables: Vec<(Table, DataFrame)> = Vec::new();
+        let mut offer_truth: Option<DataFrame> = None;
         for part in parts {
-            let (dfs, sums) = part?;
+            let (dfs, truth, sums) = part?;
+            match offer_truth.as_mut() {
+                None => offer_truth = Some(truth),
+                Some(acc) => {
+                    acc.vstack_mut_owned(truth)
+                        .map_err(Error::polars("stack offer truth"))?;
+                }
+            }
             for (s, o) in self.arm_sums.iter_mut().zip(sums.iter()) {
                 s.merge(o);
             }
@@ -175,7 +192,13 @@ impl Generator {
             df.rechunk_mut_par();
             let _ = table;
         }
-        Ok(Some(Chunk { range, tables }))
+        let mut offer_truth = offer_truth.expect("at least one block");
+        offer_truth.rechunk_mut_par();
+        Ok(Some(Chunk {
+            range,
+            tables,
+            offer_truth,
+        }))
     }
 
     /// The ground truth, once every chunk has been generated.
@@ -247,13 +270,21 @@ fn opt_floats(name: &str, v: &[Option<f64>]) -> Column {
     Float64Chunked::from_slice_options(name.into(), v).into_column()
 }
 
-/// The seven tables of a block of rows, in [`Table::ALL`] order.
-fn frames(r: &Rows) -> Result<Vec<DataFrame>> {
+/// The seven tables of a block of rows, in [`Table::ALL`] order, and the
+/// offers' true return probabilities.
+fn frames(r: &Rows) -> Result<(Vec<DataFrame>, DataFrame)> {
     let all: Vec<u32> = (0..r.sub_id.len() as u32).collect();
     let df = |table: Table, cols: Vec<Column>| {
         DataFrame::new_infer_height(cols).map_err(Error::polars(format!("build {table}")))
     };
-    Ok(vec![
+    let truth = DataFrame::new_infer_height(vec![
+        ids(r, col::SUBSCRIBER_ID, &r.offer.0),
+        dates(col::OFFERED_AT, &r.offer.1),
+        strs(col::ARM, &r.offer.2),
+        floats("true_p_return", &r.offer_p_return),
+    ])
+    .map_err(Error::polars("build offer truth"))?;
+    let tables = vec![
         df(
             Table::Subscribers,
             vec![
@@ -325,5 +356,6 @@ fn frames(r: &Rows) -> Result<Vec<DataFrame>> {
                 floats(col::PROPENSITY, &r.offer.3),
             ],
         )?,
-    ])
+    ];
+    Ok((tables, truth))
 }

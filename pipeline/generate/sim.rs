@@ -145,6 +145,8 @@ pub struct Rows {
     pub reactivation: ReactivationColumns,
     /// Offers: position, day, arm, propensity.
     pub offer: (Vec<u32>, Vec<i32>, Vec<&'static str>, Vec<f64>),
+    /// True P(return within the window) of each offer, in offer order.
+    pub offer_p_return: Vec<f64>,
     /// Truth sums per arm over targeted defections.
     pub arm_sums: [ArmSums; 5],
 }
@@ -623,6 +625,9 @@ pub fn simulate_subscriber(
         let p_return = sigmoid(return_logit(
             p, package, reason, &traits, &hist, &end, delay,
         ));
+        if targeted {
+            rows.offer_p_return.push(p_return);
+        }
         let window = camp.response_window_days as i32;
         let (return_day, package) = if rng.random_bool(p_return) {
             (offer_day + rng.random_range(1..=window), package)

@@ -169,12 +169,16 @@ impl Design {
                     feature: spec.name.clone(),
                 }),
                 Encoding::OneHot => {
+                    // `other` is the bucket of unseen values; where it is
+                    // a category of its own, unseen values join it.
+                    let bucket =
+                        (!spec.categories.iter().any(|c| c == OTHER_LEVEL)).then_some(OTHER_LEVEL);
                     for level in spec
                         .categories
                         .iter()
                         .skip(1)
                         .map(String::as_str)
-                        .chain([OTHER_LEVEL])
+                        .chain(bucket)
                     {
                         columns.push(DesignColumn::Level {
                             feature: spec.name.clone(),

@@ -1002,6 +1002,18 @@ fn manifest(s: &FeatureSettings, lapsed: &DataFrame, seen: &Seen) -> Manifest {
             categories,
         });
     }
+    // Days from the defection to the offer (offers) or to the scoring date
+    // (lapsed subscribers being scored): the return model's timing feature.
+    specs.push(FeatureSpec {
+        name: f::DAYS_SINCE_DEFECTION.to_string(),
+        dtype: DataType::Int32.to_string(),
+        encoding: Encoding::Numeric,
+        sources: vec![
+            "churn_events.churned_at".to_string(),
+            "winback_offers.offered_at".to_string(),
+        ],
+        categories: Vec::new(),
+    });
     Manifest {
         version: 1,
         features: specs,
@@ -1085,6 +1097,87 @@ pub fn build(
         as_of,
         data_end: end,
         snapshots,
+        manifest,
+    })
+}
+
+/// Features as of one date, for scoring: the subscribers active then, and
+/// those lapsed then (their latest defection on or before the date, not
+/// followed by a return by then), each with features as of that defection
+/// and `days_since_defection` at the date.
+pub struct Current {
+    /// Lapsed subscribers.
+    pub lapsed: DataFrame,
+    /// Active subscribers.
+    pub active: DataFrame,
+    /// The date.
+    pub as_of: NaiveDate,
+    /// Last day covered by the data.
+    pub data_end: NaiveDate,
+    /// Manifest of the features (categories seen in these rows).
+    pub manifest: Manifest,
+}
+
+/// Builds [`Current`] for `s.as_of` (default: the data's end); no labels,
+/// no snapshots.
+pub fn current(inputs: &Inputs, s: &FeatureSettings) -> Result<Current> {
+    let end = data_end(inputs)?;
+    let as_of = s.as_of.unwrap_or(end);
+    let active_ids = active_at(inputs, as_of);
+    let active = {
+        let events = active_ids
+            .clone()
+            .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+            .with_row_index(f::EVENT, None);
+        collect(
+            behaviour(inputs, events, s).drop(cols([f::EVENT])),
+            "active subscribers",
+        )?
+    };
+    let events = defection_events(inputs)
+        .filter(col(f::AS_OF).lt_eq(date_lit(as_of)))
+        .group_by([col(col::SUBSCRIBER_ID)])
+        .agg([
+            col(f::AS_OF).max(),
+            col(col::LEAVE_REASON)
+                .sort_by([col(f::AS_OF)], SortMultipleOptions::default())
+                .last(),
+        ]);
+    let events = join(
+        events,
+        active_ids.select([col(col::SUBSCRIBER_ID)]),
+        &[col::SUBSCRIBER_ID],
+        JoinType::Anti,
+    )
+    .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+    .with_row_index(f::EVENT, None);
+    let reasons = events
+        .clone()
+        .select([col(f::EVENT), col(col::LEAVE_REASON)]);
+    let lapsed = join(
+        behaviour(inputs, events, s),
+        reasons,
+        &[f::EVENT],
+        JoinType::Left,
+    )
+    .sort([f::EVENT], SortMultipleOptions::default())
+    .drop(cols([f::EVENT]))
+    .rename([f::AS_OF], [col::CHURNED_AT], true)
+    .with_column(
+        (lit(epoch_days(as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
+            .alias(f::DAYS_SINCE_DEFECTION),
+    );
+    let lapsed = collect(lapsed, "lapsed subscribers")?;
+    let mut seen = Seen::new();
+    let names = one_hot_names(s);
+    see(&mut seen, &lapsed, &names);
+    see(&mut seen, &active, &names);
+    let manifest = manifest(s, &lapsed, &seen);
+    Ok(Current {
+        lapsed,
+        active,
+        as_of,
+        data_end: end,
         manifest,
     })
 }
