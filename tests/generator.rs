@@ -668,7 +668,11 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 8, "seven tables and truth.json: {names:?}");
+    assert_eq!(
+        names.len(),
+        9,
+        "seven tables, truth.json and truth_offers.parquet: {names:?}"
+    );
     for name in &names {
         let x = std::fs::read(a.join(name)).unwrap();
         let y = std::fs::read(b.join(name)).unwrap();

@@ -963,6 +963,15 @@ pub fn fit_return(
         &[],
         "train.return_features",
     )?;
+    if let Some(bad) = s.interactions.iter().find(|n| !features.contains(n)) {
+        return Err(Error::Setting {
+            key: "train.interactions".into(),
+            message: format!(
+                "`{bad}` is not a feature of the return model; features: {}",
+                features.join(", ")
+            ),
+        });
+    }
     let problem = Problem {
         name: "return",
         manifest,
