@@ -454,7 +454,7 @@ pub struct ScoreSummary {
     pub model: PathBuf,
     /// Rows per output.
     pub rows: Vec<(String, usize)>,
-    /// Categories not seen in training, per feature (scored as `other`).
+    /// Values null or not seen in training, per model and feature (scored as `other`).
     pub unseen_categories: Vec<(String, usize)>,
 }
 
@@ -543,11 +543,9 @@ pub fn score(
                 .map_err(Error::polars("score: days_since_defection"))?
                 .clone(),
         ];
-        for arm in ARMS {
-            columns.push(Column::new(
-                format!("p_return_{arm}").into(),
-                m.predict(df, Some(arm))?,
-            ));
+        let arms: Vec<Option<&str>> = ARMS.iter().map(|a| Some(*a)).collect();
+        for (arm, p) in ARMS.iter().zip(m.predict_arms(df, &arms)?) {
+            columns.push(Column::new(format!("p_return_{arm}").into(), p));
         }
         let mut out_df =
             DataFrame::new(df.height(), columns).map_err(Error::polars("score: return scores"))?;
@@ -579,7 +577,7 @@ pub fn score(
     for (name, n) in &summary.unseen_categories {
         writeln!(
             out,
-            "  {n} values of {name} not seen in training: scored as `other`"
+            "  {n} values of {name} null or not seen in training: scored as `other`"
         )
         .map_err(w)?;
     }
@@ -687,10 +685,7 @@ pub fn bench(
                 } else {
                     vec![None]
                 };
-                let mut n = 0;
-                for arm in &arms {
-                    n += m.predict(&active, *arm)?.len();
-                }
+                let n: usize = m.predict_arms(&active, &arms)?.iter().map(Vec::len).sum();
                 let secs = t.elapsed().as_secs_f64();
                 writeln!(
                     out,

@@ -213,9 +213,17 @@ impl Layout {
         if self.arms.is_empty() {
             return Ok((x0, unseen));
         }
+        Ok((self.with_arms(&x0, df, arm)?, unseen))
+    }
+
+    /// The design matrix `x0` of `df` with the arm and interaction columns.
+    fn with_arms(&self, x0: &[f64], df: &DataFrame, arm: Option<&str>) -> Result<Vec<f64>> {
         let k0 = self.design.columns.len();
         let k = self.base_width();
         let n = df.height();
+        if self.arms.is_empty() {
+            return Ok(x0.to_vec());
+        }
         let arms: Vec<Option<String>> = match arm {
             Some(a) => vec![Some(a.to_string()); n],
             None => df
@@ -242,7 +250,7 @@ impl Layout {
                 }
             }
         }
-        Ok((x, unseen))
+        Ok(x)
     }
 
     /// Band indicators of month `t` (1-based).
@@ -756,12 +764,30 @@ impl ModelArtifact {
 
     /// P(label) of each row of `df` (under `arm` for every row when given).
     pub fn predict(&self, df: &DataFrame, arm: Option<&str>) -> Result<Vec<f64>> {
-        let (x, _) = self.layout.base(df, arm)?;
-        let x = to_array(x, self.layout.base_width())?;
-        self.learner.predict(x.view()).map_err(|e| Error::Fit {
-            model: self.model.clone(),
-            message: e.to_string(),
-        })
+        Ok(self.predict_arms(df, &[arm])?.pop().unwrap_or_default())
+    }
+
+    /// P(label) of each row of `df` under each of `arms` (`None`: the
+    /// frame's own arm), in blocks of rows so that memory stays bounded and
+    /// the design matrix is built once per block for all arms.
+    pub fn predict_arms(&self, df: &DataFrame, arms: &[Option<&str>]) -> Result<Vec<Vec<f64>>> {
+        const BLOCK: usize = 262_144;
+        let n = df.height();
+        let k = self.layout.base_width();
+        let mut out = vec![Vec::with_capacity(n); arms.len()];
+        for start in (0..n).step_by(BLOCK) {
+            let part = df.slice(start as i64, BLOCK.min(n - start));
+            let (x0, _) = self.layout.design.matrix(&part)?;
+            for (j, arm) in arms.iter().enumerate() {
+                let x = to_array(self.layout.with_arms(&x0, &part, *arm)?, k)?;
+                let p = self.learner.predict(x.view()).map_err(|e| Error::Fit {
+                    model: self.model.clone(),
+                    message: e.to_string(),
+                })?;
+                out[j].extend(p);
+            }
+        }
+        Ok(out)
     }
 
     /// Per one-hot feature the model reads, how many values of `df` are
