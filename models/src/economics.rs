@@ -176,13 +176,7 @@ impl Economics {
     /// The package `arm` gives a subscriber who left for leave reason
     /// `reason` (index in price, service, both, other, unknown).
     pub fn package(&self, arm: Arm, reason: usize) -> Package {
-        match arm {
-            Arm::Control => Package::None,
-            Arm::Discount => Package::Discount,
-            Arm::Upgrade => Package::Upgrade,
-            Arm::Both => Package::Both,
-            Arm::Tailored => self.tailored[reason.min(4)],
-        }
+        package(arm, &self.tailored, reason)
     }
 
     /// Offer cost (discount given plus upgrade borne) in month `t` of a
@@ -235,6 +229,23 @@ impl Discounting {
             .zip(survival)
             .map(|((f, m), s)| f * m * s)
             .sum()
+    }
+}
+
+/// The package `arm` gives a subscriber who left for leave reason `reason`
+/// (index in price, service, both, other, unknown), the tailored arm
+/// following `tailored`.
+pub fn package(arm: Arm, tailored: &[Package], reason: usize) -> Package {
+    match arm {
+        Arm::Control => Package::None,
+        Arm::Discount => Package::Discount,
+        Arm::Upgrade => Package::Upgrade,
+        Arm::Both => Package::Both,
+        Arm::Tailored => tailored
+            .get(reason)
+            .or(tailored.last())
+            .copied()
+            .unwrap_or(Package::None),
     }
 }
 

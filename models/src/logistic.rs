@@ -90,6 +90,21 @@ pub struct LogisticModel {
     pub alpha: f64,
 }
 
+/// Checks the inputs of a fit; the standardisation and standardised rows.
+fn prepare(
+    x: ArrayView2<f64>,
+    y: &[bool],
+    names: &[String],
+) -> Result<(Standardizer, Array2<f64>), FitError> {
+    check(x, Some(y), names.len())?;
+    if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
+        return Err(FitError::OneClass);
+    }
+    let standardizer = Standardizer::fit(x);
+    let z = standardizer.apply(x);
+    Ok((standardizer, z))
+}
+
 /// Checks shapes and finiteness of a feature matrix (and labels).
 pub fn check(x: ArrayView2<f64>, y: Option<&[bool]>, names: usize) -> Result<(), FitError> {
     if x.ncols() != names {
@@ -139,12 +154,7 @@ impl LogisticModel {
         alpha: f64,
         start: Option<Vec<f64>>,
     ) -> Result<Self, FitError> {
-        check(x, Some(y), names.len())?;
-        if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
-            return Err(FitError::OneClass);
-        }
-        let standardizer = Standardizer::fit(x);
-        let z = standardizer.apply(x);
+        let (standardizer, z) = prepare(x, y, names)?;
         let z = z.as_standard_layout();
         let k = z.ncols();
         let problem = fused::Problem {
@@ -171,12 +181,7 @@ impl LogisticModel {
         names: &[String],
         alpha: f64,
     ) -> Result<Self, FitError> {
-        check(x, Some(y), names.len())?;
-        if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
-            return Err(FitError::OneClass);
-        }
-        let standardizer = Standardizer::fit(x);
-        let z = standardizer.apply(x);
+        let (standardizer, z) = prepare(x, y, names)?;
         let targets = Array1::from_iter(y.iter().copied());
         let data = Dataset::new(z, targets);
         let fitted = LogisticRegression::default()

@@ -224,13 +224,7 @@ impl Parameters {
     /// The package an arm delivers to a subscriber who left for `reason`
     /// (index into the leave reasons).
     pub fn package(&self, arm: Arm, reason: usize) -> Package {
-        match arm {
-            Arm::Control => Package::None,
-            Arm::Discount => Package::Discount,
-            Arm::Upgrade => Package::Upgrade,
-            Arm::Both => Package::Both,
-            Arm::Tailored => self.campaign.tailored[reason],
-        }
+        winback_models::economics::package(arm, &self.campaign.tailored, reason)
     }
 }
 

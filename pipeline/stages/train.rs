@@ -961,6 +961,26 @@ fn time_split(
     Ok((train, test, from))
 }
 
+/// [`time_split`] of the rows whose label is observed (`observed` true).
+fn observed_split(
+    df: &DataFrame,
+    observed: &str,
+    date: &str,
+    window_days: u32,
+    share: f64,
+    name: &str,
+) -> Result<(DataFrame, DataFrame, NaiveDate)> {
+    let rows = df
+        .clone()
+        .lazy()
+        .filter(col(observed))
+        .collect()
+        .map_err(Error::polars(format!(
+            "{name} model: rows with an observed label"
+        )))?;
+    time_split(&rows, date, window_days as i64, share, name)
+}
+
 /// Fits the return model on the offers whose window is observed.
 pub fn fit_return(
     offers: &DataFrame,
@@ -969,16 +989,11 @@ pub fn fit_return(
     s: &TrainSettings,
     config_hash: &str,
 ) -> Result<ModelArtifact> {
-    let rows = offers
-        .clone()
-        .lazy()
-        .filter(col(f::WINDOW_OBSERVED))
-        .collect()
-        .map_err(Error::polars("return model: offers"))?;
-    let (train, test, from) = time_split(
-        &rows,
+    let (train, test, from) = observed_split(
+        offers,
+        f::WINDOW_OBSERVED,
         col::OFFERED_AT,
-        window_days as i64,
+        window_days,
         s.holdout_share,
         "return",
     )?;
@@ -1046,16 +1061,11 @@ pub fn fit_churn(
     s: &TrainSettings,
     config_hash: &str,
 ) -> Result<ModelArtifact> {
-    let rows = snapshots
-        .clone()
-        .lazy()
-        .filter(col(f::HORIZON_OBSERVED))
-        .collect()
-        .map_err(Error::polars("churn model: snapshots"))?;
-    let (train, test, from) = time_split(
-        &rows,
+    let (train, test, from) = observed_split(
+        snapshots,
+        f::HORIZON_OBSERVED,
         f::AS_OF,
-        horizon_days as i64,
+        horizon_days,
         s.holdout_share,
         "churn",
     )?;
