@@ -326,7 +326,7 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
         .f64()
         .unwrap()
         .clone();
-    // Scoring again with --model naming the version writes the same rows.
+    // Scoring again with --model naming the version writes the same file.
     run_ok(&[
         "-q",
         "score",
@@ -341,13 +341,12 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
         "--model",
         v2.to_str().unwrap(),
     ]);
+    // Bit for bit: the features round their float sums (whose last bits
+    // depend on the parallel summation order) before any model sees them.
     let rescored = read(&out.join("scores/return_scores.parquet"));
-    assert_eq!(rescored.height(), lapsed.height());
     assert!(
-        rescored
-            .column("subscriber_id")
-            .unwrap()
-            .equals(lapsed.column("subscriber_id").unwrap())
+        rescored.equals_missing(&lapsed),
+        "rescoring with the same model and data changed the scores"
     );
     let offers = read(&out.join("features/offers.parquet")).head(Some(500));
     assert_eq!(

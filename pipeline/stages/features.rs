@@ -541,7 +541,32 @@ pub fn behaviour(inputs: &Inputs, events: LazyFrame, s: &FeatureSettings) -> Laz
         col(f::LIFETIME_START),
     ];
     keep.extend(behaviour_columns(s).into_iter().map(|(n, _, _)| col(n)));
-    x.select(keep)
+    // Sums over groups run in parallel, in an order that varies between
+    // runs, so a sum or mean can differ in its last bits from run to run (a
+    // trend that is exactly zero comes out as -3.6e-15 one time in five),
+    // and a tree split or quantile step sitting on such a value would score
+    // the same subscriber differently on a rerun. Money has at most 4
+    // decimals (2 in the bills, 4 with a margin rate), so an exact sum lies
+    // on the 1e-9 grid and its noise (about 1e-11 at the largest values) is
+    // far from the grid's half-way points: rounding to 9 decimals gives the
+    // exact sum every time. Means divide such a sum by a count, so they are
+    // exact too, except a mean over exactly 64 months of 4-decimal margins,
+    // which can fall on a half-way point (documented in the README).
+    let summed = [
+        f::REVENUE_MEAN,
+        f::MARGIN_MEAN,
+        f::REVENUE_LAST3,
+        f::MARGIN_LAST3,
+        f::REVENUE_TREND,
+        f::LIFETIME_VALUE,
+        f::VALUE_TO_DATE,
+    ];
+    x.select(keep).with_columns(
+        summed
+            .iter()
+            .map(|c| col(*c).round(9, RoundMode::HalfToEven).alias(*c))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The behavioural features, their encodings and sources, in model order.
