@@ -15,7 +15,7 @@ use crate::catalog::{self, StagedDir};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::schema::{ARMS, col};
-use crate::stages::features::{self, Inputs as FeatureInputs, Manifest, f};
+use crate::stages::features::{self, Inputs as FeatureInputs, Manifest, Unseen, f};
 use crate::stages::train::{self, ModelArtifact};
 use crate::stages::validate::Validated;
 
@@ -130,15 +130,14 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
     let hash = &settings.config_hash;
     let mut artifacts: Vec<ModelArtifact> = Vec::new();
     let mut skipped = Vec::new();
-    let mut attempt = |name: &str, fit: &mut dyn FnMut() -> Result<Option<ModelArtifact>>| {
+    let mut attempt = |name: &str, fit: &mut dyn FnMut() -> Result<ModelArtifact>| {
         let t = Instant::now();
         match fit() {
-            Ok(Some(a)) => {
+            Ok(a) => {
                 info!(model = name, seconds = t.elapsed().as_secs_f64(), chosen = %a.chosen, "trained");
                 artifacts.push(a);
                 Ok(())
             }
-            Ok(None) => Ok(()),
             Err(Error::Fit { message, .. }) => {
                 warn!(model = name, "skipped: {message}");
                 skipped.push(Skipped {
@@ -165,7 +164,6 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
                 s,
                 hash,
             )
-            .map(Some)
         }
     })?;
     drop(offers);
@@ -184,7 +182,6 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
                 s,
                 hash,
             )
-            .map(Some)
         }
     })?;
     attempt("second_lifetime", &mut || {
@@ -197,7 +194,6 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         } else {
             let lapsed = read_parquet(&fdir.join("lapsed.parquet"))?;
             train::fit_second_lifetime(&second, &lapsed, &manifest, &settings.economics, s, hash)
-                .map(Some)
         }
     })?;
     if artifacts.is_empty() {
@@ -260,7 +256,7 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
     Ok(summary)
 }
 
-fn skipped_reason(model: &str, reason: &str) -> Result<Option<ModelArtifact>> {
+fn skipped_reason(model: &str, reason: &str) -> Result<ModelArtifact> {
     Err(Error::Fit {
         model: model.into(),
         message: reason.into(),
@@ -493,18 +489,18 @@ pub fn score(
     let staged = StagedDir::new(&settings.out_dir.join("scores"))?;
     let mut rows = Vec::new();
     let mut unseen: Vec<(String, usize)> = Vec::new();
-    let mut note_unseen = |m: &ModelArtifact, df: &DataFrame| -> Result<()> {
-        for (name, n) in m.unseen(df)? {
+    let mut note_unseen = |m: &ModelArtifact, u: Unseen| {
+        for (name, n) in u {
             if n > 0 {
                 unseen.push((format!("{}.{name}", m.model), n));
             }
         }
-        Ok(())
     };
     if let Some(m) = models.iter().find(|m| m.model == "churn") {
         let df = &current.active;
-        note_unseen(m, df)?;
-        let p = m.predict(df, None)?;
+        let (mut p, u) = m.predict_arms(df, &[None])?;
+        note_unseen(m, u);
+        let p = p.pop().unwrap_or_default();
         let decile = risk_deciles(&p);
         let mut out_df = DataFrame::new(
             df.height(),
@@ -528,7 +524,6 @@ pub fn score(
     }
     if let Some(m) = models.iter().find(|m| m.model == "return") {
         let df = &current.lapsed;
-        note_unseen(m, df)?;
         let mut columns = vec![
             df.column(col::SUBSCRIBER_ID)
                 .map_err(Error::polars("score: subscriber_id"))?
@@ -544,7 +539,9 @@ pub fn score(
                 .clone(),
         ];
         let arms: Vec<Option<&str>> = ARMS.iter().map(|a| Some(*a)).collect();
-        for (arm, p) in ARMS.iter().zip(m.predict_arms(df, &arms)?) {
+        let (p, u) = m.predict_arms(df, &arms)?;
+        note_unseen(m, u);
+        for (arm, p) in ARMS.iter().zip(p) {
             columns.push(Column::new(format!("p_return_{arm}").into(), p));
         }
         let mut out_df =
@@ -685,7 +682,7 @@ pub fn bench(
                 } else {
                     vec![None]
                 };
-                let n: usize = m.predict_arms(&active, &arms)?.iter().map(Vec::len).sum();
+                let n: usize = m.predict_arms(&active, &arms)?.0.iter().map(Vec::len).sum();
                 let secs = t.elapsed().as_secs_f64();
                 writeln!(
                     out,

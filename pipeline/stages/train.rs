@@ -509,7 +509,7 @@ fn fit_binary(problem: &Problem<'_>, rows: &Rows<'_>, s: &TrainSettings) -> Resu
     let mut effects: Vec<Effect> = Vec::new();
     let mut training = (0, 0, String::new());
     if s.learner != LearnerChoice::Boosted {
-        let mut best: Option<(f64, Layout, f64)> = None;
+        let mut best: Option<(f64, Layout, f64, usize)> = None;
         for &bins in &s.step_bins {
             let layout = layout_for(problem, bins)?;
             let (x, y) = rows.build(&layout, &problem.train)?;
@@ -537,11 +537,11 @@ fn fit_binary(problem: &Problem<'_>, rows: &Rows<'_>, s: &TrainSettings) -> Resu
                 cv_log_loss: loss,
                 alphas: scores,
             });
-            if best.as_ref().is_none_or(|(l, _, _)| loss < *l) {
-                best = Some((loss, layout, alpha));
+            if best.as_ref().is_none_or(|(l, _, _, _)| loss < *l) {
+                best = Some((loss, layout, alpha, bins));
             }
         }
-        let (_, layout, alpha) = best.ok_or_else(|| Error::Setting {
+        let (_, layout, alpha, bins) = best.ok_or_else(|| Error::Setting {
             key: "train.step_bins".into(),
             message: "no candidate step counts".into(),
         })?;
@@ -568,11 +568,6 @@ fn fit_binary(problem: &Problem<'_>, rows: &Rows<'_>, s: &TrainSettings) -> Resu
                 importance: None,
             })
             .collect();
-        let bins = steps
-            .iter()
-            .find(|st| layout_bins(&layout, st))
-            .map(|st| st.step_bins)
-            .unwrap_or(0);
         candidates.push(Candidate {
             learner: "logistic".into(),
             hyper_parameters: BTreeMap::from([
@@ -652,16 +647,6 @@ fn fit_binary(problem: &Problem<'_>, rows: &Rows<'_>, s: &TrainSettings) -> Resu
         training_positives: training.1,
         fingerprint: training.2,
     })
-}
-
-/// Whether a step score produced this layout (its step columns match).
-fn layout_bins(layout: &Layout, st: &StepScore) -> bool {
-    let steps = layout
-        .design
-        .columns
-        .iter()
-        .any(|c| matches!(c, DesignColumn::AtLeast { .. }));
-    (st.step_bins >= 2) == steps
 }
 
 /// Provenance and training facts stored with every model.
@@ -764,20 +749,33 @@ impl ModelArtifact {
 
     /// P(label) of each row of `df` (under `arm` for every row when given).
     pub fn predict(&self, df: &DataFrame, arm: Option<&str>) -> Result<Vec<f64>> {
-        Ok(self.predict_arms(df, &[arm])?.pop().unwrap_or_default())
+        Ok(self.predict_arms(df, &[arm])?.0.pop().unwrap_or_default())
     }
 
     /// P(label) of each row of `df` under each of `arms` (`None`: the
     /// frame's own arm), in blocks of rows so that memory stays bounded and
-    /// the design matrix is built once per block for all arms.
-    pub fn predict_arms(&self, df: &DataFrame, arms: &[Option<&str>]) -> Result<Vec<Vec<f64>>> {
+    /// the design matrix is built once per block for all arms; and, per
+    /// one-hot feature, how many values were null or not seen in training
+    /// (scored as `other`).
+    pub fn predict_arms(
+        &self,
+        df: &DataFrame,
+        arms: &[Option<&str>],
+    ) -> Result<(Vec<Vec<f64>>, Unseen)> {
         const BLOCK: usize = 262_144;
         let n = df.height();
         let k = self.layout.base_width();
         let mut out = vec![Vec::with_capacity(n); arms.len()];
+        let mut unseen: Unseen = Vec::new();
         for start in (0..n).step_by(BLOCK) {
             let part = df.slice(start as i64, BLOCK.min(n - start));
-            let (x0, _) = self.layout.design.matrix(&part)?;
+            let (x0, u) = self.layout.design.matrix(&part)?;
+            for (name, count) in u {
+                match unseen.iter_mut().find(|(f, _)| *f == name) {
+                    Some((_, total)) => *total += count,
+                    None => unseen.push((name, count)),
+                }
+            }
             for (j, arm) in arms.iter().enumerate() {
                 let x = to_array(self.layout.with_arms(&x0, &part, *arm)?, k)?;
                 let p = self.learner.predict(x.view()).map_err(|e| Error::Fit {
@@ -787,24 +785,7 @@ impl ModelArtifact {
                 out[j].extend(p);
             }
         }
-        Ok(out)
-    }
-
-    /// Per one-hot feature the model reads, how many values of `df` are
-    /// not among the training categories (scored as `other`).
-    pub fn unseen(&self, df: &DataFrame) -> Result<Unseen> {
-        let used = self.layout.features();
-        let manifest = Manifest {
-            features: self
-                .manifest()
-                .features
-                .iter()
-                .filter(|f| f.encoding == Encoding::OneHot && used.contains(&f.name))
-                .cloned()
-                .collect(),
-            ..self.manifest().clone()
-        };
-        Ok(super::features::conform_categories(df, &manifest)?.1)
+        Ok((out, unseen))
     }
 
     /// Checks that `data` (the manifest of the frames to score) describes
@@ -1036,9 +1017,10 @@ pub fn fit_return(
         .iter()
         .map(|v| v.map(str::to_string))
         .collect();
-    let p_control = artifact.predict(test, Some(ARMS[0]))?;
-    for a in &ARMS[1..] {
-        let p_arm = artifact.predict(test, Some(a))?;
+    let arms: Vec<Option<&str>> = ARMS.iter().map(|a| Some(*a)).collect();
+    let (p, _) = artifact.predict_arms(test, &arms)?;
+    let p_control = &p[0];
+    for (a, p_arm) in ARMS[1..].iter().zip(&p[1..]) {
         let rows: Vec<usize> = (0..test.height())
             .filter(|i| matches!(arm[*i].as_deref(), Some(x) if x == *a || x == ARMS[0]))
             .collect();
