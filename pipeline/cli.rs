@@ -39,6 +39,9 @@ pub enum Command {
     Train(StageArgs),
     /// Score subscribers active and lapsed at --as-of with a model version.
     Score(ScoreArgs),
+    /// Simulate the offer arms on the subscribers lapsed at --as-of, rank
+    /// arms and subscribers by profit, and write the target list.
+    Simulate(ScoreArgs),
     /// Time model fitting and scoring at a chosen scale (figures for the
     /// README's performance table).
     Bench(BenchArgs),
@@ -100,6 +103,10 @@ pub enum BenchTask {
     /// Score the features' active subscribers, repeated to --rows, with the
     /// newest model version (churn model, and the return model under every arm).
     Score,
+    /// Simulate the arms on the features' lapsed subscribers, repeated to
+    /// --rows, with the newest model version: point estimates, the guarded
+    /// policy, a budgeted allocation, intervals and reason codes.
+    Simulate,
 }
 
 /// `winback bench`.

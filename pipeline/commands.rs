@@ -43,6 +43,12 @@ pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
             let validated = validate(&settings, out)?;
             crate::modeling::score(&settings, validated, args.model.as_deref(), out).map(|_| ())
         }
+        Command::Simulate(args) => {
+            let settings = settings(&args.stage)?;
+            let validated = validate(&settings, out)?;
+            crate::simulation::simulate(&settings, validated.tables, args.model.as_deref(), out)
+                .map(|_| ())
+        }
         Command::Bench(args) => {
             let settings = settings(&args.stage)?;
             crate::modeling::bench(&settings, args.task, args.rows, out)
@@ -118,11 +124,13 @@ fn generate_with(
     let mut rows = [0u64; 7];
     let mut empty = None;
     let mut truth_offers = ParquetBatches::new(staged.path().join("truth_offers.parquet"));
+    let mut truth_lapsed = ParquetBatches::new(staged.path().join("truth_lapsed.parquet"));
     let mut empty_truth = None;
     while let Some(chunk) = generator.next_chunk()? {
         truth_offers.write(&chunk.offer_truth)?;
+        truth_lapsed.write(&chunk.lapsed_truth)?;
         if empty_truth.is_none() {
-            empty_truth = Some(chunk.offer_truth.clear());
+            empty_truth = Some((chunk.offer_truth.clear(), chunk.lapsed_truth.clear()));
         }
         for (i, ((_, df), (_, w))) in chunk.tables.iter().zip(writers.iter_mut()).enumerate() {
             rows[i] += df.height() as u64;
@@ -147,7 +155,9 @@ fn generate_with(
     for ((_, w), e) in writers.into_iter().zip(&empty) {
         w.finish(e)?;
     }
-    truth_offers.finish(&empty_truth.expect("at least one chunk"))?;
+    let (empty_offers, empty_lapsed) = empty_truth.expect("at least one chunk");
+    truth_offers.finish(&empty_offers)?;
+    truth_lapsed.finish(&empty_lapsed)?;
     let truth = generator.truth();
     catalog::write_json(&staged.path().join("truth.json"), &truth)?;
     let dir = staged.commit()?;
@@ -369,8 +379,10 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
         generate_with(&args, Some(settings.economics), out)?;
     }
     let validated = validate(settings, out)?;
+    let tables = validated.tables.clone();
     features(settings, validated, out)?;
     crate::modeling::train(settings, out)?;
+    crate::simulation::simulate(settings, tables, None, out)?;
     Ok(())
 }
 

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::schema::Table;
 use crate::stages::features::FeatureSettings;
+use crate::stages::simulate::SimulateSettings;
 use crate::stages::train::{LearnerChoice, TrainSettings};
-use winback_models::economics::{Economics, OfferTerms};
+use winback_models::economics::{Arm, Economics, OfferTerms};
 
 /// The config file as written. Every field documents its default.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -41,6 +42,52 @@ pub struct RawConfig {
     /// `[train]`: the models.
     #[serde(default)]
     pub train: RawTrain,
+    /// `[simulate]`: eligibility, budget, hold-out and intervals.
+    #[serde(default)]
+    pub simulate: RawSimulate,
+}
+
+/// `[simulate]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSimulate {
+    /// Campaign name, the key of the hold-out hash. Default `winback-<as-of>`.
+    pub campaign: Option<String>,
+    /// Fewest days since the defection. Default 14.
+    pub min_days_since_defection: Option<u32>,
+    /// Most days since the defection. Default 120.
+    pub max_days_since_defection: Option<u32>,
+    /// No offer to anyone offered anything within this many days. Default 180.
+    pub no_offer_within_days: Option<u32>,
+    /// Boolean `subscribers` columns that exclude when true or null. Default none.
+    pub exclude_flags: Option<Vec<String>>,
+    /// Arms the policy may choose. Default discount, upgrade, both, tailored.
+    pub arms: Option<Vec<String>>,
+    /// Randomised hold-out share of the selected subscribers. Default 0.05.
+    pub holdout_share: Option<f64>,
+    /// Most subscribers contacted. Default unlimited.
+    pub max_contacts: Option<u64>,
+    /// Most expected spend (contacts plus expected offer cost). Default unlimited.
+    pub max_spend: Option<f64>,
+    /// Most subscribers per arm, e.g. `{ both = 500 }`. Default unlimited.
+    pub arm_capacity: Option<BTreeMap<String, u64>>,
+    /// Monte Carlo replicates. Default 200.
+    pub replicates: Option<usize>,
+    /// Central share of the replicates in an interval. Default 0.90.
+    pub interval: Option<f64>,
+    /// Seed of the replicates. Default 1.
+    pub seed: Option<u64>,
+    /// Most subscribers recomputed per replicate. Default 20000.
+    pub interval_rows: Option<usize>,
+    /// Top share by current value (gold, silver). Default 0.2.
+    pub high_value_share: Option<f64>,
+    /// Top share by potential (gold, copper). Default 0.5.
+    pub high_potential_share: Option<f64>,
+    /// Share of decision replicates that must agree before a subscriber
+    /// gets another action than the default arm. Default 0.8.
+    pub switch_confidence: Option<f64>,
+    /// Replicates behind that decision (0: point estimates). Default 100.
+    pub decision_replicates: Option<usize>,
 }
 
 /// `[train]`.
@@ -127,6 +174,8 @@ pub struct RawEconomics {
     pub horizon_months: Option<u32>,
     /// Margin share of revenue where billing has no cost to serve. Default 0.45.
     pub margin_rate: Option<f64>,
+    /// Cost of acquiring a new subscriber, for comparison. Default 185.
+    pub acquisition_cost: Option<f64>,
     /// The package the tailored arm gives per leave reason: a table with
     /// keys price, service, both, other, unknown and values none,
     /// discount, upgrade, both. Default: price discount, service upgrade,
@@ -247,6 +296,8 @@ pub struct Settings {
     pub features: FeatureSettings,
     /// The train stage's section.
     pub train: TrainSettings,
+    /// The simulate stage's section.
+    pub simulate: SimulateSettings,
 }
 
 /// `[data.demo]`, validated.
@@ -437,6 +488,7 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         &mut problems,
     );
     let train = resolve_train(&raw.train, &mut problems);
+    let simulate = resolve_simulate(&raw.simulate, &mut problems);
     if !problems.is_empty() {
         return Err(Error::Config {
             path: config_path
@@ -460,7 +512,152 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         economics,
         features,
         train,
+        simulate,
     })
+}
+
+/// `[simulate]` with defaults filled in.
+fn resolve_simulate(raw: &RawSimulate, problems: &mut Vec<String>) -> SimulateSettings {
+    let d = SimulateSettings::default();
+    let offer_arms: Vec<&str> = Arm::ALL[1..].iter().map(|a| a.name()).collect();
+    let arm_of = |name: &str, key: &str, problems: &mut Vec<String>| -> Option<Arm> {
+        let found = Arm::ALL[1..].iter().copied().find(|a| a.name() == name);
+        if found.is_none() {
+            problems.push(format!(
+                "`{key}`: `{name}` is not an offer arm; expected one of {}",
+                offer_arms.join(", ")
+            ));
+        }
+        found
+    };
+    let arms = match &raw.arms {
+        None => d.arms.clone(),
+        Some(list) => {
+            let v: Vec<Arm> = list
+                .iter()
+                .filter_map(|n| arm_of(n, "simulate.arms", problems))
+                .collect();
+            if list.is_empty() {
+                problems.push("`simulate.arms`: empty; expected at least one offer arm".into());
+            }
+            v
+        }
+    };
+    let arm_capacity = raw.arm_capacity.clone().unwrap_or_default();
+    for name in arm_capacity.keys() {
+        arm_of(name, "simulate.arm_capacity", problems);
+    }
+    let min_days = bounded(
+        problems,
+        "simulate.min_days_since_defection",
+        raw.min_days_since_defection,
+        d.min_days_since_defection,
+        0,
+        36_500,
+    );
+    let max_days = bounded(
+        problems,
+        "simulate.max_days_since_defection",
+        raw.max_days_since_defection,
+        d.max_days_since_defection,
+        0,
+        36_500,
+    );
+    if max_days < min_days {
+        problems.push(format!(
+            "`simulate.max_days_since_defection`: {max_days} is below `min_days_since_defection` {min_days}"
+        ));
+    }
+    if let Some(m) = raw.max_spend
+        && !(m >= 0.0 && m.is_finite())
+    {
+        problems.push(format!(
+            "`simulate.max_spend`: {m}; expected a non-negative number"
+        ));
+    }
+    SimulateSettings {
+        campaign: raw.campaign.clone().filter(|c| !c.is_empty()),
+        min_days_since_defection: min_days,
+        max_days_since_defection: max_days,
+        no_offer_within_days: bounded(
+            problems,
+            "simulate.no_offer_within_days",
+            raw.no_offer_within_days,
+            d.no_offer_within_days,
+            0,
+            36_500,
+        ),
+        exclude_flags: raw.exclude_flags.clone().unwrap_or_default(),
+        arms,
+        holdout_share: bounded(
+            problems,
+            "simulate.holdout_share",
+            raw.holdout_share,
+            d.holdout_share,
+            0.0,
+            0.5,
+        ),
+        max_contacts: raw.max_contacts,
+        max_spend: raw.max_spend,
+        arm_capacity,
+        replicates: bounded(
+            problems,
+            "simulate.replicates",
+            raw.replicates,
+            d.replicates,
+            10,
+            100_000,
+        ),
+        interval: bounded(
+            problems,
+            "simulate.interval",
+            raw.interval,
+            d.interval,
+            0.5,
+            0.999,
+        ),
+        seed: raw.seed.unwrap_or(d.seed),
+        interval_rows: bounded(
+            problems,
+            "simulate.interval_rows",
+            raw.interval_rows,
+            d.interval_rows,
+            100,
+            100_000_000,
+        ),
+        high_value_share: bounded(
+            problems,
+            "simulate.high_value_share",
+            raw.high_value_share,
+            d.high_value_share,
+            0.01,
+            0.99,
+        ),
+        high_potential_share: bounded(
+            problems,
+            "simulate.high_potential_share",
+            raw.high_potential_share,
+            d.high_potential_share,
+            0.01,
+            0.99,
+        ),
+        switch_confidence: bounded(
+            problems,
+            "simulate.switch_confidence",
+            raw.switch_confidence,
+            d.switch_confidence,
+            0.5,
+            1.0,
+        ),
+        decision_replicates: bounded(
+            problems,
+            "simulate.decision_replicates",
+            raw.decision_replicates,
+            d.decision_replicates,
+            0,
+            100_000,
+        ),
+    }
 }
 
 /// `[train]` with defaults filled in.
@@ -693,6 +890,12 @@ pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Econ
         1.0,
     );
     let margin_rate = money("margin_rate", raw.margin_rate, d.margin_rate, 1.0);
+    let acquisition_cost = money(
+        "acquisition_cost",
+        raw.acquisition_cost,
+        d.acquisition_cost,
+        1e6,
+    );
     let mut months = |key: &str, v: Option<u32>, default: u32, min: u32, max: u32| {
         bounded(problems, &format!("economics.{key}"), v, default, min, max)
     };
@@ -728,6 +931,7 @@ pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Econ
         annual_discount_rate,
         horizon_months,
         margin_rate,
+        acquisition_cost,
         tailored: {
             let mut t = d.tailored;
             for (reason, package) in raw.tailored.iter().flatten() {

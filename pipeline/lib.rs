@@ -11,13 +11,15 @@
 //!        |
 //!        v
 //!   features -> train -> score     models under <out>/models/vNNNN/
-//!        \-> simulate -> report                             (later issues)
+//!                      \-> simulate  arms, target list, policy evaluation
+//!                                    under <out>/simulate/
 //! ```
 //!
 //! Layout: [`cli`] parses flags, [`config`] merges them with the TOML config,
 //! [`commands`] is the I/O edge that calls the [`stages`] through the
 //! [`catalog`] (the only module that touches files); [`modeling`] is the edge
-//! of `train` and `score` (model versions under `<out>/models/`). [`schema`] is the data
+//! of `train` and `score` (model versions under `<out>/models/`), [`simulation`]
+//! that of `simulate`. [`schema`] is the data
 //! contract as code; [`generate`] the ground-truth history generator.
 
 pub mod catalog;
@@ -28,6 +30,7 @@ pub mod error;
 pub mod generate;
 pub mod modeling;
 pub mod schema;
+pub mod simulation;
 pub mod stages;
 
 pub use error::{Error, Result};

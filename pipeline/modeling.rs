@@ -63,7 +63,8 @@ pub struct ModelSummary {
     pub margin: Option<std::collections::BTreeMap<String, f64>>,
 }
 
-fn read_parquet(path: &Path) -> Result<DataFrame> {
+/// Reads a Parquet file or a directory of parts.
+pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     let files: Vec<PathBuf> = if path.is_dir() {
         let mut v: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(Error::io("read directory", path))?
@@ -441,6 +442,20 @@ pub fn load_version(dir: &Path) -> Result<Vec<ModelArtifact>> {
     Ok(v)
 }
 
+/// `model`, or the newest version under `<out>/models/`.
+pub fn model_dir(settings: &Settings, model: Option<&Path>) -> Result<PathBuf> {
+    match model {
+        Some(d) => Ok(d.to_path_buf()),
+        None => versions(&settings.out_dir.join("models"))
+            .pop()
+            .map(|(_, p)| p)
+            .ok_or_else(|| Error::Model {
+                path: settings.out_dir.join("models"),
+                message: "no trained model version here (run `winback train` first)".into(),
+            }),
+    }
+}
+
 /// What `score` wrote.
 #[derive(Debug, Serialize)]
 pub struct ScoreSummary {
@@ -463,16 +478,7 @@ pub fn score(
     out: &mut dyn Write,
 ) -> Result<ScoreSummary> {
     let started = Instant::now();
-    let dir = match model {
-        Some(d) => d.to_path_buf(),
-        None => versions(&settings.out_dir.join("models"))
-            .pop()
-            .map(|(_, p)| p)
-            .ok_or_else(|| Error::Model {
-                path: settings.out_dir.join("models"),
-                message: "no trained model version here".into(),
-            })?,
-    };
+    let dir = model_dir(settings, model)?;
     let models = load_version(&dir)?;
     let inputs = FeatureInputs::new(validated.tables);
     let current = features::current(&inputs, &settings.features)?;
@@ -594,7 +600,7 @@ pub fn risk_deciles(p: &[f64]) -> Vec<u32> {
 }
 
 /// `rows` rows made of `df`'s rows repeated in order.
-fn repeat_to(df: &DataFrame, rows: usize) -> Result<DataFrame> {
+pub fn repeat_to(df: &DataFrame, rows: usize) -> Result<DataFrame> {
     if df.height() == 0 {
         return Err(Error::Setting {
             key: "bench".into(),
@@ -621,6 +627,9 @@ pub fn bench(
     let fdir = settings.out_dir.join("features");
     let w = |e| Error::io("write", "stdout")(e);
     match task {
+        crate::cli::BenchTask::Simulate => {
+            crate::simulation::bench(settings, rows, out)?;
+        }
         crate::cli::BenchTask::TrainReturn => {
             let manifest = read_manifest(&fdir.join("manifest.json"))?;
             let offers = read_parquet(&fdir.join("offers.parquet"))?;

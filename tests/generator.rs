@@ -670,8 +670,8 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     names.sort();
     assert_eq!(
         names.len(),
-        9,
-        "seven tables, truth.json and truth_offers.parquet: {names:?}"
+        10,
+        "seven tables, truth.json, truth_offers.parquet and truth_lapsed.parquet: {names:?}"
     );
     for name in &names {
         let x = std::fs::read(a.join(name)).unwrap();

@@ -166,9 +166,15 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
     );
     println!("holdout ROC AUC: model {ours:.4}, true model {best:.4}");
     assert!(ours > best - 0.04, "model AUC {ours} vs true {best}");
+    // The evaluation is of the fit before the cut; the stored model is
+    // refitted on every row, the held-out ones included, with the same
+    // design and hyper-parameters: its AUC on those rows stays close.
+    let refit_rows = ret.provenance.refit_rows.expect("refitted on every row");
+    assert!(refit_rows > ret.provenance.training_rows + ret.holdout.rows / 2);
     assert!(
-        (ours - ret.holdout.roc_auc.unwrap()).abs() < 1e-9,
-        "stored AUC is this one"
+        (ours - ret.holdout.roc_auc.unwrap()).abs() < 0.01,
+        "refitted model's AUC {ours} against the evaluated {}",
+        ret.holdout.roc_auc.unwrap()
     );
 
     // Effects an analyst reads (logistic terms, control and the reference

@@ -14,6 +14,8 @@ use forust_ml::{GradientBooster, Matrix};
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
+use crate::uncertainty::LinearPart;
+
 use crate::logistic::FitError;
 
 /// Hyper-parameters of the boosted learner.
@@ -60,6 +62,10 @@ pub struct Platt {
     pub a: f64,
     /// Slope on the raw log-odds score.
     pub b: f64,
+    /// Covariance of (a, b), row-major: the inverse Hessian of the log
+    /// loss on the calibration rows (zeros in models stored without it).
+    #[serde(default)]
+    pub covariance: [f64; 4],
 }
 
 impl Platt {
@@ -91,7 +97,21 @@ impl Platt {
                 break;
             }
         }
-        Platt { a, b }
+        let (mut haa, mut hab, mut hbb) = (1e-6, 0.0, 1e-6);
+        for s in score {
+            let p = sigmoid(a + b * s);
+            let w = (p * (1.0 - p)).max(1e-12);
+            haa += w;
+            hab += w * s;
+            hbb += w * s * s;
+        }
+        let det = haa * hbb - hab * hab;
+        let covariance = if det > 0.0 {
+            [hbb / det, -hab / det, -hab / det, haa / det]
+        } else {
+            [0.0; 4]
+        };
+        Platt { a, b, covariance }
     }
 
     /// Calibrated probability of a raw score.
@@ -237,15 +257,56 @@ impl BoostedModel {
         })
     }
 
-    /// Calibrated P(label true) for each row of `x`.
-    pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
+    /// The trees' raw log-odds score of each row of `x`.
+    fn raw_scores(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
         crate::logistic::check(x, None, self.names.len())?;
         let rows: Vec<usize> = (0..x.nrows()).collect();
         let cm = column_major(x, &rows);
-        let raw = self
+        Ok(self
             .booster
-            .predict(&Matrix::new(&cm, x.nrows(), x.ncols()), true);
+            .predict(&Matrix::new(&cm, x.nrows(), x.ncols()), true))
+    }
+
+    /// Calibrated P(label true) for each row of `x`.
+    pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
+        let raw = self.raw_scores(x)?;
         Ok(raw.into_iter().map(|s| self.platt.apply(s)).collect())
+    }
+
+    /// Each column's contribution to each row's calibrated log-odds
+    /// (row-major, `n x k`, without the bias term): average-path
+    /// contributions times Platt's slope.
+    pub fn contributions(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
+        crate::logistic::check(x, None, self.names.len())?;
+        let k = x.ncols();
+        let rows: Vec<usize> = (0..x.nrows()).collect();
+        let cm = column_major(x, &rows);
+        let c = self.booster.predict_contributions(
+            &Matrix::new(&cm, x.nrows(), k),
+            forust_ml::gradientbooster::ContributionsMethod::Average,
+            true,
+        );
+        Ok(c.chunks_exact(k + 1)
+            .flat_map(|row| row[..k].iter().map(|v| v * self.platt.b))
+            .collect())
+    }
+
+    /// Platt's linear form on the trees' raw scores of the rows of `x`,
+    /// with the calibration's covariance (the trees are held fixed).
+    pub fn linear_part(&self, x: ArrayView2<f64>) -> Result<LinearPart, FitError> {
+        let raw = self.raw_scores(x)?;
+        let c = self.platt.covariance;
+        Ok(LinearPart {
+            features: raw.iter().flat_map(|s| [1.0, *s]).collect(),
+            width: 2,
+            coef: vec![self.platt.a, self.platt.b],
+            covariance: if c == [0.0; 4] {
+                Vec::new()
+            } else {
+                c.to_vec()
+            },
+            logistic: true,
+        })
     }
 }
 

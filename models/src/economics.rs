@@ -151,6 +151,14 @@ pub struct Economics {
     /// The package the tailored arm gives per leave reason, in the order
     /// price, service, both, other, unknown.
     pub tailored: [Package; 5],
+    /// Cost of acquiring a new subscriber, to compare the cost per
+    /// reacquired subscriber with (one operator's figure: 185).
+    #[serde(default = "default_acquisition_cost")]
+    pub acquisition_cost: f64,
+}
+
+fn default_acquisition_cost() -> f64 {
+    185.0
 }
 
 impl Default for Economics {
@@ -168,6 +176,7 @@ impl Default for Economics {
                 Package::Discount,
                 Package::Discount,
             ],
+            acquisition_cost: default_acquisition_cost(),
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::boosted::BoostedModel;
 use crate::logistic::{FitError, LogisticModel, Standardizer, check};
+use crate::uncertainty::LinearPart;
 
 /// A fitted model of P(label true | row).
 pub trait Classifier {
@@ -54,6 +55,40 @@ impl Learner {
     }
 }
 
+impl Learner {
+    /// The linear form behind the predictions of the rows of `x`, with its
+    /// coefficients' covariance (see [`crate::uncertainty`]).
+    pub fn linear_part(&self, x: ArrayView2<f64>) -> Result<LinearPart, FitError> {
+        match self {
+            Learner::Logistic(m) => m.linear_part(x),
+            Learner::Boosted(m) => m.linear_part(x),
+        }
+    }
+
+    /// Each column's contribution to each row's log-odds (row-major, `n x
+    /// k`): the coefficient times the standardised value (so relative to the
+    /// training mean) for the logistic model; the trees' average-path
+    /// contributions (Saabas) scaled by Platt's slope for boosted trees.
+    pub fn contributions(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
+        match self {
+            Learner::Logistic(m) => {
+                check(x, None, m.names.len())?;
+                let z = m.standardizer.apply(x);
+                Ok(z.rows()
+                    .into_iter()
+                    .flat_map(|row| {
+                        row.iter()
+                            .zip(&m.coefficients)
+                            .map(|(v, b)| v * b)
+                            .collect::<Vec<f64>>()
+                    })
+                    .collect())
+            }
+            Learner::Boosted(m) => m.contributions(x),
+        }
+    }
+}
+
 impl Classifier for Learner {
     fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
         self.classifier().predict(x)
@@ -77,6 +112,10 @@ pub struct Ridge {
     pub coefficients: Vec<f64>,
     /// Penalty on the squared coefficients, per row.
     pub alpha: f64,
+    /// Covariance of (intercept, coefficients): residual variance over n
+    /// times the inverse of the penalised Gram matrix per row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covariance: Vec<f64>,
 }
 
 impl Ridge {
@@ -110,14 +149,40 @@ impl Ridge {
             a[[j, j]] += alpha;
         }
         let b = z.t().dot(&yc) / n;
+        let flat: Vec<f64> = a.iter().copied().collect();
         let coefficients = solve_spd(a, b.to_vec())?;
+        let fitted = z.dot(&Array1::from_vec(coefficients.clone()));
+        let sse: f64 = fitted.iter().zip(&yc).map(|(f, y)| (y - f).powi(2)).sum();
+        let sigma2 = sse / (n - k as f64 - 1.0).max(1.0);
+        let mut covariance = vec![0.0; (k + 1) * (k + 1)];
+        covariance[0] = sigma2 / n;
+        if let Some(inv) = crate::uncertainty::spd_inverse(&flat, k) {
+            for i in 0..k {
+                for j in 0..k {
+                    covariance[(i + 1) * (k + 1) + j + 1] = sigma2 / n * inv[i * k + j];
+                }
+            }
+        }
         Ok(Ridge {
             names: names.to_vec(),
             standardizer,
             intercept: mean,
             coefficients,
             alpha,
+            covariance,
         })
+    }
+
+    /// The linear form of the rows of `x` with the coefficients' covariance.
+    pub fn linear_part(&self, x: ArrayView2<f64>) -> Result<LinearPart, FitError> {
+        check(x, None, self.names.len())?;
+        Ok(LinearPart::standardised(
+            self.standardizer.apply(x),
+            self.intercept,
+            &self.coefficients,
+            &self.covariance,
+            false,
+        ))
     }
 
     /// Predicted outcome of each row.

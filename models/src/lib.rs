@@ -18,11 +18,18 @@
 //! - [`survival`]: subscriber-month expansion, survival curves from
 //!   monthly hazards, restricted means, Kaplan–Meier.
 //! - [`uplift`]: Qini curve and coefficient, uplift by decile.
+//! - [`uncertainty`]: coefficient covariances and draws from them.
+//! - [`offers`]: per subscriber and arm, expected value, cost and profit of
+//!   an offer, and Monte Carlo replicates over the models' uncertainty.
+//! - [`allocate`]: the budgeted choice of one arm per subscriber.
 
+pub mod allocate;
 pub mod boosted;
 pub mod economics;
 pub mod learner;
 pub mod logistic;
 pub mod metrics;
+pub mod offers;
 pub mod survival;
+pub mod uncertainty;
 pub mod uplift;

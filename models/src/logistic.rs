@@ -10,6 +10,8 @@ use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+use crate::uncertainty::LinearPart;
+
 /// Why a model could not be fitted or applied.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FitError {
@@ -88,6 +90,11 @@ pub struct LogisticModel {
     /// L2 strength used (linfa's `alpha`: the penalty is alpha / 2 times the
     /// squared norm, against the summed log-likelihood).
     pub alpha: f64,
+    /// Covariance of (intercept, coefficients) on the standardised scale:
+    /// the inverse Hessian of the penalised log-likelihood at the optimum
+    /// (set by [`LogisticModel::with_covariance`]; empty until then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covariance: Vec<f64>,
 }
 
 /// Checks the inputs of a fit; the standardisation and standardised rows.
@@ -170,6 +177,7 @@ impl LogisticModel {
             intercept: w[0],
             coefficients: w[1..].to_vec(),
             alpha,
+            covariance: Vec::new(),
         })
     }
 
@@ -199,6 +207,7 @@ impl LogisticModel {
             intercept: sign * fitted.intercept(),
             coefficients: fitted.params().iter().map(|b| sign * b).collect(),
             alpha,
+            covariance: Vec::new(),
         })
     }
 
@@ -211,6 +220,50 @@ impl LogisticModel {
             .iter()
             .map(|s| 1.0 / (1.0 + (-(s + self.intercept)).exp()))
             .collect())
+    }
+
+    /// The model with its coefficients' covariance computed on the rows it
+    /// was fitted on (the Laplace approximation, see
+    /// [`crate::uncertainty`]).
+    pub fn with_covariance(mut self, x: ArrayView2<f64>) -> Result<Self, FitError> {
+        check(x, None, self.names.len())?;
+        let z = self.standardizer.apply(x);
+        let w: Vec<f64> = self
+            .linear(&z)
+            .iter()
+            .map(|eta| {
+                let p = 1.0 / (1.0 + (-eta).exp());
+                p * (1.0 - p)
+            })
+            .collect();
+        let k = z.ncols() + 1;
+        let mut h = crate::uncertainty::weighted_gram(z.view(), &w);
+        for j in 1..k {
+            h[j * k + j] += self.alpha;
+        }
+        // A tiny ridge on the intercept keeps an all-separable fit invertible.
+        h[0] += 1e-9;
+        self.covariance = crate::uncertainty::spd_inverse(&h, k).ok_or_else(|| {
+            FitError::Solver("the Hessian at the optimum is not positive definite".into())
+        })?;
+        Ok(self)
+    }
+
+    fn linear(&self, z: &Array2<f64>) -> Vec<f64> {
+        let w = Array1::from_vec(self.coefficients.clone());
+        z.dot(&w).iter().map(|s| s + self.intercept).collect()
+    }
+
+    /// The model's linear predictor on the rows of `x` with its covariance.
+    pub fn linear_part(&self, x: ArrayView2<f64>) -> Result<LinearPart, FitError> {
+        check(x, None, self.names.len())?;
+        Ok(LinearPart::standardised(
+            self.standardizer.apply(x),
+            self.intercept,
+            &self.coefficients,
+            &self.covariance,
+            true,
+        ))
     }
 
     /// Intercept and coefficients per raw unit of each feature.

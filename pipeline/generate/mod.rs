@@ -21,7 +21,7 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
-use winback_models::economics::{Discounting, Economics};
+use winback_models::economics::{Arm, Discounting, Economics};
 
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
@@ -74,8 +74,8 @@ pub struct Generator {
     arm_sums: [ArmSums; 5],
 }
 
-/// One block's tables, offer truth and arm sums.
-type BlockOutput = (Vec<DataFrame>, DataFrame, [ArmSums; 5]);
+/// One block's tables, offer truth, lapsed truth and arm sums.
+type BlockOutput = (Vec<DataFrame>, DataFrame, DataFrame, [ArmSums; 5]);
 
 /// One chunk's tables, in [`Table::ALL`] order.
 pub struct Chunk {
@@ -86,6 +86,11 @@ pub struct Chunk {
     /// Per offer: subscriber_id, offered_at, arm and the true P(return
     /// within the window) (written to `truth_offers.parquet`).
     pub offer_truth: DataFrame,
+    /// Per subscriber lapsed at the history's end (defected within
+    /// [`sim::LAPSED_TRUTH_DAYS`] days of it): the true P(return), value and
+    /// offer cost under each arm of an offer made on its last day (written
+    /// to `truth_lapsed.parquet`).
+    pub lapsed_truth: DataFrame,
 }
 
 impl Generator {
@@ -162,18 +167,22 @@ impl Generator {
                     sim::simulate_subscriber(i, seed, p, cal, disc, &mut rows);
                 }
                 let (dfs, truth) = frames(&rows)?;
-                Ok((dfs, truth, rows.arm_sums))
+                let lapsed = lapsed_frame(&rows, cal)?;
+                Ok((dfs, truth, lapsed, rows.arm_sums))
             })
             .collect();
         let mut tables: Vec<(Table, DataFrame)> = Vec::new();
         let mut offer_truth: Option<DataFrame> = None;
+        let mut lapsed_truth: Option<DataFrame> = None;
         for part in parts {
-            let (dfs, truth, sums) = part?;
-            match offer_truth.as_mut() {
-                None => offer_truth = Some(truth),
-                Some(acc) => {
-                    acc.vstack_mut_owned(truth)
-                        .map_err(Error::polars("stack offer truth"))?;
+            let (dfs, truth, lapsed, sums) = part?;
+            for (acc, df) in [(&mut offer_truth, truth), (&mut lapsed_truth, lapsed)] {
+                match acc.as_mut() {
+                    None => *acc = Some(df),
+                    Some(acc) => {
+                        acc.vstack_mut_owned(df)
+                            .map_err(Error::polars("stack truth"))?;
+                    }
                 }
             }
             for (s, o) in self.arm_sums.iter_mut().zip(sums.iter()) {
@@ -194,10 +203,13 @@ impl Generator {
         }
         let mut offer_truth = offer_truth.expect("at least one block");
         offer_truth.rechunk_mut_par();
+        let mut lapsed_truth = lapsed_truth.expect("at least one block");
+        lapsed_truth.rechunk_mut_par();
         Ok(Some(Chunk {
             range,
             tables,
             offer_truth,
+            lapsed_truth,
         }))
     }
 
@@ -268,6 +280,32 @@ fn floats(name: &str, v: &[f64]) -> Column {
 
 fn opt_floats(name: &str, v: &[Option<f64>]) -> Column {
     Float64Chunked::from_slice_options(name.into(), v).into_column()
+}
+
+/// The lapsed subscribers' truth of a block (see [`Chunk::lapsed_truth`]).
+fn lapsed_frame(r: &Rows, cal: &Calendar) -> Result<DataFrame> {
+    let l = &r.lapsed;
+    let end = cal.end_day();
+    let mut columns = vec![
+        ids(r, col::SUBSCRIBER_ID, &l.pos),
+        dates(col::CHURNED_AT, &l.churn_day),
+        Int32Chunked::from_iter_values(
+            "days_since_defection".into(),
+            l.churn_day.iter().map(|d| end - d),
+        )
+        .into_column(),
+    ];
+    for (what, v) in [
+        ("p_return", &l.p_return),
+        ("value", &l.value),
+        ("offer_cost", &l.offer_cost),
+    ] {
+        for arm in Arm::ALL {
+            let x: Vec<f64> = v.iter().map(|a| a[arm.index()]).collect();
+            columns.push(floats(&format!("{what}_{}", arm.name()), &x));
+        }
+    }
+    DataFrame::new_infer_height(columns).map_err(Error::polars("build lapsed truth"))
 }
 
 /// The seven tables of a block of rows, in [`Table::ALL`] order, and the

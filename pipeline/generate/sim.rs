@@ -149,7 +149,36 @@ pub struct Rows {
     pub offer_p_return: Vec<f64>,
     /// Truth sums per arm over targeted defections.
     pub arm_sums: [ArmSums; 5],
+    /// Expected outcomes under each arm of the subscribers lapsed at the
+    /// history's end, for an offer made on its last day.
+    pub lapsed: LapsedTruth,
 }
+
+/// Per subscriber lapsed at the history's end (defected at most
+/// [`LAPSED_TRUTH_DAYS`] before it), the true outcome of an offer made on
+/// the last day, per arm in [`Arm::ALL`] order.
+#[derive(Debug, Default)]
+pub struct LapsedTruth {
+    /// Subscriber position.
+    pub pos: Vec<u32>,
+    /// Day of the defection.
+    pub churn_day: Vec<i32>,
+    /// P(return within the window).
+    pub p_return: Vec<[f64; 5]>,
+    /// Expected present value of the second lifetime's margin before offer
+    /// cost, given a return.
+    pub value: Vec<[f64; 5]>,
+    /// Expected present value of the offer's cost, given a return.
+    pub offer_cost: Vec<[f64; 5]>,
+}
+
+/// Lapsed subscribers whose defection is at most this many days before the
+/// history's end get a row in [`LapsedTruth`].
+pub const LAPSED_TRUTH_DAYS: i32 = 180;
+
+/// Second lifetimes simulated per lapsed subscriber and arm for
+/// [`LapsedTruth`]'s expected values (the arms share random numbers).
+pub const LAPSED_TRUTH_LIVES: usize = 32;
 
 /// Complaint columns: position, opened, resolved, satisfied, category.
 pub type ComplaintColumns = (
@@ -629,6 +658,28 @@ pub fn simulate_subscriber(
             rows.offer_p_return.push(p_return);
         }
         let window = camp.response_window_days as i32;
+        let lapsed_at_end = |truth_rng: &mut ChaCha8Rng, rows: &mut Rows| {
+            let days = end_day - churn_day;
+            if days <= LAPSED_TRUTH_DAYS {
+                let outcome = OutcomeArgs {
+                    p,
+                    cal,
+                    disc,
+                    traits: &traits,
+                    hist: &hist,
+                    end: &end,
+                    reason,
+                };
+                let (pr, v, c) =
+                    outcome.per_arm(truth_rng, days, cal.months(), LAPSED_TRUTH_LIVES, true);
+                let l = &mut rows.lapsed;
+                l.pos.push(pos);
+                l.churn_day.push(churn_day);
+                l.p_return.push(pr);
+                l.value.push(v);
+                l.offer_cost.push(c);
+            }
+        };
         let (return_day, package) = if rng.random_bool(p_return) {
             (offer_day + rng.random_range(1..=window), package)
         } else if rng.random_bool(p.return_.late_return_share * p_return) {
@@ -637,9 +688,11 @@ pub fn simulate_subscriber(
                 Package::None,
             )
         } else {
+            lapsed_at_end(&mut truth_rng, rows);
             break;
         };
         if return_day > end_day {
+            lapsed_at_end(&mut truth_rng, rows);
             break;
         }
         let reactivation = &mut rows.reactivation;
@@ -665,6 +718,77 @@ pub fn simulate_subscriber(
     }
 }
 
+/// What an arm's outcome for one defection depends on.
+struct OutcomeArgs<'a> {
+    p: &'a Parameters,
+    cal: &'a Calendar,
+    disc: &'a Discounting,
+    traits: &'a Traits,
+    hist: &'a History,
+    end: &'a LifeEnd,
+    reason: usize,
+}
+
+impl OutcomeArgs<'_> {
+    /// Per arm: the exact P(return) of an offer `delay` days after the
+    /// defection, and the mean present values of margin and of offer cost
+    /// over `lives` simulated second lifetimes starting in month `start`.
+    /// With `common`, every arm's lives use the same random numbers, so the
+    /// differences between arms carry little simulation noise.
+    fn per_arm(
+        &self,
+        rng: &mut ChaCha8Rng,
+        delay: i32,
+        start: usize,
+        lives: usize,
+        common: bool,
+    ) -> ([f64; 5], [f64; 5], [f64; 5]) {
+        let horizon = self.disc.horizon() as usize;
+        let (mut pr, mut pv, mut pc) = ([0.0; 5], [0.0; 5], [0.0; 5]);
+        let base = rng.clone();
+        for arm in Arm::ALL {
+            if common {
+                *rng = base.clone();
+            }
+            let package = self.p.package(arm, self.reason);
+            let a = arm.index();
+            pr[a] = sigmoid(return_logit(
+                self.p,
+                package,
+                self.reason,
+                self.traits,
+                self.hist,
+                self.end,
+                delay,
+            ));
+            for _ in 0..lives {
+                let mut h = self.hist.clone();
+                let life = Life {
+                    index: 1,
+                    package,
+                    previous_reason: self.reason,
+                    first_month: start,
+                    first_day: 0,
+                };
+                let v = run_lifetime(
+                    rng,
+                    self.p,
+                    self.cal,
+                    self.traits,
+                    &mut h,
+                    life,
+                    start + horizon,
+                    Some(self.disc),
+                    &mut NullSink,
+                );
+                pv[a] += v.pv_margin / lives as f64;
+                pc[a] += v.pv_offer_cost / lives as f64;
+            }
+        }
+        (pr, pv, pc)
+    }
+}
+
 /// Adds one targeted defection's expected outcomes under every arm to the
 /// truth sums: exact return probabilities, and one simulated second lifetime
 /// per arm over the economics' horizon.
@@ -682,35 +806,23 @@ fn add_truth(
     offer_month: usize,
     rows: &mut Rows,
 ) {
-    let horizon = disc.horizon() as usize;
-    let start = offer_month + 1;
+    let outcome = OutcomeArgs {
+        p,
+        cal,
+        disc,
+        traits,
+        hist,
+        end,
+        reason,
+    };
+    let (pr, pv, pc) = outcome.per_arm(rng, delay, offer_month + 1, 1, false);
     for arm in Arm::ALL {
-        let package = p.package(arm, reason);
-        let pr = sigmoid(return_logit(p, package, reason, traits, hist, end, delay));
-        let mut h = hist.clone();
-        let life = Life {
-            index: 1,
-            package,
-            previous_reason: reason,
-            first_month: start,
-            first_day: 0,
-        };
-        let v = run_lifetime(
-            rng,
-            p,
-            cal,
-            traits,
-            &mut h,
-            life,
-            start + horizon,
-            Some(disc),
-            &mut NullSink,
-        );
-        let s = &mut rows.arm_sums[arm.index()];
+        let a = arm.index();
+        let s = &mut rows.arm_sums[a];
         s.n += 1;
-        s.p += pr;
-        s.pv += pr * v.pv_margin;
-        s.pc += pr * v.pv_offer_cost;
+        s.p += pr[a];
+        s.pv += pr[a] * pv[a];
+        s.pc += pr[a] * pc[a];
     }
 }
 

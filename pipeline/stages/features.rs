@@ -115,6 +115,7 @@ pub mod f {
     pub const SNAPSHOT: &str = "snapshot";
     pub const MONTHS_RETAINED: &str = "months_retained";
     pub const SECOND_MARGIN: &str = "second_lifetime_margin";
+    pub const SECOND_BILLS: &str = "second_lifetime_bills";
     pub const CENSORED: &str = "censored";
     pub const WON_BACK_BY: &str = "won_back_by";
 }
@@ -873,13 +874,16 @@ fn second_lifetimes(
     .group_by([col("__ret")])
     .agg([
         col("__margin").sum().alias(f::SECOND_MARGIN),
-        len().cast(DataType::Int32).alias("__second_bills"),
+        len().cast(DataType::Int32).alias(f::SECOND_BILLS),
     ]);
     let x = join(x, margins, &["__ret"], JoinType::Left).with_columns([
         ((days("__life_end") - days(col::RETURNED_AT)).cast(DataType::Float64)
             / lit(DAYS_PER_MONTH))
         .alias(f::MONTHS_RETAINED),
-        col(f::SECOND_MARGIN).fill_null(lit(0.0)),
+        col(f::SECOND_MARGIN)
+            .fill_null(lit(0.0))
+            .round(9, RoundMode::HalfToEven),
+        col(f::SECOND_BILLS).fill_null(lit(0)),
         col("__next_churn").alias("next_churned_at"),
     ]);
     let reasons = lapsed.clone().lazy().select([
@@ -903,6 +907,7 @@ fn second_lifetimes(
             col(f::MONTHS_RETAINED),
             col(f::CENSORED),
             col(f::SECOND_MARGIN),
+            col(f::SECOND_BILLS),
         ]);
     collect(x, "second lifetimes")
 }
@@ -1107,12 +1112,32 @@ pub fn build(
     }
     step("snapshots");
     let manifest = manifest(s, &lapsed, &seen);
-    let lapsed = lapsed
-        .drop(f::EVENT)
-        .map_err(Error::polars("features: lapsed"))?;
-    let offers = offers
-        .drop(f::EVENT)
-        .map_err(Error::polars("features: offers"))?;
+    // Rows in a stable order: the streaming engine does not keep one, and
+    // the models' seeded splits and subsamples go by row position.
+    let order = |df: DataFrame, by: &[&str], what: &str| -> Result<DataFrame> {
+        df.sort(by.to_vec(), SortMultipleOptions::default())
+            .map_err(Error::polars(format!("features: order of {what}")))
+    };
+    let lapsed = order(
+        lapsed
+            .drop(f::EVENT)
+            .map_err(Error::polars("features: lapsed"))?,
+        &[col::SUBSCRIBER_ID, col::CHURNED_AT],
+        "lapsed",
+    )?;
+    let active = order(active, &[col::SUBSCRIBER_ID], "active")?;
+    let offers = order(
+        offers
+            .drop(f::EVENT)
+            .map_err(Error::polars("features: offers"))?,
+        &[col::SUBSCRIBER_ID, col::OFFERED_AT],
+        "offers",
+    )?;
+    let second_lifetime = order(
+        second_lifetime,
+        &[col::SUBSCRIBER_ID, col::RETURNED_AT],
+        "second lifetimes",
+    )?;
     Ok(Features {
         lapsed,
         active,
@@ -1192,7 +1217,12 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings) -> Result<Current> {
         (lit(epoch_days(as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
             .alias(f::DAYS_SINCE_DEFECTION),
     );
-    let lapsed = collect(lapsed, "lapsed subscribers")?;
+    let lapsed = collect(lapsed, "lapsed subscribers")?
+        .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+        .map_err(Error::polars("lapsed subscribers: order"))?;
+    let active = active
+        .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+        .map_err(Error::polars("active subscribers: order"))?;
     let mut seen = Seen::new();
     let names = one_hot_names(s);
     see(&mut seen, &lapsed, &names);

@@ -4,6 +4,7 @@
 
 pub mod design;
 pub mod features;
+pub mod simulate;
 pub mod train;
 pub mod validate;
 

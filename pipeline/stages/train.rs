@@ -37,6 +37,7 @@ use winback_models::learner::{Classifier, Learner, Ridge};
 use winback_models::logistic::{AlphaScore, LogisticModel, choose_alpha};
 use winback_models::metrics;
 use winback_models::survival;
+use winback_models::uncertainty::LinearPart;
 use winback_models::uplift::{Qini, qini};
 
 use super::design::{Design, DesignColumn};
@@ -201,8 +202,37 @@ impl Layout {
         v
     }
 
+    /// The feature each matrix column belongs to (`None` for the arm
+    /// indicators and month bands); an arm interaction belongs to the
+    /// feature it interacts.
+    pub fn column_features(&self) -> Vec<Option<String>> {
+        let feature = |c: &DesignColumn| match c {
+            DesignColumn::Numeric { feature, .. }
+            | DesignColumn::AtLeast { feature, .. }
+            | DesignColumn::Missing { feature }
+            | DesignColumn::Flag { feature }
+            | DesignColumn::Level { feature, .. } => feature.clone(),
+        };
+        let mut v: Vec<Option<String>> = self
+            .design
+            .columns
+            .iter()
+            .map(|c| Some(feature(c)))
+            .collect();
+        v.extend(self.arms.iter().map(|_| None));
+        for _ in &self.arms {
+            v.extend(
+                self.interact
+                    .iter()
+                    .map(|j| Some(feature(&self.design.columns[*j]))),
+            );
+        }
+        v.extend(self.bands.iter().skip(1).map(|_| None));
+        v
+    }
+
     /// Columns before the band columns.
-    fn base_width(&self) -> usize {
+    pub fn base_width(&self) -> usize {
         self.design.columns.len() + self.arms.len() * (1 + self.interact.len())
     }
 
@@ -551,7 +581,9 @@ fn fit_binary(problem: &Problem<'_>, rows: &Rows<'_>, s: &TrainSettings) -> Resu
             y.iter().filter(|v| **v).count(),
             fingerprint(&x, &y),
         );
-        let model = LogisticModel::fit(x.view(), &y, &layout.names(), alpha).map_err(fit_err)?;
+        let model = LogisticModel::fit(x.view(), &y, &layout.names(), alpha)
+            .and_then(|m| m.with_covariance(x.view()))
+            .map_err(fit_err)?;
         let (xv, yv) = rows.build(&layout, &problem.test)?;
         let holdout = evaluate(&model.predict(xv.view()).map_err(fit_err)?, &yv)?;
         let (_, raw) = model.raw_coefficients();
@@ -668,6 +700,12 @@ pub struct Provenance {
     pub training_positives: usize,
     /// First date of the holdout (rows from it on are held out).
     pub holdout_from: String,
+    /// Rows of the final refit on every row, holdout included, when the
+    /// stored learner was refitted after its evaluation (the second
+    /// lifetime: the holdout's returns and the follow-up after the cut
+    /// carry most of what is known of long second lifetimes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit_rows: Option<usize>,
     /// Training settings.
     pub settings: TrainSettings,
 }
@@ -727,6 +765,7 @@ impl ModelArtifact {
                 training_rows: fitted.training_rows,
                 training_positives: fitted.training_positives,
                 holdout_from: holdout_from.to_string(),
+                refit_rows: None,
                 settings: s.clone(),
             },
             layout: fitted.layout,
@@ -908,7 +947,10 @@ fn time_split(
     name: &str,
 ) -> Result<(DataFrame, DataFrame, NaiveDate)> {
     let sorted = df
-        .sort([date], SortMultipleOptions::default())
+        .sort(
+            [date],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
         .map_err(Error::polars(format!("{name}: sort")))?;
     let n = sorted.height();
     let cut = ((n as f64) * (1.0 - share)).round() as usize;
@@ -1032,7 +1074,45 @@ pub fn fit_return(
             Err(e) => tracing::warn!(arm = a, "no Qini: {e}"),
         }
     }
+    // The stored model is refitted on every offer with an observed window,
+    // the held-out ones included (the evaluation above is of the model
+    // fitted before the cut).
+    let observed = offers
+        .clone()
+        .lazy()
+        .filter(col(f::WINDOW_OBSERVED))
+        .collect()
+        .map_err(Error::polars("return model: rows with an observed label"))?;
+    refit(
+        &mut artifact,
+        &Rows::Plain { label: f::RETURNED },
+        &observed,
+    )?;
     Ok(artifact)
+}
+
+/// Refits the artifact's learner on `df` with the same layout, learner
+/// and hyper-parameters, and records the rows in its provenance.
+fn refit(artifact: &mut ModelArtifact, rows: &Rows<'_>, df: &DataFrame) -> Result<()> {
+    let (x, y) = rows.build(&artifact.layout, df)?;
+    let names = artifact.layout.names();
+    let model = artifact.model.clone();
+    let fit_err = |e: winback_models::logistic::FitError| Error::Fit {
+        model: model.clone(),
+        message: e.to_string(),
+    };
+    artifact.learner = match &artifact.learner {
+        Learner::Logistic(m) => Learner::Logistic(
+            LogisticModel::fit(x.view(), &y, &names, m.alpha)
+                .and_then(|r| r.with_covariance(x.view()))
+                .map_err(fit_err)?,
+        ),
+        Learner::Boosted(m) => Learner::Boosted(Box::new(
+            BoostedModel::fit(x.view(), &y, &names, m.params).map_err(fit_err)?,
+        )),
+    };
+    artifact.provenance.refit_rows = Some(x.nrows());
+    Ok(())
 }
 
 /// Fits the churn model on the stacked snapshots whose horizon is observed.
@@ -1100,6 +1180,17 @@ pub struct MarginModel {
 }
 
 impl MarginModel {
+    /// The linear form of each row of `df` (which must hold the
+    /// `won_back_by` column) with the coefficients' covariance.
+    pub fn linear_part(&self, df: &DataFrame) -> Result<LinearPart> {
+        let (x, _) = self.layout.base(df, None)?;
+        let x = to_array(x, self.layout.base_width())?;
+        self.ridge.linear_part(x.view()).map_err(|e| Error::Fit {
+            model: "second-lifetime margin".into(),
+            message: e.to_string(),
+        })
+    }
+
     /// Expected monthly margin of each row (under `arm` when given).
     pub fn predict(&self, df: &DataFrame, arm: Option<&str>) -> Result<Vec<f64>> {
         let (x, _) = self.layout.base(df, arm)?;
@@ -1128,7 +1219,7 @@ pub struct DurationCheck {
 }
 
 /// The arm that won a return back, as the hazard's arm column.
-const WON_BACK_BY: &str = "won_back_by";
+pub const WON_BACK_BY: &str = "won_back_by";
 
 /// Second lifetimes with the first lifetime's features (as of the
 /// defection they followed) and `monthly_margin`: the margin per month of
@@ -1155,6 +1246,10 @@ fn second_lifetime_rows(
             [col(col::SUBSCRIBER_ID), col("previous_churned_at")],
             JoinArgs::new(JoinType::Inner),
         )
+        .sort(
+            [col::SUBSCRIBER_ID, f::RETURNED_AT],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
         .collect()
         .map_err(Error::polars("second-lifetime model: rows"))?;
     let months = f64_column(&df, f::MONTHS_RETAINED)?;
@@ -1169,6 +1264,18 @@ fn second_lifetime_rows(
             .collect())
     };
     let (arm, reason) = (text(WON_BACK_BY)?, text(f::LEAVE_REASON)?);
+    // Bills of the second lifetime: the margin is per billed month (a
+    // lifetime from the 20th of one month to the 10th of the sixth after
+    // has seven bills in 5.7 months).
+    let bills: Vec<f64> = df
+        .column(f::SECOND_BILLS)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .and_then(|c| c.f64().cloned())
+        .map_err(Error::polars("second-lifetime model: bills"))?
+        .iter()
+        .zip(&months)
+        .map(|(b, m)| b.unwrap_or(m.max(0.0).ceil()))
+        .collect();
     let monthly: Vec<f64> = (0..df.height())
         .map(|i| {
             let a = Arm::ALL
@@ -1181,15 +1288,24 @@ fn second_lifetime_rows(
                 .and_then(|r| LEAVE_REASONS.iter().position(|x| *x == r))
                 .unwrap_or(LEAVE_REASONS.len() - 1);
             let package = economics.package(a, r);
-            let billed = months[i].max(0.0).ceil() as u32;
+            let billed = bills[i].max(0.0) as u32;
             let cost: f64 = (1..=billed)
                 .map(|t| economics.offer_cost_in_month(package, t))
                 .sum();
-            (margin[i] + cost) / months[i].max(1.0)
+            (margin[i] + cost) / bills[i].max(1.0)
         })
+        .collect();
+    // Durations in billed months: a return billed for k months churned in
+    // month k of its second lifetime (or, censored, survived k months),
+    // the month grid on which the simulation values S(t - 1).
+    let billed_months: Vec<f64> = bills
+        .iter()
+        .zip(&months)
+        .map(|(b, m)| if *b >= 1.0 { *b } else { *m })
         .collect();
     let mut df = df;
     df.with_column(Column::new("monthly_margin".into(), monthly))
+        .and_then(|d| d.with_column(Column::new(f::MONTHS_RETAINED.into(), billed_months)))
         .map_err(Error::polars("second-lifetime model: monthly margin"))?;
     Ok(df)
 }
@@ -1374,10 +1490,117 @@ pub fn fit_second_lifetime(
             predicted: rows.iter().map(|i| rmst[*i]).sum::<f64>() / rows.len() as f64,
         });
     }
+    // The stored models are refitted on every return with its whole
+    // follow-up (the evaluation above is of the models fitted before the
+    // cut): same design, learner and hyper-parameters.
+    let all = fill(all)?;
+    refit(&mut artifact, &rows, &all)?;
+    if let Some(margin) = artifact.margin.as_mut() {
+        let rows_all = margin_rows(&all)?;
+        let (xm, _) = margin.layout.base(&rows_all, None)?;
+        let xm = to_array(xm, margin.layout.base_width())?;
+        let ym = f64_column(&rows_all, "monthly_margin")?;
+        margin.ridge =
+            Ridge::fit(xm.view(), &ym, &margin.layout.names(), 0.01).map_err(|e| Error::Fit {
+                model: "second-lifetime margin".into(),
+                message: e.to_string(),
+            })?;
+    }
     Ok(artifact)
 }
 
 impl ModelArtifact {
+    /// The kept learner's linear form on the rows of `df` under `arm`
+    /// (see [`winback_models::uncertainty`]).
+    pub fn linear_part(&self, df: &DataFrame, arm: Option<&str>) -> Result<LinearPart> {
+        let (x, _) = self.layout.base(df, arm)?;
+        let x = to_array(x, self.layout.base_width())?;
+        self.learner.linear_part(x.view()).map_err(|e| Error::Fit {
+            model: self.model.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Per row of `df` under `arm`, each feature's contribution to the
+    /// log-odds (see [`Learner::contributions`]), summed over the feature's
+    /// columns: the feature names and the row-major `n x features` values.
+    pub fn contributions(
+        &self,
+        df: &DataFrame,
+        arm: Option<&str>,
+    ) -> Result<(Vec<String>, Vec<f64>)> {
+        let (x, _) = self.layout.base(df, arm)?;
+        let k = self.layout.base_width();
+        let x = to_array(x, k)?;
+        let c = self
+            .learner
+            .contributions(x.view())
+            .map_err(|e| Error::Fit {
+                model: self.model.clone(),
+                message: e.to_string(),
+            })?;
+        let owners = self.layout.column_features();
+        let mut names: Vec<String> = Vec::new();
+        let index: Vec<Option<usize>> = owners
+            .iter()
+            .map(|o| {
+                o.as_ref().map(|f| match names.iter().position(|n| n == f) {
+                    Some(j) => j,
+                    None => {
+                        names.push(f.clone());
+                        names.len() - 1
+                    }
+                })
+            })
+            .collect();
+        let m = names.len();
+        let mut out = vec![0.0; df.height() * m];
+        for (i, row) in c.chunks_exact(k).enumerate() {
+            for (v, j) in row.iter().zip(&index) {
+                if let Some(j) = j {
+                    out[i * m + j] += v;
+                }
+            }
+        }
+        Ok((names, out))
+    }
+
+    /// A hazard model's linear form per month band on the rows of `df`,
+    /// with `arm` as the winning arm.
+    pub fn hazard_parts(&self, df: &DataFrame, arm: &str) -> Result<Vec<LinearPart>> {
+        let df = df
+            .clone()
+            .lazy()
+            .with_column(lit(arm).alias(WON_BACK_BY))
+            .collect()
+            .map_err(Error::polars("second lifetime: arm"))?;
+        let (base, _) = self.layout.base(&df, None)?;
+        let kb = self.layout.base_width();
+        let bands = &self.layout.bands;
+        let k = kb + bands.len().saturating_sub(1);
+        let n = df.height();
+        let firsts: Vec<u32> = if bands.is_empty() {
+            vec![1]
+        } else {
+            bands.clone()
+        };
+        firsts
+            .iter()
+            .map(|first| {
+                let mut x = Vec::with_capacity(n * k);
+                for i in 0..n {
+                    x.extend_from_slice(&base[i * kb..(i + 1) * kb]);
+                    x.extend(self.layout.band_row(*first));
+                }
+                let x = to_array(x, k)?;
+                self.learner.linear_part(x.view()).map_err(|e| Error::Fit {
+                    model: self.model.clone(),
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// Survival curves S(1..=months) of each row of `df` (a hazard model
     /// only), under `arm` as the winning arm when given.
     pub fn survival(

@@ -1,0 +1,510 @@
+//! The offer simulation's arithmetic: for each lapsed subscriber and arm,
+//! P(return), the expected second-lifetime value and offer cost, expected
+//! profit, and the variance of the realised profit; and Monte Carlo
+//! replicates of the totals over model uncertainty.
+//!
+//! A subscriber won back under an arm is billed in month `t` of the second
+//! lifetime while still a subscriber, with probability `S(t - 1)` from the
+//! hazard model's monthly hazards (churn is recorded at the end of a billed
+//! month), at the margin model's monthly margin, less the arm's offer cost
+//! in force in month `t`; months are discounted at the economics' rate over
+//! its horizon (`shared/docs/domain.md`, "Customer lifetime value"):
+//!
+//! ```text
+//! value = sum_t f_t m S(t-1)      cost = sum_t f_t c_t S(t-1)
+//! profit = P(return) (value - cost) - contact cost   (no contact for control)
+//! ```
+//!
+//! The realised profit of one subscriber is `B g(T) - contact`, with `B`
+//! the return (Bernoulli) and `g(T)` the discounted net margin up to the
+//! month `T` of the next defection; its variance is
+//! `p E[g^2] - p^2 E[g]^2`, summed over subscribers for the outcome noise
+//! of a total.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+use crate::economics::{Discounting, Economics, Package};
+use crate::logistic::FitError;
+use crate::uncertainty::{LinearPart, Posterior};
+
+/// One arm's model inputs for the same rows.
+#[derive(Debug, Clone)]
+pub struct ArmInputs {
+    /// Whether the arm contacts the subscriber (false for control).
+    pub contact: bool,
+    /// The return model under this arm.
+    pub ret: LinearPart,
+    /// The second-lifetime hazard under this arm, one part per month band.
+    pub hazard: Vec<LinearPart>,
+    /// The monthly margin before offer cost under this arm.
+    pub margin: LinearPart,
+    /// The package each row receives under this arm.
+    pub package: Vec<Package>,
+}
+
+/// Coefficients of the three models for one replicate.
+#[derive(Debug, Clone)]
+pub struct Coefs {
+    /// Return model.
+    pub ret: Vec<f64>,
+    /// Hazard model.
+    pub hazard: Vec<f64>,
+    /// Margin model.
+    pub margin: Vec<f64>,
+}
+
+/// Expected outcome of one row under one arm.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Outcome {
+    /// P(return within the window).
+    pub p_return: f64,
+    /// Present value of the second lifetime's margin before offer cost,
+    /// given a return.
+    pub value: f64,
+    /// Present value of the offer's cost, given a return.
+    pub offer_cost: f64,
+    /// Expected profit: `p (value - cost) - contact`.
+    pub profit: f64,
+    /// Variance of the realised profit.
+    pub variance: f64,
+}
+
+/// The simulation of a set of rows under every arm.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    arms: Vec<ArmInputs>,
+    bands: Vec<u32>,
+    discounting: Discounting,
+    economics: Economics,
+    posteriors: [Posterior; 3],
+}
+
+/// Totals of one arm over the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ArmTotals {
+    /// Expected returns.
+    pub recaptures: f64,
+    /// Expected present value of offer cost (incurred by returners only).
+    pub offer_spend: f64,
+    /// Expected present value of returners' margin before offer cost.
+    pub second_lifetime_value: f64,
+    /// Expected profit after contact cost.
+    pub profit: f64,
+    /// Variance of the realised profit.
+    pub variance: f64,
+}
+
+impl ArmTotals {
+    fn add(&mut self, o: &Outcome) {
+        self.recaptures += o.p_return;
+        self.offer_spend += o.p_return * o.offer_cost;
+        self.second_lifetime_value += o.p_return * o.value;
+        self.profit += o.profit;
+        self.variance += o.variance;
+    }
+
+    fn merge(mut self, o: ArmTotals) -> ArmTotals {
+        self.recaptures += o.recaptures;
+        self.offer_spend += o.offer_spend;
+        self.second_lifetime_value += o.second_lifetime_value;
+        self.profit += o.profit;
+        self.variance += o.variance;
+        self
+    }
+}
+
+/// One Monte Carlo replicate: per arm the totals, and the total profit of
+/// each policy given to [`Simulator::replicates`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replicate {
+    /// Per arm, in the simulator's arm order.
+    pub arms: Vec<ArmTotals>,
+    /// Per policy.
+    pub policies: Vec<f64>,
+}
+
+impl Simulator {
+    /// A simulator of the rows the arms' inputs describe. `bands` are the
+    /// first months of the hazard's month bands (one hazard part each).
+    pub fn new(
+        arms: Vec<ArmInputs>,
+        bands: Vec<u32>,
+        economics: &Economics,
+    ) -> Result<Simulator, FitError> {
+        let first = arms
+            .first()
+            .ok_or_else(|| FitError::Shape("no arms to simulate".into()))?;
+        let n = first.ret.rows();
+        for a in &arms {
+            let bad = a.ret.rows() != n
+                || a.margin.rows() != n
+                || a.package.len() != n
+                || a.hazard.len() != bands.len().max(1)
+                || a.hazard.iter().any(|h| h.rows() != n);
+            if bad {
+                return Err(FitError::Shape(
+                    "the arms' inputs do not describe the same rows and bands".into(),
+                ));
+            }
+        }
+        let hazard = first
+            .hazard
+            .first()
+            .ok_or_else(|| FitError::Shape("no hazard".into()))?;
+        let posteriors = [
+            Posterior::new(&first.ret.coef, &first.ret.covariance)?,
+            Posterior::new(&hazard.coef, &hazard.covariance)?,
+            Posterior::new(&first.margin.coef, &first.margin.covariance)?,
+        ];
+        Ok(Simulator {
+            bands,
+            discounting: economics.discounting(),
+            economics: *economics,
+            posteriors,
+            arms,
+        })
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.arms[0].ret.rows()
+    }
+
+    /// Arms.
+    pub fn arms(&self) -> usize {
+        self.arms.len()
+    }
+
+    /// The fitted coefficients.
+    pub fn fitted(&self) -> Coefs {
+        Coefs {
+            ret: self.arms[0].ret.coef.clone(),
+            hazard: self.arms[0].hazard[0].coef.clone(),
+            margin: self.arms[0].margin.coef.clone(),
+        }
+    }
+
+    /// Whether each model carries a covariance (return, hazard, margin).
+    pub fn has_uncertainty(&self) -> [bool; 3] {
+        let a = &self.arms[0];
+        [
+            !a.ret.covariance.is_empty(),
+            !a.hazard[0].covariance.is_empty(),
+            !a.margin.covariance.is_empty(),
+        ]
+    }
+
+    /// Row `i` under arm `a` with coefficients `c`.
+    pub fn outcome(&self, a: usize, i: usize, c: &Coefs) -> Outcome {
+        let arm = &self.arms[a];
+        let p = arm.ret.predict_row(i, &c.ret).clamp(0.0, 1.0);
+        let m = arm.margin.predict_row(i, &c.margin);
+        let hazards: Vec<f64> = arm
+            .hazard
+            .iter()
+            .map(|h| h.predict_row(i, &c.hazard).clamp(0.0, 1.0))
+            .collect();
+        let package = arm.package[i];
+        let horizon = self.discounting.horizon();
+        let (mut alive, mut value, mut cost) = (1.0, 0.0, 0.0);
+        let (mut g, mut eg2) = (0.0, 0.0);
+        let mut band = 0;
+        for t in 1..=horizon {
+            while band + 1 < self.bands.len() && t >= self.bands[band + 1] {
+                band += 1;
+            }
+            let f = self.discounting.factor(t);
+            let c_t = if package == Package::None {
+                0.0
+            } else {
+                self.economics.offer_cost_in_month(package, t)
+            };
+            value += f * m * alive;
+            cost += f * c_t * alive;
+            g += f * (m - c_t);
+            let churn = alive * hazards[band];
+            eg2 += churn * g * g;
+            alive -= churn;
+        }
+        eg2 += alive * g * g;
+        let net = value - cost;
+        let contact = if arm.contact {
+            self.economics.contact_cost
+        } else {
+            0.0
+        };
+        Outcome {
+            p_return: p,
+            value,
+            offer_cost: cost,
+            profit: p * net - contact,
+            variance: (p * eg2 - (p * net).powi(2)).max(0.0),
+        }
+    }
+
+    /// Every row under every arm at the fitted coefficients: `[arm][row]`.
+    pub fn point(&self) -> Vec<Vec<Outcome>> {
+        let c = self.fitted();
+        (0..self.arms.len())
+            .map(|a| {
+                (0..self.rows())
+                    .into_par_iter()
+                    .map(|i| self.outcome(a, i, &c))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Coefficients of replicate `r` of `seed`: each model's coefficients
+    /// drawn from its normal approximation (the fitted ones for a model
+    /// without a covariance).
+    pub fn draw(&self, seed: u64, r: u64) -> Coefs {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(r);
+        let mut draw = |p: &Posterior| {
+            let z: Vec<f64> = (0..p.len())
+                .map(|_| StandardNormal.sample(&mut rng))
+                .collect();
+            p.draw(&z)
+        };
+        let ret = draw(&self.posteriors[0]);
+        let hazard = draw(&self.posteriors[1]);
+        let margin = draw(&self.posteriors[2]);
+        Coefs {
+            ret,
+            hazard,
+            margin,
+        }
+    }
+
+    /// `count` replicates (seeded, in parallel, the same for any thread
+    /// count): per arm the totals over the rows, and per policy (a chosen
+    /// arm per row, `None` for the arm at index 0, control) its total profit.
+    pub fn replicates(
+        &self,
+        count: usize,
+        seed: u64,
+        policies: &[Vec<Option<usize>>],
+    ) -> Vec<Replicate> {
+        (0..count as u64)
+            .into_par_iter()
+            .map(|r| {
+                let c = self.draw(seed, r);
+                self.totals(&c, policies)
+            })
+            .collect()
+    }
+
+    /// Per row and arm, the share of `count` replicates (the same draws as
+    /// [`Simulator::replicates`] for a seed) in which the arm's profit
+    /// beats arm `default`'s: how sure the models are that a subscriber is
+    /// better off with another arm than the default.
+    pub fn win_rates(&self, default: usize, count: usize, seed: u64) -> Vec<Vec<f64>> {
+        let draws: Vec<Coefs> = (0..count as u64).map(|r| self.draw(seed, r)).collect();
+        let k = self.arms.len();
+        (0..self.rows())
+            .into_par_iter()
+            .map(|i| {
+                let mut wins = vec![0usize; k];
+                for c in &draws {
+                    let base = self.outcome(default, i, c).profit;
+                    for (a, w) in wins.iter_mut().enumerate() {
+                        if a != default && self.outcome(a, i, c).profit > base {
+                            *w += 1;
+                        }
+                    }
+                }
+                wins.iter()
+                    .map(|w| *w as f64 / count.max(1) as f64)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Totals at coefficients `c`.
+    pub fn totals(&self, c: &Coefs, policies: &[Vec<Option<usize>>]) -> Replicate {
+        let n = self.rows();
+        let k = self.arms.len();
+        let mut arms = vec![ArmTotals::default(); k];
+        let mut pol = vec![0.0; policies.len()];
+        let mut row = vec![Outcome::default(); k];
+        for i in 0..n {
+            for (a, o) in row.iter_mut().enumerate() {
+                *o = self.outcome(a, i, c);
+                arms[a].add(o);
+            }
+            for (v, p) in pol.iter_mut().zip(policies) {
+                *v += row[p[i].unwrap_or(0)].profit;
+            }
+        }
+        Replicate {
+            arms,
+            policies: pol,
+        }
+    }
+
+    /// Totals per arm of point outcomes (`[arm][row]`) over `rows`.
+    pub fn sum(
+        point: &[Vec<Outcome>],
+        rows: impl Iterator<Item = usize> + Clone,
+    ) -> Vec<ArmTotals> {
+        point
+            .iter()
+            .map(|arm| {
+                rows.clone().fold(ArmTotals::default(), |mut t, i| {
+                    t.add(&arm[i]);
+                    t
+                })
+            })
+            .collect()
+    }
+}
+
+/// Merges per-part totals (e.g. over row blocks).
+pub fn merge_totals(a: Vec<ArmTotals>, b: Vec<ArmTotals>) -> Vec<ArmTotals> {
+    if a.is_empty() {
+        return b;
+    }
+    a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()
+}
+
+/// The `q` quantile (0 to 1) of `v` by linear interpolation between order
+/// statistics; NaN for an empty slice.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn constant(n: usize, value: f64, logistic: bool) -> LinearPart {
+        LinearPart {
+            features: vec![1.0; n],
+            width: 1,
+            coef: vec![value],
+            covariance: Vec::new(),
+            logistic,
+        }
+    }
+
+    fn logit(p: f64) -> f64 {
+        (p / (1.0 - p)).ln()
+    }
+
+    #[test]
+    fn value_is_the_discounted_annuity_of_the_survival_curve() {
+        // P(return) 0.4, hazard 5% a month, margin 30, discount 20 x 6.
+        let e = Economics {
+            horizon_months: 24,
+            ..Economics::default()
+        };
+        let arm = ArmInputs {
+            contact: true,
+            ret: constant(1, logit(0.4), true),
+            hazard: vec![constant(1, logit(0.05), true)],
+            margin: constant(1, 30.0, false),
+            package: vec![Package::Discount],
+        };
+        let sim = Simulator::new(vec![arm], vec![1], &e).unwrap();
+        let o = sim.point()[0][0];
+        let d = e.discounting();
+        let mut want_v = 0.0;
+        let mut want_c = 0.0;
+        for t in 1..=24u32 {
+            let alive = 0.95f64.powi(t as i32 - 1);
+            want_v += d.factor(t) * 30.0 * alive;
+            if t <= 6 {
+                want_c += d.factor(t) * 20.0 * alive;
+            }
+        }
+        assert!((o.p_return - 0.4).abs() < 1e-12);
+        assert!((o.value - want_v).abs() < 1e-9, "{} vs {want_v}", o.value);
+        assert!((o.offer_cost - want_c).abs() < 1e-9);
+        assert!((o.profit - (0.4 * (want_v - want_c) - 2.0)).abs() < 1e-9);
+        // The variance matches a direct simulation of B g(T).
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let draws: Vec<f64> = (0..200_000)
+            .map(|_| {
+                use rand::Rng;
+                if !rng.random_bool(0.4) {
+                    return -2.0;
+                }
+                let mut g = 0.0;
+                for t in 1..=24u32 {
+                    let c = if t <= 6 { 20.0 } else { 0.0 };
+                    g += d.factor(t) * (30.0 - c);
+                    if rng.random_bool(0.05) {
+                        break;
+                    }
+                }
+                g - 2.0
+            })
+            .collect();
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        let var = draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / draws.len() as f64;
+        assert!(
+            (mean - o.profit).abs() < 0.01 * o.profit.abs() + 0.5,
+            "{mean} vs {}",
+            o.profit
+        );
+        assert!(
+            (var / o.variance - 1.0).abs() < 0.03,
+            "{var} vs {}",
+            o.variance
+        );
+    }
+
+    #[test]
+    fn replicates_are_seeded_and_spread_with_the_covariance() {
+        let n = 50;
+        let mk = |cov: Vec<f64>| {
+            let mut ret = constant(n, logit(0.3), true);
+            ret.covariance = cov;
+            ArmInputs {
+                contact: false,
+                ret,
+                hazard: vec![constant(n, logit(0.03), true)],
+                margin: constant(n, 20.0, false),
+                package: vec![Package::None; n],
+            }
+        };
+        let e = Economics::default();
+        let fixed = Simulator::new(vec![mk(Vec::new())], vec![1], &e).unwrap();
+        let r = fixed.replicates(5, 1, &[]);
+        assert!(
+            r.windows(2).all(|w| w[0] == w[1]),
+            "no covariance: no spread"
+        );
+        let sim = Simulator::new(vec![mk(vec![0.04])], vec![1], &e).unwrap();
+        let a = sim.replicates(200, 7, &[vec![None; n]]);
+        let b = sim.replicates(200, 7, &[vec![None; n]]);
+        assert_eq!(a, b);
+        let recaptures: Vec<f64> = a.iter().map(|r| r.arms[0].recaptures).collect();
+        let (lo, hi) = (quantile(&recaptures, 0.05), quantile(&recaptures, 0.95));
+        // logit sd 0.2 around 0.3: 90% of P within about 0.3 +- 0.069.
+        assert!(lo < 15.0 && hi > 15.0, "{lo} {hi}");
+        assert!(
+            (hi - lo) / n as f64 > 0.10 && (hi - lo) / (n as f64) < 0.18,
+            "{lo} {hi}"
+        );
+        assert_eq!(a[0].policies[0], a[0].arms[0].profit);
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), 2.0);
+        assert_eq!(quantile(&[1.0, 2.0], 0.25), 1.25);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+}

@@ -1,0 +1,277 @@
+//! Parameter uncertainty of the fitted models, for the offer simulation's
+//! Monte Carlo intervals.
+//!
+//! Every model here predicts through a link of a linear predictor: the
+//! logistic regression of its standardised columns, the boosted trees'
+//! Platt calibration of their raw score, the ridge regression of its
+//! standardised columns. Each stores the covariance of those linear
+//! coefficients when fitted (the inverse Hessian of the penalised
+//! log-likelihood for the logistic model and Platt's calibration, the
+//! residual variance times the inverse penalised Gram matrix for ridge), and
+//! [`LinearPart`] exposes the linear form so that a simulation can draw
+//! coefficients from the normal approximation `N(coef, covariance)` and
+//! recompute predictions without refitting. The boosted trees' own
+//! structure is not sampled: for them only the calibration is uncertain.
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+use crate::logistic::FitError;
+
+/// A model's predictions as `link(features · coef)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearPart {
+    /// Row-major features, `width` per row (the first is the constant 1).
+    pub features: Vec<f64>,
+    /// Features per row.
+    pub width: usize,
+    /// The fitted coefficients.
+    pub coef: Vec<f64>,
+    /// Covariance of `coef` (row-major, `width` x `width`); empty when the
+    /// model stored none.
+    pub covariance: Vec<f64>,
+    /// Whether the link is the logistic (else identity).
+    pub logistic: bool,
+}
+
+impl LinearPart {
+    /// The linear form `intercept + z . coefficients` of standardised rows
+    /// `z`, with a covariance over (intercept, coefficients).
+    pub fn standardised(
+        z: ndarray::Array2<f64>,
+        intercept: f64,
+        coefficients: &[f64],
+        covariance: &[f64],
+        logistic: bool,
+    ) -> LinearPart {
+        let width = z.ncols() + 1;
+        let mut features = Vec::with_capacity(z.nrows() * width);
+        for row in z.rows() {
+            features.push(1.0);
+            features.extend(row.iter());
+        }
+        let mut coef = vec![intercept];
+        coef.extend(coefficients);
+        LinearPart {
+            features,
+            width,
+            coef,
+            covariance: covariance.to_vec(),
+            logistic,
+        }
+    }
+
+    /// The prediction of row `i` under coefficients `coef`.
+    pub fn predict_row(&self, i: usize, coef: &[f64]) -> f64 {
+        let row = &self.features[i * self.width..(i + 1) * self.width];
+        let eta: f64 = row.iter().zip(coef).map(|(a, b)| a * b).sum();
+        if self.logistic {
+            1.0 / (1.0 + (-eta).exp())
+        } else {
+            eta
+        }
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.features.len() / self.width.max(1)
+    }
+}
+
+/// Draws coefficient vectors from `N(mean, covariance)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posterior {
+    mean: Vec<f64>,
+    /// Lower Cholesky factor of the covariance (empty: no uncertainty).
+    chol: Vec<f64>,
+}
+
+impl Posterior {
+    /// From a mean and a covariance (empty: draws return the mean). A
+    /// covariance that is not positive definite gets a small ridge.
+    pub fn new(mean: &[f64], covariance: &[f64]) -> Result<Posterior, FitError> {
+        let k = mean.len();
+        if covariance.is_empty() {
+            return Ok(Posterior {
+                mean: mean.to_vec(),
+                chol: Vec::new(),
+            });
+        }
+        if covariance.len() != k * k {
+            return Err(FitError::Shape(format!(
+                "covariance of {} values for {k} coefficients",
+                covariance.len()
+            )));
+        }
+        let scale = (0..k)
+            .map(|j| covariance[j * k + j].abs())
+            .fold(0.0, f64::max);
+        let mut jitter = 0.0;
+        // Up to a ridge of 1e-6 times the largest variance.
+        for _ in 0..4 {
+            let mut a = covariance.to_vec();
+            for j in 0..k {
+                a[j * k + j] += jitter;
+            }
+            if let Some(chol) = cholesky(&a, k) {
+                return Ok(Posterior {
+                    mean: mean.to_vec(),
+                    chol,
+                });
+            }
+            jitter = if jitter == 0.0 {
+                scale.max(1e-300) * 1e-10
+            } else {
+                jitter * 100.0
+            };
+        }
+        Err(FitError::Solver(
+            "coefficient covariance is not positive definite".into(),
+        ))
+    }
+
+    /// Coefficients.
+    pub fn len(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Whether there are no coefficients.
+    pub fn is_empty(&self) -> bool {
+        self.mean.is_empty()
+    }
+
+    /// `mean + L z` for standard normal draws `z` (at least [`Self::len`]).
+    pub fn draw(&self, z: &[f64]) -> Vec<f64> {
+        let k = self.mean.len();
+        if self.chol.is_empty() {
+            return self.mean.clone();
+        }
+        (0..k)
+            .map(|i| self.mean[i] + (0..=i).map(|j| self.chol[i * k + j] * z[j]).sum::<f64>())
+            .collect()
+    }
+}
+
+/// Lower Cholesky factor of a symmetric positive-definite matrix
+/// (row-major), or `None`.
+pub fn cholesky(a: &[f64], k: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; k * k];
+    for j in 0..k {
+        let d = a[j * k + j] - (0..j).map(|p| l[j * k + p] * l[j * k + p]).sum::<f64>();
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        l[j * k + j] = d;
+        for i in j + 1..k {
+            let s = a[i * k + j] - (0..j).map(|p| l[i * k + p] * l[j * k + p]).sum::<f64>();
+            l[i * k + j] = s / d;
+        }
+    }
+    Some(l)
+}
+
+/// Inverse of a symmetric positive-definite matrix (row-major), or `None`.
+pub fn spd_inverse(a: &[f64], k: usize) -> Option<Vec<f64>> {
+    let l = cholesky(a, k)?;
+    let mut inv = vec![0.0; k * k];
+    for c in 0..k {
+        // Solve L y = e_c, then L' x = y.
+        let mut y = vec![0.0; k];
+        for i in 0..k {
+            let e = if i == c { 1.0 } else { 0.0 };
+            y[i] = (e - (0..i).map(|p| l[i * k + p] * y[p]).sum::<f64>()) / l[i * k + i];
+        }
+        for i in (0..k).rev() {
+            y[i] = (y[i] - (i + 1..k).map(|p| l[p * k + i] * y[p]).sum::<f64>()) / l[i * k + i];
+        }
+        for i in 0..k {
+            inv[i * k + c] = y[i];
+        }
+    }
+    Some(inv)
+}
+
+/// `sum_i w_i [1, z_i] [1, z_i]'` (row-major, `(k+1)^2`) over the rows of
+/// `z`, in parallel blocks summed in order (the same bits for any thread
+/// count).
+pub fn weighted_gram(z: ArrayView2<f64>, w: &[f64]) -> Vec<f64> {
+    let k = z.ncols() + 1;
+    let z = z.as_standard_layout();
+    let flat = z.as_slice().expect("standard layout");
+    let kz = k - 1;
+    const BLOCK: usize = 2048;
+    let mut g = flat
+        .par_chunks(BLOCK * kz.max(1))
+        .zip(w.par_chunks(BLOCK))
+        .map(|(rows, ws)| {
+            let mut g = vec![0.0; k * k];
+            let mut r = vec![1.0; k];
+            for (row, wi) in rows.chunks_exact(kz.max(1)).zip(ws) {
+                r[1..].copy_from_slice(&row[..kz]);
+                for a in 0..k {
+                    let wa = wi * r[a];
+                    for b in 0..=a {
+                        g[a * k + b] += wa * r[b];
+                    }
+                }
+            }
+            g
+        })
+        .collect::<Vec<Vec<f64>>>()
+        .into_iter()
+        .fold(vec![0.0; k * k], |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+            a
+        });
+    for a in 0..k {
+        for b in 0..a {
+            g[b * k + a] = g[a * k + b];
+        }
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverse_and_draws_have_the_stated_covariance() {
+        let a = vec![4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0];
+        let inv = spd_inverse(&a, 3).unwrap();
+        for i in 0..3 {
+            for j in 0..3 {
+                let v: f64 = (0..3).map(|p| a[i * 3 + p] * inv[p * 3 + j]).sum();
+                assert!((v - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12);
+            }
+        }
+        // Draws along the unit vectors give the Cholesky columns, so
+        // sum_j draw(e_j) draw(e_j)' = L L' = the covariance.
+        let post = Posterior::new(&[0.0; 3], &a).unwrap();
+        let mut cov = vec![0.0; 9];
+        for j in 0..3 {
+            let mut e = vec![0.0; 3];
+            e[j] = 1.0;
+            let d = post.draw(&e);
+            for p in 0..3 {
+                for q in 0..3 {
+                    cov[p * 3 + q] += d[p] * d[q];
+                }
+            }
+        }
+        for (x, y) in cov.iter().zip(&a) {
+            assert!((x - y).abs() < 1e-12, "{cov:?}");
+        }
+        assert!(Posterior::new(&[0.0; 2], &[1.0, 2.0, 2.0, 1.0]).is_err());
+    }
+
+    #[test]
+    fn weighted_gram_is_symmetric_with_the_constant_first() {
+        let z = ndarray::Array2::from_shape_vec((3, 1), vec![1.0, 2.0, 3.0]).unwrap();
+        let g = weighted_gram(z.view(), &[1.0, 1.0, 2.0]);
+        assert_eq!(g, vec![4.0, 9.0, 9.0, 23.0]);
+    }
+}
