@@ -259,25 +259,21 @@ pub fn guarded_choice(
         })
         .collect();
     let mut choice: Vec<usize> = vec![default; n];
-    for start in (0..n).step_by(BLOCK) {
-        let len = BLOCK.min(n - start);
-        let rows = start..start + len;
-        if rows.clone().all(|i| best[i] == default) {
-            continue;
-        }
+    // Only the rows whose best action is not the default need replicates.
+    let deviating: Vec<usize> = (0..n).filter(|i| best[*i] != default).collect();
+    for chunk in deviating.chunks(BLOCK) {
         let rates = if s.decision_replicates == 0 {
             Vec::new()
         } else {
-            let part = df.slice(start as i64, len);
+            let idx = IdxCa::from_vec("i".into(), chunk.iter().map(|i| *i as IdxSize).collect());
+            let part = df
+                .take(&idx)
+                .map_err(Error::polars("simulate: decision rows"))?;
             simulator(&part, m, economics)?.win_rates(default, s.decision_replicates, s.seed)
         };
-        for i in rows {
+        for (r, &i) in chunk.iter().enumerate() {
             let b = best[i];
-            if b != default
-                && rates
-                    .get(i - start)
-                    .is_none_or(|r| r[b] >= s.switch_confidence)
-            {
+            if rates.get(r).is_none_or(|x| x[b] >= s.switch_confidence) {
                 choice[i] = b;
             }
         }
