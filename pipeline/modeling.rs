@@ -655,14 +655,7 @@ pub fn bench(
             .map_err(w)?;
         }
         crate::cli::BenchTask::Score => {
-            let dir = versions(&settings.out_dir.join("models"))
-                .pop()
-                .map(|(_, p)| p)
-                .ok_or_else(|| Error::Model {
-                    path: settings.out_dir.join("models"),
-                    message: "no trained model version here".into(),
-                })?;
-            let models = load_version(&dir)?;
+            let models = load_version(&model_dir(settings, None)?)?;
             let active = read_parquet(&fdir.join("active.parquet"))?;
             let mut active = repeat_to(&active, rows)?;
             // The return model reads the leave reason and the days since

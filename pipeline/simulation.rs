@@ -76,10 +76,11 @@ pub struct AllocationSummary {
     pub spend: f64,
 }
 
-/// Why a lapsed subscriber is not eligible, the first rule that fails.
-fn exclusion(
+/// Why a lapsed subscriber is not eligible, the first rule that fails:
+/// `flags` are the exclusion flags' names and this subscriber's values.
+fn exclusion<'a>(
     days: Option<i32>,
-    flags: &[(String, Option<bool>)],
+    flags: impl Iterator<Item = (&'a String, Option<bool>)>,
     offered_recently: bool,
     s: &sim::SimulateSettings,
 ) -> Option<String> {
@@ -216,13 +217,8 @@ fn eligible(
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut keep = Vec::with_capacity(lapsed.height());
     for i in 0..lapsed.height() {
-        let flags: Vec<(String, Option<bool>)> = s
-            .exclude_flags
-            .iter()
-            .zip(&flag_values)
-            .map(|(n, v)| (n.clone(), v[i]))
-            .collect();
-        match exclusion(days[i], &flags, offered[i], s) {
+        let flags = s.exclude_flags.iter().zip(flag_values.iter().map(|v| v[i]));
+        match exclusion(days[i], flags, offered[i], s) {
             None => keep.push(true),
             Some(reason) => {
                 keep.push(false);

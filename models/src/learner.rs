@@ -150,17 +150,19 @@ impl Ridge {
         }
         let b = z.t().dot(&yc) / n;
         let flat: Vec<f64> = a.iter().copied().collect();
-        let coefficients = solve_spd(a, b.to_vec())?;
+        // One factorisation for the coefficients and their covariance.
+        let l = crate::uncertainty::cholesky(&flat, k)
+            .ok_or_else(|| FitError::Solver("normal equations not positive definite".into()))?;
+        let coefficients = crate::uncertainty::cholesky_solve(&l, k, &b.to_vec());
         let fitted = z.dot(&Array1::from_vec(coefficients.clone()));
         let sse: f64 = fitted.iter().zip(&yc).map(|(f, y)| (y - f).powi(2)).sum();
         let sigma2 = sse / (n - k as f64 - 1.0).max(1.0);
+        let inv = crate::uncertainty::cholesky_inverse(&l, k);
         let mut covariance = vec![0.0; (k + 1) * (k + 1)];
         covariance[0] = sigma2 / n;
-        if let Some(inv) = crate::uncertainty::spd_inverse(&flat, k) {
-            for i in 0..k {
-                for j in 0..k {
-                    covariance[(i + 1) * (k + 1) + j + 1] = sigma2 / n * inv[i * k + j];
-                }
+        for i in 0..k {
+            for j in 0..k {
+                covariance[(i + 1) * (k + 1) + j + 1] = sigma2 / n * inv[i * k + j];
             }
         }
         Ok(Ridge {
@@ -192,32 +194,6 @@ impl Ridge {
         let w = Array1::from_vec(self.coefficients.clone());
         Ok(z.dot(&w).iter().map(|s| s + self.intercept).collect())
     }
-}
-
-/// Solves `a x = b` for symmetric positive-definite `a` (Cholesky).
-fn solve_spd(mut a: ndarray::Array2<f64>, mut b: Vec<f64>) -> Result<Vec<f64>, FitError> {
-    let k = b.len();
-    for j in 0..k {
-        let d = a[[j, j]] - (0..j).map(|p| a[[j, p]] * a[[j, p]]).sum::<f64>();
-        if d <= 0.0 || !d.is_finite() {
-            return Err(FitError::Solver(
-                "normal equations not positive definite".into(),
-            ));
-        }
-        let d = d.sqrt();
-        a[[j, j]] = d;
-        for i in j + 1..k {
-            let s = a[[i, j]] - (0..j).map(|p| a[[i, p]] * a[[j, p]]).sum::<f64>();
-            a[[i, j]] = s / d;
-        }
-    }
-    for i in 0..k {
-        b[i] = (b[i] - (0..i).map(|p| a[[i, p]] * b[p]).sum::<f64>()) / a[[i, i]];
-    }
-    for i in (0..k).rev() {
-        b[i] = (b[i] - (i + 1..k).map(|p| a[[p, i]] * b[p]).sum::<f64>()) / a[[i, i]];
-    }
-    Ok(b)
 }
 
 #[cfg(test)]

@@ -215,10 +215,10 @@ impl LogisticModel {
     pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
         check(x, None, self.names.len())?;
         let z = self.standardizer.apply(x);
-        let w = Array1::from_vec(self.coefficients.clone());
-        Ok(z.dot(&w)
-            .iter()
-            .map(|s| 1.0 / (1.0 + (-(s + self.intercept)).exp()))
+        Ok(self
+            .linear(&z)
+            .into_iter()
+            .map(|eta| 1.0 / (1.0 + (-eta).exp()))
             .collect())
     }
 

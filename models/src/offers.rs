@@ -105,15 +105,6 @@ impl ArmTotals {
         self.profit += o.profit;
         self.variance += o.variance;
     }
-
-    fn merge(mut self, o: ArmTotals) -> ArmTotals {
-        self.recaptures += o.recaptures;
-        self.offer_spend += o.offer_spend;
-        self.second_lifetime_value += o.second_lifetime_value;
-        self.profit += o.profit;
-        self.variance += o.variance;
-        self
-    }
 }
 
 /// One Monte Carlo replicate: per arm the totals, and the total profit of
@@ -173,11 +164,6 @@ impl Simulator {
         self.arms[0].ret.rows()
     }
 
-    /// Arms.
-    pub fn arms(&self) -> usize {
-        self.arms.len()
-    }
-
     /// The fitted coefficients.
     pub fn fitted(&self) -> Coefs {
         Coefs {
@@ -202,19 +188,19 @@ impl Simulator {
         let arm = &self.arms[a];
         let p = arm.ret.predict_row(i, &c.ret).clamp(0.0, 1.0);
         let m = arm.margin.predict_row(i, &c.margin);
-        let hazards: Vec<f64> = arm
-            .hazard
-            .iter()
-            .map(|h| h.predict_row(i, &c.hazard).clamp(0.0, 1.0))
-            .collect();
+        let hazard = |b: usize| arm.hazard[b].predict_row(i, &c.hazard).clamp(0.0, 1.0);
         let package = arm.package[i];
         let horizon = self.discounting.horizon();
         let (mut alive, mut value, mut cost) = (1.0, 0.0, 0.0);
         let (mut g, mut eg2) = (0.0, 0.0);
         let mut band = 0;
+        let mut h = hazard(0);
         for t in 1..=horizon {
-            while band + 1 < self.bands.len() && t >= self.bands[band + 1] {
-                band += 1;
+            if band + 1 < self.bands.len() && t >= self.bands[band + 1] {
+                while band + 1 < self.bands.len() && t >= self.bands[band + 1] {
+                    band += 1;
+                }
+                h = hazard(band);
             }
             let f = self.discounting.factor(t);
             let c_t = if package == Package::None {
@@ -225,7 +211,7 @@ impl Simulator {
             value += f * m * alive;
             cost += f * c_t * alive;
             g += f * (m - c_t);
-            let churn = alive * hazards[band];
+            let churn = alive * h;
             eg2 += churn * g * g;
             alive -= churn;
         }
@@ -361,14 +347,6 @@ impl Simulator {
             })
             .collect()
     }
-}
-
-/// Merges per-part totals (e.g. over row blocks).
-pub fn merge_totals(a: Vec<ArmTotals>, b: Vec<ArmTotals>) -> Vec<ArmTotals> {
-    if a.is_empty() {
-        return b;
-    }
-    a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()
 }
 
 /// The `q` quantile (0 to 1) of `v` by linear interpolation between order

@@ -171,25 +171,36 @@ pub fn cholesky(a: &[f64], k: usize) -> Option<Vec<f64>> {
     Some(l)
 }
 
-/// Inverse of a symmetric positive-definite matrix (row-major), or `None`.
-pub fn spd_inverse(a: &[f64], k: usize) -> Option<Vec<f64>> {
-    let l = cholesky(a, k)?;
+/// Solves `L L' x = b` for the lower Cholesky factor `l` (row-major).
+pub fn cholesky_solve(l: &[f64], k: usize, b: &[f64]) -> Vec<f64> {
+    let mut y = b.to_vec();
+    for i in 0..k {
+        y[i] = (y[i] - (0..i).map(|p| l[i * k + p] * y[p]).sum::<f64>()) / l[i * k + i];
+    }
+    for i in (0..k).rev() {
+        y[i] = (y[i] - (i + 1..k).map(|p| l[p * k + i] * y[p]).sum::<f64>()) / l[i * k + i];
+    }
+    y
+}
+
+/// Inverse of `L L'` from its lower Cholesky factor `l` (row-major).
+pub fn cholesky_inverse(l: &[f64], k: usize) -> Vec<f64> {
     let mut inv = vec![0.0; k * k];
+    let mut e = vec![0.0; k];
     for c in 0..k {
-        // Solve L y = e_c, then L' x = y.
-        let mut y = vec![0.0; k];
+        e[c] = 1.0;
+        let x = cholesky_solve(l, k, &e);
+        e[c] = 0.0;
         for i in 0..k {
-            let e = if i == c { 1.0 } else { 0.0 };
-            y[i] = (e - (0..i).map(|p| l[i * k + p] * y[p]).sum::<f64>()) / l[i * k + i];
-        }
-        for i in (0..k).rev() {
-            y[i] = (y[i] - (i + 1..k).map(|p| l[p * k + i] * y[p]).sum::<f64>()) / l[i * k + i];
-        }
-        for i in 0..k {
-            inv[i * k + c] = y[i];
+            inv[i * k + c] = x[i];
         }
     }
-    Some(inv)
+    inv
+}
+
+/// Inverse of a symmetric positive-definite matrix (row-major), or `None`.
+pub fn spd_inverse(a: &[f64], k: usize) -> Option<Vec<f64>> {
+    Some(cholesky_inverse(&cholesky(a, k)?, k))
 }
 
 /// `sum_i w_i [1, z_i] [1, z_i]'` (row-major, `(k+1)^2`) over the rows of

@@ -1217,9 +1217,9 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings) -> Result<Current> {
         (lit(epoch_days(as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
             .alias(f::DAYS_SINCE_DEFECTION),
     );
-    let lapsed = collect(lapsed, "lapsed subscribers")?
-        .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
-        .map_err(Error::polars("lapsed subscribers: order"))?;
+    // The lapsed rows are in event order, which is subscriber order; the
+    // active ones come in the streaming engine's order.
+    let lapsed = collect(lapsed, "lapsed subscribers")?;
     let active = active
         .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
         .map_err(Error::polars("active subscribers: order"))?;

@@ -149,7 +149,7 @@ pub fn simulator(df: &DataFrame, m: &Models<'_>, economics: &Economics) -> Resul
         arms.push(ArmInputs {
             contact: arm != Arm::Control,
             ret: m.ret.linear_part(df, Some(arm.name()))?,
-            hazard: m.second.hazard_parts(df, arm.name())?,
+            hazard: m.second.hazard_parts(df, Some(arm.name()))?,
             margin: margin.linear_part(&with_arm)?,
             package: reason.iter().map(|r| economics.package(arm, *r)).collect(),
         });
@@ -195,22 +195,6 @@ pub fn holdout_key(campaign: &str, id: &str) -> f64 {
     h = h.wrapping_mul(0x94d049bb133111eb);
     h ^= h >> 31;
     (h >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// The arm of highest expected profit per row among `allowed` (indices in
-/// [`Arm::ALL`]), `None` when none beats control.
-pub fn best_arms(point: &[Vec<Outcome>], allowed: &[usize]) -> Vec<Option<usize>> {
-    let n = point[0].len();
-    (0..n)
-        .map(|i| {
-            allowed
-                .iter()
-                .map(|&a| (a, point[a][i].profit - point[0][i].profit))
-                .filter(|(_, g)| *g > 0.0)
-                .max_by(|x, y| x.1.total_cmp(&y.1).then(y.0.cmp(&x.0)))
-                .map(|(a, _)| a)
-        })
-        .collect()
 }
 
 /// The default action: the allowed arm of highest total expected profit,
@@ -429,17 +413,17 @@ pub fn intervals(
     let mut draws_control = Vec::with_capacity(reps.len());
     let mut per_arm: Vec<Vec<f64>> = vec![Vec::with_capacity(reps.len()); k];
     let mut per_arm_rec: Vec<Vec<f64>> = vec![Vec::with_capacity(reps.len()); k];
+    // Returns are Bernoulli: their count's variance is sum p(1-p).
+    let var_rec: Vec<f64> = point
+        .iter()
+        .map(|arm| arm.iter().map(|o| o.p_return * (1.0 - o.p_return)).sum())
+        .collect();
     for r in &reps {
         for a in 0..k {
             let shift = (r.arms[a].profit - base.arms[a].profit) * scale;
             per_arm[a].push(full[a].profit + shift + noise() * full[a].variance.sqrt());
             let rec_shift = (r.arms[a].recaptures - base.arms[a].recaptures) * scale;
-            // Returns are Bernoulli: their count's variance is sum p(1-p).
-            let var_rec: f64 = point[a]
-                .iter()
-                .map(|o| o.p_return * (1.0 - o.p_return))
-                .sum();
-            per_arm_rec[a].push(full[a].recaptures + rec_shift + noise() * var_rec.sqrt());
+            per_arm_rec[a].push(full[a].recaptures + rec_shift + noise() * var_rec[a].sqrt());
         }
         draws_control.push(per_arm[0].last().copied().unwrap_or(0.0));
     }

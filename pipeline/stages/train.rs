@@ -1566,15 +1566,23 @@ impl ModelArtifact {
     }
 
     /// A hazard model's linear form per month band on the rows of `df`,
-    /// with `arm` as the winning arm.
-    pub fn hazard_parts(&self, df: &DataFrame, arm: &str) -> Result<Vec<LinearPart>> {
-        let df = df
-            .clone()
-            .lazy()
-            .with_column(lit(arm).alias(WON_BACK_BY))
-            .collect()
-            .map_err(Error::polars("second lifetime: arm"))?;
-        let (base, _) = self.layout.base(&df, None)?;
+    /// with `arm` as the winning arm when given (else the frame's own
+    /// `won_back_by`).
+    pub fn hazard_parts(&self, df: &DataFrame, arm: Option<&str>) -> Result<Vec<LinearPart>> {
+        let frame;
+        let df = match arm {
+            Some(a) => {
+                frame = df
+                    .clone()
+                    .lazy()
+                    .with_column(lit(a).alias(WON_BACK_BY))
+                    .collect()
+                    .map_err(Error::polars("second lifetime: arm"))?;
+                &frame
+            }
+            None => df,
+        };
+        let (base, _) = self.layout.base(df, None)?;
         let kb = self.layout.base_width();
         let bands = &self.layout.bands;
         let k = kb + bands.len().saturating_sub(1);
@@ -1609,49 +1617,15 @@ impl ModelArtifact {
         arm: Option<&str>,
         months: u32,
     ) -> Result<Vec<Vec<f64>>> {
-        let frame;
-        let df = match arm {
-            Some(a) => {
-                frame = df
-                    .clone()
-                    .lazy()
-                    .with_column(lit(a).alias(WON_BACK_BY))
-                    .collect()
-                    .map_err(Error::polars("second lifetime: arm"))?;
-                &frame
-            }
-            None => df,
-        };
-        let (base, _) = self.layout.base(df, None)?;
-        let kb = self.layout.base_width();
+        let parts = self.hazard_parts(df, arm)?;
         let bands = &self.layout.bands;
-        let k = kb + bands.len().saturating_sub(1);
-        let n = df.height();
-        // One hazard per row and band; months within a band share it.
-        let mut hazards = vec![vec![0.0; n]; bands.len().max(1)];
-        for (b, first) in bands
-            .iter()
-            .copied()
-            .chain((bands.is_empty()).then_some(1))
-            .enumerate()
-        {
-            let mut x = Vec::with_capacity(n * k);
-            for i in 0..n {
-                x.extend_from_slice(&base[i * kb..(i + 1) * kb]);
-                x.extend(self.layout.band_row(first));
-            }
-            let x = to_array(x, k)?;
-            hazards[b] = self.learner.predict(x.view()).map_err(|e| Error::Fit {
-                model: self.model.clone(),
-                message: e.to_string(),
-            })?;
-        }
-        Ok((0..n)
+        Ok((0..df.height())
             .map(|i| {
+                let by_band: Vec<f64> = parts.iter().map(|p| p.predict_row(i, &p.coef)).collect();
                 let h: Vec<f64> = (1..=months)
                     .map(|t| {
                         let b = bands.iter().rposition(|first| t >= *first).unwrap_or(0);
-                        hazards[b][i]
+                        by_band[b]
                     })
                     .collect();
                 survival::survival(&h)
