@@ -1,4 +1,11 @@
-//! The catalog: the only code that touches the file system for data.
+//! The catalog: the only code that touches the file system or builds a
+//! data path (a test over the sources holds every other file to it).
+//!
+//! It names every dataset: the input tables under the data directory, and
+//! under the output directory each stage's folder, named as the stage
+//! (`validate/`, `features/`, `score/`, `simulate/`) and the model versions
+//! (`models/vNNNN/`). Commands ask it for frames and hand it results; stages
+//! never see a path.
 //!
 //! It finds input tables in either layout (`<table>.parquet` or a `<table>/`
 //! directory of part files), checks that each file is Parquet before polars
@@ -14,8 +21,10 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::Serialize;
 
+use crate::artifact::{ChurnModel, ModelKind, ModelSet, ReturnModel, SecondLifetimeModel};
 use crate::error::{Error, Result};
 use crate::schema::Table;
+use crate::stages::features::Manifest;
 
 /// How a table is laid out on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -251,6 +260,11 @@ impl StagedDir {
         &self.staging
     }
 
+    /// Where the directory goes on commit.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     /// Moves the staged directory into place, replacing any previous one.
     pub fn commit(mut self) -> Result<PathBuf> {
         let old = self.target.with_file_name(format!(
@@ -328,5 +342,388 @@ impl ParquetBatches {
             .finish()
             .map_err(Error::polars(ctx))?;
         Ok(())
+    }
+}
+
+/// `base.join(rel)` (a path in a config file, relative to the file's
+/// directory) with `.` and `name/..` removed lexically, so that
+/// messages show `data/demo`, not `configs/../data/demo`.
+pub fn relative_to(base: &Path, rel: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.join(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// A file's text.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    fs::read_to_string(path)
+}
+
+/// A file's bytes.
+pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    fs::read(path)
+}
+
+/// A stage's output folder under the output directory, named as the
+/// stage (and its command and config section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// `validate/`: `report.json`, `rejected/<table>.parquet`.
+    Validate,
+    /// `features/`: the frames of [`FeatureSet`], `manifest.json`,
+    /// `summary.json`.
+    Features,
+    /// `score/`: `churn_scores.parquet`, `return_scores.parquet`,
+    /// `summary.json`.
+    Score,
+    /// `simulate/`: `arm_summary`, `target_list`, `policy_evaluation`
+    /// (Parquet and CSV), `summary.json`.
+    Simulate,
+}
+
+impl Output {
+    /// The folder's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Validate => "validate",
+            Output::Features => "features",
+            Output::Score => "score",
+            Output::Simulate => "simulate",
+        }
+    }
+}
+
+/// The frames the features stage writes and later stages read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureSet {
+    /// `lapsed.parquet`: one row per defection.
+    Lapsed,
+    /// `active.parquet`: the subscribers active at the as-of date.
+    Active,
+    /// `offers.parquet`: win-back offers with their labels.
+    Offers,
+    /// `second_lifetime.parquet`: returns with their durations.
+    SecondLifetime,
+    /// `churn_snapshots/`: one part per snapshot date.
+    ChurnSnapshots,
+}
+
+impl FeatureSet {
+    /// The dataset's name (file stem or folder).
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureSet::Lapsed => "lapsed",
+            FeatureSet::Active => "active",
+            FeatureSet::Offers => "offers",
+            FeatureSet::SecondLifetime => "second_lifetime",
+            FeatureSet::ChurnSnapshots => "churn_snapshots",
+        }
+    }
+
+    /// The name as listed in summaries (`lapsed.parquet`, `churn_snapshots/`).
+    pub fn file_name(self) -> String {
+        match self {
+            FeatureSet::ChurnSnapshots => format!("{}/", self.name()),
+            _ => format!("{}.parquet", self.name()),
+        }
+    }
+
+    fn path(self, features: &Path) -> PathBuf {
+        match self {
+            FeatureSet::ChurnSnapshots => features.join(self.name()),
+            _ => features.join(self.file_name()),
+        }
+    }
+}
+
+/// The datasets of one run: the input tables under the data directory,
+/// the stages' outputs and the model versions under the output directory.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    data: PathBuf,
+    out: PathBuf,
+}
+
+const MANIFEST: &str = "manifest.json";
+const MODELS: &str = "models";
+
+impl Catalog {
+    /// A catalog over `data` (inputs) and `out` (outputs).
+    pub fn new(data: &Path, out: &Path) -> Catalog {
+        Catalog {
+            data: data.to_path_buf(),
+            out: out.to_path_buf(),
+        }
+    }
+
+    /// The input directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// The output directory.
+    pub fn out_dir(&self) -> &Path {
+        &self.out
+    }
+
+    /// True when the input directory exists.
+    pub fn data_present(&self) -> bool {
+        self.data.exists()
+    }
+
+    /// An error unless the input directory is a directory.
+    pub fn check_data_dir(&self) -> Result<()> {
+        if self.data.is_dir() {
+            Ok(())
+        } else {
+            Err(Error::Io {
+                action: "read input directory",
+                path: self.data.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            })
+        }
+    }
+
+    /// Finds an input table (see [`locate`]).
+    pub fn locate(&self, table: Table) -> Result<Option<TableSource>> {
+        locate(&self.data, table)
+    }
+
+    /// A stage's output folder.
+    pub fn output(&self, output: Output) -> PathBuf {
+        self.out.join(output.name())
+    }
+
+    /// Starts writing a stage's output folder (swapped in on commit).
+    pub fn stage(&self, output: Output) -> Result<StagedDir> {
+        StagedDir::new(&self.output(output))
+    }
+
+    /// True when a features stage's output is present.
+    pub fn features_present(&self) -> bool {
+        self.output(Output::Features).join(MANIFEST).exists()
+    }
+
+    /// The feature manifest of the features stage's output.
+    pub fn read_manifest(&self) -> Result<Manifest> {
+        read_json(&self.output(Output::Features).join(MANIFEST))
+    }
+
+    /// A frame of the features stage's output (empty when a part folder
+    /// holds no part).
+    pub fn read_features(&self, set: FeatureSet) -> Result<DataFrame> {
+        read_parquet(&set.path(&self.output(Output::Features)))
+    }
+
+    /// A frame of the features stage's output, `None` when absent.
+    pub fn read_features_if_present(&self, set: FeatureSet) -> Result<Option<DataFrame>> {
+        let path = set.path(&self.output(Output::Features));
+        if path.exists() {
+            read_parquet(&path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The model versions, oldest first (`v0001`, `v0002`, ...).
+    pub fn model_versions(&self) -> Vec<(u32, PathBuf)> {
+        let dir = self.out.join(MODELS);
+        let mut v: Vec<(u32, PathBuf)> = fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let n = name.strip_prefix('v')?.parse::<u32>().ok()?;
+                e.path().is_dir().then(|| (n, e.path()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `explicit`, or the newest model version.
+    pub fn model_version(&self, explicit: Option<&Path>) -> Result<PathBuf> {
+        match explicit {
+            Some(d) => Ok(d.to_path_buf()),
+            None => self
+                .model_versions()
+                .pop()
+                .map(|(_, p)| p)
+                .ok_or_else(|| Error::Model {
+                    path: self.out.join(MODELS),
+                    message: "no trained model version here (run `winback train` first)".into(),
+                }),
+        }
+    }
+
+    /// Starts writing the next model version (one past the newest).
+    pub fn stage_model_version(&self) -> Result<StagedDir> {
+        let next = self
+            .model_versions()
+            .last()
+            .map(|(n, _)| n + 1)
+            .unwrap_or(1);
+        StagedDir::new(&self.out.join(MODELS).join(format!("v{next:04}")))
+    }
+}
+
+/// A model's file in a version directory.
+pub fn model_file(version: &Path, kind: ModelKind) -> PathBuf {
+    version.join(format!("{}.json", kind.name()))
+}
+
+fn read_model<T: serde::de::DeserializeOwned + std::ops::Deref<Target = crate::artifact::Model>>(
+    version: &Path,
+    kind: ModelKind,
+) -> Result<Option<T>> {
+    let path = model_file(version, kind);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+    let m: T = serde_json::from_str(&text).map_err(|e| Error::Model {
+        path: path.clone(),
+        message: format!("not a winback {kind} model: {e}"),
+    })?;
+    m.check_format(&path)?;
+    Ok(Some(m))
+}
+
+/// The models of a version directory (those present; at least one).
+pub fn load_models(version: &Path) -> Result<ModelSet> {
+    if !version.is_dir() {
+        return Err(Error::Model {
+            path: version.to_path_buf(),
+            message: "no such model directory".into(),
+        });
+    }
+    let set = ModelSet {
+        return_model: read_model::<ReturnModel>(version, ModelKind::Return)?,
+        churn: read_model::<ChurnModel>(version, ModelKind::Churn)?,
+        second_lifetime: read_model::<SecondLifetimeModel>(version, ModelKind::SecondLifetime)?,
+    };
+    if set.is_empty() {
+        return Err(Error::Model {
+            path: version.to_path_buf(),
+            message: "holds no model (return.json, churn.json, second_lifetime.json)".into(),
+        });
+    }
+    Ok(set)
+}
+
+/// Writes each model of `set` as `<kind>.json` in a staged version.
+pub fn write_models(staged: &StagedDir, set: &ModelSet) -> Result<()> {
+    if let Some(m) = &set.return_model {
+        write_json(&model_file(staged.path(), ModelKind::Return), m)?;
+    }
+    if let Some(m) = &set.churn {
+        write_json(&model_file(staged.path(), ModelKind::Churn), m)?;
+    }
+    if let Some(m) = &set.second_lifetime {
+        write_json(&model_file(staged.path(), ModelKind::SecondLifetime), m)?;
+    }
+    Ok(())
+}
+
+/// Reads a JSON file into `T`.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(Error::io("read", path))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a Parquet file or a directory of parts (empty when it has none).
+pub fn read_parquet(path: &Path) -> Result<DataFrame> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut v: Vec<PathBuf> = fs::read_dir(path)
+            .map_err(Error::io("read directory", path))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    if files.is_empty() {
+        return Ok(DataFrame::empty());
+    }
+    let paths: Vec<PlRefPath> = files
+        .iter()
+        .map(|p| PlRefPath::from(p.to_string_lossy().as_ref()))
+        .collect();
+    LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
+        .and_then(|lf| lf.collect())
+        .map_err(Error::polars(format!("read {}", path.display())))
+}
+
+impl StagedDir {
+    /// Writes `<name>.parquet`.
+    pub fn write_parquet(&self, name: &str, df: &mut DataFrame) -> Result<()> {
+        write_parquet(&self.staging.join(format!("{name}.parquet")), df)
+    }
+
+    /// Writes `<name>.csv`.
+    pub fn write_csv(&self, name: &str, df: &mut DataFrame) -> Result<()> {
+        write_csv(&self.staging.join(format!("{name}.csv")), df)
+    }
+
+    /// Writes `<name>.json`.
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        write_json(&self.staging.join(format!("{name}.json")), value)
+    }
+
+    /// Writes a text file `file` (its full name).
+    pub fn write_text(&self, file: &str, text: &str) -> Result<()> {
+        let path = self.staging.join(file);
+        write_atomic(&path, |f| {
+            f.write_all(text.as_bytes())
+                .map_err(Error::io("write", path.clone()))
+        })
+    }
+
+    /// Writes part `i` of the part folder `set` (`<set>/part-00000.parquet`).
+    pub fn write_part(&self, set: FeatureSet, i: usize, df: &mut DataFrame) -> Result<()> {
+        write_parquet(
+            &self
+                .staging
+                .join(set.name())
+                .join(format!("part-{i:05}.parquet")),
+            df,
+        )
+    }
+
+    /// Writes a table's rejected rows (`rejected/<table>.parquet`).
+    pub fn write_rejected(&self, table: Table, df: &mut DataFrame) -> Result<()> {
+        write_parquet(
+            &self
+                .staging
+                .join("rejected")
+                .join(format!("{}.parquet", table.name())),
+            df,
+        )
+    }
+
+    /// A batched Parquet writer of `<name>.parquet` in this directory.
+    pub fn batches(&self, name: &str) -> ParquetBatches {
+        ParquetBatches::new(self.staging.join(format!("{name}.parquet")))
     }
 }

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Mode, Overrides};
+use crate::config::Overrides;
+use crate::stages::validate::Mode;
 
 /// winback: rank telecom win-back offers and lapsed subscribers by profit.
 ///
 /// Exit codes: 0 success; 1 failure of the machine or an internal error;
-/// 2 bad command line or config; 3 the input data broke the data contract.
+/// 2 bad command line or config; 3 the input data broke the data contract
+/// or cannot support what was asked (no billed month, nobody eligible).
 #[derive(Debug, Parser)]
 #[command(name = "winback", version, about, long_about = None)]
 pub struct Cli {
@@ -25,74 +27,138 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands.
+/// Subcommands, one per stage, each named as its stage, config section,
+/// module and output folder.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate a calibrated subscriber history with known ground truth.
     Generate(GenerateArgs),
     /// Check input tables against the data contract and report row counts.
-    Validate(StageArgs),
+    Validate(ValidateArgs),
     /// Point-in-time features of lapsed and active subscribers, and labels.
-    Features(StageArgs),
+    Features(DatedArgs),
     /// Fit the return, churn and second-lifetime models on the features
     /// (run `features` first); writes a new version under <out>/models/.
-    Train(StageArgs),
+    Train(TrainArgs),
     /// Score subscribers active and lapsed at --as-of with a model version.
-    Score(ScoreArgs),
+    Score(ModelArgs),
     /// Simulate the offer arms on the subscribers lapsed at --as-of, rank
     /// arms and subscribers by profit, and write the target list.
-    Simulate(ScoreArgs),
+    Simulate(ModelArgs),
     /// Time model fitting and scoring at a chosen scale (figures for the
     /// README's performance table).
     Bench(BenchArgs),
     /// Run every stage from one config (creating the demo sample if configured).
-    Run(StageArgs),
+    Run(DatedArgs),
     /// Print the resolved settings (config file merged with flags) as TOML.
-    Config(StageArgs),
+    Config(DatedArgs),
 }
 
-/// Flags shared by the stages.
+/// The config file and the output directory: every stage's flags.
 #[derive(Debug, Clone, Args)]
-pub struct StageArgs {
+pub struct OutArgs {
     /// Config file (TOML).
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Input directory; overrides `data.dir`.
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
     /// Output directory; overrides `output.dir`.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// The input directory and how to treat rows that break the contract:
+/// the flags of the stages that read the input tables.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Input directory; overrides `data.dir`.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// Validation mode; overrides `validate.mode`.
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
-    /// As-of date (YYYY-MM-DD) of the active subscribers' features;
-    /// overrides `features.as_of`.
+}
+
+/// `winback validate`.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// Config and output.
+    #[command(flatten)]
+    pub out: OutArgs,
+    /// Input and mode.
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// The flags of the stages that compute features as of a date.
+#[derive(Debug, Clone, Args)]
+pub struct DatedArgs {
+    /// Config and output.
+    #[command(flatten)]
+    pub out: OutArgs,
+    /// Input and mode.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// As-of date (YYYY-MM-DD) of the active and lapsed subscribers'
+    /// features; overrides `features.as_of` (default: the data's end).
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<NaiveDate>,
 }
 
-impl StageArgs {
+/// `winback train`: reads only the features stage's output.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Config and output (features are read from <out>/features/).
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+/// `winback score` and `winback simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Config, input, output, mode and as-of flags.
+    #[command(flatten)]
+    pub stage: DatedArgs,
+    /// Model version directory (default: the newest under <out>/models/).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+}
+
+impl ValidateArgs {
     /// The flags that override config values.
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            data: self.data.clone(),
-            out: self.out.clone(),
-            mode: self.mode,
-            as_of: self.as_of,
+            data: self.data.data.clone(),
+            out: self.out.out.clone(),
+            mode: self.data.mode,
+            as_of: None,
+            needs_data: true,
         }
     }
 }
 
-/// `winback score`.
-#[derive(Debug, Clone, Args)]
-pub struct ScoreArgs {
-    /// Config, data, output, mode and as-of flags.
-    #[command(flatten)]
-    pub stage: StageArgs,
-    /// Model version directory (default: the newest under <out>/models/).
-    #[arg(long, value_name = "DIR")]
-    pub model: Option<PathBuf>,
+impl DatedArgs {
+    /// The flags that override config values.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            as_of: self.as_of,
+            ..ValidateArgs {
+                out: self.out.clone(),
+                data: self.data.clone(),
+            }
+            .overrides()
+        }
+    }
+}
+
+impl OutArgs {
+    /// The flags that override config values, for a command that reads no
+    /// input table.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            out: self.out.clone(),
+            needs_data: false,
+            ..Overrides::default()
+        }
+    }
 }
 
 /// What `winback bench` times.
@@ -112,9 +178,10 @@ pub enum BenchTask {
 /// `winback bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Config, data, output flags (features are read from <out>/features/).
+    /// Config and output (features are read from <out>/features/, models
+    /// from <out>/models/).
     #[command(flatten)]
-    pub stage: StageArgs,
+    pub out: OutArgs,
     /// What to time.
     #[arg(long, value_enum)]
     pub task: BenchTask,

@@ -7,17 +7,18 @@
 //! paths given as flags are relative to the working directory.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog;
 use crate::error::{Error, Result};
 use crate::schema::Table;
 use crate::stages::features::FeatureSettings;
 use crate::stages::simulate::SimulateSettings;
 use crate::stages::train::{LearnerChoice, TrainSettings};
+use crate::stages::validate::{Mode, ValidateSettings};
 use winback_models::economics::{Arm, Economics, OfferTerms};
 
 /// The config file as written. Every field documents its default.
@@ -63,8 +64,13 @@ pub struct RawSimulate {
     pub exclude_flags: Option<Vec<String>>,
     /// Arms the policy may choose. Default discount, upgrade, both, tailored.
     pub arms: Option<Vec<String>>,
-    /// Randomised hold-out share of the selected subscribers. Default 0.05.
-    pub holdout_share: Option<f64>,
+    /// Randomised control share of the selected subscribers: withheld
+    /// (`action = holdout` in the target list) so that the campaign can be
+    /// measured against them. Default 0.05.
+    pub control_share: Option<f64>,
+    /// Renamed `control_share`; kept only to say so.
+    #[serde(default, skip_serializing)]
+    pub holdout_share: Option<toml::Value>,
     /// Most subscribers contacted. Default unlimited.
     pub max_contacts: Option<u64>,
     /// Most expected spend (contacts plus expected offer cost). Default unlimited.
@@ -242,26 +248,6 @@ pub struct RawValidate {
     pub columns: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// How validation treats rows that break a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Fail with every violated rule listed.
-    #[default]
-    Strict,
-    /// Set offending rows aside with a reason and go on.
-    Quarantine,
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mode::Strict => "strict",
-            Mode::Quarantine => "quarantine",
-        })
-    }
-}
-
 /// Overrides from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -273,6 +259,9 @@ pub struct Overrides {
     pub mode: Option<Mode>,
     /// `--as-of`.
     pub as_of: Option<NaiveDate>,
+    /// Whether the command reads the input tables (`train` and `bench`
+    /// do not, and need no `data.dir`).
+    pub needs_data: bool,
 }
 
 /// Validated settings.
@@ -292,6 +281,9 @@ pub struct Settings {
     pub validate: ValidateSettings,
     /// Offer economics.
     pub economics: Economics,
+    /// As-of date of the features, scores and simulation (`--as-of`, else
+    /// `features.as_of`); `None`: the data's end, resolved by the command.
+    pub as_of: Option<NaiveDate>,
     /// The features stage's section.
     pub features: FeatureSettings,
     /// The train stage's section.
@@ -309,33 +301,9 @@ pub struct DemoSettings {
     pub seed: u64,
 }
 
-/// `[validate]`, validated.
-#[derive(Debug, Clone, Serialize)]
-pub struct ValidateSettings {
-    /// Strict or quarantine.
-    pub mode: Mode,
-    /// Example ids per violated rule.
-    pub max_examples: usize,
-    /// Most bills grouped at once by the duplicate-month rule.
-    pub duplicate_check_rows: usize,
-    /// Per table: canonical column name to the name in the files.
-    pub columns: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-impl ValidateSettings {
-    /// The name in the files of `table`'s canonical column `canonical`.
-    pub fn source_name<'a>(&'a self, table: Table, canonical: &'a str) -> &'a str {
-        self.columns
-            .get(table.name())
-            .and_then(|m| m.get(canonical))
-            .map(String::as_str)
-            .unwrap_or(canonical)
-    }
-}
-
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<RawConfig> {
-    let text = fs::read_to_string(path).map_err(|e| Error::Config {
+    let text = catalog::read_text(path).map_err(|e| Error::Config {
         path: path.to_path_buf(),
         message: format!("cannot read: {e}"),
     })?;
@@ -366,28 +334,6 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig> {
     })
 }
 
-/// `base.join(rel)` with `.` and `name/..` removed lexically, so that
-/// messages show `data/demo`, not `configs/../data/demo`.
-fn lexical_join(base: &Path, rel: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in base.join(rel).components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir
-                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
-            {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        out.push(".");
-    }
-    out
-}
-
 fn fnv1a(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in bytes {
@@ -408,16 +354,16 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         if p.is_absolute() {
             p
         } else {
-            lexical_join(&base, &p)
+            catalog::relative_to(&base, &p)
         }
     };
     let config_hash = match config_path {
-        Some(p) => fnv1a(&fs::read(p).unwrap_or_default()),
+        Some(p) => fnv1a(&catalog::read_bytes(p).unwrap_or_default()),
         None => fnv1a(b""),
     };
     let mut problems = Vec::new();
     let data_dir = over.data.or(raw.data.dir.map(from_config));
-    if data_dir.is_none() {
+    if data_dir.is_none() && over.needs_data {
         problems.push(
             "`data.dir`: no input directory; set it in the config or pass --data DIR".to_string(),
         );
@@ -481,12 +427,13 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         }
     }
     let economics = resolve_economics(&raw.economics, &mut problems);
-    let features = resolve_features(
-        &raw.features,
-        over.as_of,
-        economics.margin_rate,
-        &mut problems,
-    );
+    let as_of = over.as_of.or_else(|| {
+        raw.features
+            .as_of
+            .as_deref()
+            .and_then(|t| parse_date("features.as_of", t, &mut problems))
+    });
+    let features = resolve_features(&raw.features, economics.margin_rate, &mut problems);
     let train = resolve_train(&raw.train, &mut problems);
     let simulate = resolve_simulate(&raw.simulate, &mut problems);
     if !problems.is_empty() {
@@ -500,7 +447,8 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
     Ok(Settings {
         config_path: config_path.map(Path::to_path_buf),
         config_hash,
-        data_dir: data_dir.expect("checked"),
+        // A command that reads no input table may have none.
+        data_dir: data_dir.unwrap_or_default(),
         demo,
         out_dir: out_dir.expect("checked"),
         validate: ValidateSettings {
@@ -510,6 +458,7 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             columns: raw.validate.columns,
         },
         economics,
+        as_of,
         features,
         train,
         simulate,
@@ -543,6 +492,14 @@ fn resolve_simulate(raw: &RawSimulate, problems: &mut Vec<String>) -> SimulateSe
             v
         }
     };
+    if raw.holdout_share.is_some() {
+        problems.push(
+            "`simulate.holdout_share` was renamed `simulate.control_share` (the randomised share of \
+             the selected subscribers withheld from the campaign); `train.holdout_share` is the \
+             models' evaluation share"
+                .to_string(),
+        );
+    }
     let arm_capacity = raw.arm_capacity.clone().unwrap_or_default();
     for name in arm_capacity.keys() {
         arm_of(name, "simulate.arm_capacity", problems);
@@ -589,11 +546,11 @@ fn resolve_simulate(raw: &RawSimulate, problems: &mut Vec<String>) -> SimulateSe
         ),
         exclude_flags: raw.exclude_flags.clone().unwrap_or_default(),
         arms,
-        holdout_share: bounded(
+        control_share: bounded(
             problems,
-            "simulate.holdout_share",
-            raw.holdout_share,
-            d.holdout_share,
+            "simulate.control_share",
+            raw.control_share,
+            d.control_share,
             0.0,
             0.5,
         ),
@@ -792,16 +749,10 @@ fn parse_date(key: &str, text: &str, problems: &mut Vec<String>) -> Option<Naive
 /// `[features]` with defaults filled in; `as_of` from the command line wins.
 fn resolve_features(
     raw: &RawFeatures,
-    as_of: Option<NaiveDate>,
     margin_rate: f64,
     problems: &mut Vec<String>,
 ) -> FeatureSettings {
     let d = FeatureSettings::default();
-    let as_of = as_of.or_else(|| {
-        raw.as_of
-            .as_deref()
-            .and_then(|t| parse_date("features.as_of", t, problems))
-    });
     let mut range = |key: &str, v: Option<u32>, default: u32, min: u32, max: u32| {
         bounded(problems, &format!("features.{key}"), v, default, min, max)
     };
@@ -851,7 +802,6 @@ fn resolve_features(
         }
     }
     FeatureSettings {
-        as_of,
         response_window_days,
         churn_horizon_days,
         snapshots,
@@ -986,19 +936,19 @@ mod tests {
     #[test]
     fn config_relative_paths_are_cleaned() {
         assert_eq!(
-            lexical_join(Path::new("configs"), Path::new("../data/demo")),
+            catalog::relative_to(Path::new("configs"), Path::new("../data/demo")),
             PathBuf::from("data/demo")
         );
         assert_eq!(
-            lexical_join(Path::new(""), Path::new("./x")),
+            catalog::relative_to(Path::new(""), Path::new("./x")),
             PathBuf::from("x")
         );
         assert_eq!(
-            lexical_join(Path::new("a"), Path::new("../..")),
+            catalog::relative_to(Path::new("a"), Path::new("../..")),
             PathBuf::from("..")
         );
         assert_eq!(
-            lexical_join(Path::new("/etc/w"), Path::new("../d")),
+            catalog::relative_to(Path::new("/etc/w"), Path::new("../d")),
             PathBuf::from("/etc/d")
         );
     }
@@ -1044,6 +994,7 @@ mod tests {
             out: Some("y".into()),
             mode: Some(Mode::Quarantine),
             as_of: None,
+            needs_data: true,
         };
         let s = resolve(Some(Path::new("configs/c.toml")), raw, over).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("x"));
@@ -1063,6 +1014,7 @@ mod tests {
             out: Some("o".into()),
             mode: None,
             as_of: None,
+            needs_data: true,
         };
         let err = resolve(None, raw, over).unwrap_err().to_string();
         assert!(
@@ -1070,5 +1022,165 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("no table `bills`"), "{err}");
+    }
+
+    /// The value a doc comment states after `Default ` (up to the sentence's
+    /// end), when it is a literal: a number, a list, a word or a list of words.
+    fn stated_default(doc: &str) -> Option<String> {
+        let at = doc.find("Default ")? + "Default ".len();
+        let rest = &doc[at..];
+        let end = if rest.starts_with('[') {
+            rest.find(']')? + 1
+        } else {
+            rest.char_indices()
+                .find(|(i, c)| {
+                    (*c == '.' && !rest[i + 1..].starts_with(|d: char| d.is_ascii_digit()))
+                        || *c == '('
+                        || *c == ';'
+                })
+                .map(|(i, _)| i)
+                .unwrap_or(rest.len())
+        };
+        Some(rest[..end].trim().to_string())
+    }
+
+    fn find_key<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+        if let Some(v) = table.get(key) {
+            return Some(v);
+        }
+        table.values().find_map(|v| match v {
+            toml::Value::Table(t) => {
+                find_key(t, key).or_else(|| key.split_once('_').and_then(|(_, k)| find_key(t, k)))
+            }
+            _ => None,
+        })
+    }
+
+    fn same(stated: &str, actual: Option<&toml::Value>) -> bool {
+        if stated == "unlimited" || stated == "none" {
+            return match actual {
+                None => true,
+                Some(toml::Value::Array(a)) => a.is_empty(),
+                Some(toml::Value::Table(t)) => t.is_empty(),
+                _ => false,
+            };
+        }
+        let Some(actual) = actual else {
+            return false;
+        };
+        let number = |v: &toml::Value| match v {
+            toml::Value::Integer(i) => Some(*i as f64),
+            toml::Value::Float(f) => Some(*f),
+            _ => None,
+        };
+        if let Ok(t) = format!("v = {stated}").parse::<toml::Table>() {
+            let want = &t["v"];
+            return match (want, actual) {
+                (toml::Value::Array(a), toml::Value::Array(b)) => {
+                    a.len() == b.len()
+                        && a.iter().zip(b).all(|(x, y)| match (number(x), number(y)) {
+                            (Some(p), Some(q)) => (p - q).abs() < 1e-12,
+                            _ => x == y,
+                        })
+                }
+                _ => match (number(want), number(actual)) {
+                    (Some(p), Some(q)) => (p - q).abs() < 1e-12,
+                    _ => want == actual,
+                },
+            };
+        }
+        let words: Vec<&str> = stated.split(", ").collect();
+        match actual {
+            toml::Value::String(s) => words.len() == 1 && words[0] == s,
+            toml::Value::Array(a) => {
+                a.len() == words.len() && a.iter().zip(&words).all(|(x, w)| x.as_str() == Some(*w))
+            }
+            _ => false,
+        }
+    }
+
+    /// Every `Default <literal>` in the doc comments of the raw config
+    /// structs is the code's default (the resolved settings of an empty
+    /// config), so the documentation cannot drift from the code.
+    #[test]
+    fn stated_defaults_are_the_codes_defaults() {
+        let over = Overrides {
+            data: Some("d".into()),
+            out: Some("o".into()),
+            ..Default::default()
+        };
+        let settings = resolve(None, RawConfig::default(), over).unwrap();
+        let resolved: toml::Table = toml::to_string(&settings).unwrap().parse().unwrap();
+        let source = include_str!("config.rs");
+        let sections = [
+            ("RawValidate", "validate"),
+            ("RawEconomics", "economics"),
+            ("RawFeatures", "features"),
+            ("RawTrain", "train"),
+            ("RawSimulate", "simulate"),
+        ];
+        let mut checked = 0;
+        let mut wrong = Vec::new();
+        for (raw, section) in sections {
+            let start = source.find(&format!("pub struct {raw} {{")).unwrap();
+            let body = &source[start..start + source[start..].find("\n}").unwrap()];
+            let table = resolved[section].as_table().unwrap();
+            let mut doc = String::new();
+            for line in body.lines().skip(1) {
+                let t = line.trim();
+                if let Some(d) = t.strip_prefix("///") {
+                    doc.push_str(d);
+                    doc.push(' ');
+                    continue;
+                }
+                if let Some(field) = t.strip_prefix("pub ").and_then(|f| f.split(':').next()) {
+                    if let Some(stated) = stated_default(&doc) {
+                        let plain = stated
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || " ,._-[]".contains(c));
+                        if plain && !stated.contains(" the ") {
+                            checked += 1;
+                            if !same(&stated, find_key(table, field)) {
+                                wrong.push(format!(
+                                    "{section}.{field}: doc says {stated}, code has {:?}",
+                                    find_key(table, field)
+                                ));
+                            }
+                        }
+                    }
+                    doc.clear();
+                } else if !t.starts_with("#[") {
+                    doc.clear();
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert!(checked >= 40, "only {checked} stated defaults checked");
+    }
+
+    #[test]
+    fn the_renamed_control_share_key_names_its_new_name() {
+        let raw = parse(Path::new("c.toml"), "[simulate]\nholdout_share = 0.1\n").unwrap();
+        let over = Overrides {
+            data: Some("d".into()),
+            out: Some("o".into()),
+            ..Default::default()
+        };
+        let err = resolve(None, raw, over).unwrap_err().to_string();
+        assert!(err.contains("simulate.control_share"), "{err}");
+    }
+
+    #[test]
+    fn only_commands_that_read_tables_need_a_data_directory() {
+        let over = |needs_data| Overrides {
+            out: Some("o".into()),
+            needs_data,
+            ..Default::default()
+        };
+        let err = resolve(None, RawConfig::default(), over(true))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data.dir"), "{err}");
+        assert!(resolve(None, RawConfig::default(), over(false)).is_ok());
     }
 }

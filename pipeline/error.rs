@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+use serde::Serialize;
+
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -64,7 +66,18 @@ pub enum Error {
     #[error("input rows break the data contract ({} rule(s) violated):\n{}", .violations.len(), .violations.iter().map(|v| format!("  - {v}")).collect::<Vec<_>>().join("\n"))]
     Rules {
         /// Every violated rule, with counts and example ids.
-        violations: Vec<crate::stages::validate::Violation>,
+        violations: Vec<Violation>,
+    },
+
+    /// The data, though it meets the contract row by row, cannot support
+    /// what was asked of it (no billed month, no eligible subscriber, a
+    /// subscriber matching several rows of another table).
+    #[error("{table}: {message}")]
+    Data {
+        /// The table (or stage input) at fault.
+        table: String,
+        /// What is wrong and what to do.
+        message: String,
     },
 
     /// Several independent problems, all reported at once.
@@ -159,7 +172,8 @@ impl Error {
             Error::MissingTable { .. }
             | Error::BadFile { .. }
             | Error::Schema { .. }
-            | Error::Rules { .. } => true,
+            | Error::Rules { .. }
+            | Error::Data { .. } => true,
             Error::Many(all) => all.iter().all(Error::is_data_error),
             _ => false,
         }
@@ -170,6 +184,42 @@ impl Error {
         matches!(
             self,
             Error::Config { .. } | Error::Setting { .. } | Error::Model { .. }
+        )
+    }
+}
+
+/// One violated rule of the data contract (see [`crate::stages::validate`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    /// Table.
+    pub table: String,
+    /// Column the rule is about.
+    pub column: String,
+    /// Rule name (also the `reason` of quarantined rows).
+    pub rule: String,
+    /// What the rule requires.
+    pub requirement: String,
+    /// Offending rows.
+    pub rows: u64,
+    /// First few subscriber ids of offending rows.
+    pub examples: Vec<String>,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}: rule `{}` ({}): {} row(s), e.g. subscriber_id {}",
+            self.table,
+            self.column,
+            self.rule,
+            self.requirement,
+            self.rows,
+            if self.examples.is_empty() {
+                "(null)".to_string()
+            } else {
+                self.examples.join(", ")
+            }
         )
     }
 }

@@ -12,25 +12,41 @@
 //!        v
 //!   features -> train -> score     models under <out>/models/vNNNN/
 //!                      \-> simulate  arms, target list, policy evaluation
-//!                                    under <out>/simulate/
 //! ```
 //!
-//! Layout: [`cli`] parses flags, [`config`] merges them with the TOML config,
-//! [`commands`] is the I/O edge that calls the [`stages`] through the
-//! [`catalog`] (the only module that touches files); [`modeling`] is the edge
-//! of `train` and `score` (model versions under `<out>/models/`), [`simulation`]
-//! that of `simulate`. [`schema`] is the data
-//! contract as code; [`generate`] the ground-truth history generator.
+//! One name per stage: its command, config section, module and output
+//! folder. Where each lives and what it reads and writes:
+//!
+//! | stage | command (edge) | logic | config | reads | writes |
+//! |---|---|---|---|---|---|
+//! | generate | `commands/generate.rs` | `generate/` | `[economics]` | - | `<dir>/<table>.parquet`, `truth.json`, `truth_offers.parquet`, `truth_lapsed.parquet` |
+//! | validate | `commands/validate.rs` | `stages/validate.rs` | `[data]`, `[validate]` | the input tables | `validate/report.json`, `validate/rejected/<table>.parquet` |
+//! | features | `commands/features.rs` | `stages/features/` | `[features]` | validated tables | `features/{lapsed,active,offers,second_lifetime}.parquet`, `features/churn_snapshots/`, `manifest.json`, `summary.json` |
+//! | train | `commands/train.rs` | `stages/train/` | `[train]`, `[economics]` | `features/` | `models/vNNNN/{return,churn,second_lifetime}.json`, `evaluation.json`, `effects.csv`, `summary.txt` |
+//! | score | `commands/score.rs` | `stages/score.rs` | `[features]` | validated tables, a model version | `score/{churn_scores,return_scores}.parquet`, `summary.json` |
+//! | simulate | `commands/simulate.rs` | `stages/simulate/` | `[simulate]`, `[economics]` | validated tables, a model version, `features/offers.parquet` | `simulate/{arm_summary,target_list,policy_evaluation}.{parquet,csv}`, `summary.json` |
+//! | run | `commands/run.rs` | the above in order | all | the input tables | all of the above |
+//! | bench | `commands/bench.rs` | the stages it times | all | `features/`, the newest model version | stdout only |
+//! | config | `commands/config.rs` | `config.rs` | all | the config file | stdout only |
+//!
+//! Layers: [`cli`] parses flags; [`config`] turns the TOML file and the
+//! flags into [`config::Settings`], built from each stage's own settings
+//! type; [`commands`] is the I/O edge, one file per command; [`catalog`]
+//! is the only code that touches files or builds a data path; [`stages`]
+//! are pure (frames and settings in, frames or typed results out);
+//! [`artifact`] is the trained models as stored; [`schema`] is the data
+//! contract as code; [`generate`] the ground-truth history generator;
+//! [`error`] the one error type. `tests/architecture.rs` checks that no
+//! file imports in a circle and that only the catalog touches files.
 
+pub mod artifact;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod generate;
-pub mod modeling;
 pub mod schema;
-pub mod simulation;
 pub mod stages;
 
 pub use error::{Error, Result};

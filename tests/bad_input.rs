@@ -827,3 +827,44 @@ fn duplicate_billing_month_found_across_passes() {
         "{stderr}"
     );
 }
+
+#[test]
+fn billing_without_rows_is_a_data_error_in_features() {
+    let s = Sample::new();
+    s.edit("billing", |df| df.head(Some(0)));
+    let o = winback(&[
+        "features",
+        "--data",
+        s.data.to_str().unwrap(),
+        "--out",
+        s.out.to_str().unwrap(),
+    ]);
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("billing") && stderr.contains("at least one billed month"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn flags_are_only_on_the_commands_that_use_them() {
+    let s = Sample::new();
+    for (command, flag) in [
+        ("train", "--data"),
+        ("train", "--as-of"),
+        ("validate", "--as-of"),
+        ("bench", "--as-of"),
+        ("bench", "--data"),
+    ] {
+        let o = winback(&[command, flag, "x"]);
+        let (_, stderr) = texts(&o);
+        assert_eq!(o.status.code(), Some(2), "{command} {flag}: {stderr}");
+        assert!(stderr.contains(flag), "{command} {flag}: {stderr}");
+    }
+    // `train` reads no input table: no data directory is needed.
+    let o = winback(&["train", "--out", s.out.to_str().unwrap()]);
+    let (_, stderr) = texts(&o);
+    assert!(!stderr.contains("data.dir"), "{stderr}");
+    assert!(stderr.contains("run `winback features`"), "{stderr}");
+}

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use common::{read, texts, winback};
 use polars::prelude::*;
-use winback::stages::train::ModelArtifact;
+use winback::artifact::{Model, ReturnModel, SecondLifetimeModel};
 use winback_models::metrics::roc_auc;
 
-fn load(path: &Path) -> ModelArtifact {
+fn load<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -63,7 +63,7 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
         cfg.to_str().unwrap(),
     );
     run_ok(&["-q", "features", "--config", c, "--data", d, "--out", o]);
-    let summary = run_ok(&["-q", "train", "--config", c, "--data", d, "--out", o]);
+    let summary = run_ok(&["-q", "train", "--config", c, "--out", o]);
     println!("{summary}");
     let version = out.join("models").join("v0001");
     for file in [
@@ -77,7 +77,7 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
         assert!(version.join(file).is_file(), "{file} written");
     }
 
-    let models: Vec<ModelArtifact> = ["return", "churn", "second_lifetime"]
+    let models: Vec<Model> = ["return", "churn", "second_lifetime"]
         .iter()
         .map(|m| load(&version.join(format!("{m}.json"))))
         .collect();
@@ -119,7 +119,7 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
     // held-out offers: the true model sees the latent loyalty no feature
     // carries, so it is an upper bound; ours must come within 0.04.
     let ret = &models[0];
-    let from = ret.provenance.holdout_from.clone();
+    let from = ret.provenance.holdout_from.to_string();
     let offers = read(&out.join("features/offers.parquet"))
         .lazy()
         .filter(
@@ -216,8 +216,9 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
 
     // Every arm lifts returns over control on the holdout, and the
     // predicted uplift is within three standard errors of the observed.
-    assert_eq!(ret.uplift.len(), 4);
-    for (arm, q) in &ret.uplift {
+    let typed_return: ReturnModel = load(&version.join("return.json"));
+    assert_eq!(typed_return.uplift.len(), 4);
+    for (arm, q) in &typed_return.uplift {
         assert!(q.observed_uplift > 0.05, "{arm}: {q:?}");
         assert!(
             (q.predicted_uplift - q.observed_uplift).abs() < 3.0 * q.observed_se,
@@ -233,7 +234,7 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
     // (span minus the restricted mean): the model's within 35% of the
     // Kaplan–Meier estimate over all held-out returns (about 130 re-churns
     // there: 4 standard errors). Every leave reason is reported.
-    let sl = &models[2];
+    let sl: SecondLifetimeModel = load(&version.join("second_lifetime.json"));
     let all = sl
         .durations
         .iter()
@@ -254,7 +255,7 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
             sl.durations
         );
     }
-    let margin = sl.margin.as_ref().expect("margin model");
+    let margin = &sl.margin;
     assert!(margin.holdout["r2"] > 0.3, "{:?}", margin.holdout);
 }
 
@@ -278,8 +279,8 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
     common::features(&data, &out, None);
     let cfg = quick_config(tmp.path());
     let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
-    run_ok(&["-q", "train", "--config", &cfg, "--data", d, "--out", o]);
-    run_ok(&["-q", "train", "--config", &cfg, "--data", d, "--out", o]);
+    run_ok(&["-q", "train", "--config", &cfg, "--out", o]);
+    run_ok(&["-q", "train", "--config", &cfg, "--out", o]);
     let v2 = out.join("models/v0002");
     assert!(out.join("models/v0001").is_dir() && v2.is_dir());
 
@@ -289,7 +290,7 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
         "score", "--config", &cfg, "--data", d, "--out", o, "--as-of", as_of,
     ]);
     assert!(stdout.contains("v0002"), "{stdout}");
-    let churn = read(&out.join("scores/churn_scores.parquet"));
+    let churn = read(&out.join("score/churn_scores.parquet"));
     let names: Vec<&str> = churn
         .get_column_names()
         .iter()
@@ -301,7 +302,7 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
     );
     let deciles = churn.column("risk_decile").unwrap().u32().unwrap().clone();
     assert_eq!((deciles.min(), deciles.max()), (Some(1), Some(10)));
-    let returns = read(&out.join("scores/return_scores.parquet"));
+    let returns = read(&out.join("score/return_scores.parquet"));
     for arm in ["control", "discount", "upgrade", "both", "tailored"] {
         let c = returns
             .column(&format!("p_return_{arm}"))
@@ -338,10 +339,9 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
 
     // The stored model predicts exactly what score wrote, after a JSON
     // round trip of its own.
-    let model = load(&v2.join("return.json"));
-    let again: ModelArtifact =
-        serde_json::from_str(&serde_json::to_string(&model).unwrap()).unwrap();
-    let lapsed = read(&out.join("scores/return_scores.parquet"));
+    let model: ReturnModel = load(&v2.join("return.json"));
+    let again: ReturnModel = serde_json::from_str(&serde_json::to_string(&model).unwrap()).unwrap();
+    let lapsed = read(&out.join("score/return_scores.parquet"));
     let written = lapsed
         .column("p_return_upgrade")
         .unwrap()
@@ -365,7 +365,7 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
     ]);
     // Bit for bit: the features round their float sums (whose last bits
     // depend on the parallel summation order) before any model sees them.
-    let rescored = read(&out.join("scores/return_scores.parquet"));
+    let rescored = read(&out.join("score/return_scores.parquet"));
     assert!(
         rescored.equals_missing(&lapsed),
         "rescoring with the same model and data changed the scores"
@@ -414,7 +414,7 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
         "{err}"
     );
     // The previous scores are intact.
-    assert!(read(&out.join("scores/return_scores.parquet")).equals(&rescored));
+    assert!(read(&out.join("score/return_scores.parquet")).equals(&rescored));
     // A directory without models is an error too.
     let o3 = winback(&[
         "score",
@@ -440,15 +440,7 @@ fn train_fits_what_the_data_supports_and_says_what_it_skipped() {
     let out = tmp.path().join("out");
     common::features(&data, &out, None);
     let cfg = quick_config(tmp.path());
-    let stdout = run_ok(&[
-        "train",
-        "--config",
-        &cfg,
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let stdout = run_ok(&["train", "--config", &cfg, "--out", out.to_str().unwrap()]);
     assert!(
         stdout.contains("skipped return: no win-back offers"),
         "{stdout}"
@@ -465,13 +457,7 @@ fn train_fits_what_the_data_supports_and_says_what_it_skipped() {
     assert_eq!(eval["skipped"].as_array().unwrap().len(), 2);
 
     // Train before features: a clear error.
-    let o = winback(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        tmp.path().join("none").to_str().unwrap(),
-    ]);
+    let o = winback(&["train", "--out", tmp.path().join("none").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(texts(&o).1.contains("run `winback features`"));
 }

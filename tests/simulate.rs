@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::{read, texts, winback};
 use polars::prelude::*;
-use winback::stages::simulate::holdout_key;
+use winback::stages::simulate::policy::holdout_key;
 
 const ARMS: [&str; 5] = ["control", "discount", "upgrade", "both", "tailored"];
 
@@ -401,4 +401,34 @@ fn budgets_holdout_exclusions_and_determinism() {
     ]);
     assert_eq!(o4.status.code(), Some(2), "{}", texts(&o4).1);
     assert!(sim_dir.join("target_list.parquet").is_file());
+
+    // No eligible subscriber is the data's condition, not the config's:
+    // exit 3, naming the exclusions, the previous outputs kept.
+    let before = std::fs::read(sim_dir.join("target_list.parquet")).unwrap();
+    std::fs::write(
+        &cfg,
+        "[simulate]\nmin_days_since_defection = 36000\nmax_days_since_defection = 36500\n",
+    )
+    .unwrap();
+    let o5 = winback(&["-q", "simulate", "--config", c, "--data", d, "--out", o]);
+    let err = texts(&o5).1;
+    assert_eq!(o5.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("no lapsed subscriber is eligible")
+            && err.contains("defected under 36000 days ago"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(sim_dir.join("target_list.parquet")).unwrap(),
+        before
+    );
+    // The renamed key says its new name.
+    std::fs::write(&cfg, "[simulate]\nholdout_share = 0.1\n").unwrap();
+    let o6 = winback(&["-q", "simulate", "--config", c, "--data", d, "--out", o]);
+    assert_eq!(o6.status.code(), Some(2));
+    assert!(
+        texts(&o6).1.contains("simulate.control_share"),
+        "{}",
+        texts(&o6).1
+    );
 }

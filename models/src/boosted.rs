@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::uncertainty::LinearPart;
 
-use crate::logistic::FitError;
+use crate::error::FitError;
 
 /// Hyper-parameters of the boosted learner.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -52,6 +52,57 @@ impl Default for BoostedParams {
             min_leaf_weight: 5.0,
             seed: 1,
         }
+    }
+}
+
+impl BoostedParams {
+    /// Checks every parameter's range, reporting all problems at once;
+    /// only checked parameters can [`BoostedModel::fit`].
+    pub fn check(self) -> Result<CheckedBoostedParams, FitError> {
+        let mut problems = Vec::new();
+        if self.max_trees == 0 {
+            problems.push("max_trees must be at least 1".to_string());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            problems.push(format!(
+                "learning_rate {} is not in (0, 1]",
+                self.learning_rate
+            ));
+        }
+        if !(1..=32).contains(&self.max_depth) {
+            problems.push(format!("max_depth {} is not in 1 to 32", self.max_depth));
+        }
+        if !(2..=255).contains(&self.bins) {
+            problems.push(format!("bins {} is not in 2 to 255", self.bins));
+        }
+        if !(0.05..=0.5).contains(&self.validation_share) {
+            problems.push(format!(
+                "validation_share {} is not in 0.05 to 0.5",
+                self.validation_share
+            ));
+        }
+        if !(self.min_leaf_weight >= 0.0 && self.min_leaf_weight.is_finite()) {
+            problems.push(format!(
+                "min_leaf_weight {} is not a non-negative number",
+                self.min_leaf_weight
+            ));
+        }
+        if problems.is_empty() {
+            Ok(CheckedBoostedParams(self))
+        } else {
+            Err(FitError::Param(problems.join("; ")))
+        }
+    }
+}
+
+/// Boosted hyper-parameters that passed [`BoostedParams::check`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckedBoostedParams(BoostedParams);
+
+impl CheckedBoostedParams {
+    /// The parameters.
+    pub fn get(&self) -> &BoostedParams {
+        &self.0
     }
 }
 
@@ -192,8 +243,9 @@ impl BoostedModel {
         x: ArrayView2<f64>,
         y: &[bool],
         names: &[String],
-        params: BoostedParams,
+        params: CheckedBoostedParams,
     ) -> Result<Self, FitError> {
+        let params = *params.get();
         crate::logistic::check(x, Some(y), names.len())?;
         if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
             return Err(FitError::OneClass);
@@ -315,6 +367,23 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
+    #[test]
+    fn parameters_are_checked_before_a_fit() {
+        assert!(BoostedParams::default().check().is_ok());
+        let bad = BoostedParams {
+            learning_rate: 0.0,
+            max_depth: 0,
+            validation_share: 0.9,
+            ..BoostedParams::default()
+        };
+        let e = bad.check().unwrap_err().to_string();
+        assert!(
+            e.contains("learning_rate") && e.contains("max_depth"),
+            "{e}"
+        );
+        assert!(e.contains("validation_share"), "{e}");
+    }
+
     /// A threshold and an interaction no linear model can express.
     fn data(n: usize, seed: u64) -> (Array2<f64>, Vec<bool>, Vec<f64>) {
         let mut x = Array2::zeros((n, 3));
@@ -338,7 +407,13 @@ mod tests {
     fn learns_a_threshold_and_an_interaction_and_is_calibrated() {
         let (x, y, _) = data(20_000, 1);
         let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let m = BoostedModel::fit(x.view(), &y, &names, BoostedParams::default()).unwrap();
+        let m = BoostedModel::fit(
+            x.view(),
+            &y,
+            &names,
+            BoostedParams::default().check().unwrap(),
+        )
+        .unwrap();
         let (xt, yt, truth) = data(10_000, 2);
         let p = m.predict(xt.view()).unwrap();
         let auc = crate::metrics::roc_auc(&p, &yt).unwrap().unwrap();

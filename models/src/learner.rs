@@ -6,7 +6,8 @@ use ndarray::{Array1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::boosted::BoostedModel;
-use crate::logistic::{FitError, LogisticModel, Standardizer, check};
+use crate::error::FitError;
+use crate::logistic::{LogisticModel, Standardizer, check};
 use crate::uncertainty::LinearPart;
 
 /// A fitted model of P(label true | row).

@@ -22,14 +22,27 @@
 //! - [`offers`]: per subscriber and arm, expected value, cost and profit of
 //!   an offer, and Monte Carlo replicates over the models' uncertainty.
 //! - [`allocate`]: the budgeted choice of one arm per subscriber.
+//! - [`policy_value`]: off-policy values of a policy on randomised logged
+//!   decisions (inverse propensity, doubly robust) with normal intervals.
+//! - [`error`]: [`error::FitError`], the crate's one error type.
+//!
+//! Parameters are checked before a fit ([`boosted::BoostedParams::check`]
+//! gives the only kind of parameters a boosted fit takes). The crate may
+//! not touch files, the clock or the environment: clippy's
+//! `disallowed_methods` (listed in the workspace's `clippy.toml`) is denied
+//! here.
+
+#![deny(clippy::disallowed_methods)]
 
 pub mod allocate;
 pub mod boosted;
 pub mod economics;
+pub mod error;
 pub mod learner;
 pub mod logistic;
 pub mod metrics;
 pub mod offers;
+pub mod policy_value;
 pub mod survival;
 pub mod uncertainty;
 pub mod uplift;

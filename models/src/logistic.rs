@@ -12,33 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::uncertainty::LinearPart;
 
-/// Why a model could not be fitted or applied.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FitError {
-    /// Rows of `x` and labels differ in number.
-    Shape(String),
-    /// A non-finite value in the features, at (row, column).
-    NonFinite(usize, usize),
-    /// Only one class among the labels: nothing to learn.
-    OneClass,
-    /// The optimiser failed.
-    Solver(String),
-}
-
-impl std::fmt::Display for FitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FitError::Shape(m) => write!(f, "shape mismatch: {m}"),
-            FitError::NonFinite(r, c) => {
-                write!(f, "non-finite feature value at row {r}, column {c}")
-            }
-            FitError::OneClass => write!(f, "the labels hold one class only"),
-            FitError::Solver(m) => write!(f, "logistic regression did not fit: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for FitError {}
+use crate::error::FitError;
 
 /// Column means and standard deviations (1 where a column is constant).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -331,15 +305,17 @@ mod fused {
                     }
                     (l, g)
                 })
-                .reduce(
-                    || (0.0, vec![0.0; k + 1]),
-                    |(la, mut ga), (lb, gb)| {
-                        for (a, b) in ga.iter_mut().zip(gb) {
-                            *a += b;
-                        }
-                        (la + lb, ga)
-                    },
-                );
+                // Blocks are summed in their order, not in rayon's
+                // reduction tree (whose shape varies from run to run), so
+                // a fit gives the same bits whatever the threads did.
+                .collect::<Vec<_>>()
+                .into_iter()
+                .fold((0.0, vec![0.0; k + 1]), |(la, mut ga), (lb, gb)| {
+                    for (a, b) in ga.iter_mut().zip(gb) {
+                        *a += b;
+                    }
+                    (la + lb, ga)
+                });
         let nf = n as f64;
         let penalty: f64 = w[1..].iter().map(|b| b * b).sum::<f64>() * p.alpha / 2.0;
         for (j, g) in grad.iter_mut().enumerate() {

@@ -27,7 +27,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 use crate::economics::{Discounting, Economics, Package};
-use crate::logistic::FitError;
+use crate::error::FitError;
 use crate::uncertainty::{LinearPart, Posterior};
 
 /// One arm's model inputs for the same rows.

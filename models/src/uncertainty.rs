@@ -16,7 +16,7 @@
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
-use crate::logistic::FitError;
+use crate::error::FitError;
 
 /// A model's predictions as `link(features · coef)`.
 #[derive(Debug, Clone, PartialEq)]

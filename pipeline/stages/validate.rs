@@ -18,11 +18,54 @@
 use std::collections::BTreeMap;
 
 use polars::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{Mode, ValidateSettings};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Violation};
 use crate::schema::{ARMS, ColumnSpec, Kind, LEAVE_REASONS, Table, col};
+
+/// How validation treats rows that break a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Fail with every violated rule listed.
+    #[default]
+    Strict,
+    /// Set offending rows aside with a reason and go on.
+    Quarantine,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Strict => "strict",
+            Mode::Quarantine => "quarantine",
+        })
+    }
+}
+
+/// Settings of the validate stage (`[validate]` in the config).
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidateSettings {
+    /// Strict or quarantine.
+    pub mode: Mode,
+    /// Example ids per violated rule.
+    pub max_examples: usize,
+    /// Most bills grouped at once by the duplicate-month rule.
+    pub duplicate_check_rows: usize,
+    /// Per table: canonical column name to the name in the files.
+    pub columns: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl ValidateSettings {
+    /// The name in the files of `table`'s canonical column `canonical`.
+    pub fn source_name<'a>(&'a self, table: Table, canonical: &'a str) -> &'a str {
+        self.columns
+            .get(table.name())
+            .and_then(|m| m.get(canonical))
+            .map(String::as_str)
+            .unwrap_or(canonical)
+    }
+}
 
 /// A file's schema and row count, read from its footer by the catalog.
 #[derive(Debug, Clone)]
@@ -164,43 +207,7 @@ pub fn conform(
     }
 }
 
-/// One violated rule.
-#[derive(Debug, Clone, Serialize)]
-pub struct Violation {
-    /// Table.
-    pub table: String,
-    /// Column the rule is about.
-    pub column: String,
-    /// Rule name (also the `reason` of quarantined rows).
-    pub rule: String,
-    /// What the rule requires.
-    pub requirement: String,
-    /// Offending rows.
-    pub rows: u64,
-    /// First few subscriber ids of offending rows.
-    pub examples: Vec<String>,
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}.{}: rule `{}` ({}): {} row(s), e.g. subscriber_id {}",
-            self.table,
-            self.column,
-            self.rule,
-            self.requirement,
-            self.rows,
-            if self.examples.is_empty() {
-                "(null)".to_string()
-            } else {
-                self.examples.join(", ")
-            }
-        )
-    }
-}
-
-/// Per-table figures for the ingest report.
+/// Per-table figures for the validate report.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
     /// Table.

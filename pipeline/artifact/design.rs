@@ -14,8 +14,8 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::features::{Encoding, Manifest, OTHER_LEVEL, Unseen, conform_categories};
 use crate::error::{Error, Result};
+use crate::stages::features::{Encoding, Manifest, OTHER_LEVEL, Unseen, conform_categories};
 
 /// One column of the design matrix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

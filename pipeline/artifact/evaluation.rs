@@ -1,0 +1,89 @@
+//! The records a trained model carries about its own evaluation: holdout
+//! metrics, the candidates compared, cross-validation, the terms an
+//! analyst reads, and the second lifetime's duration check.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use winback_models::logistic::AlphaScore;
+use winback_models::metrics;
+
+/// Evaluation of a probability model on held-out rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Held-out rows.
+    pub rows: usize,
+    /// Observed rate.
+    pub observed_rate: f64,
+    /// Mean prediction.
+    pub mean_predicted: f64,
+    /// ROC AUC.
+    pub roc_auc: Option<f64>,
+    /// PR AUC (average precision).
+    pub pr_auc: Option<f64>,
+    /// Log loss.
+    pub log_loss: f64,
+    /// Brier score.
+    pub brier: f64,
+    /// Expected calibration error over 10 bins.
+    pub ece: f64,
+    /// Calibration table.
+    pub calibration: Vec<metrics::CalibrationBin>,
+    /// Gains and lift by decile.
+    pub gains: Vec<metrics::Decile>,
+}
+
+/// Cross-validation result of one logistic candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepScore {
+    /// Quantile steps per numeric feature.
+    pub step_bins: usize,
+    /// Chosen L2 strength for it.
+    pub alpha: f64,
+    /// Its cross-validated log loss.
+    pub cv_log_loss: f64,
+    /// Every alpha's score.
+    pub alphas: Vec<AlphaScore>,
+}
+
+/// One candidate learner, evaluated on the holdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// `logistic` or `boosted`.
+    pub learner: String,
+    /// What was chosen for it: steps and alpha, or trees.
+    pub hyper_parameters: BTreeMap<String, f64>,
+    /// Holdout evaluation.
+    pub holdout: Evaluation,
+}
+
+/// One term of a model as an analyst reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    /// Column name (`has_referred`, `arm=upgrade`, `plan=premium`).
+    pub term: String,
+    /// Logistic coefficient per raw unit.
+    pub coefficient: Option<f64>,
+    /// exp(coefficient): the odds multiplied per unit (per level, for 0/1).
+    pub odds_ratio: Option<f64>,
+    /// Coefficient per standard deviation (comparable across terms).
+    pub per_sd: Option<f64>,
+    /// Share of the boosted trees' total split gain.
+    pub importance: Option<f64>,
+}
+
+/// Predicted against observed mean months retained, within the first
+/// `months`, for one leave reason on the holdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DurationCheck {
+    /// Leave reason (or `all`).
+    pub leave_reason: String,
+    /// Returns in the holdout.
+    pub returns: usize,
+    /// Months of the comparison.
+    pub months: u32,
+    /// Kaplan–Meier restricted mean months retained.
+    pub observed: f64,
+    /// Mean of the model's restricted mean months retained.
+    pub predicted: f64,
+}

@@ -1,0 +1,50 @@
+//! What the commands share: loading settings, the run's catalog, the
+//! as-of date resolved once, stdout errors and money formatting.
+
+use crate::catalog::Catalog;
+use crate::config::{self as settings_layer, Overrides, Settings};
+use crate::error::{Error, Result};
+use crate::stages::features::{self as feature_stage, Dates, Inputs};
+
+/// The config file (or the defaults) merged with the flags.
+pub(crate) fn settings(config: Option<&std::path::Path>, overrides: Overrides) -> Result<Settings> {
+    let raw = match config {
+        Some(p) => settings_layer::load(p)?,
+        None => settings_layer::RawConfig::default(),
+    };
+    settings_layer::resolve(config, raw, overrides)
+}
+
+/// The run's catalog.
+pub(crate) fn catalog(settings: &Settings) -> Catalog {
+    Catalog::new(&settings.data_dir, &settings.out_dir)
+}
+
+/// The as-of date, resolved once: the flag's or the config's, else the
+/// last day of the latest billed month.
+pub(crate) fn dates(inputs: &Inputs, settings: &Settings) -> Result<Dates> {
+    let data_end = feature_stage::data_end(inputs)?;
+    Ok(Dates {
+        as_of: settings.as_of.unwrap_or(data_end),
+        data_end,
+    })
+}
+
+/// Maps a failed write to stdout.
+pub(crate) fn stdout(e: std::io::Error) -> Error {
+    Error::io("write", "stdout")(e)
+}
+
+/// A money amount with thousands separators and no decimals.
+pub(crate) fn money(v: f64) -> String {
+    let neg = v < 0.0;
+    let digits = format!("{:.0}", v.abs());
+    let mut s = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            s.push(',');
+        }
+        s.push(c);
+    }
+    if neg { format!("-{s}") } else { s }
+}

@@ -1,0 +1,377 @@
+//! `winback train`: reads the features stage's output, fits every model
+//! the data supports, and writes them as a new version under
+//! `<out>/models/` with `evaluation.json`, `effects.csv` and
+//! `summary.txt`.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use polars::prelude::*;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::artifact::evaluation::{Candidate, DurationCheck, Effect};
+use crate::artifact::{Model, ModelKind, ModelSet};
+use crate::catalog::{self, FeatureSet};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::stages::train::{self as stage, Stamp};
+
+use super::common::{catalog as run_catalog, stdout};
+
+/// A model not fitted, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// Model.
+    pub model: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What `train` did.
+#[derive(Debug, Serialize)]
+pub struct TrainSummary {
+    /// The version directory written.
+    pub version: PathBuf,
+    /// Per model: chosen learner, candidates' holdout metrics.
+    pub models: Vec<ModelSummary>,
+    /// Models not fitted.
+    pub skipped: Vec<Skipped>,
+}
+
+/// One trained model in the summary.
+#[derive(Debug, Serialize)]
+pub struct ModelSummary {
+    /// Model.
+    pub model: String,
+    /// Kept learner.
+    pub chosen: String,
+    /// Training rows.
+    pub training_rows: usize,
+    /// Holdout from.
+    pub holdout_from: chrono::NaiveDate,
+    /// Per candidate: learner, holdout evaluation.
+    pub candidates: Vec<Candidate>,
+    /// Return model: Qini per arm.
+    pub uplift: Vec<(String, winback_models::uplift::Qini)>,
+    /// Second lifetime: durations by leave reason.
+    pub durations: Vec<DurationCheck>,
+    /// Second lifetime: margin model holdout.
+    pub margin: Option<std::collections::BTreeMap<String, f64>>,
+}
+
+/// The time now, UTC, RFC 3339 (the stored models' `trained_at`).
+fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// `winback train`: fits every model the features support.
+pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
+    let started = Instant::now();
+    let cat = run_catalog(settings);
+    if !cat.features_present() {
+        return Err(Error::Setting {
+            key: "train".into(),
+            message: format!(
+                "no features in {}: run `winback features` (or `winback run`) first",
+                cat.output(catalog::Output::Features).display()
+            ),
+        });
+    }
+    let manifest = cat.read_manifest()?;
+    let s = &settings.train;
+    let stamp = Stamp {
+        config_hash: settings.config_hash.clone(),
+        trained_at: now_utc(),
+    };
+    let mut set = ModelSet::default();
+    let mut skipped = Vec::new();
+    // A model the data cannot support is skipped with its reason; any
+    // other error ends the run.
+    let mut attempt = |kind: ModelKind, fit: Result<()>| -> Result<()> {
+        match fit {
+            Ok(()) => Ok(()),
+            Err(Error::Fit { message, .. }) => {
+                warn!(model = kind.name(), "skipped: {message}");
+                skipped.push(Skipped {
+                    model: kind.name().into(),
+                    reason: message,
+                });
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let t = Instant::now();
+    let offers = cat.read_features(FeatureSet::Offers)?;
+    let fit = if offers.height() == 0 {
+        Err(skipped_reason(
+            ModelKind::Return,
+            "no win-back offers in the data (no winback_offers table, or it is empty)",
+        ))
+    } else {
+        stage::fit_return(
+            &offers,
+            &manifest,
+            settings.features.response_window_days,
+            s,
+            &stamp,
+        )
+        .map(|m| {
+            log_trained(&m, t);
+            set.return_model = Some(m);
+        })
+    };
+    attempt(ModelKind::Return, fit)?;
+    drop(offers);
+    let t = Instant::now();
+    let snapshots = cat.read_features(FeatureSet::ChurnSnapshots)?;
+    let fit = if snapshots.height() == 0 {
+        Err(skipped_reason(
+            ModelKind::Churn,
+            "no churn snapshots (no subscribers active at the snapshot dates)",
+        ))
+    } else {
+        stage::fit_churn(
+            &snapshots,
+            &manifest,
+            settings.features.churn_horizon_days,
+            s,
+            &stamp,
+        )
+        .map(|m| {
+            log_trained(&m, t);
+            set.churn = Some(m);
+        })
+    };
+    attempt(ModelKind::Churn, fit)?;
+    drop(snapshots);
+    let t = Instant::now();
+    let second = cat.read_features(FeatureSet::SecondLifetime)?;
+    let fit = if second.height() == 0 {
+        Err(skipped_reason(
+            ModelKind::SecondLifetime,
+            "no returns in the data (no reactivations table, or it is empty)",
+        ))
+    } else {
+        let lapsed = cat.read_features(FeatureSet::Lapsed)?;
+        stage::fit_second_lifetime(&second, &lapsed, &manifest, &settings.economics, s, &stamp).map(
+            |m| {
+                log_trained(&m, t);
+                set.second_lifetime = Some(m);
+            },
+        )
+    };
+    attempt(ModelKind::SecondLifetime, fit)?;
+    if set.is_empty() {
+        return Err(Error::Fit {
+            model: "every".into(),
+            message: format!(
+                "nothing could be fitted: {}",
+                skipped
+                    .iter()
+                    .map(|k| format!("{}: {}", k.model, k.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+    }
+    let staged = cat.stage_model_version()?;
+    catalog::write_models(&staged, &set)?;
+    let mut models = Vec::new();
+    let mut effects = Vec::new();
+    for a in set.models() {
+        for e in &a.effects {
+            effects.push((a.model.name().to_string(), e.clone()));
+        }
+        models.push(ModelSummary {
+            model: a.model.name().into(),
+            chosen: a.chosen.clone(),
+            training_rows: a.provenance.training_rows,
+            holdout_from: a.provenance.holdout_from,
+            candidates: a.candidates.clone(),
+            uplift: match (a.model, &set.return_model) {
+                (ModelKind::Return, Some(r)) => r.uplift.clone(),
+                _ => Vec::new(),
+            },
+            durations: match (a.model, &set.second_lifetime) {
+                (ModelKind::SecondLifetime, Some(m)) => m.durations.clone(),
+                _ => Vec::new(),
+            },
+            margin: match (a.model, &set.second_lifetime) {
+                (ModelKind::SecondLifetime, Some(m)) => Some(m.margin.holdout.clone()),
+                _ => None,
+            },
+        });
+    }
+    let mut summary = TrainSummary {
+        version: staged.target().to_path_buf(),
+        models,
+        skipped,
+    };
+    staged.write_json("evaluation", &summary)?;
+    staged.write_csv("effects", &mut effects_frame(&effects)?)?;
+    let text = render(&summary, &set.models());
+    staged.write_text("summary.txt", &text)?;
+    summary.version = staged.commit()?;
+    info!(seconds = started.elapsed().as_secs_f64(), "train done");
+    write!(out, "{text}").map_err(stdout)?;
+    writeln!(out, "  written to {}", summary.version.display()).map_err(stdout)?;
+    Ok(summary)
+}
+
+fn log_trained(m: &Model, t: Instant) {
+    info!(model = m.model.name(), seconds = t.elapsed().as_secs_f64(), chosen = %m.chosen, "trained");
+}
+
+fn skipped_reason(kind: ModelKind, reason: &str) -> Error {
+    Error::Fit {
+        model: kind.name().into(),
+        message: reason.into(),
+    }
+}
+
+fn effects_frame(effects: &[(String, Effect)]) -> Result<DataFrame> {
+    let opt = |g: fn(&Effect) -> Option<f64>| -> Vec<Option<f64>> {
+        effects.iter().map(|(_, e)| g(e)).collect()
+    };
+    DataFrame::new(
+        effects.len(),
+        vec![
+            Column::new(
+                "model".into(),
+                effects.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "term".into(),
+                effects
+                    .iter()
+                    .map(|(_, e)| e.term.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new("coefficient".into(), opt(|e| e.coefficient)),
+            Column::new("odds_ratio".into(), opt(|e| e.odds_ratio)),
+            Column::new("per_sd".into(), opt(|e| e.per_sd)),
+            Column::new("importance".into(), opt(|e| e.importance)),
+        ],
+    )
+    .map_err(Error::polars("effects table"))
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
+}
+
+/// The readable summary (stdout and `summary.txt`).
+pub fn render(summary: &TrainSummary, artifacts: &[&Model]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "models trained (holdout = the latest rows in time)");
+    for (m, a) in summary.models.iter().zip(artifacts) {
+        let _ = writeln!(
+            s,
+            "\n{}: {} rows fitted, holdout from {}; kept {}",
+            m.model, m.training_rows, m.holdout_from, m.chosen
+        );
+        let _ = writeln!(
+            s,
+            "  {:<9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "learner", "rows", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE", "top-10% lift"
+        );
+        for c in &m.candidates {
+            let h = &c.holdout;
+            let lift = h.gains.first().map(|d| d.lift);
+            let _ = writeln!(
+                s,
+                "  {:<9} {:>8} {:>8} {:>8} {:>8.4} {:>8.4} {:>9.4} {:>9}",
+                c.learner,
+                h.rows,
+                fmt_opt(h.roc_auc),
+                fmt_opt(h.pr_auc),
+                h.log_loss,
+                h.brier,
+                h.ece,
+                fmt_opt(lift)
+            );
+        }
+        if !m.uplift.is_empty() {
+            let _ = writeln!(
+                s,
+                "  uplift over control (holdout): {:<9} {:>8} {:>8} {:>9} {:>8}",
+                "arm", "observed", "± s.e.", "predicted", "Qini"
+            );
+            for (arm, q) in &m.uplift {
+                let _ = writeln!(
+                    s,
+                    "  {:<30} {:<9} {:>8.3} {:>8.3} {:>9.3} {:>8.4}",
+                    "",
+                    arm,
+                    q.observed_uplift,
+                    q.observed_se,
+                    q.predicted_uplift,
+                    q.qini_coefficient
+                );
+            }
+        }
+        if !m.durations.is_empty() {
+            let _ = writeln!(
+                s,
+                "  months retained within {} (holdout returns): {:<8} {:>7} {:>9} {:>9}",
+                m.durations[0].months, "reason", "returns", "observed", "predicted"
+            );
+            for d in &m.durations {
+                let _ = writeln!(
+                    s,
+                    "  {:<44} {:<8} {:>7} {:>9.2} {:>9.2}",
+                    "", d.leave_reason, d.returns, d.observed, d.predicted
+                );
+            }
+        }
+        if let Some(mm) = &m.margin {
+            let g = |k: &str| mm.get(k).copied().unwrap_or(f64::NAN);
+            let _ = writeln!(
+                s,
+                "  monthly margin (holdout): observed {:.2}, predicted {:.2}, RMSE {:.2}, R² {:.3}",
+                g("observed_mean"),
+                g("predicted_mean"),
+                g("rmse"),
+                g("r2")
+            );
+        }
+        // The logistic terms an analyst checks first: largest per-SD effects.
+        let mut terms: Vec<&Effect> = a.effects.iter().filter(|e| e.per_sd.is_some()).collect();
+        terms.sort_by(|x, y| {
+            y.per_sd
+                .unwrap_or(0.0)
+                .abs()
+                .total_cmp(&x.per_sd.unwrap_or(0.0).abs())
+        });
+        if !terms.is_empty() {
+            let _ = writeln!(
+                s,
+                "  strongest logistic terms (odds ratio per unit; per SD):"
+            );
+            for e in terms.iter().take(10) {
+                let _ = writeln!(
+                    s,
+                    "    {:<44} {:>9} {:>8}",
+                    e.term,
+                    fmt_opt(e.odds_ratio),
+                    fmt_opt(e.per_sd)
+                );
+            }
+        }
+    }
+    for k in &summary.skipped {
+        let _ = writeln!(s, "\nskipped {}: {}", k.model, k.reason);
+    }
+    let _ = writeln!(s, "\nall terms: effects.csv; all metrics: evaluation.json");
+    s
+}

@@ -1,0 +1,158 @@
+//! `winback validate`: reads every table's footer, checks schemas, then
+//! every row rule of the contract; writes `validate/report.json` (and, in
+//! quarantine mode, `validate/rejected/<table>.parquet`) all or nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use polars::prelude::LazyFrame;
+use serde::Serialize;
+use tracing::info;
+
+use crate::catalog::{self, TableSource};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::schema::Table;
+use crate::stages::validate::{self as stage, Conformed, FileSchema, Mode, TableReport, Validated};
+
+use super::common::{catalog as run_catalog, stdout};
+
+/// The validate report (`validate/report.json`).
+#[derive(Debug, Serialize)]
+pub struct ValidateReport {
+    /// `passed`, or `failed` when strict validation found violations.
+    pub status: &'static str,
+    /// Mode used.
+    pub mode: Mode,
+    /// Input directory.
+    pub data_dir: PathBuf,
+    /// Hash of the config file.
+    pub config_hash: String,
+    /// Where each present table was read from.
+    pub sources: Vec<TableSource>,
+    /// Optional tables that are absent.
+    pub missing_optional: Vec<String>,
+    /// Per table counts, violations and notes.
+    pub tables: Vec<TableReport>,
+}
+
+/// What [`read_tables`] found: where each table was read from, each table's
+/// conforming plan, and the optional tables that are absent.
+type Ingested = (Vec<TableSource>, Vec<(Conformed, LazyFrame)>, Vec<String>);
+
+/// Reads the footers of every table and checks schemas; every problem in
+/// every table is reported at once.
+fn read_tables(settings: &Settings) -> Result<Ingested> {
+    let cat = run_catalog(settings);
+    cat.check_data_dir()?;
+    let dir = cat.data_dir();
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    let mut inputs = Vec::new();
+    let mut missing = Vec::new();
+    for table in Table::ALL {
+        let source = match cat.locate(table) {
+            Ok(Some(s)) => s,
+            Ok(None) if table.required() => {
+                problems.push(Error::MissingTable {
+                    table: table.name().into(),
+                    dir: dir.to_path_buf(),
+                });
+                continue;
+            }
+            Ok(None) => {
+                missing.push(table.name().to_string());
+                continue;
+            }
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let mut files = Vec::new();
+        let mut bad = false;
+        for f in &source.files {
+            match catalog::read_schema(table, f) {
+                Ok((schema, rows)) => files.push(FileSchema {
+                    path: f.display().to_string(),
+                    schema,
+                    rows,
+                }),
+                Err(e) => {
+                    problems.push(e);
+                    bad = true;
+                }
+            }
+        }
+        if bad {
+            continue;
+        }
+        match stage::conform(table, &files, &settings.validate) {
+            Ok(c) => {
+                let lf = c.apply(catalog::scan(&source)?);
+                inputs.push((c, lf));
+                sources.push(source);
+            }
+            Err(lines) => problems.push(Error::Schema { problems: lines }),
+        }
+    }
+    match Error::from_many(problems) {
+        Some(e) => Err(e),
+        None => Ok((sources, inputs, missing)),
+    }
+}
+
+/// `winback validate`: checks the input and writes `validate/report.json`
+/// (and, in quarantine mode, `validate/rejected/<table>.parquet`).
+pub fn validate(settings: &Settings, out: &mut dyn Write) -> Result<Validated> {
+    let started = Instant::now();
+    let (sources, inputs, missing_optional) = read_tables(settings)?;
+    let mut validated = stage::check_rows(inputs, &settings.validate)?;
+    let violations = validated.violations();
+    let failed = settings.validate.mode == Mode::Strict && !violations.is_empty();
+    let report = ValidateReport {
+        status: if failed { "failed" } else { "passed" },
+        mode: settings.validate.mode,
+        data_dir: settings.data_dir.clone(),
+        config_hash: settings.config_hash.clone(),
+        sources,
+        missing_optional,
+        tables: validated.reports.clone(),
+    };
+    let staged = run_catalog(settings).stage(catalog::Output::Validate)?;
+    for (table, df) in validated.rejected.iter_mut() {
+        staged.write_rejected(*table, df)?;
+    }
+    staged.write_json("report", &report)?;
+    let dir = staged.commit()?;
+    info!(seconds = started.elapsed().as_secs_f64(), "validate done");
+    print_validate(out, &report, &dir).map_err(stdout)?;
+    if failed {
+        return Err(Error::Rules { violations });
+    }
+    Ok(validated)
+}
+
+fn print_validate(out: &mut dyn Write, report: &ValidateReport, dir: &Path) -> std::io::Result<()> {
+    writeln!(out, "validate ({} mode): {}", report.mode, report.status)?;
+    writeln!(
+        out,
+        "  {:<16} {:>12} {:>12} {:>10}",
+        "table", "read", "accepted", "rejected"
+    )?;
+    for t in &report.tables {
+        writeln!(
+            out,
+            "  {:<16} {:>12} {:>12} {:>10}",
+            t.table, t.rows_read, t.rows_accepted, t.rows_rejected
+        )?;
+        for n in &t.notes {
+            writeln!(out, "      note: {n}")?;
+        }
+    }
+    for m in &report.missing_optional {
+        writeln!(out, "  {m:<16} absent (optional)")?;
+    }
+    writeln!(out, "  written to {}", dir.display())
+}

@@ -1,0 +1,388 @@
+//! Point-in-time aggregates: every feature of an (event, as-of date) from
+//! the input rows dated on or before the as-of date.
+
+use polars::prelude::*;
+
+use crate::schema::{Table, col};
+
+use super::frames::*;
+use super::manifest::{Encoding, f};
+use super::settings::FeatureSettings;
+
+/// Features of each event row of `events` (which must hold
+/// `subscriber_id`, `as_of` (Date) and a unique `__event` (UInt32)), using
+/// only input rows dated on or before the event's `as_of`.
+pub fn behaviour(inputs: &Inputs, events: LazyFrame, s: &FeatureSettings) -> LazyFrame {
+    let ev = events.select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]);
+    let keyed = |t: Table| {
+        let id = t.id_column();
+        let lf = inputs.get(t);
+        if id == col::SUBSCRIBER_ID {
+            lf
+        } else {
+            lf.rename([id], [col::SUBSCRIBER_ID], true)
+        }
+    };
+    let per_event = |lf: LazyFrame, date: &str, aggs: Vec<Expr>| {
+        join(lf, ev.clone(), &[col::SUBSCRIBER_ID], JoinType::Inner)
+            .filter(col(date).lt_eq(col(f::AS_OF)))
+            .group_by([col(f::EVENT)])
+            .agg(aggs)
+    };
+
+    // Returns and defections before the as-of date: where the current
+    // lifetime started, plan and fee in force.
+    let returns = per_event(
+        keyed(Table::Reactivations),
+        col::RETURNED_AT,
+        vec![
+            col(col::RETURNED_AT).max().alias("__last_return"),
+            col(col::PLAN)
+                .sort_by([col(col::RETURNED_AT)], SortMultipleOptions::default())
+                .drop_nulls()
+                .last()
+                .alias("__return_plan"),
+            col(col::MONTHLY_FEE)
+                .sort_by([col(col::RETURNED_AT)], SortMultipleOptions::default())
+                .drop_nulls()
+                .last()
+                .alias("__return_fee"),
+        ],
+    );
+    let defections = join(
+        keyed(Table::ChurnEvents),
+        ev.clone(),
+        &[col::SUBSCRIBER_ID],
+        JoinType::Inner,
+    )
+    .filter(col(col::CHURNED_AT).lt(col(f::AS_OF)))
+    .group_by([col(f::EVENT)])
+    .agg([len().cast(DataType::Int32).alias(f::EARLIER_DEFECTIONS)]);
+    let mut subs_cols = vec![
+        col(col::SUBSCRIBER_ID),
+        col(col::SIGNUP_DATE),
+        col(col::PLAN).alias("__plan0"),
+        col(col::MONTHLY_FEE).alias("__fee0"),
+        col(col::REGION),
+        col(col::CHANNEL),
+    ];
+    for extra in s.extra_numeric.iter() {
+        subs_cols.push(col(extra.as_str()).cast(DataType::Float64));
+    }
+    for extra in s.extra_categorical.iter() {
+        subs_cols.push(col(extra.as_str()).cast(DataType::String));
+    }
+    let subs = inputs.get(Table::Subscribers).select(subs_cols);
+    let base = join(ev.clone(), subs, &[col::SUBSCRIBER_ID], JoinType::Left);
+    let base = join(base, returns, &[f::EVENT], JoinType::Left);
+    let base = join(base, defections, &[f::EVENT], JoinType::Left).with_columns([
+        when(
+            col("__last_return")
+                .is_not_null()
+                .and(col("__last_return").gt(col(col::SIGNUP_DATE))),
+        )
+        .then(col("__last_return"))
+        .otherwise(col(col::SIGNUP_DATE))
+        .alias(f::LIFETIME_START),
+        col(f::EARLIER_DEFECTIONS).fill_null(lit(0)),
+    ]);
+
+    // Bills of the current lifetime (from its first month) up to the as-of
+    // date, and all bills up to it for the value to date.
+    let lifetimes = base.clone().select([
+        col(f::EVENT),
+        col(col::SUBSCRIBER_ID),
+        col(f::AS_OF),
+        col(f::LIFETIME_START),
+    ]);
+    // The table streams through; the events (the smaller side) are the
+    // join's build side, so memory follows the events, not the bills.
+    let bills = join(
+        keyed(Table::Billing),
+        lifetimes,
+        &[col::SUBSCRIBER_ID],
+        JoinType::Inner,
+    )
+    .filter(col(col::MONTH).lt_eq(col(f::AS_OF)))
+    .with_columns([
+        margin(s.margin_rate),
+        col(col::MONTH)
+            .gt_eq(col(f::LIFETIME_START).dt().month_start())
+            .alias("__in_life"),
+        // Calendar months between the bill and the as-of date: 0 for
+        // the as-of month, so "last 3 months" is 0, 1 and 2.
+        (month_index(col(f::AS_OF)) - month_index(col(col::MONTH))).alias("__ago"),
+    ])
+    // Masked copies, so that the aggregation below is plain sums and
+    // means (nulls ignored), which polars runs vectorised per group.
+    .with_columns([
+        masked(col("__in_life"), col(col::REVENUE), "__rev_life"),
+        masked(col("__in_life"), col("__margin"), "__margin_life"),
+        masked(
+            col("__in_life").and(col("__ago").lt(lit(3))),
+            col(col::REVENUE),
+            "__rev3",
+        ),
+        masked(
+            col("__in_life").and(col("__ago").lt(lit(3))),
+            col("__margin"),
+            "__margin3",
+        ),
+        masked(
+            col("__in_life")
+                .and(col("__ago").gt_eq(lit(3)))
+                .and(col("__ago").lt(lit(6))),
+            col(col::REVENUE),
+            "__rev_prev3",
+        ),
+    ]);
+    let billing = bills.group_by([col(f::EVENT)]).agg([
+        col("__margin").sum().alias(f::VALUE_TO_DATE),
+        col("__margin_life").sum().alias(f::LIFETIME_VALUE),
+        col("__rev_life")
+            .count()
+            .cast(DataType::Int32)
+            .alias(f::BILLED_MONTHS),
+        exact_mean("__rev_life").alias(f::REVENUE_MEAN),
+        exact_mean("__margin_life").alias(f::MARGIN_MEAN),
+        exact_mean("__rev3").alias(f::REVENUE_LAST3),
+        exact_mean("__margin3").alias(f::MARGIN_LAST3),
+        exact_mean("__rev_prev3").alias("__revenue_prev3"),
+        col("__rev3").max().alias("__revenue_max3"),
+    ]);
+
+    let complaints = join(
+        keyed(Table::Complaints),
+        ev.clone(),
+        &[col::SUBSCRIBER_ID],
+        JoinType::Inner,
+    )
+    .filter(col(col::OPENED_AT).lt_eq(col(f::AS_OF)))
+    .with_columns([
+        col(col::SATISFIED)
+            .eq(lit(true))
+            .and(col(col::RESOLVED_AT).lt_eq(col(f::AS_OF)))
+            .fill_null(lit(false))
+            .cast(DataType::Int32)
+            .alias("__sat"),
+        col(col::RESOLVED_AT)
+            .is_null()
+            .or(col(col::RESOLVED_AT).gt(col(f::AS_OF)))
+            .cast(DataType::Int32)
+            .alias("__open"),
+        (days(f::AS_OF) - days(col::OPENED_AT)).alias("__age"),
+    ])
+    .with_columns([col("__age")
+        .lt(lit(183))
+        .cast(DataType::Int32)
+        .alias("__recent")])
+    .group_by([col(f::EVENT)])
+    .agg([
+        len().cast(DataType::Int32).alias(f::COMPLAINTS),
+        col("__sat").sum().alias(f::COMPLAINTS_SATISFIED),
+        col("__open").sum().alias(f::COMPLAINTS_OPEN),
+        col("__recent").sum().alias(f::COMPLAINTS_6M),
+        col("__age").min().alias(f::DAYS_SINCE_COMPLAINT),
+    ]);
+    let referrals = per_event(
+        keyed(Table::Referrals),
+        col::REFERRED_AT,
+        vec![len().cast(DataType::Int32).alias(f::REFERRALS)],
+    );
+    // Referred by someone: the acquisition channel, or a referral naming
+    // the subscriber dated on or before the as-of date.
+    let referred = join(
+        ev.clone(),
+        inputs
+            .get(Table::Referrals)
+            .filter(col(col::REFERRED_ID).is_not_null())
+            .select([
+                col(col::REFERRED_ID).alias(col::SUBSCRIBER_ID),
+                col(col::REFERRED_AT),
+            ]),
+        &[col::SUBSCRIBER_ID],
+        JoinType::Inner,
+    )
+    .filter(col(col::REFERRED_AT).lt_eq(col(f::AS_OF)))
+    .group_by([col(f::EVENT)])
+    .agg([lit(true).first().alias("__named_referred")]);
+
+    let mut x = join(base, billing, &[f::EVENT], JoinType::Left);
+    x = join(x, complaints, &[f::EVENT], JoinType::Left);
+    x = join(x, referrals, &[f::EVENT], JoinType::Left);
+    x = join(x, referred, &[f::EVENT], JoinType::Left);
+    let zero = |c: &str| col(c).fill_null(lit(0)).alias(c);
+    let x = x.with_columns([
+        zero(f::COMPLAINTS),
+        zero(f::COMPLAINTS_SATISFIED),
+        zero(f::COMPLAINTS_OPEN),
+        zero(f::COMPLAINTS_6M),
+        zero(f::REFERRALS),
+        zero(f::BILLED_MONTHS),
+        col(f::LIFETIME_VALUE).fill_null(lit(0.0)),
+        col(f::VALUE_TO_DATE).fill_null(lit(0.0)),
+    ]);
+    let x = x.with_columns([
+        col("__return_plan")
+            .fill_null(col("__plan0"))
+            .alias(f::PLAN),
+        col("__return_fee").fill_null(col("__fee0")).alias(f::FEE),
+        ((days(f::AS_OF) - days(f::LIFETIME_START)).cast(DataType::Float64) / lit(DAYS_PER_MONTH))
+            .alias(f::TENURE_MONTHS),
+        (col(f::REVENUE_LAST3) - col("__revenue_prev3")).alias(f::REVENUE_TREND),
+        (col(f::COMPLAINTS) - col(f::COMPLAINTS_SATISFIED)).alias(f::COMPLAINTS_UNSATISFIED),
+        when(col(f::COMPLAINTS).gt(lit(0)))
+            .then(
+                col(f::COMPLAINTS_SATISFIED).cast(DataType::Float64)
+                    / col(f::COMPLAINTS).cast(DataType::Float64),
+            )
+            .otherwise(lit(NULL).cast(DataType::Float64))
+            .alias(f::SHARE_SATISFIED),
+        col(f::COMPLAINTS).eq(lit(0)).alias(f::NEVER_COMPLAINED),
+        col(f::REFERRALS).gt(lit(0)).alias(f::HAS_REFERRED),
+        col(col::CHANNEL)
+            .eq(lit("referral"))
+            .fill_null(lit(false))
+            .or(col("__named_referred").fill_null(lit(false)))
+            .alias(f::WAS_REFERRED),
+        ((days(f::AS_OF) - days("__last_return")).cast(DataType::Float64) / lit(DAYS_PER_MONTH))
+            .alias(f::MONTHS_SINCE_RETURN),
+    ]);
+    let x = x.with_columns([(col("__revenue_max3") / col(f::FEE)).alias(f::BILL_RATIO_MAX3)]);
+    let mut keep = vec![
+        col(f::EVENT),
+        col(col::SUBSCRIBER_ID),
+        col(f::AS_OF),
+        col(f::LIFETIME_START),
+    ];
+    keep.extend(behaviour_columns(s).into_iter().map(|(n, _, _)| col(n)));
+    // Sums over groups run in parallel, in an order that varies between
+    // runs, so a sum or mean can differ in its last bits from run to run (a
+    // trend that is exactly zero comes out as -3.6e-15 one time in five),
+    // and a tree split or quantile step sitting on such a value would score
+    // the same subscriber differently on a rerun. Money has at most 4
+    // decimals (2 in the bills, 4 with a margin rate), so an exact sum lies
+    // on the 1e-9 grid and its noise (about 1e-11 at the largest values) is
+    // far from the grid's half-way points: rounding to 9 decimals gives the
+    // exact sum every time. Means divide such a rounded sum by a count
+    // ([`exact_mean`]), so they are the same bits every time too.
+    let summed = [
+        f::REVENUE_MEAN,
+        f::MARGIN_MEAN,
+        f::REVENUE_LAST3,
+        f::MARGIN_LAST3,
+        f::REVENUE_TREND,
+        f::LIFETIME_VALUE,
+        f::VALUE_TO_DATE,
+    ];
+    x.select(keep).with_columns(
+        summed
+            .iter()
+            .map(|c| col(*c).round(9, RoundMode::HalfToEven).alias(*c))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The mean of a money column over a group (null when the group has no
+/// value), computed from its sum rounded to the 1e-9 grid: parallel sums
+/// differ between runs in their last bits, and a mean taken from such a sum
+/// could fall either side of a rounding half-way point; a sum on the grid
+/// divided by a count gives the same bits every time.
+fn exact_mean(c: &str) -> Expr {
+    let n = col(c).count();
+    when(n.clone().gt(lit(0)))
+        .then(col(c).sum().round(9, RoundMode::HalfToEven) / n.cast(DataType::Float64))
+        .otherwise(lit(NULL).cast(DataType::Float64))
+}
+
+/// The behavioural features, their encodings and sources, in model order.
+pub(crate) fn behaviour_columns(s: &FeatureSettings) -> Vec<(String, Encoding, Vec<String>)> {
+    use Encoding::*;
+    let v = |n: &str, e: Encoding, src: &[&str]| {
+        (
+            n.to_string(),
+            e,
+            src.iter().map(|x| x.to_string()).collect(),
+        )
+    };
+    let mut out = vec![
+        v(
+            f::TENURE_MONTHS,
+            Numeric,
+            &["subscribers.signup_date", "reactivations.returned_at"],
+        ),
+        v(f::BILLED_MONTHS, Numeric, &["billing.month"]),
+        v(f::REVENUE_MEAN, Numeric, &["billing.revenue"]),
+        v(
+            f::MARGIN_MEAN,
+            Numeric,
+            &["billing.revenue", "billing.cost_to_serve"],
+        ),
+        v(f::REVENUE_LAST3, Numeric, &["billing.revenue"]),
+        v(
+            f::MARGIN_LAST3,
+            Numeric,
+            &["billing.revenue", "billing.cost_to_serve"],
+        ),
+        v(f::REVENUE_TREND, Numeric, &["billing.revenue"]),
+        v(
+            f::BILL_RATIO_MAX3,
+            Numeric,
+            &["billing.revenue", "subscribers.monthly_fee"],
+        ),
+        v(
+            f::LIFETIME_VALUE,
+            Numeric,
+            &["billing.revenue", "billing.cost_to_serve"],
+        ),
+        v(
+            f::VALUE_TO_DATE,
+            Numeric,
+            &["billing.revenue", "billing.cost_to_serve"],
+        ),
+        v(f::PLAN, OneHot, &["subscribers.plan", "reactivations.plan"]),
+        v(
+            f::FEE,
+            Numeric,
+            &["subscribers.monthly_fee", "reactivations.monthly_fee"],
+        ),
+        v(f::COMPLAINTS, Numeric, &["complaints.opened_at"]),
+        v(
+            f::COMPLAINTS_SATISFIED,
+            Numeric,
+            &["complaints.satisfied", "complaints.resolved_at"],
+        ),
+        v(
+            f::COMPLAINTS_UNSATISFIED,
+            Numeric,
+            &["complaints.satisfied", "complaints.resolved_at"],
+        ),
+        v(f::COMPLAINTS_OPEN, Numeric, &["complaints.resolved_at"]),
+        v(f::COMPLAINTS_6M, Numeric, &["complaints.opened_at"]),
+        v(f::SHARE_SATISFIED, Numeric, &["complaints.satisfied"]),
+        v(f::DAYS_SINCE_COMPLAINT, Numeric, &["complaints.opened_at"]),
+        v(f::NEVER_COMPLAINED, Flag, &["complaints.opened_at"]),
+        v(f::REFERRALS, Numeric, &["referrals.referred_at"]),
+        v(f::HAS_REFERRED, Flag, &["referrals.referred_at"]),
+        v(
+            f::WAS_REFERRED,
+            Flag,
+            &["subscribers.channel", "referrals.referred_id"],
+        ),
+        v(f::EARLIER_DEFECTIONS, Numeric, &["churn_events.churned_at"]),
+        v(
+            f::MONTHS_SINCE_RETURN,
+            Numeric,
+            &["reactivations.returned_at"],
+        ),
+        v(f::REGION, OneHot, &["subscribers.region"]),
+        v(f::CHANNEL, OneHot, &["subscribers.channel"]),
+    ];
+    for e in &s.extra_numeric {
+        out.push((e.clone(), Numeric, vec![format!("subscribers.{e}")]));
+    }
+    for e in &s.extra_categorical {
+        out.push((e.clone(), OneHot, vec![format!("subscribers.{e}")]));
+    }
+    out
+}

@@ -1,0 +1,415 @@
+//! `features`: point-in-time features and training labels.
+//!
+//! Every feature is computed for an *event*: a subscriber and an as-of date.
+//! [`behaviour`] joins each input table to the events on the subscriber and
+//! keeps only rows dated on or before the event's as-of date (`month`,
+//! `opened_at`, `referred_at`, `returned_at`, `churned_at`), then aggregates
+//! per event. A resolution or satisfaction counts only once `resolved_at` is
+//! on or before the as-of date. So a feature as of a date reads nothing dated
+//! after it, whatever the table; `tests/features.rs` proves it by altering
+//! every later row and comparing.
+//!
+//! Three kinds of events use the one function:
+//! - lapsed subscribers, as of each defection (one row per churn event);
+//! - active subscribers, as of the run's as-of date;
+//! - churn snapshots, active subscribers as of each snapshot date.
+//!
+//! Labels look only forward from their as-of date and never into the feature
+//! window: an offer's response is a return within `(offered_at, offered_at +
+//! window]`, a snapshot's label is a churn within `(date, date + horizon]`,
+//! a second lifetime runs from the return to the next churn (or the data's
+//! end, censored).
+//!
+//! Files: [`settings`] (`[features]` and its defaults), [`manifest`]
+//! (feature names, the manifest, conforming categories), [`frames`] (the
+//! inputs and shared expressions), [`behaviour`] (point-in-time
+//! aggregates), [`labels`] (events and forward-looking labels); [`build`]
+//! and [`current`] tie them together.
+
+pub mod behaviour;
+pub mod frames;
+pub mod labels;
+pub mod manifest;
+pub mod settings;
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::schema::col;
+
+pub use behaviour::behaviour;
+use behaviour::behaviour_columns;
+use frames::*;
+pub use frames::{DAYS_PER_MONTH, Inputs, data_end, empty_table, epoch_days};
+pub use labels::default_snapshots;
+use labels::*;
+pub use manifest::{Encoding, FeatureSpec, Manifest, OTHER_LEVEL, Unseen, conform_categories, f};
+pub use settings::FeatureSettings;
+
+/// The features stage's outputs.
+pub struct Features {
+    /// One row per churn event, features as of the defection.
+    pub lapsed: DataFrame,
+    /// One row per subscriber active at the as-of date.
+    pub active: DataFrame,
+    /// One row per win-back offer: features of the defection it answers,
+    /// the arm, and whether the subscriber returned within the window.
+    pub offers: DataFrame,
+    /// One row per return: months retained and margin of the second
+    /// lifetime, censoring, and the arm that won the subscriber back.
+    pub second_lifetime: DataFrame,
+    /// Rows of all churn snapshots (handed to the sink one by one).
+    pub snapshot_rows: usize,
+    /// The as-of date used for `active`.
+    pub as_of: NaiveDate,
+    /// Last day covered by the data (end of the latest billed month).
+    pub data_end: NaiveDate,
+    /// Snapshot dates used.
+    pub snapshots: Vec<NaiveDate>,
+    /// Feature manifest (categories seen in the lapsed and snapshot rows).
+    pub manifest: Manifest,
+}
+
+/// Categories seen so far, per one-hot feature.
+pub(crate) type Seen = BTreeMap<String, std::collections::BTreeSet<String>>;
+
+pub(crate) fn see(seen: &mut Seen, df: &DataFrame, names: &[String]) {
+    for name in names {
+        if let Ok(c) = df.column(name)
+            && let Ok(s) = c.str()
+        {
+            let set = seen.entry(name.clone()).or_default();
+            for v in s.iter().flatten() {
+                if !set.contains(v) {
+                    set.insert(v.to_string());
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn one_hot_names(s: &FeatureSettings) -> Vec<String> {
+    let mut v: Vec<String> = behaviour_columns(s)
+        .into_iter()
+        .filter(|(_, e, _)| *e == Encoding::OneHot)
+        .map(|(n, _, _)| n)
+        .collect();
+    v.push(f::LEAVE_REASON.to_string());
+    v
+}
+
+/// The manifest of the features the lapsed rows and snapshots carry.
+pub(crate) fn manifest(s: &FeatureSettings, lapsed: &DataFrame, seen: &Seen) -> Manifest {
+    let mut specs = Vec::new();
+    let mut cols = behaviour_columns(s);
+    cols.push((
+        f::LEAVE_REASON.to_string(),
+        Encoding::OneHot,
+        vec!["churn_events.leave_reason".to_string()],
+    ));
+    for (name, encoding, sources) in cols {
+        let dtype = lapsed
+            .column(&name)
+            .map(|c| c.dtype().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let categories = if encoding == Encoding::OneHot {
+            seen.get(&name)
+                .map(|c| c.iter().cloned().collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        specs.push(FeatureSpec {
+            name,
+            dtype,
+            encoding,
+            sources,
+            categories,
+        });
+    }
+    // Days from the defection to the offer (offers) or to the scoring date
+    // (lapsed subscribers being scored): the return model's timing feature.
+    specs.push(FeatureSpec {
+        name: f::DAYS_SINCE_DEFECTION.to_string(),
+        dtype: DataType::Int32.to_string(),
+        encoding: Encoding::Numeric,
+        sources: vec![
+            "churn_events.churned_at".to_string(),
+            "winback_offers.offered_at".to_string(),
+        ],
+        categories: Vec::new(),
+    });
+    Manifest {
+        version: 1,
+        features: specs,
+        unseen_category_policy: format!(
+            "a category not seen in training, and a null, are encoded as the level `{OTHER_LEVEL}` \
+             (all indicators of the seen categories zero) and counted in the scoring summary"
+        ),
+    }
+}
+
+/// The dates a features run is anchored on, resolved once by the command
+/// (the as-of date from the flag or the config, else the data's end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dates {
+    /// As-of date of the active and lapsed subscribers' features.
+    pub as_of: NaiveDate,
+    /// Last day of the latest billed month ([`data_end`]).
+    pub data_end: NaiveDate,
+}
+
+/// Runs the stage. Each churn snapshot goes to `snapshot_sink` (index,
+/// date, rows) as soon as it is built; the other outputs come back.
+pub fn build(
+    inputs: &Inputs,
+    s: &FeatureSettings,
+    dates: Dates,
+    snapshot_sink: &mut dyn FnMut(usize, NaiveDate, &mut DataFrame) -> Result<()>,
+) -> Result<Features> {
+    let step = |name: &str| tracing::debug!(step = name, "features");
+    let Dates {
+        as_of,
+        data_end: end,
+    } = dates;
+    let lapsed = collect(lapsed(inputs, s), "lapsed subscribers")?;
+    step("lapsed");
+    let active = {
+        let events = active_at(inputs, as_of)
+            .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+            .with_row_index(f::EVENT, None);
+        collect(
+            behaviour(inputs, events, s).drop(cols([f::EVENT])),
+            "active subscribers",
+        )?
+    };
+    step("active");
+    let offers = offers(inputs, &lapsed, s, end)?;
+    step("offers");
+    let second_lifetime = second_lifetimes(inputs, &lapsed, s, end)?;
+    step("second lifetimes");
+    let snapshots = if s.snapshots.is_empty() {
+        default_snapshots(
+            end,
+            s.churn_horizon_days,
+            s.snapshot_every_months,
+            s.snapshot_count,
+        )
+    } else {
+        s.snapshots.clone()
+    };
+    // One snapshot at a time, handed to the caller as soon as it is built,
+    // so that memory holds one snapshot's rows, whatever their number.
+    let names = one_hot_names(s);
+    let mut seen = Seen::new();
+    see(&mut seen, &lapsed, &names);
+    let mut snapshot_rows = 0;
+    for (i, d) in snapshots.iter().enumerate() {
+        let mut df = churn_snapshot(inputs, *d, i as u32, s, end)?;
+        see(&mut seen, &df, &names);
+        snapshot_rows += df.height();
+        snapshot_sink(i, *d, &mut df)?;
+    }
+    step("snapshots");
+    let manifest = manifest(s, &lapsed, &seen);
+    // Rows in a stable order: the streaming engine does not keep one, and
+    // the models' seeded splits and subsamples go by row position.
+    let order = |df: DataFrame, by: &[&str], what: &str| -> Result<DataFrame> {
+        df.sort(by.to_vec(), SortMultipleOptions::default())
+            .map_err(Error::polars(format!("features: order of {what}")))
+    };
+    let lapsed = order(
+        lapsed
+            .drop(f::EVENT)
+            .map_err(Error::polars("features: lapsed"))?,
+        &[col::SUBSCRIBER_ID, col::CHURNED_AT],
+        "lapsed",
+    )?;
+    let active = order(active, &[col::SUBSCRIBER_ID], "active")?;
+    let offers = order(
+        offers
+            .drop(f::EVENT)
+            .map_err(Error::polars("features: offers"))?,
+        &[col::SUBSCRIBER_ID, col::OFFERED_AT],
+        "offers",
+    )?;
+    let second_lifetime = order(
+        second_lifetime,
+        &[col::SUBSCRIBER_ID, col::RETURNED_AT],
+        "second lifetimes",
+    )?;
+    Ok(Features {
+        lapsed,
+        active,
+        offers,
+        second_lifetime,
+        snapshot_rows,
+        as_of,
+        data_end: end,
+        snapshots,
+        manifest,
+    })
+}
+
+/// Features as of one date, for scoring: the subscribers active then, and
+/// those lapsed then (their latest defection on or before the date, not
+/// followed by a return by then), each with features as of that defection
+/// and `days_since_defection` at the date.
+pub struct Current {
+    /// Lapsed subscribers.
+    pub lapsed: DataFrame,
+    /// Active subscribers.
+    pub active: DataFrame,
+    /// The date.
+    pub as_of: NaiveDate,
+    /// Last day covered by the data.
+    pub data_end: NaiveDate,
+    /// Manifest of the features (categories seen in these rows).
+    pub manifest: Manifest,
+}
+
+/// Builds [`Current`] as of `dates.as_of`; no labels,
+/// no snapshots.
+pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Current> {
+    let Dates {
+        as_of,
+        data_end: end,
+    } = dates;
+    let active_ids = active_at(inputs, as_of);
+    let active = {
+        let events = active_ids
+            .clone()
+            .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+            .with_row_index(f::EVENT, None);
+        collect(
+            behaviour(inputs, events, s).drop(cols([f::EVENT])),
+            "active subscribers",
+        )?
+    };
+    let events = defection_events(inputs)
+        .filter(col(f::AS_OF).lt_eq(date_lit(as_of)))
+        .group_by([col(col::SUBSCRIBER_ID)])
+        .agg([
+            col(f::AS_OF).max(),
+            col(col::LEAVE_REASON)
+                .sort_by([col(f::AS_OF)], SortMultipleOptions::default())
+                .last(),
+        ]);
+    let events = join(
+        events,
+        active_ids.select([col(col::SUBSCRIBER_ID)]),
+        &[col::SUBSCRIBER_ID],
+        JoinType::Anti,
+    )
+    .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+    .with_row_index(f::EVENT, None);
+    let reasons = events
+        .clone()
+        .select([col(f::EVENT), col(col::LEAVE_REASON)]);
+    let lapsed = join(
+        behaviour(inputs, events, s),
+        reasons,
+        &[f::EVENT],
+        JoinType::Left,
+    )
+    .sort([f::EVENT], SortMultipleOptions::default())
+    .drop(cols([f::EVENT]))
+    .rename([f::AS_OF], [col::CHURNED_AT], true)
+    .with_column(
+        (lit(epoch_days(as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
+            .alias(f::DAYS_SINCE_DEFECTION),
+    );
+    // The lapsed rows are in event order, which is subscriber order; the
+    // active ones come in the streaming engine's order.
+    let lapsed = collect(lapsed, "lapsed subscribers")?;
+    let active = active
+        .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+        .map_err(Error::polars("active subscribers: order"))?;
+    let mut seen = Seen::new();
+    let names = one_hot_names(s);
+    see(&mut seen, &lapsed, &names);
+    see(&mut seen, &active, &names);
+    let manifest = manifest(s, &lapsed, &seen);
+    Ok(Current {
+        lapsed,
+        active,
+        as_of,
+        data_end: end,
+        manifest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            version: 1,
+            features: vec![
+                FeatureSpec {
+                    name: "plan".into(),
+                    dtype: "str".into(),
+                    encoding: Encoding::OneHot,
+                    sources: vec!["subscribers.plan".into()],
+                    categories: vec!["basic".into(), "premium".into()],
+                },
+                FeatureSpec {
+                    name: "tenure_months".into(),
+                    dtype: "f64".into(),
+                    encoding: Encoding::Numeric,
+                    sources: vec![],
+                    categories: vec![],
+                },
+            ],
+            unseen_category_policy: String::new(),
+        }
+    }
+
+    #[test]
+    fn unseen_categories_and_nulls_become_other_and_are_counted() {
+        let df = DataFrame::new(
+            4,
+            vec![
+                Column::new(
+                    "plan".into(),
+                    [Some("basic"), Some("gold"), None, Some("premium")],
+                ),
+                Column::new("tenure_months".into(), [1.0, 2.0, 3.0, 4.0]),
+            ],
+        )
+        .unwrap();
+        let (out, unseen) = conform_categories(&df, &manifest()).unwrap();
+        let plan: Vec<Option<&str>> = out.column("plan").unwrap().str().unwrap().iter().collect();
+        assert_eq!(
+            plan,
+            [Some("basic"), Some("other"), Some("other"), Some("premium")]
+        );
+        assert_eq!(unseen, [("plan".to_string(), 2)]);
+        assert!(
+            out.column("tenure_months")
+                .unwrap()
+                .equals(df.column("tenure_months").unwrap())
+        );
+    }
+
+    #[test]
+    fn a_missing_feature_column_is_an_error() {
+        let df = DataFrame::new(1, vec![Column::new("tenure_months".into(), [1.0])]).unwrap();
+        let err = conform_categories(&df, &manifest())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plan"), "{err}");
+    }
+
+    #[test]
+    fn default_snapshots_end_at_the_last_observed_month_start() {
+        let end = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+        let d = default_snapshots(end, 90, 3, 4);
+        let s: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(s, ["2025-01-01", "2025-04-01", "2025-07-01", "2025-10-01"]);
+    }
+}

@@ -1,0 +1,289 @@
+//! The decision: the default arm, the guarded per-subscriber choice, the
+//! budgeted allocation, the hold-out key, and the off-policy evaluation of
+//! policies on the held-out randomised offers.
+
+use polars::prelude::*;
+use winback_models::allocate::{self, Allocation, Limits};
+use winback_models::economics::{Arm, Economics};
+use winback_models::offers::Outcome;
+use winback_models::policy_value::{PolicyValue, off_policy};
+
+use crate::error::{Error, Result};
+use crate::schema::col;
+use crate::stages::features::{epoch_days, f};
+
+use super::arms::{BLOCK, Models, arm_indices, point, simulator};
+use super::settings::SimulateSettings;
+
+/// A stable number in [0, 1) for a subscriber in a campaign (FNV-1a of
+/// the campaign name, a separator and the id).
+pub fn holdout_key(campaign: &str, id: &str) -> f64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in campaign.bytes().chain([0x1f]).chain(id.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    // Final avalanche (splitmix64) so nearby ids spread evenly.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58476d1ce4e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d049bb133111eb);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The default action: the allowed arm of highest total expected profit,
+/// or control (no offer) when none beats it.
+pub fn default_arm(point: &[Vec<Outcome>], allowed: &[usize]) -> usize {
+    let total = |a: usize| point[a].iter().map(|o| o.profit).sum::<f64>();
+    let control = total(0);
+    allowed
+        .iter()
+        .map(|&a| (a, total(a)))
+        .filter(|(_, t)| *t > control)
+        .max_by(|x, y| x.1.total_cmp(&y.1).then(y.0.cmp(&x.0)))
+        .map(|(a, _)| a)
+        .unwrap_or(0)
+}
+
+/// Each row's action (an arm, `None` for no offer): the default unless
+/// another action (an allowed arm or no offer) has a higher expected
+/// profit and beats the default in at least `switch_confidence` of the
+/// decision replicates. Estimated per-subscriber differences between
+/// near-equal arms are mostly noise; acting on them loses money.
+pub fn guarded_choice(
+    df: &DataFrame,
+    point: &[Vec<Outcome>],
+    allowed: &[usize],
+    default: usize,
+    m: &Models<'_>,
+    economics: &Economics,
+    s: &SimulateSettings,
+) -> Result<Vec<Option<usize>>> {
+    let n = df.height();
+    let mut candidates: Vec<usize> = allowed.to_vec();
+    candidates.push(0);
+    let best: Vec<usize> = (0..n)
+        .map(|i| {
+            candidates
+                .iter()
+                .copied()
+                .max_by(|x, y| {
+                    point[*x][i]
+                        .profit
+                        .total_cmp(&point[*y][i].profit)
+                        .then(y.cmp(x))
+                })
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut choice: Vec<usize> = vec![default; n];
+    // Only the rows whose best action is not the default need replicates.
+    let deviating: Vec<usize> = (0..n).filter(|i| best[*i] != default).collect();
+    for chunk in deviating.chunks(BLOCK) {
+        let rates = if s.decision_replicates == 0 {
+            Vec::new()
+        } else {
+            let idx = IdxCa::from_vec("i".into(), chunk.iter().map(|i| *i as IdxSize).collect());
+            let part = df
+                .take(&idx)
+                .map_err(Error::polars("simulate: decision rows"))?;
+            simulator(&part, m, economics)?.win_rates(default, s.decision_replicates, s.seed)
+        };
+        for (r, &i) in chunk.iter().enumerate() {
+            let b = best[i];
+            if rates.get(r).is_none_or(|x| x[b] >= s.switch_confidence) {
+                choice[i] = b;
+            }
+        }
+    }
+    Ok(choice.into_iter().map(|a| (a != 0).then_some(a)).collect())
+}
+
+/// The allocation under the budget: a multiple-choice knapsack over the
+/// allowed arms, with incremental profit over control as gain and contact
+/// plus expected offer cost as spend. The guarded choice (`choice`) stands
+/// for what the models are sure of: another arm counts as at most as good
+/// as it (it can still fill in where the chosen arm is over capacity or
+/// too dear), and a guarded arm whose point gain is not positive counts as
+/// barely profitable (the subscriber is dropped only when the models are
+/// sure no offer pays). Without limits the allocation is the guarded
+/// choice. The returned total is the point estimate of the incremental
+/// profit of the allocation.
+pub fn allocate(
+    point: &[Vec<Outcome>],
+    allowed: &[usize],
+    choice: &[Option<usize>],
+    s: &SimulateSettings,
+    economics: &Economics,
+) -> Allocation {
+    const TINY: f64 = 1e-9;
+    let n = point[0].len();
+    let k = allowed.len();
+    let point_gain = |a: usize, i: usize| point[a][i].profit - point[0][i].profit;
+    let mut gain = vec![0.0; n * k];
+    let mut spend = vec![0.0; n * k];
+    for i in 0..n {
+        let g = choice[i].map(|c| point_gain(c, i).max(TINY)).unwrap_or(0.0);
+        for (j, &a) in allowed.iter().enumerate() {
+            gain[i * k + j] = if choice[i] == Some(a) {
+                g
+            } else {
+                point_gain(a, i).min(g - TINY)
+            };
+            let o = &point[a][i];
+            spend[i * k + j] = economics.contact_cost + o.p_return * o.offer_cost;
+        }
+    }
+    let limits = Limits {
+        max_contacts: s.max_contacts.map(|v| v as f64),
+        max_spend: s.max_spend,
+        arm_capacity: allowed
+            .iter()
+            .map(|a| s.arm_capacity.get(Arm::ALL[*a].name()).map(|v| *v as f64))
+            .collect(),
+    };
+    let mut a = allocate::allocate(&allocate::Problem {
+        arms: k,
+        gain: &gain,
+        spend: &spend,
+        limits: &limits,
+    });
+    // Back to indices in Arm::ALL, and the point estimates' total.
+    for c in a.choice.iter_mut() {
+        *c = c.map(|j| allowed[j]);
+    }
+    let total: f64 = a
+        .choice
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.map(|x| point_gain(x, i)))
+        .sum();
+    a.bound += total - a.total;
+    a.total = total;
+    a
+}
+
+/// Off-policy evaluation of the recommended policy, every uniform arm and
+/// no offer on the offers of `history` from the return model's holdout on
+/// whose response window is observed.
+pub fn evaluate_policies(
+    history: &DataFrame,
+    models: &Models<'_>,
+    allowed: &[usize],
+    default: usize,
+    economics: &Economics,
+    s: &SimulateSettings,
+) -> Result<Vec<PolicyValue>> {
+    let from = models.ret.provenance.holdout_from;
+    let offers = history
+        .clone()
+        .lazy()
+        .filter(
+            col(f::WINDOW_OBSERVED).and(
+                col(col::OFFERED_AT)
+                    .cast(DataType::Int32)
+                    .gt_eq(lit(epoch_days(from))),
+            ),
+        )
+        .collect()
+        .map_err(Error::polars("simulate: held-out offers"))?;
+    if offers.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let point = point(&offers, models, economics)?;
+    let logged: Vec<usize> = arm_indices(&offers, col::ARM)?
+        .into_iter()
+        .map(|a| a.unwrap_or(0))
+        .collect();
+    let propensity: Vec<f64> = offers
+        .column(col::PROPENSITY)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .and_then(|c| c.f64().cloned())
+        .map_err(Error::polars("simulate: propensity"))?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect();
+    let returned: Vec<bool> = offers
+        .column(f::RETURNED)
+        .and_then(|c| c.bool().cloned())
+        .map_err(Error::polars("simulate: returned"))?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect();
+    // Realised reward: the observed return times the models' net value of
+    // a second lifetime under the logged arm, less the contact.
+    let reward: Vec<f64> = (0..offers.height())
+        .map(|i| {
+            let a = logged[i];
+            let o = &point[a][i];
+            let contact = if a == 0 { 0.0 } else { economics.contact_cost };
+            if returned[i] {
+                o.value - o.offer_cost - contact
+            } else {
+                -contact
+            }
+        })
+        .collect();
+    let q: Vec<Vec<f64>> = point
+        .iter()
+        .map(|arm| arm.iter().map(|o| o.profit).collect())
+        .collect();
+    let level = s.interval;
+    let recommended: Vec<usize> =
+        guarded_choice(&offers, &point, allowed, default, models, economics, s)?
+            .into_iter()
+            .map(|a| a.unwrap_or(0))
+            .collect();
+    let mut out = vec![off_policy(
+        "recommended",
+        &recommended,
+        &logged,
+        &propensity,
+        &reward,
+        &q,
+        level,
+    )];
+    for (a, arm) in Arm::ALL.iter().enumerate() {
+        let name = if a == 0 {
+            "no offer".to_string()
+        } else {
+            format!("all {}", arm.name())
+        };
+        out.push(off_policy(
+            &name,
+            &vec![a; offers.height()],
+            &logged,
+            &propensity,
+            &reward,
+            &q,
+            level,
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holdout_keys_are_stable_uniform_and_campaign_specific() {
+        let keys: Vec<f64> = (0..20_000)
+            .map(|i| holdout_key("c1", &format!("S{i:08}")))
+            .collect();
+        let share = keys.iter().filter(|k| **k < 0.05).count() as f64 / keys.len() as f64;
+        assert!((share - 0.05).abs() < 0.006, "{share}");
+        assert_eq!(
+            holdout_key("c1", "S00000001"),
+            holdout_key("c1", "S00000001")
+        );
+        let other = (0..20_000)
+            .filter(|i| {
+                let id = format!("S{i:08}");
+                (holdout_key("c1", &id) < 0.05) == (holdout_key("c2", &id) < 0.05)
+            })
+            .count();
+        assert!(other < 20_000, "another campaign draws another hold-out");
+    }
+}

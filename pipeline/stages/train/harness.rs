@@ -1,0 +1,570 @@
+//! The harness every model is fitted through: splits in time (training
+//! labels that end before the holdout begins), matrices from frames, the
+//! candidate learners side by side with cross-validated logistic steps and
+//! penalties, holdout evaluation, the stored model's record, and the refit.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use ndarray::Array2;
+use polars::prelude::*;
+use winback_models::boosted::{BoostedModel, BoostedParams, row_key};
+use winback_models::learner::Learner;
+use winback_models::logistic::{LogisticModel, choose_alpha};
+use winback_models::metrics;
+use winback_models::survival;
+
+use crate::error::{Error, Result};
+use crate::stages::features::{Manifest, epoch_days};
+
+use crate::artifact::design::{Design, DesignColumn};
+use crate::artifact::evaluation::{Candidate, Effect, Evaluation, StepScore};
+use crate::artifact::layout::{Layout, to_array};
+use crate::artifact::{FORMAT_VERSION, Model, ModelKind, Provenance};
+
+use super::settings::{LearnerChoice, TrainSettings};
+
+pub(crate) fn metric_error(e: metrics::MetricError) -> Error {
+    Error::Fit {
+        model: "evaluation".into(),
+        message: e.to_string(),
+    }
+}
+
+/// Evaluates predictions against outcomes.
+pub fn evaluate(p: &[f64], y: &[bool]) -> Result<Evaluation> {
+    let (calibration, ece) = metrics::calibration(p, y, 10).map_err(metric_error)?;
+    Ok(Evaluation {
+        rows: p.len(),
+        observed_rate: y.iter().filter(|v| **v).count() as f64 / y.len().max(1) as f64,
+        mean_predicted: p.iter().sum::<f64>() / p.len().max(1) as f64,
+        roc_auc: metrics::roc_auc(p, y).map_err(metric_error)?,
+        pr_auc: metrics::pr_auc(p, y).map_err(metric_error)?,
+        log_loss: metrics::log_loss(p, y).map_err(metric_error)?,
+        brier: metrics::brier(p, y).map_err(metric_error)?,
+        ece,
+        calibration,
+        gains: metrics::gains(p, y).map_err(metric_error)?,
+    })
+}
+
+/// How rows of a frame become (matrix rows, labels) for one model.
+pub(crate) enum Rows<'a> {
+    /// One row per frame row, the label a boolean column.
+    Plain { label: &'a str },
+    /// Subscriber-months of durations (hazard models).
+    Months {
+        duration: &'a str,
+        censored: &'a str,
+        max_months: u32,
+    },
+}
+
+pub(crate) fn bool_column(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
+    Ok(df
+        .column(name)
+        .and_then(|c| c.bool().cloned())
+        .map_err(Error::polars(format!("model: column {name}")))?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect())
+}
+
+pub(crate) fn f64_column(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
+    Ok(df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .map_err(Error::polars(format!("model: column {name}")))?
+        .f64()
+        .map_err(Error::polars(format!("model: column {name}")))?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
+}
+
+impl Rows<'_> {
+    fn build(&self, layout: &Layout, df: &DataFrame) -> Result<(Array2<f64>, Vec<bool>)> {
+        let (base, _) = layout.base(df, None)?;
+        let kb = layout.base_width();
+        match self {
+            Rows::Plain { label } => Ok((to_array(base, kb)?, bool_column(df, label)?)),
+            Rows::Months {
+                duration,
+                censored,
+                max_months,
+            } => {
+                let d = f64_column(df, duration)?;
+                let c = bool_column(df, censored)?;
+                let k = kb + layout.bands.len().saturating_sub(1);
+                let mut x = Vec::new();
+                let mut y = Vec::new();
+                for i in 0..df.height() {
+                    for (t, e) in survival::person_months(d[i], c[i], *max_months) {
+                        x.extend_from_slice(&base[i * kb..(i + 1) * kb]);
+                        x.extend(layout.band_row(t));
+                        y.push(e);
+                    }
+                }
+                Ok((to_array(x, k)?, y))
+            }
+        }
+    }
+}
+
+/// A fitted binary model with its selection record.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The kept learner's layout.
+    pub layout: Layout,
+    /// The kept learner.
+    pub learner: Learner,
+    /// Which learner was kept.
+    pub chosen: String,
+    /// Every candidate's holdout evaluation.
+    pub candidates: Vec<Candidate>,
+    /// Cross-validation of the logistic candidates.
+    pub steps: Vec<StepScore>,
+    /// The kept learner's holdout evaluation.
+    pub holdout: Evaluation,
+    /// Terms of the logistic candidate and the trees' importances.
+    pub effects: Vec<Effect>,
+    /// Training rows (matrix rows) and their positives.
+    pub training_rows: usize,
+    /// Positives among them.
+    pub training_positives: usize,
+    /// Fingerprint of the training matrix and labels.
+    pub fingerprint: String,
+}
+
+/// What a model is fitted on: its frames, features and matrix template.
+pub struct Problem<'a> {
+    /// Model name, for messages.
+    pub name: &'a str,
+    /// Feature manifest.
+    pub manifest: &'a Manifest,
+    /// Features used.
+    pub features: Vec<String>,
+    /// Training rows.
+    pub train: DataFrame,
+    /// Holdout rows.
+    pub test: DataFrame,
+    /// Arm column and arms (empty: none).
+    pub arm_column: String,
+    /// Arms with columns.
+    pub arms: Vec<String>,
+    /// Features interacted with each arm.
+    pub interact: Vec<String>,
+    /// Month bands (hazards).
+    pub bands: Vec<u32>,
+}
+
+/// FNV-1a over the bits of a matrix and its labels (hex).
+pub(crate) fn fingerprint(x: &Array2<f64>, y: &[bool]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut eat = |b: &[u8]| {
+        for v in b {
+            h ^= u64::from(*v);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    };
+    eat(&(x.nrows() as u64).to_le_bytes());
+    eat(&(x.ncols() as u64).to_le_bytes());
+    for v in x.iter() {
+        eat(&v.to_bits().to_le_bytes());
+    }
+    for v in y {
+        eat(&[u8::from(*v)]);
+    }
+    format!("{h:016x}")
+}
+
+pub(crate) fn layout_for(p: &Problem<'_>, bins: usize) -> Result<Layout> {
+    let names: Vec<&str> = p.features.iter().map(String::as_str).collect();
+    let design = Design::fit_binned(p.manifest, &p.train, &names, bins)?;
+    let interact = design
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            let feature = match c {
+                DesignColumn::Level { feature, .. } | DesignColumn::Flag { feature } => feature,
+                DesignColumn::Numeric { feature, .. } => feature,
+                _ => return false,
+            };
+            p.interact.contains(feature)
+        })
+        .map(|(j, _)| j)
+        .collect();
+    Ok(Layout {
+        design,
+        arm_column: p.arm_column.clone(),
+        arms: p.arms.clone(),
+        interact,
+        bands: p.bands.clone(),
+    })
+}
+
+/// Seeded subsample of at most `max` row indices.
+pub(crate) fn subsample(n: usize, max: usize, seed: u64) -> Vec<usize> {
+    if n <= max {
+        return (0..n).collect();
+    }
+    let mut keyed: Vec<(u64, usize)> = (0..n).map(|i| (row_key(seed, i), i)).collect();
+    keyed.select_nth_unstable(max - 1);
+    let mut rows: Vec<usize> = keyed[..max].iter().map(|(_, i)| *i).collect();
+    rows.sort_unstable();
+    rows
+}
+
+/// Fits the candidate learners of `problem` and keeps one (see the module
+/// documentation).
+pub(crate) fn fit_binary(
+    problem: &Problem<'_>,
+    rows: &Rows<'_>,
+    s: &TrainSettings,
+) -> Result<Fitted> {
+    let fit_err = |e: winback_models::error::FitError| Error::Fit {
+        model: problem.name.to_string(),
+        message: e.to_string(),
+    };
+    let mut candidates = Vec::new();
+    let mut steps = Vec::new();
+    let mut kept: Vec<(Layout, Learner, Evaluation)> = Vec::new();
+    let mut effects: Vec<Effect> = Vec::new();
+    let mut training = (0, 0, String::new());
+    if s.learner != LearnerChoice::Boosted {
+        let mut best: Option<(f64, Layout, f64, usize)> = None;
+        for &bins in &s.step_bins {
+            let layout = layout_for(problem, bins)?;
+            let (x, y) = rows.build(&layout, &problem.train)?;
+            let sub = subsample(x.nrows(), s.cv_max_rows, s.seed);
+            let xs = x.select(ndarray::Axis(0), &sub);
+            let ys: Vec<bool> = sub.iter().map(|i| y[*i]).collect();
+            let (alpha, scores) =
+                choose_alpha(xs.view(), &ys, &layout.names(), &s.alphas, s.folds, s.seed)
+                    .map_err(fit_err)?;
+            let loss = scores
+                .iter()
+                .find(|a| a.alpha == alpha)
+                .map(|a| a.mean_log_loss)
+                .unwrap_or(f64::INFINITY);
+            tracing::info!(
+                model = problem.name,
+                bins,
+                alpha,
+                cv_log_loss = loss,
+                "logistic candidate"
+            );
+            steps.push(StepScore {
+                step_bins: bins,
+                alpha,
+                cv_log_loss: loss,
+                alphas: scores,
+            });
+            if best.as_ref().is_none_or(|(l, _, _, _)| loss < *l) {
+                best = Some((loss, layout, alpha, bins));
+            }
+        }
+        let (_, layout, alpha, bins) = best.ok_or_else(|| Error::Setting {
+            key: "train.step_bins".into(),
+            message: "no candidate step counts".into(),
+        })?;
+        let (x, y) = rows.build(&layout, &problem.train)?;
+        training = (
+            x.nrows(),
+            y.iter().filter(|v| **v).count(),
+            fingerprint(&x, &y),
+        );
+        let model = LogisticModel::fit(x.view(), &y, &layout.names(), alpha)
+            .and_then(|m| m.with_covariance(x.view()))
+            .map_err(fit_err)?;
+        let (xv, yv) = rows.build(&layout, &problem.test)?;
+        let holdout = evaluate(&model.predict(xv.view()).map_err(fit_err)?, &yv)?;
+        let (_, raw) = model.raw_coefficients();
+        effects = layout
+            .names()
+            .into_iter()
+            .zip(raw)
+            .zip(&model.coefficients)
+            .map(|((term, b), sd)| Effect {
+                term,
+                coefficient: Some(b),
+                odds_ratio: Some(b.exp()),
+                per_sd: Some(*sd),
+                importance: None,
+            })
+            .collect();
+        candidates.push(Candidate {
+            learner: "logistic".into(),
+            hyper_parameters: BTreeMap::from([
+                ("step_bins".to_string(), bins as f64),
+                ("alpha".to_string(), alpha),
+            ]),
+            holdout: holdout.clone(),
+        });
+        kept.push((layout, Learner::Logistic(model), holdout));
+    }
+    if s.learner != LearnerChoice::Logistic {
+        let layout = layout_for(problem, 0)?;
+        let (x, y) = rows.build(&layout, &problem.train)?;
+        if training.0 == 0 {
+            training = (
+                x.nrows(),
+                y.iter().filter(|v| **v).count(),
+                fingerprint(&x, &y),
+            );
+        }
+        let params = BoostedParams {
+            seed: s.seed,
+            ..s.boosted
+        };
+        let model = BoostedModel::fit(
+            x.view(),
+            &y,
+            &layout.names(),
+            params.check().map_err(fit_err)?,
+        )
+        .map_err(fit_err)?;
+        let (xv, yv) = rows.build(&layout, &problem.test)?;
+        let holdout = evaluate(&model.predict(xv.view()).map_err(fit_err)?, &yv)?;
+        tracing::info!(
+            model = problem.name,
+            trees = model.trees,
+            log_loss = holdout.log_loss,
+            "boosted candidate"
+        );
+        let total: f64 = model.importance.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+        for (name, g) in model.names.iter().zip(&model.importance) {
+            let share = g / total;
+            match effects.iter_mut().find(|e| e.term == *name) {
+                Some(e) => e.importance = Some(share),
+                None => effects.push(Effect {
+                    term: name.clone(),
+                    coefficient: None,
+                    odds_ratio: None,
+                    per_sd: None,
+                    importance: Some(share),
+                }),
+            }
+        }
+        candidates.push(Candidate {
+            learner: "boosted".into(),
+            hyper_parameters: BTreeMap::from([
+                ("trees".to_string(), model.trees as f64),
+                ("learning_rate".to_string(), model.params.learning_rate),
+                ("max_depth".to_string(), model.params.max_depth as f64),
+            ]),
+            holdout: holdout.clone(),
+        });
+        kept.push((layout, Learner::Boosted(Box::new(model)), holdout));
+    }
+    let best = (0..kept.len())
+        .min_by(|a, b| kept[*a].2.log_loss.total_cmp(&kept[*b].2.log_loss))
+        .expect("at least one learner");
+    let (layout, learner, holdout) = kept.swap_remove(best);
+    let chosen = match learner {
+        Learner::Logistic(_) => "logistic",
+        Learner::Boosted(_) => "boosted",
+    }
+    .to_string();
+    Ok(Fitted {
+        layout,
+        learner,
+        chosen,
+        candidates,
+        steps,
+        holdout,
+        effects,
+        training_rows: training.0,
+        training_positives: training.1,
+        fingerprint: training.2,
+    })
+}
+
+/// The features of `manifest` that are columns of `df` (or the named ones,
+/// which must be), except those in `exclude`.
+pub(crate) fn choose_features(
+    manifest: &Manifest,
+    df: &DataFrame,
+    named: &[String],
+    exclude: &[&str],
+    key: &str,
+) -> Result<Vec<String>> {
+    if !named.is_empty() {
+        let missing: Vec<&String> = named
+            .iter()
+            .filter(|n| {
+                !manifest.features.iter().any(|f| &f.name == *n) || df.column(n.as_str()).is_err()
+            })
+            .collect();
+        if !missing.is_empty() {
+            let valid: Vec<&str> = manifest.features.iter().map(|f| f.name.as_str()).collect();
+            return Err(Error::Setting {
+                key: key.into(),
+                message: format!(
+                    "not a feature of this model's rows: {}; features: {}",
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    valid.join(", ")
+                ),
+            });
+        }
+        return Ok(named.to_vec());
+    }
+    Ok(manifest
+        .features
+        .iter()
+        .filter(|f| df.column(&f.name).is_ok() && !exclude.contains(&f.name.as_str()))
+        .map(|f| f.name.clone())
+        .collect())
+}
+
+pub(crate) fn date_lit(d: NaiveDate) -> Expr {
+    lit(epoch_days(d)).cast(DataType::Date)
+}
+
+pub(crate) fn first_date(df: &DataFrame, column: &str) -> Option<NaiveDate> {
+    let c = df.column(column).ok()?.cast(&DataType::Int32).ok()?;
+    let v = c.i32().ok()?.get(0)?;
+    NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(v.into()))
+}
+
+/// Rows sorted by `date`; the latest `share` of them (from the first date
+/// at the cut on) are the holdout; training keeps rows whose label window
+/// (`date + window_days`) ends by the holdout's first date.
+pub(crate) fn time_split(
+    df: &DataFrame,
+    date: &str,
+    window_days: i64,
+    share: f64,
+    name: &str,
+) -> Result<(DataFrame, DataFrame, NaiveDate)> {
+    let sorted = df
+        .sort(
+            [date],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .map_err(Error::polars(format!("{name}: sort")))?;
+    let n = sorted.height();
+    let cut = ((n as f64) * (1.0 - share)).round() as usize;
+    if cut < 100 || n.saturating_sub(cut) < 50 {
+        return Err(Error::Fit {
+            model: name.into(),
+            message: format!(
+                "{n} rows: too few to fit and hold out {:.0}%",
+                share * 100.0
+            ),
+        });
+    }
+    let from = first_date(&sorted.slice(cut as i64, 1), date).ok_or_else(|| Error::Fit {
+        model: name.into(),
+        message: format!("no `{date}` at the holdout cut"),
+    })?;
+    let train = sorted
+        .clone()
+        .lazy()
+        .filter(
+            (col(date).cast(DataType::Int32) + lit(window_days as i32))
+                .lt_eq(lit(epoch_days(from))),
+        )
+        .collect()
+        .map_err(Error::polars(format!("{name}: training rows")))?;
+    let test = sorted
+        .lazy()
+        .filter(col(date).gt_eq(date_lit(from)))
+        .collect()
+        .map_err(Error::polars(format!("{name}: holdout rows")))?;
+    Ok((train, test, from))
+}
+
+/// [`time_split`] of the rows whose label is observed (`observed` true).
+pub(crate) fn observed_split(
+    df: &DataFrame,
+    observed: &str,
+    date: &str,
+    window_days: u32,
+    share: f64,
+    name: &str,
+) -> Result<(DataFrame, DataFrame, NaiveDate)> {
+    let rows = df
+        .clone()
+        .lazy()
+        .filter(col(observed))
+        .collect()
+        .map_err(Error::polars(format!(
+            "{name} model: rows with an observed label"
+        )))?;
+    time_split(&rows, date, window_days as i64, share, name)
+}
+
+/// Refits the artifact's learner on `df` with the same layout, learner
+/// and hyper-parameters, and records the rows in its provenance.
+pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Result<()> {
+    let (x, y) = rows.build(&model.layout, df)?;
+    let names = model.layout.names();
+    let kind = model.model;
+    let fit_err = |e: winback_models::error::FitError| Error::Fit {
+        model: kind.name().into(),
+        message: e.to_string(),
+    };
+    model.learner = match &model.learner {
+        Learner::Logistic(m) => Learner::Logistic(
+            LogisticModel::fit(x.view(), &y, &names, m.alpha)
+                .and_then(|r| r.with_covariance(x.view()))
+                .map_err(fit_err)?,
+        ),
+        Learner::Boosted(m) => Learner::Boosted(Box::new(
+            BoostedModel::fit(x.view(), &y, &names, m.params.check().map_err(fit_err)?)
+                .map_err(fit_err)?,
+        )),
+    };
+    model.provenance.refit_rows = Some(x.nrows());
+    Ok(())
+}
+
+/// Who trained a model and when: the inputs of its [`Provenance`] that are
+/// not facts of the fit (the command reads the clock and hashes the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    /// Hash of the config file.
+    pub config_hash: String,
+    /// When (UTC, RFC 3339).
+    pub trained_at: String,
+}
+
+/// The stored model of a fit: its kind, label, record and provenance.
+pub(crate) fn stored(
+    kind: ModelKind,
+    label: &str,
+    fitted: Fitted,
+    holdout_from: NaiveDate,
+    stamp: &Stamp,
+    s: &TrainSettings,
+) -> Model {
+    Model {
+        model: kind,
+        label: label.into(),
+        provenance: Provenance {
+            format_version: FORMAT_VERSION,
+            code_version: env!("CARGO_PKG_VERSION").into(),
+            trained_at: stamp.trained_at.clone(),
+            config_hash: stamp.config_hash.clone(),
+            data_fingerprint: fitted.fingerprint,
+            training_rows: fitted.training_rows,
+            training_positives: fitted.training_positives,
+            holdout_from,
+            refit_rows: None,
+            settings: s.clone(),
+        },
+        layout: fitted.layout,
+        learner: fitted.learner,
+        chosen: fitted.chosen,
+        candidates: fitted.candidates,
+        cross_validation: fitted.steps,
+        holdout: fitted.holdout,
+        effects: fitted.effects,
+    }
+}

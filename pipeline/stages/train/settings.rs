@@ -1,0 +1,76 @@
+//! Settings of the train stage (`[train]` in the config) and their
+//! defaults.
+
+use serde::{Deserialize, Serialize};
+use winback_models::boosted::BoostedParams;
+
+use crate::stages::features::f;
+
+/// Which learner a model keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearnerChoice {
+    /// The one with the lower holdout log loss.
+    #[default]
+    Auto,
+    /// Logistic regression (with cross-validated quantile steps).
+    Logistic,
+    /// Gradient-boosted trees.
+    Boosted,
+}
+
+/// Settings of the train stage (`[train]` in the config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// Which learner each model keeps.
+    pub learner: LearnerChoice,
+    /// Latest share of rows held out for evaluation.
+    pub holdout_share: f64,
+    /// Cross-validation folds.
+    pub folds: usize,
+    /// Seed of folds, splits and subsamples.
+    pub seed: u64,
+    /// Candidate numbers of quantile steps per numeric feature (0: linear).
+    pub step_bins: Vec<usize>,
+    /// Candidate L2 strengths.
+    pub alphas: Vec<f64>,
+    /// Most rows used by cross-validation (a seeded subsample above it;
+    /// the final fit uses every training row).
+    pub cv_max_rows: usize,
+    /// Boosted trees' hyper-parameters.
+    pub boosted: BoostedParams,
+    /// Features of the return model (empty: every manifest feature).
+    pub return_features: Vec<String>,
+    /// Features of the churn model (empty: every manifest feature present
+    /// in the snapshots).
+    pub churn_features: Vec<String>,
+    /// Features interacted with each arm in the return model.
+    pub interactions: Vec<String>,
+    /// Months of second lifetime modelled (and the survival curve's length).
+    pub survival_months: u32,
+    /// First months of the hazard model's month bands.
+    pub hazard_bands: Vec<u32>,
+    /// Months over which predicted and observed durations are compared.
+    pub duration_check_months: u32,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            learner: LearnerChoice::Auto,
+            holdout_share: 0.25,
+            folds: 4,
+            seed: 1,
+            step_bins: vec![0, 5],
+            alphas: vec![0.01, 0.1, 1.0, 10.0, 100.0],
+            cv_max_rows: 50_000,
+            boosted: BoostedParams::default(),
+            return_features: Vec::new(),
+            churn_features: Vec::new(),
+            interactions: vec![f::LEAVE_REASON.to_string()],
+            survival_months: 60,
+            hazard_bands: vec![1, 4, 7, 13, 25, 37],
+            duration_check_months: 24,
+        }
+    }
+}
