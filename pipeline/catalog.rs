@@ -50,10 +50,28 @@ pub struct TableSource {
     pub files: Vec<PathBuf>,
 }
 
-/// Finds `table` under `dir`. `Ok(None)` when neither layout is present.
+/// Finds `table` under `dir`: `<table>.parquet`, or a directory of parts
+/// named `<table>/` or `<table>.parquet/`. `Ok(None)` when none is present.
 pub fn locate(dir: &Path, table: Table) -> Result<Option<TableSource>> {
     let file = dir.join(format!("{}.parquet", table.name()));
-    let parts = dir.join(table.name());
+    // Spark and friends write a table as a directory `<table>.parquet/`
+    // of part files: the parts layout under that name.
+    let parts = if file.is_dir() {
+        if dir.join(table.name()).is_dir() {
+            return Err(Error::BadFile {
+                table: table.name().into(),
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "both {}/ and {}/ exist; keep one layout",
+                    file.display(),
+                    dir.join(table.name()).display()
+                ),
+            });
+        }
+        file.clone()
+    } else {
+        dir.join(table.name())
+    };
     match (file.is_file(), parts.is_dir()) {
         (true, true) => Err(Error::BadFile {
             table: table.name().into(),
@@ -152,7 +170,38 @@ pub fn read_schema(table: Table, path: &Path) -> Result<(Schema, usize)> {
     let rows = reader
         .num_rows()
         .map_err(|e| bad(format!("unreadable footer: {e}")))?;
-    let schema = Schema::from_arrow_schema(&schema);
+    // A time zone polars does not know would make the conversion below
+    // panic: name the column instead.
+    for (name, field) in schema.iter() {
+        if let ArrowDataType::Timestamp(_, Some(tz)) = field.dtype()
+            && let Err(e) = TimeZone::opt_try_new(Some(tz.clone()))
+        {
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or_default().to_string();
+            return Err(bad(format!(
+                "column `{name}` is a timestamp in the time zone `{tz}`, which is not in the time zone database ({first})"
+            )));
+        }
+    }
+    // Any other type polars cannot hold: an error naming the file, not a
+    // panic.
+    let converted = std::panic::catch_unwind(|| Schema::from_arrow_schema(&schema));
+    let schema = converted.map_err(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        let columns: Vec<String> = schema
+            .iter()
+            .map(|(n, f)| format!("{n}: {:?}", f.dtype()))
+            .collect();
+        bad(format!(
+            "a column type winback cannot read ({}); columns: {}",
+            what.lines().next().unwrap_or("unsupported type"),
+            columns.join(", ")
+        ))
+    })?;
     Ok((schema, rows))
 }
 
@@ -490,10 +539,17 @@ impl Catalog {
         if self.data.is_dir() {
             Ok(())
         } else {
-            Err(Error::Io {
-                action: "read input directory",
-                path: self.data.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            Err(Error::Data {
+                table: "input".into(),
+                message: format!(
+                    "{} {} (--data or data.dir names the directory of the input tables)",
+                    self.data.display(),
+                    if self.data.exists() {
+                        "is not a directory"
+                    } else {
+                        "does not exist"
+                    }
+                ),
             })
         }
     }

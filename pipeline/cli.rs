@@ -101,6 +101,10 @@ pub struct DatedArgs {
     /// features; overrides `features.as_of` (default: the data's end).
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<NaiveDate>,
+    /// The data's end (YYYY-MM-DD); overrides `features.data_end`
+    /// (default: the last day of the month of the latest date recorded).
+    #[arg(long, value_name = "DATE")]
+    pub data_end: Option<NaiveDate>,
 }
 
 /// `winback train`: reads only the features stage's output.
@@ -130,7 +134,9 @@ impl ValidateArgs {
             out: self.out.out.clone(),
             mode: self.data.mode,
             as_of: None,
+            data_end: None,
             needs_data: true,
+            out_optional: true,
         }
     }
 }
@@ -140,6 +146,8 @@ impl DatedArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             as_of: self.as_of,
+            data_end: self.data_end,
+            out_optional: false,
             ..ValidateArgs {
                 out: self.out.clone(),
                 data: self.data.clone(),

@@ -141,6 +141,10 @@ pub struct RawFeatures {
     /// As-of date (`YYYY-MM-DD`) of the active subscribers' features.
     /// Default: the last day of the latest billed month. `--as-of` overrides.
     pub as_of: Option<String>,
+    /// The data's end (`YYYY-MM-DD`): labels whose window ends after it are
+    /// not observed. Default: the last day of the month of the latest date
+    /// any table records. `--data-end` overrides.
+    pub data_end: Option<String>,
     /// Days after an offer within which a return is its response. Default 90.
     pub response_window_days: Option<u32>,
     /// Horizon of the churn label, in days. Default 90.
@@ -242,6 +246,12 @@ pub struct RawValidate {
     /// billing tables are checked in several passes, which bounds memory
     /// at the cost of a scan per pass. Default 8000000.
     pub duplicate_check_rows: Option<usize>,
+    /// Earliest plausible date in any date column (`YYYY-MM-DD`); earlier
+    /// rows break the rule `date_out_of_range`. Default 1900-01-01.
+    pub min_date: Option<String>,
+    /// Latest plausible date (`YYYY-MM-DD`). Default: a year after the
+    /// latest billed month (at most 2200-12-31).
+    pub max_date: Option<String>,
     /// `[validate.columns.<table>]`: `canonical_name = "name in the files"`.
     /// Default: the contract's names.
     #[serde(default)]
@@ -259,6 +269,11 @@ pub struct Overrides {
     pub mode: Option<Mode>,
     /// `--as-of`.
     pub as_of: Option<NaiveDate>,
+    /// `--data-end`.
+    pub data_end: Option<NaiveDate>,
+    /// Whether the command may run without an output directory
+    /// (`validate`, which then writes nothing).
+    pub out_optional: bool,
     /// Whether the command reads the input tables (`train` and `bench`
     /// do not, and need no `data.dir`).
     pub needs_data: bool,
@@ -284,6 +299,9 @@ pub struct Settings {
     /// As-of date of the features, scores and simulation (`--as-of`, else
     /// `features.as_of`); `None`: the data's end, resolved by the command.
     pub as_of: Option<NaiveDate>,
+    /// The data's end (`--data-end`, else `features.data_end`); `None`:
+    /// what the tables record, resolved by the command.
+    pub data_end: Option<NaiveDate>,
     /// The features stage's section.
     pub features: FeatureSettings,
     /// The train stage's section.
@@ -369,7 +387,7 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         );
     }
     let out_dir = over.out.or(raw.output.dir.map(from_config));
-    if out_dir.is_none() {
+    if out_dir.is_none() && !over.out_optional {
         problems.push(
             "`output.dir`: no output directory; set it in the config or pass --out DIR".to_string(),
         );
@@ -394,6 +412,24 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         1,
         100,
     );
+    let min_date = raw
+        .validate
+        .min_date
+        .as_deref()
+        .and_then(|t| parse_date("validate.min_date", t, &mut problems))
+        .unwrap_or(NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid"));
+    let max_date = raw
+        .validate
+        .max_date
+        .as_deref()
+        .and_then(|t| parse_date("validate.max_date", t, &mut problems));
+    if let Some(m) = max_date
+        && m < min_date
+    {
+        problems.push(format!(
+            "`validate.max_date`: {m} is before `validate.min_date` {min_date}"
+        ));
+    }
     let duplicate_check_rows = bounded(
         &mut problems,
         "validate.duplicate_check_rows",
@@ -433,6 +469,12 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             .as_deref()
             .and_then(|t| parse_date("features.as_of", t, &mut problems))
     });
+    let data_end = over.data_end.or_else(|| {
+        raw.features
+            .data_end
+            .as_deref()
+            .and_then(|t| parse_date("features.data_end", t, &mut problems))
+    });
     let features = resolve_features(&raw.features, economics.margin_rate, &mut problems);
     let train = resolve_train(&raw.train, &mut problems);
     let simulate = resolve_simulate(&raw.simulate, &mut problems);
@@ -450,15 +492,19 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         // A command that reads no input table may have none.
         data_dir: data_dir.unwrap_or_default(),
         demo,
-        out_dir: out_dir.expect("checked"),
+        // `validate` without an output directory checks and writes nothing.
+        out_dir: out_dir.unwrap_or_default(),
         validate: ValidateSettings {
             mode: over.mode.or(raw.validate.mode).unwrap_or_default(),
             max_examples,
             duplicate_check_rows,
+            min_date,
+            max_date,
             columns: raw.validate.columns,
         },
         economics,
         as_of,
+        data_end,
         features,
         train,
         simulate,
@@ -994,7 +1040,9 @@ mod tests {
             out: Some("y".into()),
             mode: Some(Mode::Quarantine),
             as_of: None,
+            data_end: None,
             needs_data: true,
+            out_optional: false,
         };
         let s = resolve(Some(Path::new("configs/c.toml")), raw, over).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("x"));
@@ -1014,7 +1062,9 @@ mod tests {
             out: Some("o".into()),
             mode: None,
             as_of: None,
+            data_end: None,
             needs_data: true,
+            out_optional: false,
         };
         let err = resolve(None, raw, over).unwrap_err().to_string();
         assert!(
@@ -1076,6 +1126,7 @@ mod tests {
         if let Ok(t) = format!("v = {stated}").parse::<toml::Table>() {
             let want = &t["v"];
             return match (want, actual) {
+                (toml::Value::Datetime(d), toml::Value::String(a)) => d.to_string() == *a,
                 (toml::Value::Array(a), toml::Value::Array(b)) => {
                     a.len() == b.len()
                         && a.iter().zip(b).all(|(x, y)| match (number(x), number(y)) {

@@ -166,14 +166,17 @@ impl Error {
     }
 
     /// True when the error is the input data's fault (exit code 3), not the
-    /// configuration's (2) or the machine's (1).
+    /// configuration's (2) or the machine's (1): the contract broken, or the
+    /// data unable to support what was asked (a model that cannot be fitted
+    /// on it included).
     pub fn is_data_error(&self) -> bool {
         match self {
             Error::MissingTable { .. }
             | Error::BadFile { .. }
             | Error::Schema { .. }
             | Error::Rules { .. }
-            | Error::Data { .. } => true,
+            | Error::Data { .. }
+            | Error::Fit { .. } => true,
             Error::Many(all) => all.iter().all(Error::is_data_error),
             _ => false,
         }

@@ -222,7 +222,7 @@ impl Kind {
             Kind::Id => "String or Int64",
             Kind::Date => "Date (or a timestamp, truncated to the day)",
             Kind::Str => "String",
-            Kind::Float => "Float64 (or an integer or Float32, widened)",
+            Kind::Float => "Float64 (or an integer, Float32 or decimal, widened)",
             Kind::Bool => "Boolean",
         }
     }

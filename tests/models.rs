@@ -119,7 +119,17 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
     // held-out offers: the true model sees the latent loyalty no feature
     // carries, so it is an upper bound; ours must come within 0.04.
     let ret = &models[0];
-    let from = ret.provenance.holdout_from.to_string();
+    // Generated history: many offer dates, so the split is in time.
+    let split = &ret.provenance.split;
+    assert_eq!(
+        split.kind,
+        winback::artifact::split::SplitKind::Time,
+        "{split:?}"
+    );
+    let from = split
+        .holdout_from
+        .expect("a time split's first date")
+        .to_string();
     let offers = read(&out.join("features/offers.parquet"))
         .lazy()
         .filter(

@@ -15,7 +15,9 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::schema::col;
 use crate::stages::features::{Encoding, Manifest, OTHER_LEVEL, Unseen, conform_categories};
+use crate::stages::validate::readable_id;
 
 /// One column of the design matrix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +201,29 @@ impl Design {
         self.columns.iter().map(DesignColumn::name).collect()
     }
 
+    /// The error for a NaN or infinite value of `feature` in row `i`,
+    /// naming the feature, its source columns and the subscriber.
+    fn non_finite(&self, df: &DataFrame, feature: &str, i: usize, v: f64) -> Error {
+        let sources = self
+            .manifest
+            .features
+            .iter()
+            .find(|f| f.name == feature)
+            .map(|f| f.sources.join(", "))
+            .unwrap_or_default();
+        let id = df
+            .column(col::SUBSCRIBER_ID)
+            .ok()
+            .and_then(|c| c.str().ok().and_then(|s| s.get(i).map(readable_id)))
+            .unwrap_or_else(|| "(unknown)".into());
+        Error::Data {
+            table: "features".into(),
+            message: format!(
+                "feature `{feature}` (from {sources}) is {v} for subscriber_id {id} (row {i}): a model takes finite values only; check those columns"
+            ),
+        }
+    }
+
     /// The matrix of `df` (rows in order, `rows x columns` row-major) and,
     /// per categorical feature, how many values fell into `other`.
     pub fn matrix(&self, df: &DataFrame) -> Result<(Vec<f64>, Unseen)> {
@@ -228,7 +253,11 @@ impl Design {
             match c {
                 DesignColumn::Numeric { feature, fill } => {
                     for (i, v) in float_column(&df, feature)?.iter().enumerate() {
-                        x[i * k + j] = v.unwrap_or(*fill);
+                        let v = v.unwrap_or(*fill);
+                        if !v.is_finite() {
+                            return Err(self.non_finite(&df, feature, i, v));
+                        }
+                        x[i * k + j] = v;
                     }
                 }
                 DesignColumn::AtLeast { feature, threshold } => {

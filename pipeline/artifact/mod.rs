@@ -18,12 +18,12 @@ pub mod design;
 pub mod evaluation;
 pub mod layout;
 mod predict;
+pub mod split;
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::path::Path;
 
-use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use winback_models::learner::{Learner, Ridge};
 use winback_models::uplift::Qini;
@@ -33,9 +33,10 @@ use crate::stages::features::Manifest;
 use crate::stages::train::settings::TrainSettings;
 use evaluation::{Candidate, DurationCheck, Effect, Evaluation, StepScore};
 use layout::Layout;
+use split::Split;
 
 /// Version of the model artifact layout.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The arm that won a return back, as the hazard's arm column.
 pub const WON_BACK_BY: &str = "won_back_by";
@@ -93,8 +94,8 @@ pub struct Provenance {
     pub training_rows: usize,
     /// Positive labels among them.
     pub training_positives: usize,
-    /// First date of the holdout (rows from it on are held out).
-    pub holdout_from: NaiveDate,
+    /// How the rows were split into training and holdout.
+    pub split: Split,
     /// Rows of the final refit on every row, holdout included, when the
     /// stored learner was refitted after its evaluation (the second
     /// lifetime: the holdout's returns and the follow-up after the cut

@@ -20,13 +20,22 @@ pub(crate) fn catalog(settings: &Settings) -> Catalog {
     Catalog::new(&settings.data_dir, &settings.out_dir)
 }
 
-/// The as-of date, resolved once: the flag's or the config's, else the
-/// last day of the latest billed month.
+/// The dates a run is anchored on, resolved once: the data's end (the
+/// `features.data_end` setting or `--data-end`, else what the tables
+/// record) and the as-of date (the flag's or the config's, else the data's
+/// end).
 pub(crate) fn dates(inputs: &Inputs, settings: &Settings) -> Result<Dates> {
-    let data_end = feature_stage::data_end(inputs)?;
+    let (data_end, data_end_set_by) = match settings.data_end {
+        Some(d) => (d, "features.data_end".to_string()),
+        None => {
+            let e = feature_stage::data_end(inputs)?;
+            (e.date, e.set_by)
+        }
+    };
     Ok(Dates {
         as_of: settings.as_of.unwrap_or(data_end),
         data_end,
+        data_end_set_by,
     })
 }
 

@@ -25,8 +25,16 @@ pub struct FeatureSummary {
     pub as_of: String,
     /// Last day covered by the data.
     pub data_end: String,
+    /// What set it: the `table.column` holding the latest date, or
+    /// `features.data_end`.
+    pub data_end_set_by: String,
     /// Churn snapshot dates.
     pub snapshots: Vec<String>,
+    /// Snapshots left out or whose horizon is not observed, and why.
+    pub snapshot_notes: Vec<String>,
+    /// Offers whose response window ends after the data's end (not used
+    /// to train or evaluate the return model).
+    pub offers_window_unobserved: usize,
     /// Rows per output file.
     pub rows: Vec<(String, usize)>,
     /// Per feature: name, encoding, nulls among lapsed rows, nulls among
@@ -69,11 +77,31 @@ pub fn features(
             ),
         });
     }
+    let not_numeric: Vec<String> = s
+        .extra_numeric
+        .iter()
+        .filter_map(|n| {
+            names
+                .get(n.as_str())
+                .filter(|d| !(d.is_primitive_numeric() || d.is_bool()))
+                .map(|d| format!("`{n}` is {d}"))
+        })
+        .collect();
+    if !not_numeric.is_empty() {
+        return Err(Error::Setting {
+            key: "features.extra_numeric".into(),
+            message: format!(
+                "subscribers columns listed as numeric are not: {}; list them under features.extra_categorical, or convert them",
+                not_numeric.join(", ")
+            ),
+        });
+    }
     if !validated.tables.contains_key(&Table::ChurnEvents) {
         info!("no churn_events: lapsed features, offer labels and churn labels are empty");
     }
     let inputs = Inputs::new(validated.tables);
     let dates = dates(&inputs, settings)?;
+    let data_end_set_by = dates.data_end_set_by.clone();
     let staged = catalog(settings).stage(Output::Features)?;
     // Churn snapshots are written as parts of one table (the contract's
     // directory layout), one per snapshot date, as they are built.
@@ -109,10 +137,19 @@ pub fn features(
             )
         })
         .collect();
+    let offers_window_unobserved = built
+        .offers
+        .column(stage::f::WINDOW_OBSERVED)
+        .and_then(|c| c.bool().cloned())
+        .map(|c| c.iter().filter(|v| *v == Some(false)).count())
+        .unwrap_or(0);
     let summary = FeatureSummary {
         as_of: built.as_of.to_string(),
         data_end: built.data_end.to_string(),
+        data_end_set_by,
         snapshots: built.snapshots.iter().map(|d| d.to_string()).collect(),
+        snapshot_notes: built.snapshot_notes.clone(),
+        offers_window_unobserved,
         rows,
         nulls,
     };
@@ -127,13 +164,24 @@ pub fn features(
 fn print_features(out: &mut dyn Write, s: &FeatureSummary, dir: &Path) -> std::io::Result<()> {
     writeln!(
         out,
-        "features as of {} (data end {}; {} churn snapshots {} to {})",
+        "features as of {} (data end {}, set by {}; {} churn snapshots {} to {})",
         s.as_of,
         s.data_end,
+        s.data_end_set_by,
         s.snapshots.len(),
         s.snapshots.first().map(String::as_str).unwrap_or("-"),
         s.snapshots.last().map(String::as_str).unwrap_or("-")
     )?;
+    for n in &s.snapshot_notes {
+        writeln!(out, "  note: {n}")?;
+    }
+    if s.offers_window_unobserved > 0 {
+        writeln!(
+            out,
+            "  note: {} offers' response windows end after the data's end {}: not used to train or evaluate",
+            s.offers_window_unobserved, s.data_end
+        )?;
+    }
     for (name, n) in &s.rows {
         writeln!(out, "  {name:<24} {n:>12} rows")?;
     }

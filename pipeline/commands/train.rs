@@ -13,6 +13,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::artifact::evaluation::{Candidate, DurationCheck, Effect};
+use crate::artifact::split::Split;
 use crate::artifact::{Model, ModelKind, ModelSet};
 use crate::catalog::{self, FeatureSet};
 use crate::config::Settings;
@@ -50,8 +51,8 @@ pub struct ModelSummary {
     pub chosen: String,
     /// Training rows.
     pub training_rows: usize,
-    /// Holdout from.
-    pub holdout_from: chrono::NaiveDate,
+    /// How the rows were split into training and holdout.
+    pub split: Split,
     /// Per candidate: learner, holdout evaluation.
     pub candidates: Vec<Candidate>,
     /// Return model: Qini per arm.
@@ -196,7 +197,7 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
             model: a.model.name().into(),
             chosen: a.chosen.clone(),
             training_rows: a.provenance.training_rows,
-            holdout_from: a.provenance.holdout_from,
+            split: a.provenance.split.clone(),
             candidates: a.candidates.clone(),
             uplift: match (a.model, &set.return_model) {
                 (ModelKind::Return, Some(r)) => r.uplift.clone(),
@@ -273,12 +274,18 @@ fn fmt_opt(v: Option<f64>) -> String {
 /// The readable summary (stdout and `summary.txt`).
 pub fn render(summary: &TrainSummary, artifacts: &[&Model]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "models trained (holdout = the latest rows in time)");
+    let _ = writeln!(
+        s,
+        "models trained (each evaluated on rows it was not fitted on: the latest in time where the dates allow)"
+    );
     for (m, a) in summary.models.iter().zip(artifacts) {
         let _ = writeln!(
             s,
-            "\n{}: {} rows fitted, holdout from {}; kept {}",
-            m.model, m.training_rows, m.holdout_from, m.chosen
+            "\n{}: {} rows fitted; kept {}\n  {}",
+            m.model,
+            m.training_rows,
+            m.chosen,
+            m.split.describe()
         );
         let _ = writeln!(
             s,

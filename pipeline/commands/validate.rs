@@ -88,6 +88,16 @@ fn read_tables(settings: &Settings) -> Result<Ingested> {
         if bad {
             continue;
         }
+        if table.required() && files.iter().all(|f| f.rows == 0) {
+            problems.push(Error::Data {
+                table: table.name().into(),
+                message: format!(
+                    "the table has no rows ({}); it is required: at least one row",
+                    source.path.display()
+                ),
+            });
+            continue;
+        }
         match stage::conform(table, &files, &settings.validate) {
             Ok(c) => {
                 let lf = c.apply(catalog::scan(&source)?);
@@ -120,21 +130,30 @@ pub fn validate(settings: &Settings, out: &mut dyn Write) -> Result<Validated> {
         missing_optional,
         tables: validated.reports.clone(),
     };
-    let staged = run_catalog(settings).stage(catalog::Output::Validate)?;
-    for (table, df) in validated.rejected.iter_mut() {
-        staged.write_rejected(*table, df)?;
-    }
-    staged.write_json("report", &report)?;
-    let dir = staged.commit()?;
+    // Without an output directory (`validate` alone), check and print only.
+    let dir = if settings.out_dir.as_os_str().is_empty() {
+        None
+    } else {
+        let staged = run_catalog(settings).stage(catalog::Output::Validate)?;
+        for (table, df) in validated.rejected.iter_mut() {
+            staged.write_rejected(*table, df)?;
+        }
+        staged.write_json("report", &report)?;
+        Some(staged.commit()?)
+    };
     info!(seconds = started.elapsed().as_secs_f64(), "validate done");
-    print_validate(out, &report, &dir).map_err(stdout)?;
+    print_validate(out, &report, dir.as_deref()).map_err(stdout)?;
     if failed {
         return Err(Error::Rules { violations });
     }
     Ok(validated)
 }
 
-fn print_validate(out: &mut dyn Write, report: &ValidateReport, dir: &Path) -> std::io::Result<()> {
+fn print_validate(
+    out: &mut dyn Write,
+    report: &ValidateReport,
+    dir: Option<&Path>,
+) -> std::io::Result<()> {
     writeln!(out, "validate ({} mode): {}", report.mode, report.status)?;
     writeln!(
         out,
@@ -154,5 +173,8 @@ fn print_validate(out: &mut dyn Write, report: &ValidateReport, dir: &Path) -> s
     for m in &report.missing_optional {
         writeln!(out, "  {m:<16} absent (optional)")?;
     }
-    writeln!(out, "  written to {}", dir.display())
+    match dir {
+        Some(d) => writeln!(out, "  written to {}", d.display()),
+        None => writeln!(out, "  nothing written (no --out or output.dir)"),
+    }
 }

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::NaiveDate;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,10 @@ pub struct ValidateSettings {
     pub max_examples: usize,
     /// Most bills grouped at once by the duplicate-month rule.
     pub duplicate_check_rows: usize,
+    /// Earliest plausible date.
+    pub min_date: NaiveDate,
+    /// Latest plausible date (`None`: a year after the latest billed month).
+    pub max_date: Option<NaiveDate>,
     /// Per table: canonical column name to the name in the files.
     pub columns: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -66,6 +71,19 @@ impl ValidateSettings {
             .unwrap_or(canonical)
     }
 }
+
+/// An id as shown in a message: at most 40 characters.
+pub fn readable_id(id: &str) -> String {
+    if id.chars().count() <= 40 {
+        id.to_string()
+    } else {
+        let head: String = id.chars().take(37).collect();
+        format!("{head}... ({} characters)", id.chars().count())
+    }
+}
+
+/// The name an input's own `reason` column goes on under.
+pub const INPUT_REASON: &str = "input_reason";
 
 /// A file's schema and row count, read from its footer by the catalog.
 #[derive(Debug, Clone)]
@@ -100,24 +118,37 @@ impl Conformed {
     }
 }
 
-fn type_ok(kind: Kind, dtype: &DataType) -> Option<(Expr, Option<String>)> {
-    let c = |e: Expr, note: Option<String>| Some((e, note));
+/// How a column of `dtype` becomes the contract's `kind` (from the
+/// column `c`), and what to note about it; `None` when it cannot.
+fn type_ok(kind: Kind, dtype: &DataType, c: Expr) -> Option<(Expr, Option<String>)> {
+    let plain = |note: Option<String>| Some((c.clone().cast(kind.dtype()), note));
     match (kind, dtype) {
-        (Kind::Id, DataType::String) => c(Expr::default(), None),
+        (Kind::Id, DataType::String) => plain(None),
         (Kind::Id, DataType::Int64 | DataType::Int32 | DataType::UInt32 | DataType::UInt64) => {
-            c(Expr::default(), Some(format!("{dtype} ids read as text")))
+            plain(Some(format!("{dtype} ids read as text")))
         }
-        (Kind::Date, DataType::Date) => c(Expr::default(), None),
-        (Kind::Date, DataType::Datetime(_, _)) => c(
-            Expr::default(),
-            Some(format!("timestamp ({dtype}) truncated to the day")),
-        ),
-        (Kind::Str, DataType::String) => c(Expr::default(), None),
-        (Kind::Float, DataType::Float64) => c(Expr::default(), None),
+        (Kind::Date, DataType::Date) => plain(None),
+        // A timestamp in a time zone is cut to the day in that zone (local
+        // midnight stays on its day), a naive one as it stands.
+        (Kind::Date, DataType::Datetime(_, Some(tz))) => Some((
+            c.clone()
+                .dt()
+                .replace_time_zone(None, lit("earliest"), NonExistent::Null)
+                .cast(DataType::Date),
+            Some(format!(
+                "timestamp ({dtype}) cut to the day in its time zone {tz}"
+            )),
+        )),
+        (Kind::Date, DataType::Datetime(_, None)) => {
+            plain(Some(format!("timestamp ({dtype}) truncated to the day")))
+        }
+        (Kind::Str, DataType::String) => plain(None),
+        (Kind::Float, DataType::Float64) => plain(None),
         (Kind::Float, d) if d.is_integer() || matches!(d, DataType::Float32) => {
-            c(Expr::default(), Some(format!("{dtype} widened to Float64")))
+            plain(Some(format!("{dtype} widened to Float64")))
         }
-        (Kind::Bool, DataType::Boolean) => c(Expr::default(), None),
+        (Kind::Float, DataType::Decimal(..)) => plain(Some(format!("{dtype} read as Float64"))),
+        (Kind::Bool, DataType::Boolean) => plain(None),
         _ => None,
     }
 }
@@ -158,7 +189,12 @@ pub fn conform(
     let mut columns = Vec::new();
     let mut notes = Vec::new();
     let mut used_sources = Vec::new();
-    for ColumnSpec { name, kind, .. } in table.columns() {
+    for ColumnSpec {
+        name,
+        kind,
+        nullable,
+    } in table.columns()
+    {
         let source = settings.source_name(table, name);
         let mapped = if source != *name {
             format!(" (mapped from `{source}`)")
@@ -166,18 +202,29 @@ pub fn conform(
             String::new()
         };
         let Some(dtype) = schema.get(source) else {
+            if *nullable {
+                // The contract allows nulls here: an absent column is a
+                // column of nulls (a missing cost to serve takes the
+                // margin rate, a missing region the level `other`).
+                exprs.push(lit(NULL).cast(kind.dtype()).alias(*name));
+                columns.push(name.to_string());
+                notes.push(format!(
+                    "{name}: absent (nullable in the contract): read as all null"
+                ));
+                continue;
+            }
             problems.push(format!(
                 "table `{table}`: no column `{source}`{mapped} for contract column `{name}`; columns present: {}",
                 present.join(", ")
             ));
             continue;
         };
-        match type_ok(*kind, dtype) {
-            Some((_, note)) => {
+        match type_ok(*kind, dtype, col(source)) {
+            Some((expr, note)) => {
                 if let Some(n) = note {
                     notes.push(format!("{name}: {n}"));
                 }
-                exprs.push(col(source).cast(kind.dtype()).alias(*name));
+                exprs.push(expr.alias(*name));
                 columns.push(name.to_string());
                 used_sources.push(source.to_string());
             }
@@ -189,7 +236,24 @@ pub fn conform(
     }
     for n in present {
         let canonical_taken = table.columns().iter().any(|c| c.name == n);
-        if !used_sources.iter().any(|u| u == n) && !canonical_taken && n != col::REASON {
+        if used_sources.iter().any(|u| u == n) || canonical_taken {
+            continue;
+        }
+        if n.starts_with("__") {
+            // Working columns are named `__...`; a user column so named
+            // could be mistaken for one.
+            problems.push(format!(
+                "table `{table}`: column `{n}` starts with `__`, which winback reserves for its working columns; rename it in the files"
+            ));
+        } else if n == col::REASON {
+            // Rejected rows carry winback's `reason`; the input's own
+            // column of that name goes on as `input_reason`.
+            exprs.push(col(n).alias(INPUT_REASON));
+            columns.push(INPUT_REASON.to_string());
+            notes.push(format!(
+                "extra column `{n}` carried as `{INPUT_REASON}` (rejected rows name their rule in `reason`)"
+            ));
+        } else {
             exprs.push(col(n));
             columns.push(n.to_string());
         }
@@ -282,6 +346,7 @@ fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
 }
 
 /// Rules of `table`, and the frame with the columns they need joined on.
+#[allow(clippy::too_many_arguments)]
 fn rules_for(
     table: Table,
     lf: LazyFrame,
@@ -289,6 +354,7 @@ fn rules_for(
     subs: &DataFrame,
     first_churn: Option<&DataFrame>,
     settings: &ValidateSettings,
+    dates: (NaiveDate, NaiveDate),
 ) -> Result<(LazyFrame, Vec<Rule>)> {
     let id = table.id_column();
     let mut rules: Vec<Rule> = table
@@ -304,6 +370,28 @@ fn rules_for(
             )
         })
         .collect();
+    // Every amount finite; every date in the plausible range.
+    let (first, last) = dates;
+    for c in table.columns() {
+        match c.kind {
+            Kind::Float => rules.push(rule(
+                format!("non_finite_{}", c.name),
+                c.name,
+                format!("`{}` must be a finite number (not NaN or infinite)", c.name),
+                col(c.name).is_not_null().and(col(c.name).is_finite().not()),
+            )),
+            Kind::Date => rules.push(rule(
+                "date_out_of_range",
+                c.name,
+                format!("`{}` must fall from {first} to {last}", c.name),
+                col(c.name)
+                    .cast(DataType::Int32)
+                    .lt(lit(epoch_days(first)))
+                    .or(col(c.name).cast(DataType::Int32).gt(lit(epoch_days(last)))),
+            )),
+            _ => {}
+        }
+    }
     let mut lf = lf;
     if table == Table::Subscribers {
         rules.push(rule(
@@ -543,6 +631,62 @@ fn table_notes(table: Table, out: &DataFrame) -> Vec<String> {
     notes
 }
 
+/// The range dates must fall in: `validate.min_date` to `validate.max_date`
+/// (default: a year after the latest plausible billed month, that is one
+/// before [`LATEST_DATE`]).
+fn plausible_dates(
+    inputs: &[(Conformed, LazyFrame)],
+    settings: &ValidateSettings,
+) -> Result<(NaiveDate, NaiveDate)> {
+    let last = match settings.max_date {
+        Some(d) => d,
+        None => {
+            let cap = epoch_days(LATEST_DATE);
+            let latest = match inputs.iter().find(|(c, _)| c.table == Table::Billing) {
+                Some((_, lf)) => {
+                    let m = super::collect(
+                        lf.clone()
+                            .select([col(col::MONTH).cast(DataType::Int32).alias("m")])
+                            .filter(
+                                col("m")
+                                    .lt_eq(lit(cap))
+                                    .and(col("m").gt_eq(lit(epoch_days(settings.min_date)))),
+                            )
+                            .select([col("m").max()]),
+                        "validate billing: latest month",
+                    )?;
+                    m.column("m")
+                        .ok()
+                        .and_then(|c| c.i32().ok().and_then(|c| c.get(0)))
+                }
+                None => None,
+            };
+            latest
+                .map(from_days)
+                .and_then(|d| d.checked_add_months(chrono::Months::new(12)))
+                .map(|d| d.min(LATEST_DATE))
+                .unwrap_or(LATEST_DATE)
+        }
+    };
+    Ok((settings.min_date, last))
+}
+
+/// No date after this is plausible in a subscriber history.
+pub const LATEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2200, 12, 31) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
+
+fn epoch_days(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days() as i32
+}
+
+fn from_days(n: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|e| e.checked_add_signed(chrono::Duration::days(n.into())))
+        .unwrap_or(LATEST_DATE)
+}
+
 /// Evaluates every row rule on the conformed tables (in [`Table::ALL`]
 /// order, so that references are checked against accepted rows).
 pub fn check_rows(
@@ -556,6 +700,7 @@ pub fn check_rows(
     };
     let mut subs_keys: Option<DataFrame> = None;
     let mut first_churn: Option<DataFrame> = None;
+    let plausible = plausible_dates(&inputs, settings)?;
     for (conformed, lf) in inputs {
         let table = conformed.table;
         let ctx = |step: &str| format!("validate {table}: {step}");
@@ -572,6 +717,7 @@ pub fn check_rows(
             &subs,
             first_churn.as_ref(),
             settings,
+            plausible,
         )?;
         let flag = |i: usize| format!("__v{i}");
         let flagged = joined.with_columns(
@@ -620,7 +766,7 @@ pub fn check_rows(
             let examples = ex
                 .column(id)
                 .and_then(|c| c.str().cloned())
-                .map(|s| s.iter().flatten().map(str::to_string).collect())
+                .map(|s| s.iter().flatten().map(readable_id).collect())
                 .unwrap_or_default();
             violations.push(Violation {
                 table: table.name().into(),

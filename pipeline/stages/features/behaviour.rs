@@ -248,7 +248,12 @@ pub fn behaviour(inputs: &Inputs, events: LazyFrame, s: &FeatureSettings) -> Laz
         ((days(f::AS_OF) - days("__last_return")).cast(DataType::Float64) / lit(DAYS_PER_MONTH))
             .alias(f::MONTHS_SINCE_RETURN),
     ]);
-    let x = x.with_columns([(col("__revenue_max3") / col(f::FEE)).alias(f::BILL_RATIO_MAX3)]);
+    // A free plan (fee 0) or an unknown fee has no bill ratio: null, not
+    // infinity.
+    let x = x.with_columns([when(col(f::FEE).gt(lit(0.0)))
+        .then(col("__revenue_max3") / col(f::FEE))
+        .otherwise(lit(NULL).cast(DataType::Float64))
+        .alias(f::BILL_RATIO_MAX3)]);
     let mut keep = vec![
         col(f::EVENT),
         col(col::SUBSCRIBER_ID),

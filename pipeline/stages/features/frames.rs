@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
@@ -72,8 +72,15 @@ pub fn epoch_days(d: NaiveDate) -> i32 {
     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days() as i32
 }
 
-pub(crate) fn from_epoch_days(n: i32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid") + chrono::Duration::days(n as i64)
+/// The date `n` days after 1970-01-01.
+pub fn from_epoch_days(n: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|e| e.checked_add_signed(chrono::Duration::days(n as i64)))
+        .unwrap_or(if n < 0 {
+            NaiveDate::MIN
+        } else {
+            NaiveDate::MAX
+        })
 }
 
 pub(crate) fn join(a: LazyFrame, b: LazyFrame, on: &[&str], how: JoinType) -> LazyFrame {
@@ -93,29 +100,66 @@ pub(crate) fn margin(rate: f64) -> Expr {
         .alias("__margin")
 }
 
-/// Last day of the latest billed month.
-pub fn data_end(inputs: &Inputs) -> Result<NaiveDate> {
-    let df = collect(
-        inputs
-            .get(Table::Billing)
-            .select([col(col::MONTH).max().alias("m")]),
-        "data end",
-    )?;
-    let m = df
-        .column("m")
-        .ok()
-        .and_then(|c| c.get(0).ok())
-        .and_then(|v| match v {
-            AnyValue::Date(d) => Some(d),
-            _ => None,
-        })
-        .ok_or_else(|| Error::Data {
-            table: "billing".into(),
-            message: "no rows: features need at least one billed month".into(),
-        })?;
-    let first = from_epoch_days(m);
-    let next = first
-        .checked_add_months(chrono::Months::new(1))
-        .expect("date in range");
-    Ok(next.pred_opt().expect("date in range"))
+/// The data's end as the input tables record it, and which table set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataEnd {
+    /// The last day of the month of the latest date any table records.
+    pub date: NaiveDate,
+    /// `table.column` holding that latest date.
+    pub set_by: String,
+}
+
+/// The last day of the month of the latest date recorded: billed months,
+/// defections, returns, offers, complaints opened and referrals (extracts
+/// are rarely cut on one day for every table, and a churn recorded after
+/// the last billed month still happened before the extract). At least one
+/// billed month is required.
+pub fn data_end(inputs: &Inputs) -> Result<DataEnd> {
+    let latest = |t: Table, c: &str| -> Result<Option<i32>> {
+        let df = collect(
+            inputs
+                .get(t)
+                .select([col(c).cast(DataType::Date).max().alias("m")]),
+            "data end",
+        )?;
+        Ok(df
+            .column("m")
+            .ok()
+            .and_then(|c| c.get(0).ok())
+            .and_then(|v| match v {
+                AnyValue::Date(d) => Some(d),
+                _ => None,
+            }))
+    };
+    let billed = latest(Table::Billing, col::MONTH)?.ok_or_else(|| Error::Data {
+        table: "billing".into(),
+        message: "no rows: features need at least one billed month".into(),
+    })?;
+    let mut end = (billed, format!("{}.{}", Table::Billing.name(), col::MONTH));
+    for (t, c) in [
+        (Table::ChurnEvents, col::CHURNED_AT),
+        (Table::Reactivations, col::RETURNED_AT),
+        (Table::WinbackOffers, col::OFFERED_AT),
+        (Table::Complaints, col::OPENED_AT),
+        (Table::Referrals, col::REFERRED_AT),
+    ] {
+        if let Some(d) = latest(t, c)?
+            && month_end(d) > month_end(end.0)
+        {
+            end = (d, format!("{}.{c}", t.name()));
+        }
+    }
+    Ok(DataEnd {
+        date: month_end(end.0),
+        set_by: end.1,
+    })
+}
+
+/// The last day of the month of day `n` (days since 1970-01-01).
+fn month_end(n: i32) -> NaiveDate {
+    let d = from_epoch_days(n);
+    d.with_day(1)
+        .and_then(|f| f.checked_add_months(chrono::Months::new(1)))
+        .and_then(|n| n.pred_opt())
+        .unwrap_or(NaiveDate::MAX)
 }

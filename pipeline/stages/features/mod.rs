@@ -38,12 +38,14 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::schema::col;
+use crate::schema::{Table, col};
 
 pub use behaviour::behaviour;
 use behaviour::behaviour_columns;
 use frames::*;
-pub use frames::{DAYS_PER_MONTH, Inputs, data_end, empty_table, epoch_days};
+pub use frames::{
+    DAYS_PER_MONTH, DataEnd, Inputs, data_end, empty_table, epoch_days, from_epoch_days,
+};
 pub use labels::default_snapshots;
 use labels::*;
 pub use manifest::{Encoding, FeatureSpec, Manifest, OTHER_LEVEL, Unseen, conform_categories, f};
@@ -65,10 +67,12 @@ pub struct Features {
     pub snapshot_rows: usize,
     /// The as-of date used for `active`.
     pub as_of: NaiveDate,
-    /// Last day covered by the data (end of the latest billed month).
+    /// Last day covered by the data.
     pub data_end: NaiveDate,
     /// Snapshot dates used.
     pub snapshots: Vec<NaiveDate>,
+    /// Snapshots left out or whose horizon is not observed, and why.
+    pub snapshot_notes: Vec<String>,
     /// Feature manifest (categories seen in the lapsed and snapshot rows).
     pub manifest: Manifest,
 }
@@ -154,12 +158,14 @@ pub(crate) fn manifest(s: &FeatureSettings, lapsed: &DataFrame, seen: &Seen) -> 
 
 /// The dates a features run is anchored on, resolved once by the command
 /// (the as-of date from the flag or the config, else the data's end).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dates {
     /// As-of date of the active and lapsed subscribers' features.
     pub as_of: NaiveDate,
-    /// Last day of the latest billed month ([`data_end`]).
+    /// The data's end ([`data_end`], or `features.data_end`).
     pub data_end: NaiveDate,
+    /// What set it: `table.column`, or `features.data_end`.
+    pub data_end_set_by: String,
 }
 
 /// Runs the stage. Each churn snapshot goes to `snapshot_sink` (index,
@@ -171,10 +177,7 @@ pub fn build(
     snapshot_sink: &mut dyn FnMut(usize, NaiveDate, &mut DataFrame) -> Result<()>,
 ) -> Result<Features> {
     let step = |name: &str| tracing::debug!(step = name, "features");
-    let Dates {
-        as_of,
-        data_end: end,
-    } = dates;
+    let (as_of, end) = (dates.as_of, dates.data_end);
     let lapsed = collect(lapsed(inputs, s), "lapsed subscribers")?;
     step("lapsed");
     let active = {
@@ -191,16 +194,46 @@ pub fn build(
     step("offers");
     let second_lifetime = second_lifetimes(inputs, &lapsed, s, end)?;
     step("second lifetimes");
+    let mut snapshot_notes = Vec::new();
     let snapshots = if s.snapshots.is_empty() {
-        default_snapshots(
-            end,
+        // A default snapshot whose horizon holds no recorded defection is
+        // left out: the history records no churn then (a cross-sectional
+        // extract records only the churn after its one snapshot), and its
+        // rows would all say "stayed".
+        let churns = churns_per_horizon(
+            inputs,
+            &default_snapshots(
+                end,
+                s.churn_horizon_days,
+                s.snapshot_every_months,
+                s.snapshot_count,
+            ),
             s.churn_horizon_days,
-            s.snapshot_every_months,
-            s.snapshot_count,
-        )
+        )?;
+        let mut kept = Vec::new();
+        for (d, n) in churns {
+            if n == 0 {
+                snapshot_notes.push(format!(
+                    "snapshot {d} left out: no defection recorded in its {}-day horizon",
+                    s.churn_horizon_days
+                ));
+            } else {
+                kept.push(d);
+            }
+        }
+        kept
     } else {
         s.snapshots.clone()
     };
+    for d in &snapshots {
+        let horizon_end = *d + chrono::Duration::days(i64::from(s.churn_horizon_days));
+        if horizon_end > end {
+            snapshot_notes.push(format!(
+                "snapshot {d}: its {}-day horizon ends {horizon_end}, after the data's end {end}; its rows are not used to train (set [features] data_end if the extract covers it)",
+                s.churn_horizon_days
+            ));
+        }
+    }
     // One snapshot at a time, handed to the caller as soon as it is built,
     // so that memory holds one snapshot's rows, whatever their number.
     let names = one_hot_names(s);
@@ -250,8 +283,38 @@ pub fn build(
         as_of,
         data_end: end,
         snapshots,
+        snapshot_notes,
         manifest,
     })
+}
+
+/// Defections recorded in the horizon `(d, d + horizon]` of each date.
+fn churns_per_horizon(
+    inputs: &Inputs,
+    dates: &[NaiveDate],
+    horizon_days: u32,
+) -> Result<Vec<(NaiveDate, usize)>> {
+    let days = collect(
+        inputs
+            .get(Table::ChurnEvents)
+            .select([col(col::CHURNED_AT).cast(DataType::Int32).alias("d")]),
+        "churn events per snapshot",
+    )?;
+    let days: Vec<i32> = days
+        .column("d")
+        .and_then(|c| c.i32().cloned())
+        .map_err(Error::polars("features: churn dates"))?
+        .iter()
+        .flatten()
+        .collect();
+    Ok(dates
+        .iter()
+        .map(|d| {
+            let from = epoch_days(*d);
+            let to = from + horizon_days as i32;
+            (*d, days.iter().filter(|x| **x > from && **x <= to).count())
+        })
+        .collect())
 }
 
 /// Features as of one date, for scoring: the subscribers active then, and
@@ -274,10 +337,7 @@ pub struct Current {
 /// Builds [`Current`] as of `dates.as_of`; no labels,
 /// no snapshots.
 pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Current> {
-    let Dates {
-        as_of,
-        data_end: end,
-    } = dates;
+    let (as_of, end) = (dates.as_of, dates.data_end);
     let active_ids = active_at(inputs, as_of);
     let active = {
         let events = active_ids

@@ -10,9 +10,9 @@ use winback_models::policy_value::{PolicyValue, off_policy};
 
 use crate::error::{Error, Result};
 use crate::schema::col;
-use crate::stages::features::{epoch_days, f};
+use crate::stages::features::{f, from_epoch_days};
 
-use super::arms::{BLOCK, Models, arm_indices, point, simulator};
+use super::arms::{self, BLOCK, Models, arm_indices, point, simulator};
 use super::settings::SimulateSettings;
 
 /// A stable number in [0, 1) for a subscriber in a campaign (FNV-1a of
@@ -175,18 +175,30 @@ pub fn evaluate_policies(
     economics: &Economics,
     s: &SimulateSettings,
 ) -> Result<Vec<PolicyValue>> {
-    let from = models.ret.provenance.holdout_from;
-    let offers = history
+    // The return model's held-out offers whose window is observed: rows
+    // the evaluated model was not fitted on.
+    let split = &models.ret.provenance.split;
+    let observed = history
         .clone()
         .lazy()
-        .filter(
-            col(f::WINDOW_OBSERVED).and(
-                col(col::OFFERED_AT)
-                    .cast(DataType::Int32)
-                    .gt_eq(lit(epoch_days(from))),
-            ),
-        )
+        .filter(col(f::WINDOW_OBSERVED))
         .collect()
+        .map_err(Error::polars("simulate: offers with an observed window"))?;
+    let ids = arms::ids(&observed)?;
+    let dates: Vec<Option<i32>> = observed
+        .column(col::OFFERED_AT)
+        .and_then(|c| c.cast(&DataType::Int32))
+        .and_then(|c| c.i32().cloned())
+        .map_err(Error::polars("simulate: offered_at"))?
+        .iter()
+        .collect();
+    let held: Vec<bool> = ids
+        .iter()
+        .zip(&dates)
+        .map(|(id, d)| split.holds_out(id, d.map(from_epoch_days)))
+        .collect();
+    let offers = observed
+        .filter(&BooleanChunked::from_slice("held".into(), &held))
         .map_err(Error::polars("simulate: held-out offers"))?;
     if offers.height() == 0 {
         return Ok(Vec::new());

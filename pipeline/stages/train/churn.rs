@@ -3,7 +3,7 @@
 
 use polars::prelude::*;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::stages::features::{Manifest, f};
 
 use crate::artifact::{ChurnModel, ModelKind};
@@ -19,22 +19,18 @@ pub fn fit_churn(
     s: &TrainSettings,
     stamp: &Stamp,
 ) -> Result<ChurnModel> {
-    let (train, test, from) = observed_split(
-        snapshots,
-        f::HORIZON_OBSERVED,
+    let SplitRows { train, test, split } = split_rows(
+        &observed(snapshots, f::HORIZON_OBSERVED, "churn")?,
         f::AS_OF,
-        horizon_days,
-        s.holdout_share,
+        i64::from(horizon_days),
+        s,
         "churn",
+        Event {
+            label: f::CHURNED,
+            when: true,
+        },
+        None,
     )?;
-    if train.height() == 0 {
-        return Err(Error::Fit {
-            model: "churn".into(),
-            message: format!(
-                "no snapshot's {horizon_days}-day horizon ends before the holdout ({from}); add snapshot dates"
-            ),
-        });
-    }
     let features = choose_features(
         manifest,
         &train,
@@ -55,6 +51,6 @@ pub fn fit_churn(
     };
     let fitted = fit_binary(&problem, &Rows::Plain { label: f::CHURNED }, s)?;
     Ok(ChurnModel {
-        model: stored(ModelKind::Churn, f::CHURNED, fitted, from, stamp, s),
+        model: stored(ModelKind::Churn, f::CHURNED, fitted, split, stamp, s),
     })
 }

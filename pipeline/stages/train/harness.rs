@@ -15,11 +15,13 @@ use winback_models::metrics;
 use winback_models::survival;
 
 use crate::error::{Error, Result};
+use crate::schema::col;
 use crate::stages::features::{Manifest, epoch_days};
 
 use crate::artifact::design::{Design, DesignColumn};
 use crate::artifact::evaluation::{Candidate, Effect, Evaluation, StepScore};
 use crate::artifact::layout::{Layout, to_array};
+use crate::artifact::split::{Split, SplitKind, subscriber_key};
 use crate::artifact::{FORMAT_VERSION, Model, ModelKind, Provenance};
 
 use super::settings::{LearnerChoice, TrainSettings};
@@ -432,16 +434,146 @@ pub(crate) fn first_date(df: &DataFrame, column: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(v.into()))
 }
 
-/// Rows sorted by `date`; the latest `share` of them (from the first date
-/// at the cut on) are the holdout; training keeps rows whose label window
-/// (`date + window_days`) ends by the holdout's first date.
-pub(crate) fn time_split(
+/// A model's rows split into training and holdout, with the record.
+pub(crate) struct SplitRows {
+    /// Training rows.
+    pub train: DataFrame,
+    /// Holdout rows.
+    pub test: DataFrame,
+    /// How they were split.
+    pub split: Split,
+}
+
+/// The training rows of a split in time at a date, when they are not
+/// simply the rows whose label window ends by it.
+pub(crate) type TrainBefore<'a> = &'a dyn Fn(&DataFrame, NaiveDate) -> Result<DataFrame>;
+
+/// A split in time (training, holdout, first holdout date), or why none.
+type TimeSplit = std::result::Result<(DataFrame, DataFrame, NaiveDate), String>;
+
+/// What a side of a split must hold: the label column and the value that
+/// counts as the event.
+#[derive(Clone, Copy)]
+pub(crate) struct Event<'a> {
+    /// Label column (boolean).
+    pub label: &'a str,
+    /// The label's value for an event (`true` for a return or a churn,
+    /// `false` for the hazard's `censored`).
+    pub when: bool,
+}
+
+/// Rows, events and non-events of `df`.
+fn counts(df: &DataFrame, event: Event<'_>) -> Result<(usize, usize, usize)> {
+    let y = bool_column(df, event.label)?;
+    let events = y.iter().filter(|v| **v == event.when).count();
+    Ok((y.len(), events, y.len() - events))
+}
+
+/// Why `train` and `test` cannot support a fit and its evaluation, if
+/// they cannot.
+fn too_thin(train: &DataFrame, test: &DataFrame, event: Event<'_>) -> Result<Option<String>> {
+    let (n, e, ne) = counts(train, event)?;
+    let (m, f, nf) = counts(test, event)?;
+    let mut why = Vec::new();
+    if n < 100 || e < 10 || ne < 10 {
+        why.push(format!(
+            "training would hold {n} rows ({e} events, {ne} non-events; at least 100, 10 and 10 needed)"
+        ));
+    }
+    if m < 50 || f < 5 || nf < 5 {
+        why.push(format!(
+            "the holdout would hold {m} rows ({f} events, {nf} non-events; at least 50, 5 and 5 needed)"
+        ));
+    }
+    Ok((!why.is_empty()).then(|| why.join("; ")))
+}
+
+/// Splits a model's rows. In time first: rows sorted by `date`, the latest
+/// `s.holdout_share` of them (from the first date at the cut on) held out,
+/// training on the rows `train_before` keeps for the cut (by default those
+/// whose label window, `date + window_days`, ends by it). When the dates
+/// cannot support that (one date, or a side left with too few rows or one
+/// class), a seeded split by subscriber instead: `s.holdout_share` of the
+/// subscribers (a stable hash of the id) held out with all their rows; the
+/// record says which and why.
+pub(crate) fn split_rows(
+    df: &DataFrame,
+    date: &str,
+    window_days: i64,
+    s: &TrainSettings,
+    name: &str,
+    event: Event<'_>,
+    train_before: Option<TrainBefore<'_>>,
+) -> Result<SplitRows> {
+    let share = s.holdout_share;
+    let why_not_time = match time_split(df, date, window_days, share, name, train_before)? {
+        Ok((train, test, from)) => match too_thin(&train, &test, event)? {
+            None => {
+                return Ok(SplitRows {
+                    train,
+                    test,
+                    split: Split {
+                        kind: SplitKind::Time,
+                        share,
+                        holdout_from: Some(from),
+                        seed: s.seed,
+                        reason: None,
+                    },
+                });
+            }
+            Some(why) => format!("split in time at {from}, {why}"),
+        },
+        Err(why) => why,
+    };
+    tracing::info!(
+        model = name,
+        "no split in time: {why_not_time}; splitting by subscriber"
+    );
+    let ids = df
+        .column(col::SUBSCRIBER_ID)
+        .and_then(|c| c.str().cloned())
+        .map_err(Error::polars(format!("{name}: subscriber_id")))?;
+    let held: Vec<bool> = ids
+        .iter()
+        .map(|id| subscriber_key(s.seed, id.unwrap_or("")) < share)
+        .collect();
+    let mask = BooleanChunked::from_slice("held".into(), &held);
+    let test = df
+        .filter(&mask)
+        .map_err(Error::polars(format!("{name}: holdout rows")))?;
+    let train = df
+        .filter(&!&mask)
+        .map_err(Error::polars(format!("{name}: training rows")))?;
+    if let Some(why) = too_thin(&train, &test, event)? {
+        return Err(Error::Fit {
+            model: name.into(),
+            message: format!(
+                "too few rows to fit and evaluate: {why_not_time}; split by subscriber, {why}"
+            ),
+        });
+    }
+    Ok(SplitRows {
+        train,
+        test,
+        split: Split {
+            kind: SplitKind::Subscriber,
+            share,
+            holdout_from: None,
+            seed: s.seed,
+            reason: Some(why_not_time),
+        },
+    })
+}
+
+/// The split in time of [`split_rows`], or why there is none.
+fn time_split(
     df: &DataFrame,
     date: &str,
     window_days: i64,
     share: f64,
     name: &str,
-) -> Result<(DataFrame, DataFrame, NaiveDate)> {
+    train_before: Option<TrainBefore<'_>>,
+) -> Result<TimeSplit> {
     let sorted = df
         .sort(
             [date],
@@ -449,55 +581,54 @@ pub(crate) fn time_split(
         )
         .map_err(Error::polars(format!("{name}: sort")))?;
     let n = sorted.height();
+    let dates = sorted
+        .column(date)
+        .and_then(|c| c.n_unique())
+        .map_err(Error::polars(format!("{name}: dates")))?;
+    if dates < 2 {
+        return Ok(Err(format!(
+            "the {n} rows hold {dates} distinct `{date}`: nothing earlier to train on"
+        )));
+    }
     let cut = ((n as f64) * (1.0 - share)).round() as usize;
     if cut < 100 || n.saturating_sub(cut) < 50 {
-        return Err(Error::Fit {
-            model: name.into(),
-            message: format!(
-                "{n} rows: too few to fit and hold out {:.0}%",
-                share * 100.0
-            ),
-        });
+        return Ok(Err(format!(
+            "{n} rows: too few to hold out the latest {:.0}% in time",
+            share * 100.0
+        )));
     }
-    let from = first_date(&sorted.slice(cut as i64, 1), date).ok_or_else(|| Error::Fit {
-        model: name.into(),
-        message: format!("no `{date}` at the holdout cut"),
-    })?;
-    let train = sorted
-        .clone()
-        .lazy()
-        .filter(
-            (col(date).cast(DataType::Int32) + lit(window_days as i32))
-                .lt_eq(lit(epoch_days(from))),
-        )
-        .collect()
-        .map_err(Error::polars(format!("{name}: training rows")))?;
+    let Some(from) = first_date(&sorted.slice(cut as i64, 1), date) else {
+        return Ok(Err(format!("no `{date}` at the holdout cut")));
+    };
+    let train = match train_before {
+        Some(f) => f(&sorted, from)?,
+        None => sorted
+            .clone()
+            .lazy()
+            .filter(
+                (col(date).cast(DataType::Int32) + lit(window_days as i32))
+                    .lt_eq(lit(epoch_days(from))),
+            )
+            .collect()
+            .map_err(Error::polars(format!("{name}: training rows")))?,
+    };
     let test = sorted
         .lazy()
         .filter(col(date).gt_eq(date_lit(from)))
         .collect()
         .map_err(Error::polars(format!("{name}: holdout rows")))?;
-    Ok((train, test, from))
+    Ok(Ok((train, test, from)))
 }
 
-/// [`time_split`] of the rows whose label is observed (`observed` true).
-pub(crate) fn observed_split(
-    df: &DataFrame,
-    observed: &str,
-    date: &str,
-    window_days: u32,
-    share: f64,
-    name: &str,
-) -> Result<(DataFrame, DataFrame, NaiveDate)> {
-    let rows = df
-        .clone()
+/// The rows of `df` whose label is observed (`observed` true).
+pub(crate) fn observed(df: &DataFrame, observed: &str, name: &str) -> Result<DataFrame> {
+    df.clone()
         .lazy()
         .filter(col(observed))
         .collect()
         .map_err(Error::polars(format!(
             "{name} model: rows with an observed label"
-        )))?;
-    time_split(&rows, date, window_days as i64, share, name)
+        )))
 }
 
 /// Refits the artifact's learner on `df` with the same layout, learner
@@ -540,7 +671,7 @@ pub(crate) fn stored(
     kind: ModelKind,
     label: &str,
     fitted: Fitted,
-    holdout_from: NaiveDate,
+    split: Split,
     stamp: &Stamp,
     s: &TrainSettings,
 ) -> Model {
@@ -555,7 +686,7 @@ pub(crate) fn stored(
             data_fingerprint: fitted.fingerprint,
             training_rows: fitted.training_rows,
             training_positives: fitted.training_positives,
-            holdout_from,
+            split,
             refit_rows: None,
             settings: s.clone(),
         },

@@ -23,13 +23,17 @@ pub fn fit_return(
     s: &TrainSettings,
     stamp: &Stamp,
 ) -> Result<ReturnModel> {
-    let (train, test, from) = observed_split(
-        offers,
-        f::WINDOW_OBSERVED,
+    let SplitRows { train, test, split } = split_rows(
+        &observed(offers, f::WINDOW_OBSERVED, "return")?,
         col::OFFERED_AT,
-        window_days,
-        s.holdout_share,
+        i64::from(window_days),
+        s,
         "return",
+        Event {
+            label: f::RETURNED,
+            when: true,
+        },
+        None,
     )?;
     let features = choose_features(
         manifest,
@@ -59,7 +63,7 @@ pub fn fit_return(
         bands: Vec::new(),
     };
     let fitted = fit_binary(&problem, &Rows::Plain { label: f::RETURNED }, s)?;
-    let model = stored(ModelKind::Return, f::RETURNED, fitted, from, stamp, s);
+    let model = stored(ModelKind::Return, f::RETURNED, fitted, split, stamp, s);
     let mut artifact = ReturnModel {
         model,
         uplift: Vec::new(),

@@ -150,10 +150,20 @@ pub fn fit_second_lifetime(
     stamp: &Stamp,
 ) -> Result<SecondLifetimeModel> {
     let all = second_lifetime_rows(second, lapsed, economics)?;
-    let (_, test, from) = time_split(&all, f::RETURNED_AT, 0, s.holdout_share, "second lifetime")?;
-    // Training sees only what was known before the holdout: returns before
-    // it, censored at its first day.
-    let train = censor_at(&all, from)?;
+    // In time, training sees only what was known before the holdout:
+    // returns before it, censored at its first day.
+    let SplitRows { train, test, split } = split_rows(
+        &all,
+        f::RETURNED_AT,
+        0,
+        s,
+        "second lifetime",
+        Event {
+            label: f::CENSORED,
+            when: false,
+        },
+        Some(&censor_at),
+    )?;
     // The hazard's manifest adds the winning arm as a one-hot feature.
     let mut arms: Vec<String> = ARMS.iter().map(|a| a.to_string()).collect();
     arms.insert(0, "none".into());
@@ -198,7 +208,7 @@ pub fn fit_second_lifetime(
         ModelKind::SecondLifetime,
         "churned_in_month",
         fitted,
-        from,
+        split,
         stamp,
         s,
     );
