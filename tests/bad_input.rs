@@ -875,3 +875,547 @@ fn flags_are_only_on_the_commands_that_use_them() {
     assert!(!stderr.contains("data.dir"), "{stderr}");
     assert!(stderr.contains("run `winback features`"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------
+// Values, types and layouts of real extracts.
+
+/// Replaces row `i` of float column `name`.
+fn set_f64(mut df: DataFrame, name: &str, i: usize, value: f64) -> DataFrame {
+    let c = df.column(name).unwrap().cast(&DataType::Float64).unwrap();
+    let mut v: Vec<Option<f64>> = c.f64().unwrap().iter().collect();
+    v[i] = Some(value);
+    df.replace(name, Series::new(name.into(), v).into())
+        .unwrap();
+    df
+}
+
+/// The first row of `table` whose subscriber has no row in another table
+/// of `others` (so a rejection there does not spread).
+fn row_of(s: &Sample, table: &str) -> (usize, String) {
+    let df = read(&s.table(table));
+    let col = if table == "referrals" {
+        "referrer_id"
+    } else {
+        "subscriber_id"
+    };
+    (0, id_at(&df, col, 0))
+}
+
+#[test]
+fn nan_revenue_breaks_a_rule() {
+    let s = Sample::new();
+    let (i, id) = row_of(&s, "billing");
+    s.edit("billing", |df| set_f64(df, "revenue", i, f64::NAN));
+    s.expect_rule("billing", "revenue", "non_finite_revenue", 1, &id);
+}
+
+#[test]
+fn infinite_cost_to_serve_breaks_a_rule() {
+    let s = Sample::new();
+    let (i, id) = row_of(&s, "billing");
+    s.edit("billing", |df| {
+        set_f64(df, "cost_to_serve", i, f64::NEG_INFINITY)
+    });
+    s.expect_rule(
+        "billing",
+        "cost_to_serve",
+        "non_finite_cost_to_serve",
+        1,
+        &id,
+    );
+}
+
+#[test]
+fn infinite_monthly_fee_breaks_a_rule() {
+    let s = Sample::new();
+    let (i, id) = row_of(&s, "subscribers");
+    s.edit("subscribers", |df| {
+        set_f64(df, "monthly_fee", i, f64::INFINITY)
+    });
+    s.expect_rule(
+        "subscribers",
+        "monthly_fee",
+        "non_finite_monthly_fee",
+        1,
+        &id,
+    );
+}
+
+#[test]
+fn nan_monthly_fee_is_not_a_valid_fee() {
+    let s = Sample::new();
+    let (i, id) = row_of(&s, "subscribers");
+    s.edit("subscribers", |df| set_f64(df, "monthly_fee", i, f64::NAN));
+    s.expect_rule(
+        "subscribers",
+        "monthly_fee",
+        "non_finite_monthly_fee",
+        1,
+        &id,
+    );
+}
+
+#[test]
+fn nan_propensity_breaks_a_rule() {
+    let s = Sample::new();
+    let (i, id) = row_of(&s, "winback_offers");
+    s.edit("winback_offers", |df| {
+        set_f64(df, "propensity", i, f64::NAN)
+    });
+    s.expect_rule(
+        "winback_offers",
+        "propensity",
+        "non_finite_propensity",
+        1,
+        &id,
+    );
+}
+
+#[test]
+fn a_signup_in_year_9999_is_out_of_range() {
+    let s = Sample::new();
+    let (i, id) = row_of(&s, "subscribers");
+    s.edit("subscribers", |df| {
+        set_date(df, "signup_date", i, Some(day(9999, 1, 1)))
+    });
+    s.expect_rule("subscribers", "signup_date", "date_out_of_range", 1, &id);
+}
+
+#[test]
+fn a_complaint_before_1900_is_out_of_range() {
+    let s = Sample::new();
+    let (i, id) = row_of(&s, "complaints");
+    s.edit("complaints", |df| {
+        set_date(df, "opened_at", i, Some(day(1850, 1, 1)))
+    });
+    s.expect_rule("complaints", "opened_at", "date_out_of_range", 1, &id);
+}
+
+#[test]
+fn a_billing_month_at_the_largest_date_is_rejected_and_features_run() {
+    let s = Sample::new();
+    let (i, id) = row_of(&s, "billing");
+    s.edit("billing", |df| {
+        set_date(df, "month", i, Some(day(262_142, 12, 1)))
+    });
+    s.expect_rule("billing", "month", "date_out_of_range", 1, &id);
+    let o = winback(&[
+        "features",
+        "--mode",
+        "quarantine",
+        "--data",
+        s.data.to_str().unwrap(),
+        "--out",
+        s.out.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    // The data's end is not pulled to the year 262142 by the rejected row.
+    assert!(!stdout.contains("262142"), "{stdout}");
+}
+
+#[test]
+fn decimal_amounts_are_read_as_floats() {
+    let s = Sample::new();
+    s.edit("subscribers", |mut df| {
+        let c = df
+            .column("monthly_fee")
+            .unwrap()
+            .cast(&DataType::Decimal(12, 2))
+            .unwrap();
+        df.replace("monthly_fee", c).unwrap();
+        df
+    });
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("monthly_fee: decimal"), "{stdout}");
+    assert!(stdout.contains("read as Float64"), "{stdout}");
+}
+
+/// Dates rewritten as timestamps at local midnight in `tz`.
+fn as_local_midnight(df: &mut DataFrame, name: &str, tz: &str) {
+    let c = df
+        .column(name)
+        .unwrap()
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+        .unwrap();
+    let local = c
+        .as_materialized_series()
+        .datetime()
+        .unwrap()
+        .clone()
+        .into_series()
+        .into_frame()
+        .lazy()
+        .select([col(name).dt().replace_time_zone(
+            TimeZone::opt_try_new(Some(tz)).unwrap(),
+            lit("earliest"),
+            NonExistent::Raise,
+        )])
+        .collect()
+        .unwrap();
+    df.replace(name, local.column(name).unwrap().clone())
+        .unwrap();
+}
+
+#[test]
+fn timestamps_in_a_time_zone_keep_their_local_day() {
+    let s = Sample::new();
+    let before = read(&s.table("billing"));
+    s.edit("billing", |mut df| {
+        as_local_midnight(&mut df, "month", "Europe/Berlin");
+        df
+    });
+    s.edit("subscribers", |mut df| {
+        as_local_midnight(&mut df, "signup_date", "America/New_York");
+        df
+    });
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(
+        o.status.success(),
+        "Berlin month starts are month starts:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("cut to the day in its time zone Europe/Berlin"),
+        "{stdout}"
+    );
+    // The features read the same months as before.
+    common::features(&s.data, &s.out, None);
+    let summary = std::fs::read_to_string(s.out.join("features/summary.json")).unwrap();
+    let last = dates(&before, "month").into_iter().flatten().max().unwrap();
+    let end =
+        chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(last.into());
+    let end = end
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap()
+        .pred_opt()
+        .unwrap();
+    assert!(
+        summary.contains(&format!("\"data_end\": \"{end}\"")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn an_unknown_time_zone_is_an_error_naming_the_column() {
+    let s = Sample::new();
+    s.edit("subscribers", |mut df| {
+        as_local_midnight(&mut df, "signup_date", "Europe/Paris");
+        df
+    });
+    // polars will not write a zone it does not know: rename the zone in
+    // the file's Arrow schema (base64 in the footer), keeping its length.
+    let file = s.table("subscribers");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(
+        &file,
+        rename_time_zone(&bytes, "Europe/Paris", "Mars/Olympus"),
+    )
+    .unwrap();
+    s.expect_fatal(
+        3,
+        &["subscribers", "signup_date", "Mars/Olympus", "time zone"],
+    );
+}
+
+/// `bytes` of a Parquet file with the time zone `from` renamed `to` (same
+/// length) in the `ARROW:schema` footer entry.
+fn rename_time_zone(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    use base64::Engine;
+    assert_eq!(from.len(), to.len());
+    let key = b"ARROW:schema";
+    let at = bytes
+        .windows(key.len())
+        .rposition(|w| w == key)
+        .expect("an Arrow schema in the footer")
+        + key.len();
+    // Thrift compact: a field header byte, then the value's length as a
+    // varint, then the value.
+    let (mut len, mut shift, mut i) = (0usize, 0, at + 1);
+    loop {
+        let b = bytes[i];
+        len |= ((b & 0x7f) as usize) << shift;
+        shift += 7;
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut schema = engine.decode(&bytes[i..i + len]).unwrap();
+    let pos = schema
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .expect("the zone in the schema");
+    schema[pos..pos + to.len()].copy_from_slice(to.as_bytes());
+    let encoded = engine.encode(&schema);
+    assert_eq!(encoded.len(), len);
+    let mut out = bytes.to_vec();
+    out[i..i + len].copy_from_slice(encoded.as_bytes());
+    out
+}
+
+#[test]
+fn a_spark_directory_named_like_the_file_is_read_whole() {
+    let s = Sample::new();
+    for table in ["subscribers", "complaints"] {
+        let file = s.table(table);
+        let rows = read(&file).height();
+        let dir = s.data.join(format!("{table}.parquet.tmp"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::rename(&file, dir.join("part-00000.parquet")).unwrap();
+        std::fs::write(dir.join("_SUCCESS"), b"").unwrap();
+        std::fs::rename(&dir, &file).unwrap();
+        let o = s.validate(&[]);
+        let (stdout, stderr) = texts(&o);
+        assert!(o.status.success(), "{table}: {stdout}\n{stderr}");
+        let report = s.report();
+        let t = report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap()
+            .clone();
+        assert_eq!(t["rows_read"].as_u64().unwrap() as usize, rows, "{table}");
+    }
+}
+
+#[test]
+fn a_user_column_named_like_a_working_column_is_refused() {
+    let s = Sample::new();
+    s.edit("billing", |mut df| {
+        let n = df.height();
+        df.with_column(Column::new("__known".into(), vec![1u32; n]))
+            .unwrap();
+        df
+    });
+    s.expect_fatal(3, &["table `billing`", "`__known`", "reserves"]);
+}
+
+#[test]
+fn a_user_column_named_reason_is_carried_not_dropped() {
+    let s = Sample::new();
+    s.edit("churn_events", |mut df| {
+        let n = df.height();
+        df.with_column(Column::new("reason".into(), vec!["crm note"; n]))
+            .unwrap();
+        df
+    });
+    let o = s.validate(&["--mode", "quarantine"]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("carried as `input_reason`"), "{stdout}");
+}
+
+#[test]
+fn a_text_column_listed_as_numeric_is_named() {
+    let s = Sample::new();
+    s.edit("subscribers", |mut df| {
+        let n = df.height();
+        df.with_column(Column::new("segment".into(), vec!["smb"; n]))
+            .unwrap();
+        df
+    });
+    let cfg = s.out.parent().unwrap().join("c.toml");
+    std::fs::write(&cfg, "[features]\nextra_numeric = [\"segment\"]\n").unwrap();
+    let o = winback(&[
+        "features",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        s.data.to_str().unwrap(),
+        "--out",
+        s.out.to_str().unwrap(),
+    ]);
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("features.extra_numeric") && stderr.contains("`segment` is str"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_free_plan_has_no_bill_ratio_and_nothing_infinite() {
+    let s = Sample::new();
+    s.edit("subscribers", |df| {
+        let n = df.height();
+        let mut df = df;
+        for i in 0..n / 10 {
+            df = set_f64(df, "monthly_fee", i, 0.0);
+        }
+        df
+    });
+    let dir = common::features(&s.data, &s.out, None);
+    let active = read(&dir.join("active.parquet"));
+    let ratio = active.column("bill_ratio_max3").unwrap();
+    assert!(ratio.null_count() > 0, "free plans have a null ratio");
+    let finite = ratio.f64().unwrap().iter().flatten().all(f64::is_finite);
+    assert!(finite, "no infinite bill ratio");
+}
+
+#[test]
+fn a_very_long_orphan_id_is_cut_in_messages() {
+    let s = Sample::new();
+    let long = "X".repeat(100_000);
+    s.edit("churn_events", |df| {
+        set_str(df, "subscriber_id", 0, Some(&long))
+    });
+    let o = s.validate(&[]);
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr.contains("rule `unknown_subscriber`"), "{stderr}");
+    assert!(stderr.contains("(100000 characters)"), "{stderr}");
+    assert!(stderr.len() < 5_000, "{} bytes of error", stderr.len());
+}
+
+#[test]
+fn a_missing_required_column_lists_the_columns_present() {
+    let s = Sample::new();
+    s.edit("billing", |df| df.drop("revenue").unwrap());
+    s.expect_fatal(
+        3,
+        &["table `billing`", "no column `revenue`", "columns present"],
+    );
+}
+
+#[test]
+fn an_absent_nullable_column_is_read_as_null() {
+    let s = Sample::new();
+    s.edit("billing", |df| df.drop("cost_to_serve").unwrap());
+    s.edit("complaints", |df| df.drop("category").unwrap());
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("cost_to_serve: absent (nullable in the contract): read as all null"),
+        "{stdout}"
+    );
+    common::features(&s.data, &s.out, None);
+}
+
+#[test]
+fn a_missing_subscribers_table_is_named() {
+    let s = Sample::new();
+    std::fs::remove_file(s.table("subscribers")).unwrap();
+    s.expect_fatal(
+        3,
+        &["table `subscribers` is missing", "subscribers.parquet"],
+    );
+}
+
+#[test]
+fn an_empty_subscribers_table_is_a_data_error() {
+    let s = Sample::new();
+    s.edit("subscribers", |df| df.head(Some(0)));
+    s.expect_fatal(3, &["subscribers", "no rows"]);
+}
+
+#[test]
+fn config_errors_name_their_key() {
+    let s = Sample::new();
+    let cfg = s.out.parent().unwrap().join("c.toml");
+    for (text, needle) in [
+        (
+            "[simulate]\nholdout_share = 0.1\n",
+            "simulate.control_share",
+        ),
+        (
+            "[features]\ndata_end = \"2024-13-01\"\n",
+            "features.data_end",
+        ),
+        (
+            "[validate]\nmin_date = \"2000-01-01\"\nmax_date = \"1999-01-01\"\n",
+            "validate.max_date",
+        ),
+        ("[features]\nas_of = \"yesterday\"\n", "features.as_of"),
+        ("[train]\nholdout_share = 0.9\n", "train.holdout_share"),
+        ("[sumulate]\n", "sumulate"),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let o = winback(&[
+            "validate",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data",
+            s.data.to_str().unwrap(),
+        ]);
+        let (_, stderr) = texts(&o);
+        assert_eq!(o.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(needle), "{text}: {stderr}");
+    }
+}
+
+#[test]
+fn a_corrupt_page_is_a_data_error_naming_the_table() {
+    let s = Sample::new();
+    let file = s.table("billing");
+    let mut bytes = std::fs::read(&file).unwrap();
+    // Overwrite a stretch of the data pages (after the leading magic,
+    // well before the footer).
+    let n = bytes.len();
+    for b in &mut bytes[n / 4..n / 4 + 256] {
+        *b = 0xA5;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let o = s.validate(&[]);
+    let (_, stderr) = texts(&o);
+    assert_ne!(o.status.code(), Some(101), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if !o.status.success() {
+        assert_eq!(o.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("billing"), "{stderr}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// No file makes the binary panic.
+
+mod corruption {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random damage to a random table (truncation, flipped bytes,
+        /// bytes written over the footer or the data): the binary answers
+        /// with an exit code and a message, never a panic (exit 101).
+        #[test]
+        fn no_damage_makes_the_binary_panic(
+            table in 0usize..7,
+            kind in 0usize..4,
+            at in 0.0f64..1.0,
+            len in 1usize..512,
+            byte in any::<u8>(),
+        ) {
+            let s = Sample::new();
+            let names = ["subscribers", "billing", "complaints", "referrals",
+                         "churn_events", "reactivations", "winback_offers"];
+            let file = s.table(names[table]);
+            let mut bytes = std::fs::read(&file).unwrap();
+            let n = bytes.len();
+            let start = ((n as f64) * at) as usize % n;
+            match kind {
+                0 => bytes.truncate(start),
+                1 => for b in bytes.iter_mut().skip(start).take(len) { *b ^= byte | 1 },
+                2 => { let from = n.saturating_sub(len.min(n)); for b in &mut bytes[from..] { *b = byte } }
+                _ => bytes.splice(start..start, std::iter::repeat_n(byte, len)).for_each(drop),
+            }
+            std::fs::write(&file, &bytes).unwrap();
+            for command in ["validate", "features"] {
+                let o = winback(&[command, "--mode", "quarantine",
+                    "--data", s.data.to_str().unwrap(), "--out", s.out.to_str().unwrap()]);
+                let (_, stderr) = texts(&o);
+                prop_assert_ne!(o.status.code(), Some(101), "{} {}: {}", command, names[table], stderr);
+                prop_assert!(!stderr.contains("panicked"), "{}", stderr);
+                if !o.status.success() {
+                    prop_assert!(o.status.code().is_some(), "killed: {}", stderr);
+                }
+            }
+        }
+    }
+}

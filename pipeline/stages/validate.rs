@@ -72,6 +72,37 @@ impl ValidateSettings {
     }
 }
 
+/// A polars failure while reading a table's rows, as the input's fault:
+/// names the table and its files.
+fn unreadable(table: Table, files: &[String]) -> impl FnOnce(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Polars { source, .. } => Error::Data {
+            table: table.name().into(),
+            message: format!(
+                "cannot read its rows from {}: {}",
+                files.join(", "),
+                source.to_string().lines().next().unwrap_or_default()
+            ),
+        },
+        other => other,
+    }
+}
+
+/// [`super::collect`] of a plan over billing's rows, its read failures the
+/// input's fault.
+fn read_rows(lf: LazyFrame, context: String) -> Result<DataFrame> {
+    super::collect(lf, context).map_err(|e| match e {
+        Error::Polars { source, .. } => Error::Data {
+            table: Table::Billing.name().into(),
+            message: format!(
+                "cannot read its rows: {}",
+                source.to_string().lines().next().unwrap_or_default()
+            ),
+        },
+        other => other,
+    })
+}
+
 /// An id as shown in a message: at most 40 characters.
 pub fn readable_id(id: &str) -> String {
     if id.chars().count() <= 40 {
@@ -109,6 +140,8 @@ pub struct Conformed {
     pub notes: Vec<String>,
     /// Rows according to the files' footers.
     pub rows_in_files: usize,
+    /// The files, for messages.
+    pub files: Vec<String>,
 }
 
 impl Conformed {
@@ -265,6 +298,7 @@ pub fn conform(
             columns,
             notes,
             rows_in_files: files.iter().map(|f| f.rows).sum(),
+            files: files.iter().map(|f| f.path.clone()).collect(),
         })
     } else {
         Err(problems)
@@ -451,7 +485,7 @@ fn rules_for(
             let passes = rows.div_ceil(settings.duplicate_check_rows.max(1)).max(1) as u32;
             let mut dups = DataFrame::empty();
             for pass in 0..passes {
-                let found = super::collect(
+                let found = read_rows(
                     lf.clone()
                         .filter(col(MONTH_KEY).is_not_null())
                         .filter(if passes > 1 {
@@ -644,7 +678,7 @@ fn plausible_dates(
             let cap = epoch_days(LATEST_DATE);
             let latest = match inputs.iter().find(|(c, _)| c.table == Table::Billing) {
                 Some((_, lf)) => {
-                    let m = super::collect(
+                    let m = read_rows(
                         lf.clone()
                             .select([col(col::MONTH).cast(DataType::Int32).alias("m")])
                             .filter(
@@ -653,7 +687,7 @@ fn plausible_dates(
                                     .and(col("m").gt_eq(lit(epoch_days(settings.min_date)))),
                             )
                             .select([col("m").max()]),
-                        "validate billing: latest month",
+                        "validate billing: latest month".into(),
                     )?;
                     m.column("m")
                         .ok()
@@ -743,7 +777,10 @@ pub fn check_rows(
         aggs.push(any.clone().sum().alias("__rejected"));
         aggs.push(len().alias("__read"));
         aggs.extend(note_aggs(table));
-        let counts = super::collect(flagged.clone().select(aggs), ctx("count"))?;
+        // The first pass over every row: a page that cannot be decoded
+        // (corrupt, invalid UTF-8) fails here, and is the input's fault.
+        let counts = super::collect(flagged.clone().select(aggs), ctx("count"))
+            .map_err(unreadable(table, &conformed.files))?;
         let count = |c: &str| first_u64(&counts, c);
         let read = count("__read");
         let rejected = count("__rejected");
