@@ -72,6 +72,8 @@ pub struct PolicyValue {
     pub offers: usize,
     /// Offers whose logged arm is the policy's choice.
     pub matched: usize,
+    /// Offers set aside before the evaluation (no usable propensity).
+    pub set_aside: usize,
     /// The models' expected profit per offer under the policy.
     pub model: f64,
     /// Inverse-propensity estimate of profit per offer, with interval.
@@ -102,9 +104,13 @@ pub fn off_policy(
     for i in 0..n {
         let a = policy[i];
         let hit = logged[i] == a;
-        let w = if hit {
+        // A propensity that is missing, zero or not finite has no inverse
+        // weight: such a row counts as unmatched (callers set them aside).
+        let p = propensity[i];
+        let usable = p > 0.0 && p.is_finite();
+        let w = if hit && usable {
             matched += 1;
-            1.0 / propensity[i].max(1e-6)
+            1.0 / p.max(1e-6)
         } else {
             0.0
         };
@@ -126,6 +132,7 @@ pub fn off_policy(
         policy: name.into(),
         offers: n,
         matched,
+        set_aside: 0,
         model: model / n.max(1) as f64,
         ips: summarise(&ips),
         dr: summarise(&dr),
@@ -137,6 +144,21 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn a_missing_propensity_never_weighs_a_million() {
+        let v = off_policy(
+            "arm 1",
+            &[1, 1],
+            &[1, 1],
+            &[f64::NAN, 0.5],
+            &[100.0, 10.0],
+            &[vec![0.0; 2], vec![0.0; 2]],
+            0.9,
+        );
+        assert_eq!(v.matched, 1);
+        assert_eq!(v.ips.estimate, 10.0, "{v:?}");
+    }
 
     #[test]
     fn normal_quantiles() {

@@ -30,8 +30,9 @@ pub struct FeatureSummary {
     pub data_end_set_by: String,
     /// Churn snapshot dates.
     pub snapshots: Vec<String>,
-    /// Snapshots left out or whose horizon is not observed, and why.
-    pub snapshot_notes: Vec<String>,
+    /// Snapshots left out or whose horizon is not observed, and offers
+    /// whose window is not, with their dates and the data's end.
+    pub notes: Vec<String>,
     /// Offers whose response window ends after the data's end (not used
     /// to train or evaluate the return model).
     pub offers_window_unobserved: usize,
@@ -137,18 +138,49 @@ pub fn features(
             )
         })
         .collect();
-    let offers_window_unobserved = built
-        .offers
-        .column(stage::f::WINDOW_OBSERVED)
-        .and_then(|c| c.bool().cloned())
-        .map(|c| c.iter().filter(|v| *v == Some(false)).count())
-        .unwrap_or(0);
+    // Offers whose response window the data does not cover: how many, and
+    // the dates they were made on.
+    let unobserved: Vec<chrono::NaiveDate> = match (
+        built.offers.column(stage::f::WINDOW_OBSERVED),
+        built.offers.column(crate::schema::col::OFFERED_AT),
+    ) {
+        (Ok(w), Ok(d)) => match (w.bool(), d.cast(&polars::prelude::DataType::Int32)) {
+            (Ok(w), Ok(d)) => w
+                .iter()
+                .zip(
+                    d.i32()
+                        .map(|c| c.iter().collect::<Vec<_>>())
+                        .unwrap_or_default(),
+                )
+                .filter(|(w, _)| *w == Some(false))
+                .filter_map(|(_, d)| d.map(stage::from_epoch_days))
+                .collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let offers_window_unobserved = unobserved.len();
+    let offers_window_note = (!unobserved.is_empty()).then(|| {
+        format!(
+            "{} offers made {} to {}: their {}-day response windows end after the data's end {}; not used to train or evaluate",
+            unobserved.len(),
+            unobserved.iter().min().expect("not empty"),
+            unobserved.iter().max().expect("not empty"),
+            s.response_window_days,
+            built.data_end
+        )
+    });
     let summary = FeatureSummary {
         as_of: built.as_of.to_string(),
         data_end: built.data_end.to_string(),
         data_end_set_by,
         snapshots: built.snapshots.iter().map(|d| d.to_string()).collect(),
-        snapshot_notes: built.snapshot_notes.clone(),
+        notes: built
+            .snapshot_notes
+            .iter()
+            .cloned()
+            .chain(offers_window_note)
+            .collect(),
         offers_window_unobserved,
         rows,
         nulls,
@@ -172,15 +204,8 @@ fn print_features(out: &mut dyn Write, s: &FeatureSummary, dir: &Path) -> std::i
         s.snapshots.first().map(String::as_str).unwrap_or("-"),
         s.snapshots.last().map(String::as_str).unwrap_or("-")
     )?;
-    for n in &s.snapshot_notes {
+    for n in &s.notes {
         writeln!(out, "  note: {n}")?;
-    }
-    if s.offers_window_unobserved > 0 {
-        writeln!(
-            out,
-            "  note: {} offers' response windows end after the data's end {}: not used to train or evaluate",
-            s.offers_window_unobserved, s.data_end
-        )?;
     }
     for (name, n) in &s.rows {
         writeln!(out, "  {name:<24} {n:>12} rows")?;

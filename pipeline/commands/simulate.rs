@@ -239,6 +239,13 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
             "\n  off-policy evaluation on {} held-out randomised offers (profit per offer, {pct:.0}% intervals):",
             s.off_policy[0].offers
         );
+        if s.off_policy[0].set_aside > 0 {
+            let _ = writeln!(
+                o,
+                "  ({} held-out offers set aside: no usable propensity)",
+                s.off_policy[0].set_aside
+            );
+        }
         let _ = writeln!(
             o,
             "  {:<14} {:>8} {:>8} {:>20} {:>8} {:>20}",

@@ -175,8 +175,11 @@ pub fn evaluate_policies(
     economics: &Economics,
     s: &SimulateSettings,
 ) -> Result<Vec<PolicyValue>> {
-    // The return model's held-out offers whose window is observed: rows
-    // the evaluated model was not fitted on.
+    // The return model's holdout offers whose window is observed (the
+    // rows its evaluation was not fitted on; the stored model was refitted
+    // on every row, these included). Offers without a usable propensity
+    // (null, zero, negative, not finite) cannot be reweighted: set aside
+    // and counted, never given a huge weight.
     let split = &models.ret.provenance.split;
     let observed = history
         .clone()
@@ -192,13 +195,27 @@ pub fn evaluate_policies(
         .map_err(Error::polars("simulate: offered_at"))?
         .iter()
         .collect();
+    let usable: Vec<bool> = observed
+        .column(col::PROPENSITY)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .and_then(|c| c.f64().cloned())
+        .map_err(Error::polars("simulate: propensity"))?
+        .iter()
+        .map(|p| p.is_some_and(|p| p > 0.0 && p <= 1.0 && p.is_finite()))
+        .collect();
     let held: Vec<bool> = ids
         .iter()
         .zip(&dates)
         .map(|(id, d)| split.holds_out(id, d.map(from_epoch_days)))
         .collect();
+    let set_aside = held
+        .iter()
+        .zip(&usable)
+        .filter(|(h, u)| **h && !**u)
+        .count();
+    let keep: Vec<bool> = held.iter().zip(&usable).map(|(h, u)| *h && *u).collect();
     let offers = observed
-        .filter(&BooleanChunked::from_slice("held".into(), &held))
+        .filter(&BooleanChunked::from_slice("held".into(), &keep))
         .map_err(Error::polars("simulate: held-out offers"))?;
     if offers.height() == 0 {
         return Ok(Vec::new());
@@ -272,12 +289,29 @@ pub fn evaluate_policies(
             level,
         ));
     }
+    for v in &mut out {
+        v.set_aside = set_aside;
+    }
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holdout_keys_are_pinned() {
+        // From an independent Python implementation of the same FNV-1a and
+        // splitmix64 steps: a change of the hash would move last
+        // campaign's control group.
+        for (campaign, id, want) in [
+            ("c1", "S00000001", "0.050740933203"),
+            ("winback-2025-12-31", "S00012345", "0.666363173419"),
+            ("spring", "7590-VHVEG", "0.626656046250"),
+        ] {
+            assert_eq!(format!("{:.12}", holdout_key(campaign, id)), want);
+        }
+    }
 
     #[test]
     fn holdout_keys_are_stable_uniform_and_campaign_specific() {
