@@ -249,8 +249,7 @@ pub struct RawValidate {
     /// Earliest plausible date in any date column (`YYYY-MM-DD`); earlier
     /// rows break the rule `date_out_of_range`. Default 1900-01-01.
     pub min_date: Option<String>,
-    /// Latest plausible date (`YYYY-MM-DD`). Default: a year after the
-    /// latest billed month (at most 2200-12-31).
+    /// Latest plausible date (`YYYY-MM-DD`). Default 2200-12-31.
     pub max_date: Option<String>,
     /// `[validate.columns.<table>]`: `canonical_name = "name in the files"`.
     /// Default: the contract's names.
@@ -423,11 +422,10 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         .max_date
         .as_deref()
         .and_then(|t| parse_date("validate.max_date", t, &mut problems));
-    if let Some(m) = max_date
-        && m < min_date
-    {
+    let max_date = max_date.unwrap_or(crate::stages::validate::LATEST_DATE);
+    if max_date < min_date {
         problems.push(format!(
-            "`validate.max_date`: {m} is before `validate.min_date` {min_date}"
+            "`validate.max_date`: {max_date} is before `validate.min_date` {min_date}"
         ));
     }
     let duplicate_check_rows = bounded(

@@ -189,7 +189,7 @@ fn a_cross_sectional_churn_table_trains_and_scores_near_the_truth() {
         "{features}"
     );
     assert!(
-        features.contains("left out: no defection recorded"),
+        features.contains("2023-10-01 left out: its 90-day horizon ends 2023-12-30, before the first recorded defection"),
         "{features}"
     );
     assert!(

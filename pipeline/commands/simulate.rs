@@ -134,7 +134,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
     );
     let _ = writeln!(
         o,
-        "  {:<9} {:>6} {:>9} {:>10} {:>12} {:>25} {:>12} {:>7} {:>10}",
+        "  {:<9} {:>6} {:>9} {:>10} {:>12} {:>25} {:>12} {:>7} {:>9} {:>10}",
         "arm",
         "rank",
         "recapture",
@@ -143,6 +143,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
         "interval",
         "incremental",
         "roi",
+        "incr roi",
         "cost/reacq"
     );
     let str_col = |name: &str| -> Vec<String> {
@@ -167,6 +168,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
             .map(|c| c.iter().collect())
             .unwrap_or_default()
     };
+    let incr_roi = f_col("incremental_roi");
     let (names, rate, profit, lo, hi, inc, roi, cpr) = (
         str_col("arm"),
         f_col("recapture_rate"),
@@ -182,7 +184,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
     for i in 0..names.len() {
         let _ = writeln!(
             o,
-            "  {:<9} {:>6} {:>8.1}% {:>10} {:>12} {:>25} {:>12} {:>7} {:>10}",
+            "  {:<9} {:>6} {:>8.1}% {:>10} {:>12} {:>25} {:>12} {:>7} {:>9} {:>10}",
             names[i],
             show_rank(prank[i]),
             rate[i].unwrap_or(f64::NAN) * 100.0,
@@ -195,6 +197,12 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
             ),
             money(inc[i].unwrap_or(f64::NAN)),
             roi[i]
+                .map(|r| format!("{:.0}%", r * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            incr_roi
+                .get(i)
+                .copied()
+                .flatten()
                 .map(|r| format!("{:.0}%", r * 100.0))
                 .unwrap_or_else(|| "-".into()),
             cpr[i]

@@ -55,8 +55,8 @@ pub struct ValidateSettings {
     pub duplicate_check_rows: usize,
     /// Earliest plausible date.
     pub min_date: NaiveDate,
-    /// Latest plausible date (`None`: a year after the latest billed month).
-    pub max_date: Option<NaiveDate>,
+    /// Latest plausible date (default [`LATEST_DATE`]).
+    pub max_date: NaiveDate,
     /// Per table: canonical column name to the name in the files.
     pub columns: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -666,43 +666,11 @@ fn table_notes(table: Table, out: &DataFrame) -> Vec<String> {
 }
 
 /// The range dates must fall in: `validate.min_date` to `validate.max_date`
-/// (default: a year after the latest plausible billed month, that is one
-/// before [`LATEST_DATE`]).
-fn plausible_dates(
-    inputs: &[(Conformed, LazyFrame)],
-    settings: &ValidateSettings,
-) -> Result<(NaiveDate, NaiveDate)> {
-    let last = match settings.max_date {
-        Some(d) => d,
-        None => {
-            let cap = epoch_days(LATEST_DATE);
-            let latest = match inputs.iter().find(|(c, _)| c.table == Table::Billing) {
-                Some((_, lf)) => {
-                    let m = read_rows(
-                        lf.clone()
-                            .select([col(col::MONTH).cast(DataType::Int32).alias("m")])
-                            .filter(
-                                col("m")
-                                    .lt_eq(lit(cap))
-                                    .and(col("m").gt_eq(lit(epoch_days(settings.min_date)))),
-                            )
-                            .select([col("m").max()]),
-                        "validate billing: latest month".into(),
-                    )?;
-                    m.column("m")
-                        .ok()
-                        .and_then(|c| c.i32().ok().and_then(|c| c.get(0)))
-                }
-                None => None,
-            };
-            latest
-                .map(from_days)
-                .and_then(|d| d.checked_add_months(chrono::Months::new(12)))
-                .map(|d| d.min(LATEST_DATE))
-                .unwrap_or(LATEST_DATE)
-        }
-    };
-    Ok((settings.min_date, last))
+/// (default [`LATEST_DATE`]). The default does not follow the latest billed
+/// month: tables are extracted on different days, and a subscriber table
+/// exported after billing holds valid signups later than any bill.
+fn plausible_dates(settings: &ValidateSettings) -> (NaiveDate, NaiveDate) {
+    (settings.min_date, settings.max_date)
 }
 
 /// No date after this is plausible in a subscriber history.
@@ -713,12 +681,6 @@ pub const LATEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2200, 12, 31) {
 
 fn epoch_days(d: NaiveDate) -> i32 {
     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days() as i32
-}
-
-fn from_days(n: i32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1)
-        .and_then(|e| e.checked_add_signed(chrono::Duration::days(n.into())))
-        .unwrap_or(LATEST_DATE)
 }
 
 /// Evaluates every row rule on the conformed tables (in [`Table::ALL`]
@@ -734,7 +696,7 @@ pub fn check_rows(
     };
     let mut subs_keys: Option<DataFrame> = None;
     let mut first_churn: Option<DataFrame> = None;
-    let plausible = plausible_dates(&inputs, settings)?;
+    let plausible = plausible_dates(settings);
     for (conformed, lf) in inputs {
         let table = conformed.table;
         let ctx = |step: &str| format!("validate {table}: {step}");

@@ -196,29 +196,25 @@ pub fn build(
     step("second lifetimes");
     let mut snapshot_notes = Vec::new();
     let snapshots = if s.snapshots.is_empty() {
-        // A default snapshot whose horizon holds no recorded defection is
-        // left out: the history records no churn then (a cross-sectional
-        // extract records only the churn after its one snapshot), and its
-        // rows would all say "stayed".
-        let churns = churns_per_horizon(
-            inputs,
-            &default_snapshots(
-                end,
-                s.churn_horizon_days,
-                s.snapshot_every_months,
-                s.snapshot_count,
-            ),
-            s.churn_horizon_days,
-        )?;
+        // A default snapshot whose horizon ends before the first recorded
+        // defection is left out: the history records no churn then (a
+        // cross-sectional extract records only the churn after its one
+        // snapshot), and its rows would all say "stayed".
+        let first = first_churn(inputs)?;
         let mut kept = Vec::new();
-        for (d, n) in churns {
-            if n == 0 {
-                snapshot_notes.push(format!(
-                    "snapshot {d} left out: no defection recorded in its {}-day horizon",
+        for d in default_snapshots(
+            end,
+            s.churn_horizon_days,
+            s.snapshot_every_months,
+            s.snapshot_count,
+        ) {
+            let horizon_end = d + chrono::Duration::days(i64::from(s.churn_horizon_days));
+            match first {
+                Some(f) if horizon_end < f => snapshot_notes.push(format!(
+                    "snapshot {d} left out: its {}-day horizon ends {horizon_end}, before the first recorded defection ({f})",
                     s.churn_horizon_days
-                ));
-            } else {
-                kept.push(d);
+                )),
+                _ => kept.push(d),
             }
         }
         kept
@@ -288,33 +284,19 @@ pub fn build(
     })
 }
 
-/// Defections recorded in the horizon `(d, d + horizon]` of each date.
-fn churns_per_horizon(
-    inputs: &Inputs,
-    dates: &[NaiveDate],
-    horizon_days: u32,
-) -> Result<Vec<(NaiveDate, usize)>> {
-    let days = collect(
+/// The first recorded defection, if any.
+fn first_churn(inputs: &Inputs) -> Result<Option<NaiveDate>> {
+    let df = collect(
         inputs
             .get(Table::ChurnEvents)
-            .select([col(col::CHURNED_AT).cast(DataType::Int32).alias("d")]),
-        "churn events per snapshot",
+            .select([col(col::CHURNED_AT).cast(DataType::Int32).min().alias("d")]),
+        "first churn event",
     )?;
-    let days: Vec<i32> = days
+    Ok(df
         .column("d")
-        .and_then(|c| c.i32().cloned())
-        .map_err(Error::polars("features: churn dates"))?
-        .iter()
-        .flatten()
-        .collect();
-    Ok(dates
-        .iter()
-        .map(|d| {
-            let from = epoch_days(*d);
-            let to = from + horizon_days as i32;
-            (*d, days.iter().filter(|x| **x > from && **x <= to).count())
-        })
-        .collect())
+        .ok()
+        .and_then(|c| c.i32().ok().and_then(|c| c.get(0)))
+        .map(from_epoch_days))
 }
 
 /// Features as of one date, for scoring: the subscribers active then, and

@@ -103,6 +103,17 @@ pub fn arm_summary(
                     })
                     .collect(),
             ),
+            // Return on cost net of the returners who would have come
+            // back anyway: incremental profit over what the arm spends.
+            col_o(
+                "incremental_roi",
+                all.clone()
+                    .map(|a| {
+                        let spend = t[a].offer_spend + contact(a);
+                        (a > 0 && spend > 0.0).then(|| (t[a].profit - t[0].profit) / spend)
+                    })
+                    .collect(),
+            ),
             col_f(
                 "profit_per_contact",
                 all.clone().map(|a| t[a].profit / nf).collect(),
