@@ -933,34 +933,29 @@ fn nan_propensity_breaks_a_rule() {
     expect_non_finite("winback_offers", "propensity", f64::NAN);
 }
 
+/// The first row's date `column` of `table` set to `days` (since
+/// 1970-01-01) breaks `date_out_of_range`; returns the sample.
+fn expect_out_of_range(table: &str, column: &str, days: i32) -> Sample {
+    let s = Sample::new();
+    let id = first_id(&s, table);
+    s.edit(table, |df| set_date(df, column, 0, Some(days)));
+    s.expect_rule(table, column, "date_out_of_range", 1, &id);
+    s
+}
+
 #[test]
 fn a_signup_in_year_9999_is_out_of_range() {
-    let s = Sample::new();
-    let id = first_id(&s, "subscribers");
-    s.edit("subscribers", |df| {
-        set_date(df, "signup_date", 0, Some(day(9999, 1, 1)))
-    });
-    s.expect_rule("subscribers", "signup_date", "date_out_of_range", 1, &id);
+    expect_out_of_range("subscribers", "signup_date", day(9999, 1, 1));
 }
 
 #[test]
 fn a_complaint_before_1900_is_out_of_range() {
-    let s = Sample::new();
-    let id = first_id(&s, "complaints");
-    s.edit("complaints", |df| {
-        set_date(df, "opened_at", 0, Some(day(1850, 1, 1)))
-    });
-    s.expect_rule("complaints", "opened_at", "date_out_of_range", 1, &id);
+    expect_out_of_range("complaints", "opened_at", day(1850, 1, 1));
 }
 
 #[test]
 fn a_billing_month_at_the_largest_date_is_rejected_and_features_run() {
-    let s = Sample::new();
-    let id = first_id(&s, "billing");
-    s.edit("billing", |df| {
-        set_date(df, "month", 0, Some(day(262_142, 12, 1)))
-    });
-    s.expect_rule("billing", "month", "date_out_of_range", 1, &id);
+    let s = expect_out_of_range("billing", "month", day(262_142, 12, 1));
     let o = winback(&[
         "features",
         "--mode",
