@@ -524,11 +524,6 @@ impl Catalog {
         &self.data
     }
 
-    /// The output directory.
-    pub fn out_dir(&self) -> &Path {
-        &self.out
-    }
-
     /// True when the input directory exists.
     pub fn data_present(&self) -> bool {
         self.data.exists()

@@ -54,13 +54,6 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// Every kind, in training order.
-    pub const ALL: [ModelKind; 3] = [
-        ModelKind::Return,
-        ModelKind::Churn,
-        ModelKind::SecondLifetime,
-    ];
-
     /// The name used in files, messages and summaries.
     pub fn name(self) -> &'static str {
         match self {
@@ -270,7 +263,7 @@ pub struct ModelSet {
 }
 
 impl ModelSet {
-    /// The shared part of each present model, in [`ModelKind::ALL`] order.
+    /// The shared part of each present model, in training order (return, churn, second lifetime).
     pub fn models(&self) -> Vec<&Model> {
         let mut v: Vec<&Model> = Vec::new();
         if let Some(m) = &self.return_model {
