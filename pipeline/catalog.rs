@@ -590,7 +590,9 @@ impl Catalog {
         }
     }
 
-    /// The model versions, oldest first (`v0001`, `v0002`, ...).
+    /// The model versions, oldest first (`v0001`, `v0002`, ...): the
+    /// directories that hold files (an empty one is a version being
+    /// trained, or whose training was killed).
     pub fn model_versions(&self) -> Vec<(u32, PathBuf)> {
         let dir = self.out.join(MODELS);
         let mut v: Vec<(u32, PathBuf)> = fs::read_dir(&dir)
@@ -600,7 +602,8 @@ impl Catalog {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
                 let n = name.strip_prefix('v')?.parse::<u32>().ok()?;
-                e.path().is_dir().then(|| (n, e.path()))
+                let has_files = fs::read_dir(e.path()).ok()?.next().is_some();
+                (e.path().is_dir() && has_files).then(|| (n, e.path()))
             })
             .collect();
         v.sort();
@@ -623,13 +626,33 @@ impl Catalog {
     }
 
     /// Starts writing the next model version (one past the newest).
+    ///
+    /// The version's directory is reserved first by creating it
+    /// exclusively (an empty directory, which [`Catalog::model_versions`]
+    /// does not list): two trainings at once take two numbers, and neither
+    /// commit replaces the other's version.
     pub fn stage_model_version(&self) -> Result<StagedDir> {
-        let next = self
-            .model_versions()
-            .last()
-            .map(|(n, _)| n + 1)
+        let dir = self.out.join(MODELS);
+        fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+        let mut next = fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.strip_prefix('v')?.parse::<u32>().ok()
+            })
+            .max()
+            .map(|n| n + 1)
             .unwrap_or(1);
-        StagedDir::new(&self.out.join(MODELS).join(format!("v{next:04}")))
+        loop {
+            let target = dir.join(format!("v{next:04}"));
+            match fs::create_dir(&target) {
+                Ok(()) => return StagedDir::new(&target),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => next += 1,
+                Err(e) => return Err(Error::io("reserve model version", &target)(e)),
+            }
+        }
     }
 }
 

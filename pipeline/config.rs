@@ -37,6 +37,10 @@ pub struct RawConfig {
     /// `[economics]`: offer terms, contact cost, value discounting.
     #[serde(default)]
     pub economics: RawEconomics,
+    /// `[history]`: the terms the historical offers had (absent: those of
+    /// `[economics]`, with a note).
+    #[serde(default)]
+    pub history: Option<RawHistory>,
     /// `[features]`: point-in-time features and labels.
     #[serde(default)]
     pub features: RawFeatures,
@@ -157,6 +161,11 @@ pub struct RawFeatures {
     pub snapshot_every_months: Option<u32>,
     /// Number of default snapshots. Default 8.
     pub snapshot_count: Option<u32>,
+    /// When a bill counts as known to a feature as of a date: `month_end`
+    /// (its month has ended by the date) or `month_start` (from the first
+    /// of its month, for extracts dating a bill when it was issued, after
+    /// the month it covers). Default month_end.
+    pub bill_known: Option<crate::stages::features::BillKnown>,
     /// Extra numeric columns of `subscribers` to use as features. Default none.
     pub extra_numeric: Option<Vec<String>>,
     /// Extra categorical columns of `subscribers` to use as features. Default none.
@@ -190,6 +199,26 @@ pub struct RawEconomics {
     /// keys price, service, both, other, unknown and values none,
     /// discount, upgrade, both. Default: price discount, service upgrade,
     /// both both, other and unknown discount.
+    pub tailored: Option<BTreeMap<String, winback_models::economics::Package>>,
+}
+
+/// `[history]`: the terms the past offers in `winback_offers` had, which
+/// the second lifetime's margin model adds back to the bills (their
+/// discount lowered the revenue, their upgrade raised the cost to serve),
+/// separate from the terms `[economics]` simulates. Every key defaults to
+/// `[economics]`'s value.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    /// Amount the past discount took off the monthly bill.
+    pub discount_per_month: Option<f64>,
+    /// Months the past discount ran.
+    pub discount_months: Option<u32>,
+    /// Monthly cost to the operator of the past upgrade.
+    pub upgrade_cost_per_month: Option<f64>,
+    /// Months the past upgrade ran.
+    pub upgrade_months: Option<u32>,
+    /// The package the past tailored arm gave per leave reason.
     pub tailored: Option<BTreeMap<String, winback_models::economics::Package>>,
 }
 
@@ -295,6 +324,11 @@ pub struct Settings {
     pub validate: ValidateSettings,
     /// Offer economics.
     pub economics: Economics,
+    /// The terms the historical offers had (`[history]`, defaulting to
+    /// `[economics]`'s terms and tailored packages).
+    pub history: Economics,
+    /// Why `history` is `[economics]`'s, when `[history]` is absent.
+    pub history_note: Option<String>,
     /// As-of date of the features, scores and simulation (`--as-of`, else
     /// `features.as_of`); `None`: the data's end, resolved by the command.
     pub as_of: Option<NaiveDate>,
@@ -461,6 +495,27 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         }
     }
     let economics = resolve_economics(&raw.economics, &mut problems);
+    let (history, history_note) = match &raw.history {
+        Some(h) => {
+            let merged = RawEconomics {
+                discount_per_month: h.discount_per_month.or(raw.economics.discount_per_month),
+                discount_months: h.discount_months.or(raw.economics.discount_months),
+                upgrade_cost_per_month: h
+                    .upgrade_cost_per_month
+                    .or(raw.economics.upgrade_cost_per_month),
+                upgrade_months: h.upgrade_months.or(raw.economics.upgrade_months),
+                tailored: h.tailored.clone().or(raw.economics.tailored.clone()),
+                ..raw.economics.clone()
+            };
+            (resolve_section(&merged, "history", &mut problems), None)
+        }
+        None => (
+            economics,
+            Some(
+                "[history] is not set: the past offers' terms are taken to be [economics]'s (set [history] when the simulated terms differ from those the past offers had)".to_string(),
+            ),
+        ),
+    };
     let as_of = over.as_of.or_else(|| {
         raw.features
             .as_of
@@ -501,6 +556,8 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             columns: raw.validate.columns,
         },
         economics,
+        history,
+        history_note,
         as_of,
         data_end,
         features,
@@ -852,6 +909,7 @@ fn resolve_features(
         snapshot_every_months,
         snapshot_count,
         margin_rate,
+        bill_known: raw.bill_known.unwrap_or(d.bill_known),
         extra_numeric,
         extra_categorical,
     }
@@ -860,9 +918,15 @@ fn resolve_features(
 /// `[economics]` with defaults filled in; every out-of-range value is added
 /// to `problems`.
 pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Economics {
+    resolve_section(raw, "economics", problems)
+}
+
+/// [`resolve_economics`] for a section named `section` (`economics`, or
+/// `history` with `[economics]`'s values filled in).
+fn resolve_section(raw: &RawEconomics, section: &str, problems: &mut Vec<String>) -> Economics {
     let d = Economics::default();
     let mut money = |key: &str, v: Option<f64>, default: f64, max: f64| {
-        bounded(problems, &format!("economics.{key}"), v, default, 0.0, max)
+        bounded(problems, &format!("{section}.{key}"), v, default, 0.0, max)
     };
     let discount_per_month = money(
         "discount_per_month",
@@ -891,7 +955,7 @@ pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Econ
         1e6,
     );
     let mut months = |key: &str, v: Option<u32>, default: u32, min: u32, max: u32| {
-        bounded(problems, &format!("economics.{key}"), v, default, min, max)
+        bounded(problems, &format!("{section}.{key}"), v, default, min, max)
     };
     let discount_months = months(
         "discount_months",
@@ -935,7 +999,7 @@ pub fn resolve_economics(raw: &RawEconomics, problems: &mut Vec<String>) -> Econ
                 {
                     Some(i) => t[i] = *package,
                     None => problems.push(format!(
-                        "`economics.tailored.{reason}`: not a leave reason; expected one of {}",
+                        "`{section}.tailored.{reason}`: not a leave reason; expected one of {}",
                         crate::schema::LEAVE_REASONS.join(", ")
                     )),
                 }

@@ -418,7 +418,7 @@ mod tests {
         let p = m.predict(xt.view()).unwrap();
         let auc = crate::metrics::roc_auc(&p, &yt).unwrap().unwrap();
         let best = crate::metrics::roc_auc(&truth, &yt).unwrap().unwrap();
-        let (_, ece) = crate::metrics::calibration(&p, &yt, 10).unwrap();
+        let ece = crate::metrics::calibration(&p, &yt, 10).unwrap().ece;
         assert!(auc > best - 0.02, "AUC {auc} vs true model {best}");
         assert!(ece < 0.03, "ECE {ece}");
         assert!(

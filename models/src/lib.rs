@@ -13,8 +13,9 @@
 //!   and Platt calibration on rows the trees never saw.
 //! - [`learner`]: one face ([`learner::Classifier`]) for both learners, a
 //!   stored enum of them, and ridge regression for continuous outcomes.
-//! - [`metrics`]: ROC and PR AUC, log loss, Brier score, calibration with
-//!   expected calibration error, gains and lift by decile.
+//! - [`metrics`]: ROC and PR AUC, log loss, Brier score, calibration over
+//!   equal-count bins with its intercept and slope, gains and lift by
+//!   decile.
 //! - [`survival`]: subscriber-month expansion, survival curves from
 //!   monthly hazards, restricted means, Kaplan–Meier.
 //! - [`uplift`]: Qini curve and coefficient, uplift by decile.

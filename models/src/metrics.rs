@@ -160,9 +160,9 @@ pub fn brier(p: &[f64], y: &[bool]) -> Result<f64, MetricError> {
 /// One bin of a calibration table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationBin {
-    /// Lower edge of the predicted probability (inclusive).
+    /// Lowest prediction in the bin.
     pub lower: f64,
-    /// Upper edge (exclusive, inclusive for the last bin).
+    /// Highest prediction in the bin.
     pub upper: f64,
     /// Rows in the bin.
     pub rows: usize,
@@ -172,46 +172,127 @@ pub struct CalibrationBin {
     pub observed: Option<f64>,
 }
 
-/// A calibration table over `bins` equal-width bins of predicted
-/// probability, and the expected calibration error: the row-weighted mean
-/// absolute gap between mean prediction and observed rate.
-pub fn calibration(
-    p: &[f64],
-    y: &[bool],
-    bins: usize,
-) -> Result<(Vec<CalibrationBin>, f64), MetricError> {
+/// How well predicted probabilities match observed rates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Rows ranked by prediction and cut into bins of equal count
+    /// (predicted against observed by decile for ten bins).
+    pub bins: Vec<CalibrationBin>,
+    /// Expected calibration error over those bins: the row-weighted mean
+    /// absolute gap between mean prediction and observed rate.
+    pub ece: f64,
+    /// Calibration intercept (calibration in the large): `a` in
+    /// `logit P(y) = a + logit(p)`; 0 when the predictions are right on
+    /// average, positive when they are too low.
+    pub intercept: Option<f64>,
+    /// Calibration slope: `b` in `logit P(y) = a + b logit(p)`; 1 when the
+    /// predictions spread as much as the outcomes do, below 1 when they
+    /// are too extreme. None when the predictions do not vary.
+    pub slope: Option<f64>,
+}
+
+/// Calibration of `p` against `y` over `bins` bins of equal count (see
+/// [`Calibration`]). Equal-count bins keep every bin informative when the
+/// predictions crowd near zero (rare events), where equal-width bins
+/// would put every row in the first bin and the error would reduce to
+/// |mean prediction - rate|.
+pub fn calibration(p: &[f64], y: &[bool], bins: usize) -> Result<Calibration, MetricError> {
     check(p, y)?;
-    let bins = bins.max(1);
-    let mut n = vec![0usize; bins];
-    let mut sp = vec![0.0; bins];
-    let mut sy = vec![0.0; bins];
-    for (&q, &t) in p.iter().zip(y) {
-        let b = ((q * bins as f64) as usize).min(bins - 1);
-        n[b] += 1;
-        sp[b] += q;
-        sy[b] += if t { 1.0 } else { 0.0 };
-    }
-    let total = p.len() as f64;
+    let n = p.len();
+    let bins = bins.clamp(1, n);
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| p[a].total_cmp(&p[b]).then(a.cmp(&b)));
+    let mut table = Vec::with_capacity(bins);
     let mut ece = 0.0;
-    let table = (0..bins)
-        .map(|b| {
-            let (mp, ob) = if n[b] > 0 {
-                let (mp, ob) = (sp[b] / n[b] as f64, sy[b] / n[b] as f64);
-                ece += n[b] as f64 / total * (mp - ob).abs();
-                (Some(mp), Some(ob))
-            } else {
-                (None, None)
-            };
-            CalibrationBin {
-                lower: b as f64 / bins as f64,
-                upper: (b + 1) as f64 / bins as f64,
-                rows: n[b],
-                mean_predicted: mp,
-                observed: ob,
-            }
+    for b in 0..bins {
+        let rows = &idx[b * n / bins..(b + 1) * n / bins];
+        let k = rows.len() as f64;
+        let mp = rows.iter().map(|i| p[*i]).sum::<f64>() / k;
+        let ob = rows.iter().filter(|i| y[**i]).count() as f64 / k;
+        ece += k / n as f64 * (mp - ob).abs();
+        table.push(CalibrationBin {
+            lower: p[rows[0]],
+            upper: p[rows[rows.len() - 1]],
+            rows: rows.len(),
+            mean_predicted: Some(mp),
+            observed: Some(ob),
+        });
+    }
+    let (intercept, slope) = calibration_line(p, y);
+    Ok(Calibration {
+        bins: table,
+        ece,
+        intercept,
+        slope,
+    })
+}
+
+/// The calibration intercept (slope fixed at 1) and slope (intercept
+/// free) by Newton's method on the logistic log likelihood.
+fn calibration_line(p: &[f64], y: &[bool]) -> (Option<f64>, Option<f64>) {
+    const EPS: f64 = 1e-12;
+    let z: Vec<f64> = p
+        .iter()
+        .map(|q| {
+            let q = q.clamp(EPS, 1.0 - EPS);
+            (q / (1.0 - q)).ln()
         })
         .collect();
-    Ok((table, ece))
+    let t: Vec<f64> = y.iter().map(|v| if *v { 1.0 } else { 0.0 }).collect();
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let positives = t.iter().sum::<f64>();
+    if positives == 0.0 || positives == t.len() as f64 {
+        return (None, None);
+    }
+    // Intercept: one parameter, offset logit(p).
+    let mut a = 0.0;
+    for _ in 0..100 {
+        let (mut g, mut h) = (0.0, 0.0);
+        for (zi, ti) in z.iter().zip(&t) {
+            let m = sigmoid(a + zi);
+            g += ti - m;
+            h += m * (1.0 - m);
+        }
+        if h <= 0.0 {
+            break;
+        }
+        let step = g / h;
+        a += step;
+        if step.abs() < 1e-10 {
+            break;
+        }
+    }
+    let intercept = a.is_finite().then_some(a);
+    // Slope: two parameters.
+    let mean = z.iter().sum::<f64>() / z.len() as f64;
+    let var = z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / z.len() as f64;
+    if var < 1e-12 {
+        return (intercept, None);
+    }
+    let (mut c, mut b) = (0.0, 1.0);
+    for _ in 0..100 {
+        let (mut g0, mut g1, mut h00, mut h01, mut h11) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (zi, ti) in z.iter().zip(&t) {
+            let m = sigmoid(c + b * zi);
+            let w = m * (1.0 - m);
+            g0 += ti - m;
+            g1 += (ti - m) * zi;
+            h00 += w;
+            h01 += w * zi;
+            h11 += w * zi * zi;
+        }
+        let det = h00 * h11 - h01 * h01;
+        if det.abs() < 1e-300 {
+            break;
+        }
+        let (dc, db) = ((h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det);
+        c += dc;
+        b += db;
+        if dc.abs() + db.abs() < 1e-10 {
+            break;
+        }
+    }
+    (intercept, b.is_finite().then_some(b))
 }
 
 /// One decile of a gains table (rows ranked by prediction, highest first).
@@ -297,15 +378,37 @@ mod tests {
 
     #[test]
     fn calibration_of_a_calibrated_and_a_shifted_predictor() {
-        // In each bin half the rows are positive and the prediction is 0.5.
-        let p = vec![0.5; 1000];
-        let y: Vec<bool> = (0..1000).map(|i| i % 2 == 0).collect();
-        let (table, ece) = calibration(&p, &y, 10).unwrap();
-        assert!(ece.abs() < 1e-12);
-        assert_eq!(table[5].rows, 1000);
-        let shifted: Vec<f64> = p.iter().map(|x| x + 0.2).collect();
-        let (_, ece) = calibration(&shifted, &y, 10).unwrap();
-        assert!((ece - 0.2).abs() < 1e-12);
+        // Rates from 1% to 10%, outcomes drawn to match: equal-count bins
+        // find the calibrated predictor right and the shifted one wrong.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let p: Vec<f64> = (0..200_000)
+            .map(|i| 0.01 + 0.09 * (i % 1000) as f64 / 1000.0)
+            .collect();
+        let y: Vec<bool> = p.iter().map(|q| rng.random_bool(*q)).collect();
+        let c = calibration(&p, &y, 10).unwrap();
+        assert_eq!(c.bins.len(), 10);
+        assert!(c.bins.iter().all(|b| b.rows == 20_000));
+        assert!(c.ece < 0.003, "{c:?}");
+        assert!(c.intercept.unwrap().abs() < 0.03, "{c:?}");
+        assert!((c.slope.unwrap() - 1.0).abs() < 0.06, "{c:?}");
+        // Too extreme: logit doubled. The slope finds it, near 1/2.
+        let logit = |q: f64| (q / (1.0 - q)).ln();
+        let sharp: Vec<f64> = p
+            .iter()
+            .map(|q| 1.0 / (1.0 + (-(2.0 * logit(*q) + 2.6)).exp()))
+            .collect();
+        let s = calibration(&sharp, &y, 10).unwrap();
+        assert!((s.slope.unwrap() - 0.5).abs() < 0.04, "{s:?}");
+        // A constant predictor at the base rate: no slope, and its ECE
+        // over equal-count bins is small, but the rare-event trap is gone:
+        // a constant zero predictor is far off.
+        let rate = y.iter().filter(|v| **v).count() as f64 / y.len() as f64;
+        let flat = calibration(&vec![rate; y.len()], &y, 10).unwrap();
+        assert_eq!(flat.slope, None);
+        assert!(flat.intercept.unwrap().abs() < 1e-6);
+        let zero = calibration(&vec![1e-6; y.len()], &y, 10).unwrap();
+        assert!(zero.intercept.unwrap() > 5.0, "{zero:?}");
     }
 
     #[test]

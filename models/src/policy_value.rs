@@ -78,6 +78,9 @@ pub struct PolicyValue {
     pub model: f64,
     /// Inverse-propensity estimate of profit per offer, with interval.
     pub ips: Interval,
+    /// Self-normalised inverse-propensity estimate (the weighted rewards
+    /// over the sum of the weights; interval by the delta method).
+    pub snips: Interval,
     /// Doubly-robust estimate of profit per offer, with interval.
     pub dr: Interval,
 }
@@ -98,6 +101,7 @@ pub fn off_policy(
     let n = policy.len();
     let z = normal_quantile((1.0 + level) / 2.0);
     let mut ips = Vec::with_capacity(n);
+    let mut weights = Vec::with_capacity(n);
     let mut dr = Vec::with_capacity(n);
     let mut matched = 0;
     let mut model = 0.0;
@@ -115,6 +119,7 @@ pub fn off_policy(
             0.0
         };
         ips.push(w * reward[i]);
+        weights.push(w);
         dr.push(q[a][i] + w * (reward[i] - q[logged[i]][i]));
         model += q[a][i];
     }
@@ -128,6 +133,29 @@ pub fn off_policy(
             hi: m + z * se,
         }
     };
+    let w_sum: f64 = weights.iter().sum();
+    let snips = if w_sum > 0.0 {
+        let m = ips.iter().sum::<f64>() / w_sum;
+        // Delta method: Var(sum w r / sum w) ~ sum w^2 (r - m)^2 / (sum w)^2.
+        let var: f64 = weights
+            .iter()
+            .zip(reward)
+            .map(|(w, r)| (w * (r - m)).powi(2))
+            .sum::<f64>()
+            / (w_sum * w_sum);
+        let se = var.sqrt();
+        Interval {
+            estimate: m,
+            lo: m - z * se,
+            hi: m + z * se,
+        }
+    } else {
+        Interval {
+            estimate: f64::NAN,
+            lo: f64::NAN,
+            hi: f64::NAN,
+        }
+    };
     PolicyValue {
         policy: name.into(),
         offers: n,
@@ -135,6 +163,7 @@ pub fn off_policy(
         set_aside: 0,
         model: model / n.max(1) as f64,
         ips: summarise(&ips),
+        snips,
         dr: summarise(&dr),
     }
 }
@@ -185,6 +214,8 @@ mod tests {
         let v = off_policy("arm 1", &vec![1; n], &logged, &prop, &reward, &q, 0.9);
         assert!((v.ips.estimate - 15.0).abs() < 0.3, "{v:?}");
         assert!((v.dr.estimate - 15.0).abs() < 0.1, "{v:?}");
+        assert!((v.snips.estimate - 15.0).abs() < 0.1, "{v:?}");
+        assert!(v.snips.lo < 15.0 && v.snips.hi > 15.0, "{v:?}");
         assert!(v.dr.lo < 15.0 && v.dr.hi > 15.0);
         assert_eq!(v.model, 12.0);
         assert!(v.matched > n / 2 - 500 && v.matched < n / 2 + 500);

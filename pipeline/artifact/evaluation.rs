@@ -25,9 +25,15 @@ pub struct Evaluation {
     pub log_loss: f64,
     /// Brier score.
     pub brier: f64,
-    /// Expected calibration error over 10 bins.
+    /// Expected calibration error over 10 bins of equal count.
     pub ece: f64,
-    /// Calibration table.
+    /// Calibration intercept (0 when right on average; see
+    /// [`metrics::Calibration`]).
+    pub calibration_intercept: Option<f64>,
+    /// Calibration slope (1 when the predictions spread as the outcomes do).
+    pub calibration_slope: Option<f64>,
+    /// Predicted against observed by decile of prediction (equal-count
+    /// bins).
     pub calibration: Vec<metrics::CalibrationBin>,
     /// Gains and lift by decile.
     pub gains: Vec<metrics::Decile>,
@@ -72,18 +78,21 @@ pub struct Effect {
     pub importance: Option<f64>,
 }
 
-/// Predicted against observed mean months retained, within the first
-/// `months`, for one leave reason on the holdout.
+/// Predicted against observed mean months retained in the `months` months
+/// after month `after_month` (the longest past offer term), among the
+/// returns retained at its end, for one leave reason on the holdout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DurationCheck {
     /// Leave reason (or `all`).
     pub leave_reason: String,
     /// Returns in the holdout.
     pub returns: usize,
-    /// Months of the comparison.
+    /// The window starts after this month of the second lifetime.
+    pub after_month: u32,
+    /// Months of the window.
     pub months: u32,
-    /// Kaplan–Meier restricted mean months retained.
+    /// Kaplan–Meier: sum over the window of S(t) / S(after_month).
     pub observed: f64,
-    /// Mean of the model's restricted mean months retained.
+    /// The evaluated model's: the same sum on the group's mean curve.
     pub predicted: f64,
 }

@@ -36,7 +36,7 @@ use layout::Layout;
 use split::Split;
 
 /// Version of the model artifact layout.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The arm that won a return back, as the hazard's arm column.
 pub const WON_BACK_BY: &str = "won_back_by";
@@ -81,20 +81,14 @@ pub struct Provenance {
     pub trained_at: String,
     /// Hash of the config file.
     pub config_hash: String,
-    /// Fingerprint of the training matrix and labels.
+    /// Fingerprint of the stored learner's training matrix and labels.
     pub data_fingerprint: String,
-    /// Matrix rows fitted on.
+    /// Matrix rows the stored learner was fitted on.
     pub training_rows: usize,
     /// Positive labels among them.
     pub training_positives: usize,
     /// How the rows were split into training and holdout.
     pub split: Split,
-    /// Rows of the final refit on every row, holdout included, when the
-    /// stored learner was refitted after its evaluation (the second
-    /// lifetime: the holdout's returns and the follow-up after the cut
-    /// carry most of what is known of long second lifetimes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refit_rows: Option<usize>,
     /// Training settings.
     pub settings: TrainSettings,
 }
@@ -110,21 +104,97 @@ pub struct Model {
     pub provenance: Provenance,
     /// How frames become matrices (holds the feature manifest).
     pub layout: Layout,
-    /// The kept learner.
+    /// The stored learner, used for scoring and simulation: the evaluated
+    /// fit itself, or (when `evaluated` is present) the kept learner
+    /// refitted on every row, the holdout's included.
     pub learner: Learner,
     /// Which learner was kept.
     pub chosen: String,
-    /// Every candidate's holdout evaluation.
+    /// Every candidate's holdout evaluation (of the fits before the cut:
+    /// out of sample).
     pub candidates: Vec<Candidate>,
     /// Cross-validation of the logistic candidates.
     pub cross_validation: Vec<StepScore>,
-    /// Holdout evaluation of the kept learner.
+    /// Holdout evaluation of the kept learner as evaluated (out of sample).
     pub holdout: Evaluation,
-    /// Coefficients, odds ratios and importances.
+    /// Terms of the stored learner (coefficients, odds ratios, importances;
+    /// the evaluated fit's when nothing was refitted, with the other
+    /// candidate's terms beside them).
     pub effects: Vec<Effect>,
+    /// The evaluated fit, when the stored learner is a refit: the learner
+    /// fitted before the cut that every holdout figure describes, its
+    /// terms and its training rows. Absent: the stored learner is the
+    /// evaluated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated: Option<EvaluatedFit>,
+}
+
+/// The fit before the cut of a model whose stored learner was refitted on
+/// every row: what its out-of-sample figures describe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluatedFit {
+    /// The learner fitted on the training rows only.
+    pub learner: Learner,
+    /// Its terms (and the other candidate's).
+    pub effects: Vec<Effect>,
+    /// Fingerprint of its training matrix and labels.
+    pub data_fingerprint: String,
+    /// Matrix rows it was fitted on.
+    pub training_rows: usize,
+    /// Positive labels among them.
+    pub training_positives: usize,
+}
+
+/// Which of a model's fits a figure or a prediction comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitRole {
+    /// Fitted before the holdout cut; evaluated on rows it never saw.
+    Evaluated,
+    /// Refitted on every row for scoring; its in-sample figures are fitted
+    /// values, not evaluations.
+    Refit,
+}
+
+impl FitRole {
+    /// The name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            FitRole::Evaluated => "evaluated",
+            FitRole::Refit => "refit",
+        }
+    }
 }
 
 impl Model {
+    /// The model as evaluated: the learner fitted before the cut (itself
+    /// when nothing was refitted), for figures on the holdout's rows.
+    pub fn as_evaluated(&self) -> Model {
+        let mut m = self.clone();
+        if let Some(e) = m.evaluated.take() {
+            m.learner = e.learner;
+            m.effects = e.effects;
+            m.provenance.data_fingerprint = e.data_fingerprint;
+            m.provenance.training_rows = e.training_rows;
+            m.provenance.training_positives = e.training_positives;
+        }
+        m
+    }
+
+    /// Each fit's terms with its role: the evaluated fit's, then the
+    /// refit's when there is one.
+    pub fn effects_by_fit(&self) -> Vec<(FitRole, &Effect)> {
+        match &self.evaluated {
+            None => self.effects.iter().map(|e| (FitRole::Evaluated, e)).collect(),
+            Some(ev) => ev
+                .effects
+                .iter()
+                .map(|e| (FitRole::Evaluated, e))
+                .chain(self.effects.iter().map(|e| (FitRole::Refit, e)))
+                .collect(),
+        }
+    }
+
     /// The feature manifest the model was trained with.
     pub fn manifest(&self) -> &Manifest {
         &self.layout.design.manifest
@@ -227,6 +297,32 @@ pub struct SecondLifetimeModel {
     pub durations: Vec<DurationCheck>,
 }
 
+impl ReturnModel {
+    /// The return model as evaluated (see [`Model::as_evaluated`]).
+    pub fn as_evaluated(&self) -> ReturnModel {
+        ReturnModel {
+            model: self.model.as_evaluated(),
+            uplift: self.uplift.clone(),
+        }
+    }
+}
+
+impl SecondLifetimeModel {
+    /// The hazard and margin models as evaluated (see
+    /// [`Model::as_evaluated`]).
+    pub fn as_evaluated(&self) -> SecondLifetimeModel {
+        let mut margin = self.margin.clone();
+        if let Some(r) = margin.evaluated.take() {
+            margin.ridge = r;
+        }
+        SecondLifetimeModel {
+            model: self.model.as_evaluated(),
+            margin,
+            durations: self.durations.clone(),
+        }
+    }
+}
+
 macro_rules! deref_to_model {
     ($($t:ty),*) => {$(
         impl Deref for $t {
@@ -244,9 +340,15 @@ deref_to_model!(ReturnModel, ChurnModel, SecondLifetimeModel);
 pub struct MarginModel {
     /// Layout (design and arm columns).
     pub layout: Layout,
-    /// Ridge regression of the mean monthly margin.
+    /// Ridge regression of the mean monthly margin (stored: refitted on
+    /// every return when `evaluated` is present).
     pub ridge: Ridge,
-    /// Holdout: rows, mean observed and predicted, RMSE, R².
+    /// The ridge fitted before the cut, which `holdout` describes, when
+    /// the stored one is a refit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated: Option<Ridge>,
+    /// Holdout of the evaluated fit: rows, mean observed and predicted,
+    /// RMSE, R².
     pub holdout: BTreeMap<String, f64>,
 }
 

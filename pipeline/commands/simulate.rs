@@ -244,7 +244,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
     if !s.off_policy.is_empty() {
         let _ = writeln!(
             o,
-            "\n  off-policy evaluation on {} held-out randomised offers (profit per offer, {pct:.0}% intervals):",
+            "\n  off-policy evaluation on {} past randomised offers no model used here was fitted on\n  (the fits made before the holdout cuts; profit per offer, {pct:.0}% intervals):",
             s.off_policy[0].offers
         );
         if s.off_policy[0].set_aside > 0 {
@@ -256,17 +256,18 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
         }
         let _ = writeln!(
             o,
-            "  {:<14} {:>8} {:>8} {:>20} {:>8} {:>20}",
-            "policy", "model", "IPS", "", "DR", ""
+            "  {:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>20}",
+            "policy", "matched", "model", "IPS", "SNIPS", "DR", ""
         );
         for p in &s.off_policy {
             let _ = writeln!(
                 o,
-                "  {:<14} {:>8.1} {:>8.1} {:>20} {:>8.1} {:>20}",
+                "  {:<22} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>20}",
                 p.policy,
+                p.matched,
                 p.model,
                 p.ips.estimate,
-                format!("({:.1} to {:.1})", p.ips.lo, p.ips.hi),
+                p.snips.estimate,
                 p.dr.estimate,
                 format!("({:.1} to {:.1})", p.dr.lo, p.dr.hi)
             );

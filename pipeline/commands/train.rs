@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::artifact::evaluation::{Candidate, DurationCheck, Effect};
 use crate::artifact::split::Split;
-use crate::artifact::{Model, ModelKind, ModelSet};
+use crate::artifact::{FitRole, Model, ModelKind, ModelSet};
 use crate::catalog::{self, FeatureSet};
 use crate::config::Settings;
 use crate::error::{Error, Result};
@@ -40,6 +40,8 @@ pub struct TrainSummary {
     pub models: Vec<ModelSummary>,
     /// Models not fitted.
     pub skipped: Vec<Skipped>,
+    /// Notes on the settings (the past offers' terms).
+    pub notes: Vec<String>,
 }
 
 /// One trained model in the summary.
@@ -49,8 +51,11 @@ pub struct ModelSummary {
     pub model: String,
     /// Kept learner.
     pub chosen: String,
-    /// Training rows.
+    /// Rows the evaluated fit was trained on (before the holdout).
     pub training_rows: usize,
+    /// What is stored for scoring: the evaluated fit, or a refit on every
+    /// row (whose figures would be in sample, so none are reported).
+    pub stored: String,
     /// How the rows were split into training and holdout.
     pub split: Split,
     /// Per candidate: learner, holdout evaluation.
@@ -164,7 +169,7 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         ))
     } else {
         let lapsed = cat.read_features(FeatureSet::Lapsed)?;
-        stage::fit_second_lifetime(&second, &lapsed, &manifest, &settings.economics, s, &stamp).map(
+        stage::fit_second_lifetime(&second, &lapsed, &manifest, &settings.history, s, &stamp).map(
             |m| {
                 log_trained(&m, t);
                 set.second_lifetime = Some(m);
@@ -190,13 +195,21 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
     let mut models = Vec::new();
     let mut effects = Vec::new();
     for a in set.models() {
-        for e in &a.effects {
-            effects.push((a.model.name().to_string(), e.clone()));
+        for (role, e) in a.effects_by_fit() {
+            effects.push((a.model.name().to_string(), role, e.clone()));
         }
+        let evaluated = a.as_evaluated();
         models.push(ModelSummary {
             model: a.model.name().into(),
             chosen: a.chosen.clone(),
-            training_rows: a.provenance.training_rows,
+            training_rows: evaluated.provenance.training_rows,
+            stored: match &a.evaluated {
+                None => "the evaluated fit".into(),
+                Some(_) => format!(
+                    "refitted on every row ({} rows, the holdout's included): in sample; the figures here are the evaluated fit's",
+                    a.provenance.training_rows
+                ),
+            },
             split: a.provenance.split.clone(),
             candidates: a.candidates.clone(),
             uplift: match (a.model, &set.return_model) {
@@ -217,6 +230,10 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         version: staged.target().to_path_buf(),
         models,
         skipped,
+        notes: match (&set.second_lifetime, &settings.history_note) {
+            (Some(_), Some(note)) => vec![note.clone()],
+            _ => Vec::new(),
+        },
     };
     staged.write_json("evaluation", &summary)?;
     staged.write_csv("effects", &mut effects_frame(&effects)?)?;
@@ -240,22 +257,29 @@ fn skipped_reason(kind: ModelKind, reason: &str) -> Error {
     }
 }
 
-fn effects_frame(effects: &[(String, Effect)]) -> Result<DataFrame> {
+fn effects_frame(effects: &[(String, FitRole, Effect)]) -> Result<DataFrame> {
     let opt = |g: fn(&Effect) -> Option<f64>| -> Vec<Option<f64>> {
-        effects.iter().map(|(_, e)| g(e)).collect()
+        effects.iter().map(|(_, _, e)| g(e)).collect()
     };
     DataFrame::new(
         effects.len(),
         vec![
             Column::new(
                 "model".into(),
-                effects.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+                effects.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "fit".into(),
+                effects
+                    .iter()
+                    .map(|(_, r, _)| r.name())
+                    .collect::<Vec<_>>(),
             ),
             Column::new(
                 "term".into(),
                 effects
                     .iter()
-                    .map(|(_, e)| e.term.as_str())
+                    .map(|(_, _, e)| e.term.as_str())
                     .collect::<Vec<_>>(),
             ),
             Column::new("coefficient".into(), opt(|e| e.coefficient)),
@@ -281,11 +305,12 @@ pub fn render(summary: &TrainSummary, artifacts: &[&Model]) -> String {
     for (m, a) in summary.models.iter().zip(artifacts) {
         let _ = writeln!(
             s,
-            "\n{}: {} rows fitted; kept {}\n  {}",
+            "\n{}: {} rows fitted before the holdout; kept {}\n  {}\n  stored for scoring: {}",
             m.model,
             m.training_rows,
             m.chosen,
-            m.split.describe()
+            m.split.describe(),
+            m.stored
         );
         let _ = writeln!(
             s,
@@ -330,8 +355,14 @@ pub fn render(summary: &TrainSummary, artifacts: &[&Model]) -> String {
         if !m.durations.is_empty() {
             let _ = writeln!(
                 s,
-                "  months retained within {} (holdout returns): {:<8} {:>7} {:>9} {:>9}",
-                m.durations[0].months, "reason", "returns", "observed", "predicted"
+                "  months retained in months {}-{} of those retained after the offer term (holdout returns):\n  {:<44} {:<8} {:>7} {:>9} {:>9}",
+                m.durations[0].after_month + 1,
+                m.durations[0].after_month + m.durations[0].months,
+                "",
+                "reason",
+                "returns",
+                "observed",
+                "predicted"
             );
             for d in &m.durations {
                 let _ = writeln!(
@@ -352,8 +383,14 @@ pub fn render(summary: &TrainSummary, artifacts: &[&Model]) -> String {
                 g("r2")
             );
         }
-        // The logistic terms an analyst checks first: largest per-SD effects.
-        let mut terms: Vec<&Effect> = a.effects.iter().filter(|e| e.per_sd.is_some()).collect();
+        // The logistic terms an analyst checks first: largest per-SD
+        // effects of the evaluated fit.
+        let mut terms: Vec<&Effect> = a
+            .effects_by_fit()
+            .into_iter()
+            .filter(|(r, e)| *r == FitRole::Evaluated && e.per_sd.is_some())
+            .map(|(_, e)| e)
+            .collect();
         terms.sort_by(|x, y| {
             y.per_sd
                 .unwrap_or(0.0)
@@ -363,7 +400,7 @@ pub fn render(summary: &TrainSummary, artifacts: &[&Model]) -> String {
         if !terms.is_empty() {
             let _ = writeln!(
                 s,
-                "  strongest logistic terms (odds ratio per unit; per SD):"
+                "  strongest logistic terms of the evaluated fit (odds ratio per unit; per SD):"
             );
             for e in terms.iter().take(10) {
                 let _ = writeln!(
@@ -379,6 +416,12 @@ pub fn render(summary: &TrainSummary, artifacts: &[&Model]) -> String {
     for k in &summary.skipped {
         let _ = writeln!(s, "\nskipped {}: {}", k.model, k.reason);
     }
-    let _ = writeln!(s, "\nall terms: effects.csv; all metrics: evaluation.json");
+    for n in &summary.notes {
+        let _ = writeln!(s, "\nnote: {n}");
+    }
+    let _ = writeln!(
+        s,
+        "\nall terms (column `fit`: evaluated before the holdout, or refit on every row): effects.csv; all metrics: evaluation.json"
+    );
     s
 }

@@ -7,7 +7,21 @@ use crate::schema::{Table, col};
 
 use super::frames::*;
 use super::manifest::{Encoding, f};
-use super::settings::FeatureSettings;
+use super::settings::{BillKnown, FeatureSettings};
+
+/// The index ([`month_index`]) of the latest month whose bill is known as
+/// of each row's `as_of`: under [`BillKnown::MonthEnd`] the month that has
+/// ended by then (the as-of month itself only on its last day), under
+/// [`BillKnown::MonthStart`] the as-of month.
+pub(crate) fn known_through(rule: BillKnown) -> Expr {
+    match rule {
+        BillKnown::MonthStart => month_index(col(f::AS_OF)),
+        BillKnown::MonthEnd => {
+            let next_day = (col(f::AS_OF).cast(DataType::Int32) + lit(1)).cast(DataType::Date);
+            month_index(next_day) - lit(1)
+        }
+    }
+}
 
 /// Features of each event row of `events` (which must hold
 /// `subscriber_id`, `as_of` (Date) and a unique `__event` (UInt32)), using
@@ -103,15 +117,17 @@ pub fn behaviour(inputs: &Inputs, events: LazyFrame, s: &FeatureSettings) -> Laz
         &[col::SUBSCRIBER_ID],
         JoinType::Inner,
     )
-    .filter(col(col::MONTH).lt_eq(col(f::AS_OF)))
+    .with_column(known_through(s.bill_known).alias("__known"))
+    .filter(month_index(col(col::MONTH)).lt_eq(col("__known")))
     .with_columns([
         margin(s.margin_rate),
         col(col::MONTH)
             .gt_eq(col(f::LIFETIME_START).dt().month_start())
             .alias("__in_life"),
-        // Calendar months between the bill and the as-of date: 0 for
-        // the as-of month, so "last 3 months" is 0, 1 and 2.
-        (month_index(col(f::AS_OF)) - month_index(col(col::MONTH))).alias("__ago"),
+        // Calendar months between the bill and the latest month known at
+        // the as-of date: 0 for that month, so "last 3 months" is 0, 1
+        // and 2.
+        (col("__known") - month_index(col(col::MONTH))).alias("__ago"),
     ])
     // Masked copies, so that the aggregation below is plain sums and
     // means (nulls ignored), which polars runs vectorised per group.

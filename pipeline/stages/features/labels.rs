@@ -223,10 +223,18 @@ pub(crate) fn second_lifetimes(
             .and(col(col::MONTH).lt_eq(col("__life_end"))),
     )
     .with_columns([margin(s.margin_rate)])
+    .sort([col::MONTH], SortMultipleOptions::default())
     .group_by([col("__ret")])
     .agg([
         col("__margin").sum().alias(f::SECOND_MARGIN),
         len().cast(DataType::Int32).alias(f::SECOND_BILLS),
+        // Each bill: its month, margin and whether it had a cost to serve
+        // (where it had, the cost holds any upgrade the offer gave), so
+        // that training can add back the past offer's terms bill by bill
+        // and cut the bills at its holdout date.
+        col(col::MONTH).alias(f::BILL_MONTHS),
+        col("__margin").alias(f::BILL_MARGINS),
+        col(col::COST_TO_SERVE).is_not_null().alias(f::BILL_COSTED),
     ]);
     let x = join(x, margins, &["__ret"], JoinType::Left).with_columns([
         ((days("__life_end") - days(col::RETURNED_AT)).cast(DataType::Float64)
@@ -260,6 +268,9 @@ pub(crate) fn second_lifetimes(
             col(f::CENSORED),
             col(f::SECOND_MARGIN),
             col(f::SECOND_BILLS),
+            col(f::BILL_MONTHS),
+            col(f::BILL_MARGINS),
+            col(f::BILL_COSTED),
         ]);
     collect(x, "second lifetimes")
 }

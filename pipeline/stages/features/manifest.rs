@@ -51,6 +51,9 @@ pub mod f {
     pub const MONTHS_RETAINED: &str = "months_retained";
     pub const SECOND_MARGIN: &str = "second_lifetime_margin";
     pub const SECOND_BILLS: &str = "second_lifetime_bills";
+    pub const BILL_MONTHS: &str = "second_lifetime_bill_months";
+    pub const BILL_MARGINS: &str = "second_lifetime_bill_margins";
+    pub const BILL_COSTED: &str = "second_lifetime_bill_costed";
     pub const CENSORED: &str = "censored";
     pub const WON_BACK_BY: &str = "won_back_by";
 }

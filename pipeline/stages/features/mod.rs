@@ -49,7 +49,7 @@ pub use frames::{
 pub use labels::default_snapshots;
 use labels::*;
 pub use manifest::{Encoding, FeatureSpec, Manifest, OTHER_LEVEL, Unseen, conform_categories, f};
-pub use settings::FeatureSettings;
+pub use settings::{BillKnown, FeatureSettings};
 
 /// The features stage's outputs.
 pub struct Features {

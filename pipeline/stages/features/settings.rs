@@ -2,7 +2,21 @@
 //! defaults.
 
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// When a bill (dated on the first of its month, carrying the whole
+/// month's usage and charges) counts as known to a feature as of a date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BillKnown {
+    /// Once its month has ended: the bill of month M counts as of D when
+    /// the last day of M is on or before D.
+    #[default]
+    MonthEnd,
+    /// From the first of its month (for extracts whose `month` is the
+    /// date the bill was issued, after the month it covers).
+    MonthStart,
+}
 
 /// Settings of the features stage (`[features]` in the config).
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +34,8 @@ pub struct FeatureSettings {
     pub snapshot_count: u32,
     /// Margin share of revenue where billing has no cost to serve.
     pub margin_rate: f64,
+    /// When a bill counts as known.
+    pub bill_known: BillKnown,
     /// Extra numeric columns of `subscribers` to carry as features.
     pub extra_numeric: Vec<String>,
     /// Extra categorical columns of `subscribers` to carry as features.
@@ -35,6 +51,7 @@ impl Default for FeatureSettings {
             snapshot_every_months: 3,
             snapshot_count: 8,
             margin_rate: 0.45,
+            bill_known: BillKnown::MonthEnd,
             extra_numeric: Vec::new(),
             extra_categorical: Vec::new(),
         }

@@ -63,11 +63,12 @@ pub struct SimulateSummary {
     pub excluded: Vec<(String, usize)>,
     /// Eligible subscribers with a profitable arm.
     pub profitable: usize,
-    /// Selected by the allocation (contacted plus held out).
+    /// Contacted plus held out.
     pub selected: usize,
-    /// Selected and contacted.
+    /// Chosen by the allocation and contacted.
     pub contacted: usize,
-    /// Selected and withheld as the hold-out.
+    /// Withheld as the hold-out: drawn before the allocation among the
+    /// subscribers an offer is recommended for, outside the budget.
     pub holdout: usize,
     /// Allocation: incremental profit, its upper bound, gap, whether proven
     /// optimal, contacts and expected spend used.
@@ -165,13 +166,21 @@ pub fn run(
     let allowed: Vec<usize> = s.arms.iter().map(|a| a.index()).collect();
     let default = policy::default_arm(&point, &allowed);
     let best = policy::guarded_choice(&df, &point, &allowed, default, &models, economics, s)?;
-    let alloc = policy::allocate(&point, &allowed, &best, s, economics);
+    // The hold-out is drawn before the allocation, among the subscribers
+    // an offer is recommended for, and kept out of it: the budget's
+    // contacts, spend and profit are the contacted subscribers' alone.
     let ids = arms::ids(&df)?;
     let holdout: Vec<bool> = (0..df.height())
         .map(|i| {
-            alloc.choice[i].is_some() && policy::holdout_key(&campaign, &ids[i]) < s.control_share
+            best[i].is_some() && policy::holdout_key(&campaign, &ids[i]) < s.control_share
         })
         .collect();
+    let open: Vec<Option<usize>> = best
+        .iter()
+        .zip(&holdout)
+        .map(|(b, h)| if *h { None } else { *b })
+        .collect();
+    let alloc = policy::allocate(&point, &allowed, &open, s, economics);
     info!(
         selected = alloc.choice.iter().filter(|c| c.is_some()).count(),
         gap = alloc.gap(),
@@ -211,10 +220,23 @@ pub fn run(
         &segment,
         &reasons,
     )?;
+    // Off-policy evaluation with the fits made before the holdout cuts, on
+    // offers none of them was fitted on.
+    let (ev_ret, ev_second) = (models.ret.as_evaluated(), models.second.as_evaluated());
+    let evaluated = Models {
+        ret: &ev_ret,
+        second: &ev_second,
+    };
     let ope = match history {
-        Some(offers) => {
-            policy::evaluate_policies(offers, &models, &allowed, default, economics, s)?
-        }
+        Some(offers) => policy::evaluate_policies(
+            offers,
+            &evaluated,
+            &allowed,
+            default,
+            economics,
+            s,
+            df.height(),
+        )?,
         None => Vec::new(),
     };
     info!(policies = ope.len(), "off-policy evaluation");
@@ -227,8 +249,8 @@ pub fn run(
         totals.push((format!("all {}", arm.name()), iv.profit[a]));
     }
     let policy_evaluation = outputs::policy_frame(&totals, &ope)?;
-    let selected = alloc.choice.iter().filter(|c| c.is_some()).count();
     let held = holdout.iter().filter(|h| **h).count();
+    let selected = alloc.choice.iter().filter(|c| c.is_some()).count() + held;
     let summary = SimulateSummary {
         as_of: current.as_of.to_string(),
         campaign,

@@ -224,7 +224,7 @@ pub(crate) fn target_list(
     }
     let action: Vec<&str> = (0..n)
         .map(|i| match (choice[i], best[i]) {
-            (Some(_), _) if holdout[i] => "holdout",
+            _ if holdout[i] => "holdout",
             (Some(_), _) => "contact",
             (None, Some(_)) => "over_budget",
             (None, None) => "no_offer",
@@ -297,7 +297,10 @@ pub(crate) fn target_list(
 }
 
 /// The policy table: model-based totals over the eligible population with
-/// intervals, and the off-policy estimates per offer.
+/// intervals (the stored models, in sample for what they were fitted on),
+/// and the off-policy estimates per offer on past randomised offers no
+/// model used there was fitted on (the evaluated fits, out of sample),
+/// with those models' own value on the same offers (`model_per_offer`).
 pub(crate) fn policy_frame(
     totals: &[(String, Interval)],
     ope: &[PolicyValue],
@@ -341,6 +344,9 @@ pub(crate) fn policy_frame(
             Column::new("ips_per_offer".into(), opt(&|p| p.ips.estimate)),
             Column::new("ips_lo".into(), opt(&|p| p.ips.lo)),
             Column::new("ips_hi".into(), opt(&|p| p.ips.hi)),
+            Column::new("snips_per_offer".into(), opt(&|p| p.snips.estimate)),
+            Column::new("snips_lo".into(), opt(&|p| p.snips.lo)),
+            Column::new("snips_hi".into(), opt(&|p| p.snips.hi)),
             Column::new("dr_per_offer".into(), opt(&|p| p.dr.estimate)),
             Column::new("dr_lo".into(), opt(&|p| p.dr.lo)),
             Column::new("dr_hi".into(), opt(&|p| p.dr.hi)),

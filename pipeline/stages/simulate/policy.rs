@@ -97,7 +97,13 @@ pub fn guarded_choice(
             }
         }
     }
-    Ok(choice.into_iter().map(|a| (a != 0).then_some(a)).collect())
+    // No contact whose own expected incremental profit over no offer is
+    // not positive, whatever the guard kept.
+    Ok(choice
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (a != 0 && point[a][i].profit > point[0][i].profit).then_some(a))
+        .collect())
 }
 
 /// The allocation under the budget: a multiple-choice knapsack over the
@@ -105,11 +111,10 @@ pub fn guarded_choice(
 /// plus expected offer cost as spend. The guarded choice (`choice`) stands
 /// for what the models are sure of: another arm counts as at most as good
 /// as it (it can still fill in where the chosen arm is over capacity or
-/// too dear), and a guarded arm whose point gain is not positive counts as
-/// barely profitable (the subscriber is dropped only when the models are
-/// sure no offer pays). Without limits the allocation is the guarded
-/// choice. The returned total is the point estimate of the incremental
-/// profit of the allocation.
+/// too dear), and only arms with a positive expected incremental profit
+/// can be chosen, so no budget buys a contact expected to lose money.
+/// Without limits the allocation is the guarded choice. The returned total
+/// is the point estimate of the incremental profit of the allocation.
 pub fn allocate(
     point: &[Vec<Outcome>],
     allowed: &[usize],
@@ -124,8 +129,9 @@ pub fn allocate(
     let mut gain = vec![0.0; n * k];
     let mut spend = vec![0.0; n * k];
     for i in 0..n {
-        let g = choice[i].map(|c| point_gain(c, i).max(TINY)).unwrap_or(0.0);
+        let g = choice[i].map(|c| point_gain(c, i)).unwrap_or(0.0);
         for (j, &a) in allowed.iter().enumerate() {
+            // A gain that is not positive is never taken by the knapsack.
             gain[i * k + j] = if choice[i] == Some(a) {
                 g
             } else {
@@ -164,9 +170,14 @@ pub fn allocate(
     a
 }
 
-/// Off-policy evaluation of the recommended policy, every uniform arm and
-/// no offer on the offers of `history` from the return model's holdout on
-/// whose response window is observed.
+/// Off-policy evaluation of the recommended policy (with the campaign's
+/// limits scaled to the offers evaluated, and without), every uniform arm
+/// and no offer, on the past randomised offers whose response window is
+/// observed and that no model used here was fitted on: `models` are the
+/// evaluated fits (fitted before their holdout cuts), and an offer counts
+/// only when the return model's and the second lifetime's splits both
+/// hold it out (dated on or after both cuts, or held-out subscribers).
+/// `eligible` is the campaign's eligible population, for the scaling.
 pub fn evaluate_policies(
     history: &DataFrame,
     models: &Models<'_>,
@@ -174,13 +185,15 @@ pub fn evaluate_policies(
     default: usize,
     economics: &Economics,
     s: &SimulateSettings,
+    eligible: usize,
 ) -> Result<Vec<PolicyValue>> {
-    // The return model's holdout offers whose window is observed (the
-    // rows its evaluation was not fitted on; the stored model was refitted
-    // on every row, these included). Offers without a usable propensity
-    // (null, zero, negative, not finite) cannot be reweighted: set aside
-    // and counted, never given a huge weight.
-    let split = &models.ret.provenance.split;
+    // Offers without a usable propensity (null, zero, negative, not
+    // finite) cannot be reweighted: set aside and counted, never given a
+    // huge weight.
+    let splits = [
+        &models.ret.provenance.split,
+        &models.second.provenance.split,
+    ];
     let observed = history
         .clone()
         .lazy()
@@ -206,7 +219,11 @@ pub fn evaluate_policies(
     let held: Vec<bool> = ids
         .iter()
         .zip(&dates)
-        .map(|(id, d)| split.holds_out(id, d.map(from_epoch_days)))
+        .map(|(id, d)| {
+            splits
+                .iter()
+                .all(|split| split.holds_out(id, d.map(from_epoch_days)))
+        })
         .collect();
     let set_aside = held
         .iter()
@@ -259,20 +276,44 @@ pub fn evaluate_policies(
         .map(|arm| arm.iter().map(|o| o.profit).collect())
         .collect();
     let level = s.interval;
-    let recommended: Vec<usize> =
-        guarded_choice(&offers, &point, allowed, default, models, economics, s)?
-            .into_iter()
-            .map(|a| a.unwrap_or(0))
-            .collect();
-    let mut out = vec![off_policy(
-        "recommended",
-        &recommended,
-        &logged,
-        &propensity,
-        &reward,
-        &q,
-        level,
-    )];
+    let choice = guarded_choice(&offers, &point, allowed, default, models, economics, s)?;
+    // The campaign's limits, scaled from its eligible population to the
+    // offers evaluated.
+    let scale = offers.height() as f64 / eligible.max(1) as f64;
+    let scaled = SimulateSettings {
+        max_contacts: s
+            .max_contacts
+            .map(|c| (c as f64 * scale).round().max(0.0) as u64),
+        max_spend: s.max_spend.map(|v| v * scale),
+        arm_capacity: s
+            .arm_capacity
+            .iter()
+            .map(|(a, c)| (a.clone(), (*c as f64 * scale).round().max(0.0) as u64))
+            .collect(),
+        ..s.clone()
+    };
+    let budgeted = allocate(&point, allowed, &choice, &scaled, economics);
+    let actions = |c: &[Option<usize>]| -> Vec<usize> { c.iter().map(|a| a.unwrap_or(0)).collect() };
+    let mut out = vec![
+        off_policy(
+            "recommended",
+            &actions(&budgeted.choice),
+            &logged,
+            &propensity,
+            &reward,
+            &q,
+            level,
+        ),
+        off_policy(
+            "recommended, no budget",
+            &actions(&choice),
+            &logged,
+            &propensity,
+            &reward,
+            &q,
+            level,
+        ),
+    ];
     for (a, arm) in Arm::ALL.iter().enumerate() {
         let name = if a == 0 {
             "no offer".to_string()

@@ -22,7 +22,7 @@ use crate::artifact::design::{Design, DesignColumn};
 use crate::artifact::evaluation::{Candidate, Effect, Evaluation, StepScore};
 use crate::artifact::layout::{Layout, to_array};
 use crate::artifact::split::{Split, SplitKind, subscriber_key};
-use crate::artifact::{FORMAT_VERSION, Model, ModelKind, Provenance};
+use crate::artifact::{EvaluatedFit, FORMAT_VERSION, Model, ModelKind, Provenance};
 
 use super::settings::{LearnerChoice, TrainSettings};
 
@@ -35,7 +35,7 @@ pub(crate) fn metric_error(e: metrics::MetricError) -> Error {
 
 /// Evaluates predictions against outcomes.
 pub fn evaluate(p: &[f64], y: &[bool]) -> Result<Evaluation> {
-    let (calibration, ece) = metrics::calibration(p, y, 10).map_err(metric_error)?;
+    let c = metrics::calibration(p, y, 10).map_err(metric_error)?;
     Ok(Evaluation {
         rows: p.len(),
         observed_rate: y.iter().filter(|v| **v).count() as f64 / y.len().max(1) as f64,
@@ -44,8 +44,10 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Result<Evaluation> {
         pr_auc: metrics::pr_auc(p, y).map_err(metric_error)?,
         log_loss: metrics::log_loss(p, y).map_err(metric_error)?,
         brier: metrics::brier(p, y).map_err(metric_error)?,
-        ece,
-        calibration,
+        ece: c.ece,
+        calibration_intercept: c.intercept,
+        calibration_slope: c.slope,
+        calibration: c.bins,
         gains: metrics::gains(p, y).map_err(metric_error)?,
     })
 }
@@ -282,20 +284,7 @@ pub(crate) fn fit_binary(
             .map_err(fit_err)?;
         let (xv, yv) = rows.build(&layout, &problem.test)?;
         let holdout = evaluate(&model.predict(xv.view()).map_err(fit_err)?, &yv)?;
-        let (_, raw) = model.raw_coefficients();
-        effects = layout
-            .names()
-            .into_iter()
-            .zip(raw)
-            .zip(&model.coefficients)
-            .map(|((term, b), sd)| Effect {
-                term,
-                coefficient: Some(b),
-                odds_ratio: Some(b.exp()),
-                per_sd: Some(*sd),
-                importance: None,
-            })
-            .collect();
+        effects = logistic_effects(&layout, &model);
         candidates.push(Candidate {
             learner: "logistic".into(),
             hyper_parameters: BTreeMap::from([
@@ -335,20 +324,7 @@ pub(crate) fn fit_binary(
             log_loss = holdout.log_loss,
             "boosted candidate"
         );
-        let total: f64 = model.importance.iter().sum::<f64>().max(f64::MIN_POSITIVE);
-        for (name, g) in model.names.iter().zip(&model.importance) {
-            let share = g / total;
-            match effects.iter_mut().find(|e| e.term == *name) {
-                Some(e) => e.importance = Some(share),
-                None => effects.push(Effect {
-                    term: name.clone(),
-                    coefficient: None,
-                    odds_ratio: None,
-                    per_sd: None,
-                    importance: Some(share),
-                }),
-            }
-        }
+        add_importances(&mut effects, &model);
         candidates.push(Candidate {
             learner: "boosted".into(),
             hyper_parameters: BTreeMap::from([
@@ -381,6 +357,54 @@ pub(crate) fn fit_binary(
         training_positives: training.1,
         fingerprint: training.2,
     })
+}
+
+/// A logistic model's terms: coefficient per raw unit, odds ratio, per SD.
+fn logistic_effects(layout: &Layout, model: &LogisticModel) -> Vec<Effect> {
+    let (_, raw) = model.raw_coefficients();
+    layout
+        .names()
+        .into_iter()
+        .zip(raw)
+        .zip(&model.coefficients)
+        .map(|((term, b), sd)| Effect {
+            term,
+            coefficient: Some(b),
+            odds_ratio: Some(b.exp()),
+            per_sd: Some(*sd),
+            importance: None,
+        })
+        .collect()
+}
+
+/// The trees' shares of split gain, added to the terms of the same name.
+fn add_importances(effects: &mut Vec<Effect>, model: &BoostedModel) {
+    let total: f64 = model.importance.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+    for (name, g) in model.names.iter().zip(&model.importance) {
+        let share = g / total;
+        match effects.iter_mut().find(|e| e.term == *name) {
+            Some(e) => e.importance = Some(share),
+            None => effects.push(Effect {
+                term: name.clone(),
+                coefficient: None,
+                odds_ratio: None,
+                per_sd: None,
+                importance: Some(share),
+            }),
+        }
+    }
+}
+
+/// The terms of one learner.
+fn effects_of(layout: &Layout, learner: &Learner) -> Vec<Effect> {
+    match learner {
+        Learner::Logistic(m) => logistic_effects(layout, m),
+        Learner::Boosted(m) => {
+            let mut e = Vec::new();
+            add_importances(&mut e, m);
+            e
+        }
+    }
 }
 
 /// The features of `manifest` that are columns of `df` (or the named ones,
@@ -632,7 +656,9 @@ pub(crate) fn observed(df: &DataFrame, observed: &str, name: &str) -> Result<Dat
 }
 
 /// Refits the artifact's learner on `df` with the same layout, learner
-/// and hyper-parameters, and records the rows in its provenance.
+/// and hyper-parameters: the refit becomes the stored learner (with its
+/// own terms, rows and fingerprint) and the fit before it is kept as the
+/// evaluated one.
 pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Result<()> {
     let (x, y) = rows.build(&model.layout, df)?;
     let names = model.layout.names();
@@ -641,7 +667,7 @@ pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Resul
         model: kind.name().into(),
         message: e.to_string(),
     };
-    model.learner = match &model.learner {
+    let learner = match &model.learner {
         Learner::Logistic(m) => Learner::Logistic(
             LogisticModel::fit(x.view(), &y, &names, m.alpha)
                 .and_then(|r| r.with_covariance(x.view()))
@@ -652,7 +678,19 @@ pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Resul
                 .map_err(fit_err)?,
         )),
     };
-    model.provenance.refit_rows = Some(x.nrows());
+    let effects = effects_of(&model.layout, &learner);
+    let p = &mut model.provenance;
+    let evaluated = EvaluatedFit {
+        learner: std::mem::replace(&mut model.learner, learner),
+        effects: std::mem::replace(&mut model.effects, effects),
+        data_fingerprint: std::mem::replace(&mut p.data_fingerprint, fingerprint(&x, &y)),
+        training_rows: std::mem::replace(&mut p.training_rows, x.nrows()),
+        training_positives: std::mem::replace(
+            &mut p.training_positives,
+            y.iter().filter(|v| **v).count(),
+        ),
+    };
+    model.evaluated = Some(evaluated);
     Ok(())
 }
 
@@ -687,7 +725,6 @@ pub(crate) fn stored(
             training_rows: fitted.training_rows,
             training_positives: fitted.training_positives,
             split,
-            refit_rows: None,
             settings: s.clone(),
         },
         layout: fitted.layout,
@@ -697,5 +734,6 @@ pub(crate) fn stored(
         cross_validation: fitted.steps,
         holdout: fitted.holdout,
         effects: fitted.effects,
+        evaluated: None,
     }
 }

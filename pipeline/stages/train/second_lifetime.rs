@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 use winback_models::economics::{Arm, Economics};
 use winback_models::learner::Ridge;
@@ -14,7 +14,9 @@ use winback_models::survival;
 
 use crate::error::{Error, Result};
 use crate::schema::{ARMS, LEAVE_REASONS, col};
-use crate::stages::features::{DAYS_PER_MONTH, Encoding, FeatureSpec, Manifest, epoch_days, f};
+use crate::stages::features::{
+    DAYS_PER_MONTH, Encoding, FeatureSpec, Manifest, epoch_days, f, from_epoch_days,
+};
 
 use crate::artifact::design::Design;
 use crate::artifact::evaluation::DurationCheck;
@@ -25,22 +27,19 @@ use super::harness::*;
 use super::settings::TrainSettings;
 
 /// Second lifetimes with the first lifetime's features (as of the
-/// defection they followed) and `monthly_margin`: the margin per month of
-/// the whole second lifetime before offer costs (the realised margin plus
-/// the discount and upgrade cost `economics` says the winning arm gave
-/// over the months retained), so the offer simulation can charge each
-/// arm's own terms.
+/// defection they followed), `monthly_margin` (see [`monthly_margins`])
+/// and `months_retained` in billed months.
 pub(crate) fn second_lifetime_rows(
     second: &DataFrame,
     lapsed: &DataFrame,
-    economics: &Economics,
+    history: &Economics,
 ) -> Result<DataFrame> {
     let features = lapsed.clone().lazy().drop(cols([f::LEAVE_REASON])).rename(
         [col::CHURNED_AT],
         ["previous_churned_at"],
         true,
     );
-    let df = second
+    let mut df = second
         .clone()
         .lazy()
         .join(
@@ -56,48 +55,7 @@ pub(crate) fn second_lifetime_rows(
         .collect()
         .map_err(Error::polars("second-lifetime model: rows"))?;
     let months = f64_column(&df, f::MONTHS_RETAINED)?;
-    let margin = f64_column(&df, f::SECOND_MARGIN)?;
-    let text = |name: &str| -> Result<Vec<Option<String>>> {
-        Ok(df
-            .column(name)
-            .and_then(|c| c.str().cloned())
-            .map_err(Error::polars(format!("second-lifetime model: {name}")))?
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect())
-    };
-    let (arm, reason) = (text(WON_BACK_BY)?, text(f::LEAVE_REASON)?);
-    // Bills of the second lifetime: the margin is per billed month (a
-    // lifetime from the 20th of one month to the 10th of the sixth after
-    // has seven bills in 5.7 months).
-    let bills: Vec<f64> = df
-        .column(f::SECOND_BILLS)
-        .and_then(|c| c.cast(&DataType::Float64))
-        .and_then(|c| c.f64().cloned())
-        .map_err(Error::polars("second-lifetime model: bills"))?
-        .iter()
-        .zip(&months)
-        .map(|(b, m)| b.unwrap_or(m.max(0.0).ceil()))
-        .collect();
-    let monthly: Vec<f64> = (0..df.height())
-        .map(|i| {
-            let a = Arm::ALL
-                .iter()
-                .copied()
-                .find(|a| arm[i].as_deref() == Some(a.name()))
-                .unwrap_or(Arm::Control);
-            let r = reason[i]
-                .as_deref()
-                .and_then(|r| LEAVE_REASONS.iter().position(|x| *x == r))
-                .unwrap_or(LEAVE_REASONS.len() - 1);
-            let package = economics.package(a, r);
-            let billed = bills[i].max(0.0) as u32;
-            let cost: f64 = (1..=billed)
-                .map(|t| economics.offer_cost_in_month(package, t))
-                .sum();
-            (margin[i] + cost) / bills[i].max(1.0)
-        })
-        .collect();
+    let (monthly, bills) = monthly_margins(&df, history, None)?;
     // Durations in billed months: a return billed for k months churned in
     // month k of its second lifetime (or, censored, survived k months),
     // the month grid on which the simulation values S(t - 1).
@@ -106,16 +64,119 @@ pub(crate) fn second_lifetime_rows(
         .zip(&months)
         .map(|(b, m)| if *b >= 1.0 { *b } else { *m })
         .collect();
-    let mut df = df;
     df.with_column(Column::new("monthly_margin".into(), monthly))
+        .and_then(|d| d.with_column(Column::new(MARGIN_BILLS.into(), bills)))
         .and_then(|d| d.with_column(Column::new(f::MONTHS_RETAINED.into(), billed_months)))
         .map_err(Error::polars("second-lifetime model: monthly margin"))?;
     Ok(df)
 }
 
+/// Bills behind each row's `monthly_margin`.
+const MARGIN_BILLS: &str = "margin_bills";
+
+/// Per second lifetime, the margin per billed month before the past
+/// offer's costs, and the bills it rests on: the bills of the second
+/// lifetime (those whose month has ended by `until`, when given), each
+/// with what the offer that won the subscriber back took from it added
+/// back under the terms of `history` (the past offers' terms): the
+/// discount in full and the upgrade's cost where the bill has a cost to
+/// serve (its margin is revenue less that cost, the upgrade inside it),
+/// the margin rate times the discount where it has none (its margin is
+/// that share of the discounted revenue; no upgrade cost is in it). The
+/// simulation then charges each arm's own terms.
+fn monthly_margins(
+    df: &DataFrame,
+    history: &Economics,
+    until: Option<NaiveDate>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let err = |what: &str| Error::polars(format!("second-lifetime model: {what}"));
+    let text = |name: &str| -> Result<Vec<Option<String>>> {
+        Ok(df
+            .column(name)
+            .and_then(|c| c.str().cloned())
+            .map_err(err(name))?
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect())
+    };
+    let (arm, reason) = (text(WON_BACK_BY)?, text(f::LEAVE_REASON)?);
+    let returned: Vec<Option<i32>> = df
+        .column(f::RETURNED_AT)
+        .and_then(|c| c.cast(&DataType::Int32))
+        .and_then(|c| c.i32().cloned())
+        .map_err(err(f::RETURNED_AT))?
+        .iter()
+        .collect();
+    let list = |name: &str, inner: DataType| -> Result<Vec<Option<Series>>> {
+        let ca = df
+            .column(name)
+            .and_then(|c| c.cast(&DataType::List(Box::new(inner))))
+            .and_then(|c| c.list().cloned())
+            .map_err(err(name))?;
+        Ok((0..ca.len()).map(|i| ca.get_as_series(i)).collect())
+    };
+    let months = list(f::BILL_MONTHS, DataType::Int32)?;
+    let margins = list(f::BILL_MARGINS, DataType::Float64)?;
+    let costed = list(f::BILL_COSTED, DataType::Boolean)?;
+    // Month index (year * 12 + month) of a day number.
+    let index = |day: i32| -> i64 {
+        let d = from_epoch_days(day);
+        i64::from(d.year()) * 12 + i64::from(d.month0())
+    };
+    // Bills of months up to this index are known by `until`.
+    let known = until.map(|u| index(epoch_days(u + chrono::Duration::days(1))) - 1);
+    let mut monthly = Vec::with_capacity(df.height());
+    let mut counted = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let a = Arm::ALL
+            .iter()
+            .copied()
+            .find(|a| arm[i].as_deref() == Some(a.name()))
+            .unwrap_or(Arm::Control);
+        let r = reason[i]
+            .as_deref()
+            .and_then(|r| LEAVE_REASONS.iter().position(|x| *x == r))
+            .unwrap_or(LEAVE_REASONS.len() - 1);
+        let package = history.package(a, r);
+        let (mut sum, mut n) = (0.0, 0usize);
+        if let (Some(start), Some(m), Some(v), Some(c)) =
+            (returned[i], &months[i], &margins[i], &costed[i])
+        {
+            let (m, v, c) = (
+                m.i32().map_err(err(f::BILL_MONTHS))?,
+                v.f64().map_err(err(f::BILL_MARGINS))?,
+                c.bool().map_err(err(f::BILL_COSTED))?,
+            );
+            let first = index(start);
+            for ((month, margin), has_cost) in m.iter().zip(v.iter()).zip(c.iter()) {
+                let (Some(month), Some(margin)) = (month, margin) else {
+                    continue;
+                };
+                let k = index(month);
+                if known.is_some_and(|last| k > last) {
+                    continue;
+                }
+                let t = u32::try_from(k - first + 1).unwrap_or(0);
+                let discount = history.terms.discount_in_month(package, t);
+                let upgrade = history.terms.upgrade_cost_in_month(package, t);
+                sum += margin
+                    + if has_cost.unwrap_or(false) {
+                        discount + upgrade
+                    } else {
+                        history.margin_rate * discount
+                    };
+                n += 1;
+            }
+        }
+        monthly.push(if n > 0 { sum / n as f64 } else { 0.0 });
+        counted.push(n as f64);
+    }
+    Ok((monthly, counted))
+}
+
 /// The returns known before `d`: returned before it, durations censored
-/// at it.
-pub(crate) fn censor_at(df: &DataFrame, d: NaiveDate) -> Result<DataFrame> {
+/// at it, margins from the bills whose month has ended by it.
+pub(crate) fn censor_at(df: &DataFrame, d: NaiveDate, history: &Economics) -> Result<DataFrame> {
     let available = (lit(epoch_days(d)) - col(f::RETURNED_AT).cast(DataType::Int32))
         .cast(DataType::Float64)
         / lit(DAYS_PER_MONTH);
@@ -137,6 +198,14 @@ pub(crate) fn censor_at(df: &DataFrame, d: NaiveDate) -> Result<DataFrame> {
         ])
         .collect()
         .map_err(Error::polars("second-lifetime model: training rows"))
+        .and_then(|mut known| {
+            let (monthly, bills) = monthly_margins(&known, history, Some(d))?;
+            known
+                .with_column(Column::new("monthly_margin".into(), monthly))
+                .and_then(|k| k.with_column(Column::new(MARGIN_BILLS.into(), bills)))
+                .map_err(Error::polars("second-lifetime model: censored margins"))?;
+            Ok(known)
+        })
 }
 
 /// Fits the second-lifetime hazard and margin models on returns joined to
@@ -145,11 +214,12 @@ pub fn fit_second_lifetime(
     second: &DataFrame,
     lapsed: &DataFrame,
     manifest: &Manifest,
-    economics: &Economics,
+    history: &Economics,
     s: &TrainSettings,
     stamp: &Stamp,
 ) -> Result<SecondLifetimeModel> {
-    let all = second_lifetime_rows(second, lapsed, economics)?;
+    let all = second_lifetime_rows(second, lapsed, history)?;
+    let censor = |df: &DataFrame, d: NaiveDate| censor_at(df, d, history);
     // In time, training sees only what was known before the holdout:
     // returns before it, censored at its first day.
     let SplitRows { train, test, split } = split_rows(
@@ -162,7 +232,7 @@ pub fn fit_second_lifetime(
             label: f::CENSORED,
             when: false,
         },
-        Some(&censor_at),
+        Some(&censor),
     )?;
     // The hazard's manifest adds the winning arm as a one-hot feature.
     let mut arms: Vec<String> = ARMS.iter().map(|a| a.to_string()).collect();
@@ -213,11 +283,11 @@ pub fn fit_second_lifetime(
         s,
     );
 
-    // Monthly margin: ridge on the returns with at least a month observed.
+    // Monthly margin: ridge on the returns with at least one bill known.
     let margin_rows = |df: &DataFrame| -> Result<DataFrame> {
         df.clone()
             .lazy()
-            .filter(col(f::MONTHS_RETAINED).gt_eq(lit(1.0)))
+            .filter(col(MARGIN_BILLS).gt_eq(lit(1.0)))
             .collect()
             .map_err(Error::polars("second-lifetime margin: rows"))
     };
@@ -240,6 +310,7 @@ pub fn fit_second_lifetime(
     let mut margin = MarginModel {
         layout,
         ridge,
+        evaluated: None,
         holdout: BTreeMap::new(),
     };
     let pv = margin.predict(&mv, None)?;
@@ -261,51 +332,84 @@ pub fn fit_second_lifetime(
         durations: Vec::new(),
     };
 
-    // Predicted against Kaplan–Meier mean months retained by leave reason.
-    // Observed durations of the holdout returns are known only up to the
-    // data's end: compare over at most half of the longest follow-up, so
-    // the Kaplan-Meier curve rests on many subscribers at every month.
+    // Predicted against Kaplan–Meier months retained by leave reason, over
+    // the months after the longest past offer term: during a term a
+    // subscriber is bound by the offer (the generator forbids churn then,
+    // operators' contracts usually do), so months inside it would agree by
+    // construction. The comparison is conditional on being retained at
+    // the term's end: the mean months retained of the next `months`
+    // months, S(t) / S(term) summed. Observed durations of the holdout
+    // returns are known only up to the data's end: the window ends by half
+    // of the longest follow-up, so the Kaplan-Meier curve rests on many
+    // subscribers at every month.
     let d = f64_column(&problem.test, f::MONTHS_RETAINED)?;
     let follow_up = d.iter().copied().fold(0.0, f64::max);
-    let months = s
-        .duration_check_months
-        .min(s.survival_months)
-        .min(((follow_up / 2.0).floor() as u32).max(1));
-    let curves = artifact.survival(&problem.test, None, months)?;
-    let rmst: Vec<f64> = curves
-        .iter()
-        .map(|c| survival::restricted_mean(c))
-        .collect();
-    let c = bool_column(&problem.test, f::CENSORED)?;
-    let reason: Vec<String> = problem
-        .test
-        .column(f::LEAVE_REASON)
-        .and_then(|c| c.str().cloned())
-        .map_err(Error::polars("second-lifetime model: leave_reason"))?
-        .iter()
-        .map(|v| v.unwrap_or("unknown").to_string())
-        .collect();
-    let mut groups: Vec<String> = reason.clone();
-    groups.sort();
-    groups.dedup();
-    groups.push("all".into());
-    for g in groups {
-        let rows: Vec<usize> = (0..d.len())
-            .filter(|i| g == "all" || reason[*i] == g)
+    let term = history
+        .terms
+        .discount_months
+        .max(history.terms.upgrade_months);
+    let reach = ((follow_up / 2.0).floor() as u32).min(s.survival_months);
+    let months = s.duration_check_months.min(reach.saturating_sub(term));
+    if months == 0 {
+        tracing::warn!(
+            term,
+            follow_up,
+            "no duration check: the holdout's follow-up does not reach past the offer term"
+        );
+    } else {
+        let curves = artifact.survival(&problem.test, None, term + months)?;
+        let c = bool_column(&problem.test, f::CENSORED)?;
+        let reason: Vec<String> = problem
+            .test
+            .column(f::LEAVE_REASON)
+            .and_then(|c| c.str().cloned())
+            .map_err(Error::polars("second-lifetime model: leave_reason"))?
+            .iter()
+            .map(|v| v.unwrap_or("unknown").to_string())
             .collect();
-        if rows.len() < 20 {
-            continue;
+        let mut groups: Vec<String> = reason.clone();
+        groups.sort();
+        groups.dedup();
+        groups.push("all".into());
+        // Mean months retained over (term, term + months] given retained
+        // at `term`, from a survival curve S(1..=term + months).
+        let after = |curve: &[f64]| -> f64 {
+            let at_term = if term == 0 {
+                1.0
+            } else {
+                curve[term as usize - 1]
+            };
+            if at_term <= 0.0 {
+                return 0.0;
+            }
+            curve[term as usize..].iter().sum::<f64>() / at_term
+        };
+        for g in groups {
+            let rows: Vec<usize> = (0..d.len())
+                .filter(|i| g == "all" || reason[*i] == g)
+                .collect();
+            if rows.len() < 20 {
+                continue;
+            }
+            let dd: Vec<f64> = rows.iter().map(|i| d[*i]).collect();
+            let cc: Vec<bool> = rows.iter().map(|i| c[*i]).collect();
+            let km = survival::kaplan_meier(&dd, &cc, term + months);
+            // The group's predicted curve: the mean of its rows' curves.
+            let mut mean = vec![0.0; (term + months) as usize];
+            for i in &rows {
+                for (m, v) in mean.iter_mut().zip(&curves[*i]) {
+                    *m += v / rows.len() as f64;
+                }
+            }
+            artifact.durations.push(DurationCheck {
+                leave_reason: g,
+                returns: rows.len(),
+                after_month: term,
+                months,
+                observed: after(&km),
+                predicted: after(&mean),
+            });
         }
-        let dd: Vec<f64> = rows.iter().map(|i| d[*i]).collect();
-        let cc: Vec<bool> = rows.iter().map(|i| c[*i]).collect();
-        let km = survival::kaplan_meier(&dd, &cc, months);
-        artifact.durations.push(DurationCheck {
-            leave_reason: g,
-            returns: rows.len(),
-            months,
-            observed: survival::restricted_mean(&km),
-            predicted: rows.iter().map(|i| rmst[*i]).sum::<f64>() / rows.len() as f64,
-        });
     }
     // The stored models are refitted on every return with its whole
     // follow-up (the evaluation above is of the models fitted before the
@@ -318,11 +422,12 @@ pub fn fit_second_lifetime(
         let (xm, _) = margin.layout.base(&rows_all, None)?;
         let xm = to_array(xm, margin.layout.base_width())?;
         let ym = f64_column(&rows_all, "monthly_margin")?;
-        margin.ridge =
+        let refit =
             Ridge::fit(xm.view(), &ym, &margin.layout.names(), 0.01).map_err(|e| Error::Fit {
                 model: "second-lifetime margin".into(),
                 message: e.to_string(),
             })?;
+        margin.evaluated = Some(std::mem::replace(&mut margin.ridge, refit));
     }
     Ok(artifact)
 }
