@@ -317,7 +317,10 @@ fn hand_computed_fixtures() {
         ],
     );
 
-    // A as of its defection on 2020-06-20: 157 days, bills Jan-Jun.
+    // A as of its defection on 2020-06-20: 157 days, bills Jan-May (the
+    // June bill, dated 2020-06-01, carries the whole of June and is known
+    // only once June has ended): margins 15 x 4 and May's 30 * 0.45; the
+    // last three known months are Mar-May, the three before Jan-Feb.
     let lapsed = read(&out.join("lapsed.parquet"));
     assert_eq!(lapsed.height(), 1);
     expect(
@@ -328,14 +331,14 @@ fn hand_computed_fixtures() {
             ("leave_reason", "price"),
             ("lifetime_start", "2020-01-15"),
             ("tenure_months", "5.1581"),
-            ("billed_months", "6"),
-            ("revenue_mean", "35.0000"),
-            ("margin_mean", "19.7500"),
-            ("revenue_last3", "40.0000"),
-            ("margin_last3", "24.5000"),
-            ("revenue_trend", "10.0000"),
-            ("bill_ratio_max3", "2.0000"),
-            ("lifetime_value", "118.5000"),
+            ("billed_months", "5"),
+            ("revenue_mean", "30.0000"),
+            ("margin_mean", "14.7000"),
+            ("revenue_last3", "30.0000"),
+            ("margin_last3", "14.5000"),
+            ("revenue_trend", "0.0000"),
+            ("bill_ratio_max3", "1.0000"),
+            ("lifetime_value", "73.5000"),
             ("plan", "basic"),
             ("earlier_defections", "0"),
             ("months_since_return", "null"),
@@ -371,8 +374,47 @@ fn hand_computed_fixtures() {
             ("censored", "true"),
             ("months_retained", "4.6982"),
             ("second_lifetime_margin", "100.0000"),
-            ("first_lifetime_value", "118.5000"),
+            ("first_lifetime_value", "73.5000"),
         ],
+    );
+
+    // A month-start as-of date: on 2020-12-01 D's December bill (dated that
+    // day) is not known, October's and November's are. With
+    // `bill_known = "month_start"` (extracts dating a bill when issued) it
+    // counts from its first day.
+    let early = features(&data, &tmp.path().join("out_dec1"), Some("2020-12-01"));
+    expect(
+        &row(&read(&early.join("active.parquet")), "subscriber_id", "D"),
+        "active D on 2020-12-01",
+        &[
+            ("billed_months", "2"),
+            ("value_to_date", "40.0000"),
+            ("revenue_last3", "40.0000"),
+        ],
+    );
+    let cfg = tmp.path().join("month_start.toml");
+    std::fs::write(&cfg, "[features]\nbill_known = \"month_start\"\n").unwrap();
+    let o = common::winback(&[
+        "-q",
+        "features",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        tmp.path().join("out_ms").to_str().unwrap(),
+        "--as-of",
+        "2020-12-01",
+    ]);
+    assert!(o.status.success(), "{}", common::texts(&o).1);
+    expect(
+        &row(
+            &read(&tmp.path().join("out_ms/features/active.parquet")),
+            "subscriber_id",
+            "D",
+        ),
+        "active D on 2020-12-01, bills known from the month's start",
+        &[("billed_months", "3"), ("value_to_date", "60.0000")],
     );
 
     // Snapshots end at the latest month start with 90 days observed before
@@ -434,8 +476,9 @@ fn hand_computed_fixtures() {
 }
 
 /// Every row dated after `cut` removed from every table (complaints opened
-/// after it, bills, churns, returns, offers, referrals); complaints opened
-/// before it but resolved after it get another resolution.
+/// after it, bills whose month ends after it, churns, returns, offers,
+/// referrals); complaints opened before it but resolved after it get
+/// another resolution.
 fn truncate_after(src: &Path, dst: &Path, cut: i32) {
     std::fs::create_dir_all(dst).unwrap();
     let dated = [
@@ -451,7 +494,13 @@ fn truncate_after(src: &Path, dst: &Path, cut: i32) {
     for (table, date) in dated {
         let df = read(&src.join(format!("{table}.parquet")));
         let mut lf = df.lazy();
-        if table != "subscribers" {
+        if table == "billing" {
+            // A bill carries its whole month: it is known once the month
+            // has ended, so every bill whose month ends after the cut goes
+            // (a month-start cut removes the cut month's bill).
+            let next_month_start = col(date).dt().offset_by(lit("1mo"));
+            lf = lf.filter((next_month_start.cast(DataType::Int32) - lit(1)).lt_eq(lit(cut)));
+        } else if table != "subscribers" {
             lf = lf.filter(col(date).lt_eq(cut_date()));
         }
         if table == "complaints" {
@@ -572,6 +621,14 @@ proptest::proptest! {
         let d = NaiveDate::from_ymd_opt(2019, 1, 1).unwrap() + chrono::Duration::days(offset as i64);
         check_no_leak(seed, &d.to_string());
     }
+}
+
+#[test]
+fn no_feature_reads_a_bill_whose_month_has_not_ended() {
+    // Snapshots and as-of dates on the first of a month: the bill dated
+    // that day carries the month ahead (before, 8,761 of 16,318 rows of a
+    // month-start cut changed when those bills were deleted).
+    check_no_leak(77, "2023-06-01");
 }
 
 #[test]

@@ -217,9 +217,15 @@ fn arms_and_policy_match_the_generators_truth() {
         "policy {policy:.0}, best uniform {best_uniform:.0}, oracle {oracle:.0} ({:.2}%)",
         100.0 * policy / oracle
     );
-    // At least the best uniform arm's, up to 0.1%: the policy drops the
-    // subscribers the models are sure no offer pays for, and a model can be
-    // wrong about a marginal few (here 2 of 4,363, 66 in all, 0.005%).
+    // At least the best uniform arm's, up to 0.1%. Not met without the
+    // tolerance: on this seed the off-policy check drops the targeting (its
+    // 156 deviations on 16,786 past offers no model saw lower the
+    // doubly-robust value per offer, 265.40 against 265.66), so the policy
+    // is the upgrade for every subscriber the models expect it to pay for;
+    // no contact with a negative expected incremental profit is made, and
+    // the models are wrong about a marginal few of those left out: 208
+    // below the upgrade for all, 0.016%. The "no tolerance" is
+    // open.
     assert!(
         policy >= best_uniform - 1e-3 * best_uniform.abs(),
         "policy {policy:.0} below the best uniform arm {best_uniform:.0}"
@@ -239,6 +245,10 @@ fn arms_and_policy_match_the_generators_truth() {
     assert!(dr["all upgrade"] > dr["all discount"], "{dr:?}");
     assert!(dr["all discount"] > dr["all both"], "{dr:?}");
     assert!(dr["recommended"] >= dr["all discount"], "{dr:?}");
+}
+
+fn s_contacted(out: &Path) -> u64 {
+    summary_json(out)["contacted"].as_u64().unwrap()
 }
 
 fn summary_json(out: &Path) -> serde_json::Value {
@@ -276,11 +286,20 @@ fn budgets_holdout_exclusions_and_determinism() {
     let action = strs(&targets, "action");
     let arm = strs(&targets, "recommended_arm");
     let selected: Vec<usize> = (0..action.len())
-        .filter(|i| action[*i] == "contact" || action[*i] == "holdout")
+        .filter(|i| action[*i] == "contact")
         .collect();
     assert!(!selected.is_empty());
-    // Every limit holds.
+    // Every limit holds, on the contacts (the hold-out is outside the
+    // budget: drawn before the allocation).
     assert!(selected.len() <= 150, "{} selected", selected.len());
+    assert_eq!(
+        s_contacted(&out),
+        selected.len() as u64,
+        "the summary's contacts are the list's"
+    );
+    // No contact is expected to lose money, under any budget.
+    let gain = f64s(&targets, "expected_incremental_profit");
+    assert!(selected.iter().all(|i| gain[*i] > 0.0));
     let upgrade = selected.iter().filter(|i| arm[**i] == "upgrade").count();
     assert!(upgrade <= 60, "{upgrade} upgrades");
     let s = summary_json(&out);
@@ -299,12 +318,27 @@ fn budgets_holdout_exclusions_and_determinism() {
         assert_eq!(rank[w[1]], rank[w[0]] + 1.0);
         assert!(inc[w[1]] <= inc[w[0]] + 1e-9);
     }
-    // The hold-out is the selected subscribers whose stable key falls
-    // below 5%.
+    // The hold-out: the subscribers an offer is recommended for whose
+    // stable key falls below 5%, drawn before the allocation; no contact
+    // has such a key.
     let ids = strs(&targets, "subscriber_id");
-    for i in &selected {
-        let held = holdout_key("spring", &ids[*i]) < 0.05;
-        assert_eq!(action[*i] == "holdout", held, "{}", ids[*i]);
+    for i in 0..ids.len() {
+        let held = arm[i] != "none" && holdout_key("spring", &ids[i]) < 0.05;
+        assert_eq!(action[i] == "holdout", held, "{}", ids[i]);
+    }
+    assert!(action.iter().any(|a| a == "holdout"));
+    assert_eq!(
+        s["holdout"].as_u64().unwrap(),
+        action.iter().filter(|a| *a == "holdout").count() as u64
+    );
+    // The budgeted and unbudgeted policies are evaluated off-policy under
+    // the names of their model-based rows.
+    let pe = read(&sim_dir.join("policy_evaluation.parquet"));
+    let names = strs(&pe, "policy");
+    let dr = f64s(&pe, "dr_per_offer");
+    for name in ["recommended", "recommended, no budget"] {
+        let i = names.iter().position(|n| n == name).unwrap();
+        assert!(dr[i].is_finite(), "{name}: {dr:?}");
     }
     // Nothing is lost: lapsed = eligible + excluded, and the target list
     // holds every eligible subscriber.

@@ -185,7 +185,11 @@ impl Model {
     /// refit's when there is one.
     pub fn effects_by_fit(&self) -> Vec<(FitRole, &Effect)> {
         match &self.evaluated {
-            None => self.effects.iter().map(|e| (FitRole::Evaluated, e)).collect(),
+            None => self
+                .effects
+                .iter()
+                .map(|e| (FitRole::Evaluated, e))
+                .collect(),
             Some(ev) => ev
                 .effects
                 .iter()

@@ -241,6 +241,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
             money(p.hi)
         );
     }
+    let _ = writeln!(o, "  {}", s.targeting.note);
     if !s.off_policy.is_empty() {
         let _ = writeln!(
             o,

@@ -266,14 +266,14 @@ fn effects_frame(effects: &[(String, FitRole, Effect)]) -> Result<DataFrame> {
         vec![
             Column::new(
                 "model".into(),
-                effects.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>(),
+                effects
+                    .iter()
+                    .map(|(m, _, _)| m.as_str())
+                    .collect::<Vec<_>>(),
             ),
             Column::new(
                 "fit".into(),
-                effects
-                    .iter()
-                    .map(|(_, r, _)| r.name())
-                    .collect::<Vec<_>>(),
+                effects.iter().map(|(_, r, _)| r.name()).collect::<Vec<_>>(),
             ),
             Column::new(
                 "term".into(),

@@ -47,6 +47,7 @@ pub mod f {
     pub const WINDOW_OBSERVED: &str = "window_observed";
     pub const CHURNED: &str = "churned_within_horizon";
     pub const HORIZON_OBSERVED: &str = "horizon_observed";
+    pub const HORIZON_QUARTER: &str = "horizon_quarter";
     pub const SNAPSHOT: &str = "snapshot";
     pub const MONTHS_RETAINED: &str = "months_retained";
     pub const SECOND_MARGIN: &str = "second_lifetime_margin";

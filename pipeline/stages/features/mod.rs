@@ -34,7 +34,7 @@ pub mod settings;
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
@@ -134,6 +134,19 @@ pub(crate) fn manifest(s: &FeatureSettings, lapsed: &DataFrame, seen: &Seen) -> 
             categories,
         });
     }
+    // The calendar quarter in which a churn horizon starts (the day after
+    // the as-of date), on the snapshots and the active subscribers only:
+    // churn is seasonal (the fourth quarter highest, in the reference
+    // figures and the generator), and a model without the season is
+    // miscalibrated for a quarter its snapshots under-represent. All four
+    // levels always, so the levels do not depend on which snapshots exist.
+    specs.push(FeatureSpec {
+        name: f::HORIZON_QUARTER.to_string(),
+        dtype: DataType::String.to_string(),
+        encoding: Encoding::OneHot,
+        sources: vec!["(the as-of date)".to_string()],
+        categories: (1..=4).map(|q| format!("q{q}")).collect(),
+    });
     // Days from the defection to the offer (offers) or to the scoring date
     // (lapsed subscribers being scored): the return model's timing feature.
     specs.push(FeatureSpec {
@@ -154,6 +167,13 @@ pub(crate) fn manifest(s: &FeatureSettings, lapsed: &DataFrame, seen: &Seen) -> 
              (all indicators of the seen categories zero) and counted in the scoring summary"
         ),
     }
+}
+
+/// The calendar quarter (`q1` to `q4`) of the day after `as_of`, where a
+/// churn horizon from it starts.
+pub fn horizon_quarter(as_of: NaiveDate) -> String {
+    let d = as_of.succ_opt().unwrap_or(as_of);
+    format!("q{}", d.month0() / 3 + 1)
 }
 
 /// The dates a features run is anchored on, resolved once by the command
@@ -185,7 +205,9 @@ pub fn build(
             .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
             .with_row_index(f::EVENT, None);
         collect(
-            behaviour(inputs, events, s).drop(cols([f::EVENT])),
+            behaviour(inputs, events, s)
+                .drop(cols([f::EVENT]))
+                .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
             "active subscribers",
         )?
     };
@@ -327,7 +349,9 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
             .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
             .with_row_index(f::EVENT, None);
         collect(
-            behaviour(inputs, events, s).drop(cols([f::EVENT])),
+            behaviour(inputs, events, s)
+                .drop(cols([f::EVENT]))
+                .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
             "active subscribers",
         )?
     };

@@ -75,8 +75,10 @@ pub struct SimulateSummary {
     pub allocation: AllocationSummary,
     /// The arms' totals with intervals (as in arm_summary).
     pub intervals: Intervals,
-    /// Off-policy evaluation on the held-out campaign history.
+    /// Off-policy evaluation on past randomised offers no model saw.
     pub off_policy: Vec<PolicyValue>,
+    /// Whether per-subscriber targeting was kept, and why.
+    pub targeting: policy::Targeting,
 }
 
 /// The allocation's certificate.
@@ -165,15 +167,48 @@ pub fn run(
     let point = arms::point(&df, &models, economics)?;
     let allowed: Vec<usize> = s.arms.iter().map(|a| a.index()).collect();
     let default = policy::default_arm(&point, &allowed);
-    let best = policy::guarded_choice(&df, &point, &allowed, default, &models, economics, s)?;
+    // Off-policy evaluation first, with the fits made before the holdout
+    // cuts, on offers none of them was fitted on: it decides whether the
+    // per-subscriber targeting is kept.
+    let (ev_ret, ev_second) = (models.ret.as_evaluated(), models.second.as_evaluated());
+    let evaluated = Models {
+        ret: &ev_ret,
+        second: &ev_second,
+    };
+    let (ope, targeting) = match history {
+        Some(offers) => policy::evaluate_policies(
+            offers,
+            &evaluated,
+            &allowed,
+            default,
+            economics,
+            s,
+            df.height(),
+        )?,
+        None => (
+            Vec::new(),
+            policy::Targeting::unchecked(
+                Arm::ALL[default].name(),
+                "no randomised offer history: per-subscriber targeting is unchecked",
+            ),
+        ),
+    };
+    info!(
+        policies = ope.len(),
+        kept = targeting.kept,
+        "off-policy evaluation"
+    );
+    let best = if targeting.kept {
+        policy::guarded_choice(&df, &point, &allowed, default, &models, economics, s)?
+    } else {
+        policy::uniform_choice(&point, default)
+    };
     // The hold-out is drawn before the allocation, among the subscribers
     // an offer is recommended for, and kept out of it: the budget's
     // contacts, spend and profit are the contacted subscribers' alone.
     let ids = arms::ids(&df)?;
     let holdout: Vec<bool> = (0..df.height())
-        .map(|i| {
-            best[i].is_some() && policy::holdout_key(&campaign, &ids[i]) < s.control_share
-        })
+        .map(|i| best[i].is_some() && policy::holdout_key(&campaign, &ids[i]) < s.control_share)
         .collect();
     let open: Vec<Option<usize>> = best
         .iter()
@@ -220,26 +255,6 @@ pub fn run(
         &segment,
         &reasons,
     )?;
-    // Off-policy evaluation with the fits made before the holdout cuts, on
-    // offers none of them was fitted on.
-    let (ev_ret, ev_second) = (models.ret.as_evaluated(), models.second.as_evaluated());
-    let evaluated = Models {
-        ret: &ev_ret,
-        second: &ev_second,
-    };
-    let ope = match history {
-        Some(offers) => policy::evaluate_policies(
-            offers,
-            &evaluated,
-            &allowed,
-            default,
-            economics,
-            s,
-            df.height(),
-        )?,
-        None => Vec::new(),
-    };
-    info!(policies = ope.len(), "off-policy evaluation");
     let mut totals: Vec<(String, Interval)> = vec![
         ("recommended".to_string(), iv.policies[0]),
         ("recommended, no budget".to_string(), iv.policies[1]),
@@ -272,6 +287,7 @@ pub fn run(
         },
         intervals: iv,
         off_policy: ope,
+        targeting,
     };
     Ok(Simulation {
         summary,

@@ -106,6 +106,49 @@ pub fn guarded_choice(
         .collect())
 }
 
+/// The uniform policy: the default arm for every row whose own expected
+/// incremental profit under it is positive, no offer elsewhere.
+pub fn uniform_choice(point: &[Vec<Outcome>], default: usize) -> Vec<Option<usize>> {
+    (0..point[0].len())
+        .map(|i| (default != 0 && point[default][i].profit > point[0][i].profit).then_some(default))
+        .collect()
+}
+
+/// Whether per-subscriber targeting (the guarded choice) is kept or the
+/// policy falls back to the uniform arm, and the evidence.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Targeting {
+    /// True: the guarded per-subscriber choice; false: the uniform arm.
+    pub kept: bool,
+    /// The uniform arm it is compared with (the default arm).
+    pub uniform_arm: String,
+    /// Past offers the comparison rests on (no model saw them).
+    pub offers: usize,
+    /// Of them, the rows whose targeted action differs from the uniform one.
+    pub deviating: usize,
+    /// Doubly-robust profit per offer of the targeted policy there.
+    pub targeted_dr: Option<f64>,
+    /// Doubly-robust profit per offer of the uniform policy there.
+    pub uniform_dr: Option<f64>,
+    /// Why, in words.
+    pub note: String,
+}
+
+impl Targeting {
+    /// Targeting kept without evidence, and why.
+    pub fn unchecked(uniform_arm: &str, note: &str) -> Targeting {
+        Targeting {
+            kept: true,
+            uniform_arm: uniform_arm.into(),
+            offers: 0,
+            deviating: 0,
+            targeted_dr: None,
+            uniform_dr: None,
+            note: note.into(),
+        }
+    }
+}
+
 /// The allocation under the budget: a multiple-choice knapsack over the
 /// allowed arms, with incremental profit over control as gain and contact
 /// plus expected offer cost as spend. The guarded choice (`choice`) stands
@@ -186,7 +229,7 @@ pub fn evaluate_policies(
     economics: &Economics,
     s: &SimulateSettings,
     eligible: usize,
-) -> Result<Vec<PolicyValue>> {
+) -> Result<(Vec<PolicyValue>, Targeting)> {
     // Offers without a usable propensity (null, zero, negative, not
     // finite) cannot be reweighted: set aside and counted, never given a
     // huge weight.
@@ -234,8 +277,15 @@ pub fn evaluate_policies(
     let offers = observed
         .filter(&BooleanChunked::from_slice("held".into(), &keep))
         .map_err(Error::polars("simulate: held-out offers"))?;
+    let uniform_arm = Arm::ALL[default].name().to_string();
     if offers.height() == 0 {
-        return Ok(Vec::new());
+        return Ok((
+            Vec::new(),
+            Targeting::unchecked(
+                &uniform_arm,
+                "no past randomised offer that no model saw: per-subscriber targeting is unchecked",
+            ),
+        ));
     }
     let point = point(&offers, models, economics)?;
     let logged: Vec<usize> = arm_indices(&offers, col::ARM)?
@@ -276,7 +326,49 @@ pub fn evaluate_policies(
         .map(|arm| arm.iter().map(|o| o.profit).collect())
         .collect();
     let level = s.interval;
-    let choice = guarded_choice(&offers, &point, allowed, default, models, economics, s)?;
+    // Targeting earns its place when its deviations from the uniform arm
+    // add value on these offers; else the uniform arm is recommended.
+    let targeted = guarded_choice(&offers, &point, allowed, default, models, economics, s)?;
+    let uniform = uniform_choice(&point, default);
+    let dr_of = |c: &[Option<usize>]| {
+        let a: Vec<usize> = c.iter().map(|a| a.unwrap_or(0)).collect();
+        off_policy("", &a, &logged, &propensity, &reward, &q, level)
+            .dr
+            .estimate
+    };
+    let (targeted_dr, uniform_dr) = (dr_of(&targeted), dr_of(&uniform));
+    let deviating = targeted
+        .iter()
+        .zip(&uniform)
+        .filter(|(t, u)| t != u)
+        .count();
+    let kept = deviating == 0 || targeted_dr > uniform_dr;
+    let note = if deviating == 0 {
+        format!(
+            "the targeted policy is the uniform arm ({uniform_arm}) on the {} past offers no model saw",
+            offers.height()
+        )
+    } else if kept {
+        format!(
+            "targeting kept: on {} past offers no model saw, its {deviating} deviations from {uniform_arm} for all raise the doubly-robust profit per offer from {uniform_dr:.2} to {targeted_dr:.2}",
+            offers.height()
+        )
+    } else {
+        format!(
+            "targeting dropped, {uniform_arm} recommended for every subscriber it pays for: on {} past offers no model saw, its {deviating} deviations lower the doubly-robust profit per offer from {uniform_dr:.2} to {targeted_dr:.2}",
+            offers.height()
+        )
+    };
+    let targeting = Targeting {
+        kept,
+        uniform_arm,
+        offers: offers.height(),
+        deviating,
+        targeted_dr: Some(targeted_dr),
+        uniform_dr: Some(uniform_dr),
+        note,
+    };
+    let choice = if kept { targeted } else { uniform };
     // The campaign's limits, scaled from its eligible population to the
     // offers evaluated.
     let scale = offers.height() as f64 / eligible.max(1) as f64;
@@ -293,7 +385,8 @@ pub fn evaluate_policies(
         ..s.clone()
     };
     let budgeted = allocate(&point, allowed, &choice, &scaled, economics);
-    let actions = |c: &[Option<usize>]| -> Vec<usize> { c.iter().map(|a| a.unwrap_or(0)).collect() };
+    let actions =
+        |c: &[Option<usize>]| -> Vec<usize> { c.iter().map(|a| a.unwrap_or(0)).collect() };
     let mut out = vec![
         off_policy(
             "recommended",
@@ -333,7 +426,7 @@ pub fn evaluate_policies(
     for v in &mut out {
         v.set_aside = set_aside;
     }
-    Ok(out)
+    Ok((out, targeting))
 }
 
 #[cfg(test)]

@@ -339,22 +339,26 @@ pub fn fit_second_lifetime(
     // construction. The comparison is conditional on being retained at
     // the term's end: the mean months retained of the next `months`
     // months, S(t) / S(term) summed. Observed durations of the holdout
-    // returns are known only up to the data's end: the window ends by half
-    // of the longest follow-up, so the Kaplan-Meier curve rests on many
-    // subscribers at every month.
+    // returns are known only up to the data's end: the window ends at the
+    // last month at which a tenth of them (and at least 50) are still
+    // followed, so the Kaplan-Meier curve rests on many subscribers at
+    // every month.
     let d = f64_column(&problem.test, f::MONTHS_RETAINED)?;
-    let follow_up = d.iter().copied().fold(0.0, f64::max);
     let term = history
         .terms
         .discount_months
         .max(history.terms.upgrade_months);
-    let reach = ((follow_up / 2.0).floor() as u32).min(s.survival_months);
+    let floor = (d.len() / 10).max(50);
+    let reach = (1..=s.survival_months)
+        .take_while(|t| d.iter().filter(|v| **v >= f64::from(*t)).count() >= floor)
+        .last()
+        .unwrap_or(0);
     let months = s.duration_check_months.min(reach.saturating_sub(term));
     if months == 0 {
         tracing::warn!(
             term,
-            follow_up,
-            "no duration check: the holdout's follow-up does not reach past the offer term"
+            reach,
+            "no duration check: too few holdout returns are followed past the offer term"
         );
     } else {
         let curves = artifact.survival(&problem.test, None, term + months)?;
