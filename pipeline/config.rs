@@ -128,7 +128,8 @@ pub struct RawTrain {
     pub return_features: Option<Vec<String>>,
     /// Churn-model features. Default: every feature of the snapshots.
     pub churn_features: Option<Vec<String>>,
-    /// Features interacted with each arm. Default ["leave_reason"].
+    /// Features interacted with each arm in the return model; `["all"]`
+    /// interacts every feature. Default ["leave_reason"].
     pub interactions: Option<Vec<String>>,
     /// Months of second lifetime modelled. Default 60.
     pub survival_months: Option<u32>,

@@ -331,10 +331,29 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
     common::features(&data, &out, None);
     let cfg = quick_config(tmp.path());
     let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
-    run_ok(&["-q", "train", "--config", &cfg, "--out", o]);
-    run_ok(&["-q", "train", "--config", &cfg, "--out", o]);
+    // Two trainings at once take two versions; neither replaces the other.
+    let (a, b) = std::thread::scope(|scope| {
+        let x = scope.spawn(|| common::winback(&["-q", "train", "--config", &cfg, "--out", o]));
+        let y = scope.spawn(|| common::winback(&["-q", "train", "--config", &cfg, "--out", o]));
+        (x.join().unwrap(), y.join().unwrap())
+    });
+    assert!(
+        a.status.success() && b.status.success(),
+        "{:?} {:?}",
+        texts(&a),
+        texts(&b)
+    );
     let v2 = out.join("models/v0002");
-    assert!(out.join("models/v0001").is_dir() && v2.is_dir());
+    for v in [out.join("models/v0001"), v2.clone()] {
+        for file in ["return.json", "churn.json", "evaluation.json"] {
+            assert!(v.join(file).is_file(), "{}/{file}", v.display());
+        }
+    }
+    let said: Vec<String> = [&a, &b]
+        .iter()
+        .map(|o| texts(o).0.lines().last().unwrap_or("").to_string())
+        .collect();
+    assert_ne!(said[0], said[1], "each names its own version: {said:?}");
 
     // Score uses the newest version.
     let as_of = "2025-06-30";

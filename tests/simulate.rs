@@ -92,8 +92,22 @@ fn with_truth(data: &Path, out: &Path) -> DataFrame {
     joined
 }
 
-#[test]
-fn arms_and_policy_match_the_generators_truth() {
+/// One seed's arms and policy against the truth.
+struct SeedResult {
+    seed: u64,
+    /// Per arm: estimated profit, its interval, true profit.
+    arms: BTreeMap<&'static str, (f64, f64, f64, f64)>,
+    /// The policy's, the best uniform arm's and the oracle's true profit.
+    policy: f64,
+    best_uniform: f64,
+    oracle: f64,
+}
+
+/// Generates 200,000 subscribers with `seed`, runs every stage and values
+/// the eligible subscribers with the generator's truth; asserts what must
+/// hold on every seed and returns the figures the seeds are judged on
+/// together.
+fn truth_check(seed: u64) -> SeedResult {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let out = tmp.path().join("out");
@@ -101,8 +115,8 @@ fn arms_and_policy_match_the_generators_truth() {
     // returns to learn from, 4,400 eligible lapsed subscribers to simulate.
     // At 50,000 and 80,000 subscribers the arms' profits were off by up to
     // 8% (estimation error of the models, in both directions across
-    // samples); here by at most 2%.
-    common::generate(&data, 200_000, 21);
+    // samples).
+    common::generate(&data, 200_000, seed);
     let cfg = tmp.path().join("c.toml");
     std::fs::write(
         &cfg,
@@ -116,7 +130,7 @@ fn arms_and_policy_match_the_generators_truth() {
         cfg.to_str().unwrap(),
     );
     let report = run_ok(&["-q", "run", "--config", c, "--data", d, "--out", o]);
-    println!("{report}");
+    println!("seed {seed}:\n{report}");
     assert!(report.contains("arms ranked by profit"), "{report}");
 
     let summary = read(&out.join("simulate").join("arm_summary.parquet"));
@@ -128,6 +142,7 @@ fn arms_and_policy_match_the_generators_truth() {
     let (lo, hi) = (by_arm(&summary, "profit_lo"), by_arm(&summary, "profit_hi"));
     let mut true_profit = BTreeMap::new();
     let mut true_rate = BTreeMap::new();
+    let mut arms = BTreeMap::new();
     for a in ARMS {
         assert_eq!(eligible[a], n, "{a}: eligible");
         let t = f64s(&joined, &format!("true_profit_{a}"))
@@ -136,7 +151,7 @@ fn arms_and_policy_match_the_generators_truth() {
         let tr = f64s(&joined, &format!("true_p_{a}")).iter().sum::<f64>() / n;
         let est = profit[a];
         println!(
-            "{a:9} profit per subscriber: estimated {:.1} ({:.1} to {:.1}), true {:.1}; recapture {:.3} vs {tr:.3}",
+            "seed {seed} {a:9} profit per subscriber: estimated {:.1} ({:.1} to {:.1}), true {:.1}; recapture {:.3} vs {tr:.3}",
             est / n,
             lo[a] / n,
             hi[a] / n,
@@ -145,7 +160,7 @@ fn arms_and_policy_match_the_generators_truth() {
         );
         assert!(
             (est / t - 1.0).abs() < 0.05,
-            "{a}: estimated profit {est:.0} not within 5% of the true {t:.0}"
+            "seed {seed}, {a}: estimated profit {est:.0} not within 5% of the true {t:.0}"
         );
         assert!(
             lo[a] < est && est < hi[a],
@@ -153,46 +168,45 @@ fn arms_and_policy_match_the_generators_truth() {
         );
         true_profit.insert(a, t);
         true_rate.insert(a, tr);
+        arms.insert(a, (est, lo[a], hi[a], t));
     }
-    // Ranking by profit (offer arms) equals the truth's: upgrade first, both
-    // last. By recapture rate the order turns over: in the truth both
-    // wins the most subscribers back and upgrade the fewest.
+    // Ranking by profit (offer arms) equals the truth's wherever the true
+    // profits differ by more than 2%; by recapture rate the order turns
+    // over (the study's reversal): the arm the truth puts last by rate,
+    // when it trails the next by more than 2 points, is last in the
+    // estimates too, and the arm first by true profit is not first by
+    // true rate.
     let order = |m: &dyn Fn(&str) -> f64| {
         let mut v: Vec<&str> = ARMS[1..].to_vec();
         v.sort_by(|x, y| m(y).total_cmp(&m(x)));
         v
     };
     let est_order = order(&|a| profit[a]);
-    // Arms whose true profits differ by more than 2% are in the truth's
-    // order (discount and tailored are within 0.5% of each other here).
     for x in ARMS[1..].iter() {
         for y in ARMS[1..].iter() {
             if true_profit[x] > 1.02 * true_profit[y] {
-                assert!(profit[*x] > profit[*y], "{x} above {y}: {est_order:?}");
+                assert!(
+                    profit[*x] > profit[*y],
+                    "seed {seed}: {x} above {y}: {est_order:?}"
+                );
             }
         }
     }
-    assert_eq!(est_order.first(), Some(&"upgrade"));
-    assert_eq!(est_order.last(), Some(&"both"));
-    let rank = by_arm(&summary, "profit_rank");
-    assert_eq!(rank["upgrade"], 1.0);
-    assert_eq!(rank["both"], 4.0);
+    let true_by_profit = order(&|a| true_profit[a]);
     let true_by_rate = order(&|a| true_rate[a]);
-    assert_eq!(true_by_rate.first(), Some(&"both"));
-    assert_eq!(true_by_rate.last(), Some(&"upgrade"));
-    // The estimates separate upgrade (about 4 points below the others) but
-    // not both, discount and tailored (within 2 points in the truth, within
-    // the estimates' error): both is among the top two by rate, upgrade
-    // last, the opposite of the profit ranking.
+    assert_ne!(true_by_profit[0], true_by_rate[0], "the reversal");
     let est_by_rate = order(&|a| rate[a]);
-    assert_eq!(est_by_rate.last(), Some(&"upgrade"));
-    assert!(est_by_rate[..2].contains(&"both"), "{est_by_rate:?}");
-    let rate_rank = by_arm(&summary, "recapture_rank");
-    assert_eq!(rate_rank["upgrade"], 4.0);
+    let (last, next) = (true_by_rate[3], true_by_rate[2]);
+    if true_rate[next] - true_rate[last] > 0.02 {
+        assert_eq!(
+            est_by_rate[3], last,
+            "seed {seed}: last by recapture rate {est_by_rate:?}"
+        );
+    }
+    let rank = by_arm(&summary, "profit_rank");
+    assert_eq!(rank[est_order[0]], 1.0);
 
-    // The learned policy, valued by the truth: the best uniform arm's
-    // profit and within 3% of the oracle's (each subscriber's truly best
-    // action).
+    // The learned policy, valued by the truth.
     let rec = strs(&joined, "recommended_arm");
     let tp: BTreeMap<&str, Vec<f64>> = ARMS
         .iter()
@@ -214,37 +228,105 @@ fn arms_and_policy_match_the_generators_truth() {
         .map(|a| true_profit[a])
         .fold(f64::MIN, f64::max);
     println!(
-        "policy {policy:.0}, best uniform {best_uniform:.0}, oracle {oracle:.0} ({:.2}%)",
+        "seed {seed}: policy {policy:.0}, best uniform {best_uniform:.0} ({:+.3}%), oracle {oracle:.0} ({:.2}%)",
+        100.0 * (policy / best_uniform - 1.0),
         100.0 * policy / oracle
     );
-    // At least the best uniform arm's, up to 0.1%. Not met without the
-    // tolerance: on this seed the off-policy check drops the targeting (its
-    // 156 deviations on 16,786 past offers no model saw lower the
-    // doubly-robust value per offer, 265.40 against 265.66), so the policy
-    // is the upgrade for every subscriber the models expect it to pay for;
-    // no contact with a negative expected incremental profit is made, and
-    // the models are wrong about a marginal few of those left out: 208
-    // below the upgrade for all, 0.016%. The issue's "no tolerance" is
-    // open.
-    assert!(
-        policy >= best_uniform - 1e-3 * best_uniform.abs(),
-        "policy {policy:.0} below the best uniform arm {best_uniform:.0}"
-    );
-    assert!(
-        policy >= 0.97 * oracle,
-        "policy {policy:.0}, oracle {oracle:.0}"
-    );
 
-    // Off-policy evaluation on the randomised history: the uniform arms'
-    // doubly-robust values rank upgrade first and both below discount.
+    // Off-policy evaluation on the randomised history no model saw: the
+    // uniform arms' doubly-robust values in the truth's order where it is
+    // clear (the top arm by true profit above the bottom one).
     let pe = read(&out.join("simulate").join("policy_evaluation.parquet"));
     let dr: BTreeMap<String, f64> = strs(&pe, "policy")
         .into_iter()
         .zip(f64s(&pe, "dr_per_offer"))
         .collect();
-    assert!(dr["all upgrade"] > dr["all discount"], "{dr:?}");
-    assert!(dr["all discount"] > dr["all both"], "{dr:?}");
-    assert!(dr["recommended"] >= dr["all discount"], "{dr:?}");
+    let (top, bottom) = (true_by_profit[0], true_by_profit[3]);
+    assert!(
+        dr[&format!("all {top}")] > dr[&format!("all {bottom}")],
+        "seed {seed}: {dr:?}"
+    );
+    SeedResult {
+        seed,
+        arms,
+        policy,
+        best_uniform,
+        oracle,
+    }
+}
+
+/// The policy's floor on one seed: 97% of the oracle's true profit, and
+/// the best uniform arm's up to 0.1%. The issue asks for no tolerance;
+/// not met: the policy leaves out every subscriber the models expect no
+/// offer to pay for (no contact with a negative expected incremental
+/// profit), and the models are wrong about a marginal few of those (seed
+/// 21: 208 below the upgrade for all, 0.017%; seed 23: 0.023%).
+fn check_policy(r: &SeedResult) {
+    assert!(
+        r.policy >= 0.97 * r.oracle,
+        "seed {}: policy {:.0}, oracle {:.0}",
+        r.seed,
+        r.policy,
+        r.oracle
+    );
+    assert!(
+        r.policy >= r.best_uniform - 1e-3 * r.best_uniform.abs(),
+        "seed {}: policy {:.0} below the best uniform arm {:.0}",
+        r.seed,
+        r.policy,
+        r.best_uniform
+    );
+}
+
+#[test]
+fn arms_and_policy_match_the_generators_truth() {
+    check_policy(&truth_check(21));
+}
+
+/// The same checks on two more seeds, and the intervals' coverage of the
+/// truth over the three. Not run by default: it fails (issue 12 is open).
+/// Measured (`cargo nextest run --test simulate --run-ignored only
+/// --success-output immediate`): seed 22 stops at the discount arm,
+/// estimated 5.1% below the truth (control 4.4% below); on seed 23 every
+/// arm is within 5% (both 2.7% below), the policy 0.023% below the
+/// upgrade for all. A variant with the hazard's month bands interacted
+/// with the winning arm moved the errors (seed 22: both 5.2% below) without
+/// a clear gain over the three seeds, and was not kept.
+#[test]
+#[ignore = "fails on seed 22 (discount 5.1% below the truth): issue 12 is open"]
+fn arms_policy_and_intervals_match_the_truth_on_three_seeds() {
+    // Three histories at once (each run is partly single-threaded).
+    let results: Vec<SeedResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [21u64, 22, 23]
+            .into_iter()
+            .map(|seed| scope.spawn(move || truth_check(seed)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // The 90% intervals hold the truth in at least 80% of the arm-seed
+    // cells (12 of 15).
+    let cells: Vec<(u64, &str, bool)> = results
+        .iter()
+        .flat_map(|r| {
+            r.arms
+                .iter()
+                .map(move |(a, (_, lo, hi, t))| (r.seed, *a, lo <= t && t <= hi))
+        })
+        .collect();
+    let covered = cells.iter().filter(|c| c.2).count();
+    println!(
+        "intervals hold the truth in {covered} of {} arm-seed cells; missed: {:?}",
+        cells.len(),
+        cells.iter().filter(|c| !c.2).collect::<Vec<_>>()
+    );
+    assert!(
+        covered * 5 >= cells.len() * 4,
+        "coverage {covered} of {}",
+        cells.len()
+    );
+    for r in &results {
+        check_policy(r);
+    }
 }
 
 fn s_contacted(out: &Path) -> u64 {
@@ -306,6 +388,13 @@ fn budgets_holdout_exclusions_and_determinism() {
     let used_spend = s["allocation"]["spend"].as_f64().unwrap();
     assert!(used_spend <= 6000.0 + 1e-6, "spend {used_spend}");
     assert!(s["allocation"]["contacts"].as_f64().unwrap() <= 150.0);
+    // The bound is on the raw point gains: at least the allocation's, and
+    // above it when limits bind.
+    let (total, bound) = (
+        s["allocation"]["incremental_profit"].as_f64().unwrap(),
+        s["allocation"]["upper_bound"].as_f64().unwrap(),
+    );
+    assert!(bound > total && total > 0.0, "{total} {bound}");
     // The limits bind: the capacity moves subscribers to other arms.
     assert!(
         selected.iter().any(|i| arm[*i] != "upgrade"),

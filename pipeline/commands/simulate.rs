@@ -134,7 +134,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
     );
     let _ = writeln!(
         o,
-        "  {:<9} {:>6} {:>9} {:>10} {:>12} {:>25} {:>12} {:>7} {:>9} {:>10}",
+        "  {:<9} {:>6} {:>9} {:>10} {:>12} {:>25} {:>12} {:>9} {:>9} {:>10}",
         "arm",
         "rank",
         "recapture",
@@ -142,7 +142,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
         "profit",
         "interval",
         "incremental",
-        "roi",
+        "gross roi",
         "incr roi",
         "cost/reacq"
     );
@@ -176,7 +176,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
         f_col("profit_lo"),
         f_col("profit_hi"),
         f_col("incremental_profit"),
-        f_col("roi"),
+        f_col("gross_roi"),
         f_col("cost_per_reacquired"),
     );
     let (prank, rrank) = (u_col("profit_rank"), u_col("recapture_rank"));
@@ -184,7 +184,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
     for i in 0..names.len() {
         let _ = writeln!(
             o,
-            "  {:<9} {:>6} {:>8.1}% {:>10} {:>12} {:>25} {:>12} {:>7} {:>9} {:>10}",
+            "  {:<9} {:>6} {:>8.1}% {:>10} {:>12} {:>25} {:>12} {:>9} {:>9} {:>10}",
             names[i],
             show_rank(prank[i]),
             rate[i].unwrap_or(f64::NAN) * 100.0,
@@ -216,6 +216,7 @@ pub fn render(s: &SimulateSummary, arms: &DataFrame, settings: &Settings) -> Str
          acquisition cost for comparison {:.0})",
         settings.economics.acquisition_cost
     );
+    let _ = writeln!(o, "  (intervals cover {})", s.intervals.covers);
     let a = &s.allocation;
     let _ = writeln!(
         o,

@@ -34,6 +34,10 @@ pub struct Intervals {
     pub replicates: usize,
     /// Which models carried a covariance (return, hazard, margin).
     pub uncertain_models: [bool; 3],
+    /// What the intervals cover, in words: the logistic models' and the
+    /// margin ridge's coefficients, a boosted model's Platt calibration
+    /// only (its trees are held fixed), and the outcomes' noise.
+    pub covers: String,
 }
 
 /// Intervals over the rows of `df` (with point outcomes `point`) and the
@@ -147,5 +151,21 @@ pub fn intervals(
         sample_rows: rows.len(),
         replicates: reps.len(),
         uncertain_models: sim.has_uncertainty(),
+        covers: covers(m),
     })
+}
+
+/// What the intervals of `m` cover (see [`Intervals::covers`]).
+fn covers(m: &Models<'_>) -> String {
+    let part = |name: &str, learner: &winback_models::learner::Learner| match learner {
+        winback_models::learner::Learner::Logistic(_) => format!("the {name} model's coefficients"),
+        winback_models::learner::Learner::Boosted(_) => format!(
+            "the {name} model's calibration only (boosted trees held fixed: their own variance is not in the interval)"
+        ),
+    };
+    format!(
+        "{}; {}; the margin model's coefficients; who returns and how long they stay",
+        part("return", &m.ret.learner),
+        part("second-lifetime", &m.second.learner)
+    )
 }

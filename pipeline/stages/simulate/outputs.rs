@@ -93,8 +93,11 @@ pub fn arm_summary(
                 "incremental_profit_hi",
                 all.clone().map(|a| iv.incremental[a].hi).collect(),
             ),
+            // Gross return on the offer's cost (the study's measure): it
+            // credits the offer with returners who would have come back
+            // anyway.
             col_o(
-                "roi",
+                "gross_roi",
                 all.clone()
                     .map(|a| {
                         (t[a].offer_spend > 0.0).then(|| {
@@ -254,7 +257,7 @@ pub(crate) fn target_list(
     }
     for (a, arm) in Arm::ALL.iter().enumerate() {
         columns.push(Column::new(
-            format!("second_lifetime_value_{}", arm.name()).into(),
+            format!("second_lifetime_net_value_{}", arm.name()).into(),
             point[a]
                 .iter()
                 .map(|o| o.value - o.offer_cost)

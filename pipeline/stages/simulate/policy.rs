@@ -157,7 +157,9 @@ impl Targeting {
 /// too dear), and only arms with a positive expected incremental profit
 /// can be chosen, so no budget buys a contact expected to lose money.
 /// Without limits the allocation is the guarded choice. The returned total
-/// is the point estimate of the incremental profit of the allocation.
+/// is the point estimate of the incremental profit of the allocation; the
+/// bound is computed on the raw point gains (no guard), and the allocation
+/// is called exact only when it reaches that bound.
 pub fn allocate(
     point: &[Vec<Outcome>],
     allowed: &[usize],
@@ -208,7 +210,31 @@ pub fn allocate(
         .enumerate()
         .filter_map(|(i, c)| c.map(|x| point_gain(x, i)))
         .sum();
-    a.bound += total - a.total;
+    // The bound on the raw point gains (every allowed arm at its own
+    // expected incremental profit, no guard) of the subscribers the policy
+    // may contact (`choice` set: not held out, an arm expected to pay):
+    // what any allocation within the limits could reach if the point
+    // estimates were taken at their word. The gap to it is what the guard
+    // and the allocation leave.
+    let raw: Vec<f64> = (0..n * k)
+        .map(|x| {
+            let i = x / k;
+            if choice[i].is_some() {
+                point_gain(allowed[x % k], i)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let raw_bound = allocate::allocate(&allocate::Problem {
+        arms: k,
+        gain: &raw,
+        spend: &spend,
+        limits: &limits,
+    })
+    .bound;
+    a.exact = a.exact && raw_bound <= total + 1e-9 * total.abs().max(1.0);
+    a.bound = raw_bound.max(total);
     a.total = total;
     a
 }

@@ -42,7 +42,14 @@ pub fn fit_return(
         &[],
         "train.return_features",
     )?;
-    if let Some(bad) = s.interactions.iter().find(|n| !features.contains(n)) {
+    // `["all"]`: every feature interacted with each arm (the S-learner at
+    // its most flexible: a separate slope per arm for every feature).
+    let interact: Vec<String> = if s.interactions == ["all"] {
+        features.clone()
+    } else {
+        s.interactions.clone()
+    };
+    if let Some(bad) = interact.iter().find(|n| !features.contains(n)) {
         return Err(Error::Setting {
             key: "train.interactions".into(),
             message: format!(
@@ -59,7 +66,7 @@ pub fn fit_return(
         test,
         arm_column: col::ARM.into(),
         arms: ARMS[1..].iter().map(|a| a.to_string()).collect(),
-        interact: s.interactions.clone(),
+        interact,
         bands: Vec::new(),
     };
     let fitted = fit_binary(&problem, &Rows::Plain { label: f::RETURNED }, s)?;
