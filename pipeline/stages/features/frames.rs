@@ -67,6 +67,13 @@ pub(crate) fn masked(mask: Expr, value: Expr, name: &str) -> Expr {
         .alias(name)
 }
 
+/// The calendar quarter (`q1` to `q4`) of the day after `as_of`, where a
+/// churn horizon from it starts.
+pub fn horizon_quarter(as_of: NaiveDate) -> String {
+    let d = as_of.succ_opt().unwrap_or(as_of);
+    format!("q{}", d.month0() / 3 + 1)
+}
+
 /// Days since 1970-01-01.
 pub fn epoch_days(d: NaiveDate) -> i32 {
     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days() as i32

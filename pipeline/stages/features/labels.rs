@@ -332,7 +332,7 @@ pub(crate) fn churn_snapshot(
             col(f::CHURNED).fill_null(lit(false)),
             lit(epoch_days(date) + horizon <= epoch_days(end)).alias(f::HORIZON_OBSERVED),
             lit(index).alias(f::SNAPSHOT),
-            lit(super::horizon_quarter(date)).alias(f::HORIZON_QUARTER),
+            lit(horizon_quarter(date)).alias(f::HORIZON_QUARTER),
         ])
         .sort([f::EVENT], SortMultipleOptions::default())
         .drop(cols([f::EVENT]));

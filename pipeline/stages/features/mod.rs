@@ -34,7 +34,7 @@ pub mod settings;
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
@@ -167,13 +167,6 @@ pub(crate) fn manifest(s: &FeatureSettings, lapsed: &DataFrame, seen: &Seen) -> 
              (all indicators of the seen categories zero) and counted in the scoring summary"
         ),
     }
-}
-
-/// The calendar quarter (`q1` to `q4`) of the day after `as_of`, where a
-/// churn horizon from it starts.
-pub fn horizon_quarter(as_of: NaiveDate) -> String {
-    let d = as_of.succ_opt().unwrap_or(as_of);
-    format!("q{}", d.month0() / 3 + 1)
 }
 
 /// The dates a features run is anchored on, resolved once by the command
