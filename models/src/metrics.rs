@@ -227,8 +227,8 @@ pub fn calibration(p: &[f64], y: &[bool], bins: usize) -> Result<Calibration, Me
     })
 }
 
-/// The calibration intercept (slope fixed at 1, by Newton's method on the
-/// logistic log likelihood) and slope (intercept free: Platt's fit).
+/// The calibration intercept (slope fixed at 1) and slope (intercept
+/// free) by Newton's method on the logistic log likelihood.
 fn calibration_line(p: &[f64], y: &[bool]) -> (Option<f64>, Option<f64>) {
     const EPS: f64 = 1e-12;
     let z: Vec<f64> = p
@@ -269,9 +269,29 @@ fn calibration_line(p: &[f64], y: &[bool]) -> (Option<f64>, Option<f64>) {
     if var < 1e-12 {
         return (intercept, None);
     }
-    // The slope is Platt's: a logistic regression of the outcome on the
-    // predictions' log-odds.
-    let b = crate::boosted::Platt::fit(&z, y).b;
+    let (mut c, mut b) = (0.0, 1.0);
+    for _ in 0..100 {
+        let (mut g0, mut g1, mut h00, mut h01, mut h11) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (zi, ti) in z.iter().zip(&t) {
+            let m = sigmoid(c + b * zi);
+            let w = m * (1.0 - m);
+            g0 += ti - m;
+            g1 += (ti - m) * zi;
+            h00 += w;
+            h01 += w * zi;
+            h11 += w * zi * zi;
+        }
+        let det = h00 * h11 - h01 * h01;
+        if det.abs() < 1e-300 {
+            break;
+        }
+        let (dc, db) = ((h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det);
+        c += dc;
+        b += db;
+        if dc.abs() + db.abs() < 1e-10 {
+            break;
+        }
+    }
     (intercept, b.is_finite().then_some(b))
 }
 
