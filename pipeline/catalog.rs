@@ -440,8 +440,10 @@ pub enum Output {
     /// `summary.json`.
     Score,
     /// `simulate/`: `arm_summary`, `target_list`, `policy_evaluation`
-    /// (Parquet and CSV), `summary.json`.
+    /// (Parquet and CSV), `target_list.xlsx`, `summary.json`.
     Simulate,
+    /// `report/`: `index.html` and the CSV data of each chart.
+    Report,
 }
 
 impl Output {
@@ -452,6 +454,7 @@ impl Output {
             Output::Features => "features",
             Output::Score => "score",
             Output::Simulate => "simulate",
+            Output::Report => "report",
         }
     }
 }
@@ -559,6 +562,11 @@ impl Catalog {
         self.out.join(output.name())
     }
 
+    /// A file in a stage's output folder.
+    pub fn output_file(&self, output: Output, file: &str) -> PathBuf {
+        self.output(output).join(file)
+    }
+
     /// Starts writing a stage's output folder (swapped in on commit).
     pub fn stage(&self, output: Output) -> Result<StagedDir> {
         StagedDir::new(&self.output(output))
@@ -610,6 +618,15 @@ impl Catalog {
         v
     }
 
+    /// The version directory `path` names, when it holds files.
+    pub fn existing_version(&self, path: &Path) -> Option<PathBuf> {
+        fs::read_dir(path)
+            .ok()?
+            .next()
+            .is_some()
+            .then(|| path.to_path_buf())
+    }
+
     /// `explicit`, or the newest model version.
     pub fn model_version(&self, explicit: Option<&Path>) -> Result<PathBuf> {
         match explicit {
@@ -654,6 +671,11 @@ impl Catalog {
             }
         }
     }
+}
+
+/// Whether a version directory holds a model of `kind`.
+pub fn has_model(version: &Path, kind: ModelKind) -> bool {
+    model_file(version, kind).is_file()
 }
 
 /// A model's file in a version directory.
@@ -714,6 +736,29 @@ pub fn write_models(staged: &StagedDir, set: &ModelSet) -> Result<()> {
     Ok(())
 }
 
+/// A file of a model version (`evaluation.json`).
+pub fn version_file(version: &Path, file: &str) -> PathBuf {
+    version.join(file)
+}
+
+/// Reads a JSON file into `T`, or `None` when the file is absent.
+pub fn read_json_if_present<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if path.is_file() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Reads a Parquet file, or `None` when it is absent.
+pub fn read_parquet_if_present(path: &Path) -> Result<Option<DataFrame>> {
+    if path.exists() {
+        read_parquet(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// Reads a JSON file into `T`.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(Error::io("read", path))?;
@@ -763,6 +808,14 @@ impl StagedDir {
     /// Writes `<name>.json`.
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
         write_json(&self.staging.join(format!("{name}.json")), value)
+    }
+
+    /// Writes a binary file `file` (its full name).
+    pub fn write_bytes(&self, file: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.staging.join(file);
+        write_atomic(&path, |f| {
+            f.write_all(bytes).map_err(Error::io("write", path.clone()))
+        })
     }
 
     /// Writes a text file `file` (its full name).

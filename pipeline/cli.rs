@@ -45,6 +45,10 @@ pub enum Command {
     /// Simulate the offer arms on the subscribers lapsed at --as-of, rank
     /// arms and subscribers by profit, and write the target list.
     Simulate(ModelArgs),
+    /// Write the campaign report (<out>/report/index.html, one page with
+    /// its charts inline, and the data of each chart as CSV) from a run's
+    /// outputs.
+    Report(TrainArgs),
     /// Time model fitting and scoring at a chosen scale (figures for the
     /// README's performance table).
     Bench(BenchArgs),

@@ -125,6 +125,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A chart or a workbook of the report could not be drawn.
+    #[error("report: {what}: {message}")]
+    Render {
+        /// Which chart or file.
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// Serialising or parsing a JSON artifact failed.
     #[error("{path}: {source}")]
     Json {

@@ -9,6 +9,7 @@ mod common;
 pub mod config;
 pub mod features;
 pub mod generate;
+pub mod report;
 pub mod run;
 pub mod score;
 pub mod simulate;
@@ -41,7 +42,7 @@ pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
         Command::Score(args) => {
             let settings = settings(args.stage.out.config.as_deref(), args.stage.overrides())?;
             let validated = validate::validate(&settings, out)?;
-            score::score(&settings, validated, args.model.as_deref(), out).map(|_| ())
+            score::score(&settings, validated.tables, args.model.as_deref(), out).map(|_| ())
         }
         Command::Simulate(args) => {
             let settings = settings(args.stage.out.config.as_deref(), args.stage.overrides())?;
@@ -56,6 +57,10 @@ pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
             &settings(args.out.config.as_deref(), args.overrides())?,
             out,
         ),
+        Command::Report(args) => {
+            let settings = settings(args.out.config.as_deref(), args.out.overrides())?;
+            report::report(&settings, &report::RunNotes::default(), out).map(|_| ())
+        }
         Command::Config(args) => {
             let settings = settings(args.out.config.as_deref(), args.overrides())?;
             config::print(&settings, out)

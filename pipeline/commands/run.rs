@@ -1,5 +1,9 @@
 //! `winback run`: every stage from one config, generating the demo sample
-//! first when the config asks for it and the input directory is absent.
+//! first when the config asks for it and the input directory is absent:
+//! validate, features, train, score, simulate and the report. A model
+//! version without the return or second-lifetime model (data with no
+//! win-back offers, or no returns) skips the simulation, says why, and the
+//! report's sections say it too.
 
 use std::io::Write;
 
@@ -10,8 +14,12 @@ use crate::config::Settings;
 use crate::error::Result;
 use crate::generate::GenerateOptions;
 
-use super::common::catalog;
-use super::{features, generate, simulate, train, validate};
+use crate::artifact::ModelKind;
+use crate::catalog::has_model;
+
+use super::common::{catalog, stdout};
+use super::report::RunNotes;
+use super::{features, generate, report, score, simulate, train, validate};
 
 /// `winback run`: every stage that exists, from one config.
 pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
@@ -34,6 +42,25 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
     let tables = validated.tables.clone();
     features::features(settings, validated, out)?;
     train::train(settings, out)?;
-    simulate::simulate(settings, tables, None, out)?;
+    let version = catalog(settings).model_version(None)?;
+    score::score(settings, tables.clone(), None, out)?;
+    let mut notes = RunNotes::default();
+    let absent: Vec<&str> = [ModelKind::Return, ModelKind::SecondLifetime]
+        .into_iter()
+        .filter(|k| !has_model(&version, *k))
+        .map(|k| k.name())
+        .collect();
+    if absent.is_empty() {
+        simulate::simulate(settings, tables, None, out)?;
+    } else {
+        let why = format!(
+            "model version {} has no {} model (the evaluation's `skipped` list says why: the data holds no win-back offers or no returns to learn from), which the simulation needs",
+            version.display(),
+            absent.join(" / ")
+        );
+        writeln!(out, "simulate skipped: {why}").map_err(stdout)?;
+        notes.skipped_simulate = Some(why);
+    }
+    report::report(settings, &notes, out)?;
     Ok(())
 }

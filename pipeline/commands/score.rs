@@ -1,19 +1,21 @@
 //! `winback score`: a model version applied to the subscribers active and
 //! lapsed at the as-of date; `<out>/score/` written all or nothing.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use polars::prelude::LazyFrame;
 use serde::Serialize;
 use tracing::info;
 
 use crate::catalog::{self, Output};
 use crate::config::Settings;
 use crate::error::Result;
+use crate::schema::Table;
 use crate::stages::features::{self as feature_stage, Inputs};
 use crate::stages::score as stage;
-use crate::stages::validate::Validated;
 
 use super::common::{catalog as run_catalog, dates, stdout};
 
@@ -34,7 +36,7 @@ pub struct ScoreSummary {
 /// lapsed at the as-of date.
 pub fn score(
     settings: &Settings,
-    validated: Validated,
+    tables: BTreeMap<Table, LazyFrame>,
     model: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<ScoreSummary> {
@@ -42,7 +44,7 @@ pub fn score(
     let cat = run_catalog(settings);
     let dir = cat.model_version(model)?;
     let models = catalog::load_models(&dir)?;
-    let inputs = Inputs::new(validated.tables);
+    let inputs = Inputs::new(tables);
     let current = feature_stage::current(&inputs, &settings.features, dates(&inputs, settings)?)?;
     info!(
         as_of = %current.as_of,

@@ -3,8 +3,9 @@
 //! version and the features stage's offers (the randomised history),
 //! builds the features of the subscribers lapsed at the as-of date, runs
 //! the stage, and writes `<out>/simulate/` all or nothing: `arm_summary`,
-//! `target_list` and `policy_evaluation` (Parquet and CSV) and
-//! `summary.json`; prints the arm table ranked by profit.
+//! `target_list` and `policy_evaluation` (Parquet at full precision, CSV
+//! rounded to cents and four-decimal probabilities), `target_list.xlsx`
+//! and `summary.json`; prints the arm table ranked by profit.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,7 +21,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::schema::Table;
 use crate::stages::features::{self as feature_stage, Inputs};
-use crate::stages::simulate::{self as stage, Models, SimulateInputs, SimulateSummary};
+use crate::stages::simulate::{self as stage, Models, SimulateInputs, SimulateSummary, workbook};
 
 use super::common::{catalog as run_catalog, dates, money, stdout};
 
@@ -86,8 +87,12 @@ pub fn simulate(
         ("policy_evaluation", &mut result.policy_evaluation),
     ] {
         staged.write_parquet(name, frame)?;
-        staged.write_csv(name, frame)?;
+        staged.write_csv(name, &mut workbook::for_people(frame)?)?;
     }
+    staged.write_bytes(
+        "target_list.xlsx",
+        &workbook::target_list(&result.target_list)?,
+    )?;
     staged.write_json("summary", &result.summary)?;
     let written = staged.commit()?;
     info!(seconds = started.elapsed().as_secs_f64(), "simulate done");

@@ -7,6 +7,7 @@
 #![deny(clippy::disallowed_methods)]
 
 pub mod features;
+pub mod report;
 pub mod score;
 pub mod simulate;
 pub mod train;

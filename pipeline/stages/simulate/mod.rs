@@ -31,6 +31,7 @@ pub mod intervals;
 pub mod outputs;
 pub mod policy;
 pub mod settings;
+pub mod workbook;
 
 use std::path::PathBuf;
 
