@@ -12,6 +12,7 @@
 //!        v
 //!   features -> train -> score     models under <out>/models/vNNNN/
 //!                      \-> simulate  arms, target list, policy evaluation
+//!                              \-> report  report/index.html (reads them all)
 //! ```
 //!
 //! One name per stage: its command, config section, module and output
@@ -24,7 +25,8 @@
 //! | features | `commands/features.rs` | `stages/features/` | `[features]` | validated tables | `features/{lapsed,active,offers,second_lifetime}.parquet`, `features/churn_snapshots/`, `manifest.json`, `summary.json` |
 //! | train | `commands/train.rs` | `stages/train/` | `[train]`, `[economics]` | `features/` | `models/vNNNN/{return,churn,second_lifetime}.json`, `evaluation.json`, `effects.csv`, `summary.txt` |
 //! | score | `commands/score.rs` | `stages/score.rs` | `[features]` | validated tables, a model version | `score/{churn_scores,return_scores}.parquet`, `summary.json` |
-//! | simulate | `commands/simulate.rs` | `stages/simulate/` | `[simulate]`, `[economics]` | validated tables, a model version, `features/offers.parquet` | `simulate/{arm_summary,target_list,policy_evaluation}.{parquet,csv}`, `summary.json` |
+//! | simulate | `commands/simulate.rs` | `stages/simulate/` | `[simulate]`, `[economics]` | validated tables, a model version, `features/offers.parquet` | `simulate/{arm_summary,target_list,policy_evaluation}.{parquet,csv}`, `target_list.xlsx`, `summary.json` |
+//! | report | `commands/report.rs` | `stages/report/` | `[economics]`, `[simulate]` (budget) | the outputs above, the list's model version | `report/index.html`, `report/<chart>.csv` |
 //! | run | `commands/run.rs` | the above in order | all | the input tables | all of the above |
 //! | bench | `commands/bench.rs` | the stages it times | all | `features/`, the newest model version | stdout only |
 //! | config | `commands/config.rs` | `config.rs` | all | the config file | stdout only |
