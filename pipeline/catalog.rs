@@ -250,8 +250,20 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
 
 /// Writes a frame as Parquet (zstd), atomically.
 pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
+    write_parquet_with(path, df, &[])
+}
+
+/// Writes a frame as Parquet with key-value metadata, atomically.
+pub fn write_parquet_with(
+    path: &Path,
+    df: &mut DataFrame,
+    metadata: &[(String, String)],
+) -> Result<()> {
+    let kv = (!metadata.is_empty())
+        .then(|| polars::io::parquet::write::KeyValueMetadata::from_static(metadata.to_vec()));
     write_atomic(path, |f| {
         ParquetWriter::new(f)
+            .with_key_value_metadata(kv)
             .finish(df)
             .map_err(Error::polars(format!("write {}", path.display())))?;
         Ok(())
@@ -287,6 +299,7 @@ pub struct StagedDir {
     target: PathBuf,
     staging: PathBuf,
     committed: bool,
+    metadata: Vec<(String, String)>,
 }
 
 impl StagedDir {
@@ -301,6 +314,7 @@ impl StagedDir {
             target: target.to_path_buf(),
             staging,
             committed: false,
+            metadata: Vec::new(),
         })
     }
 
@@ -314,6 +328,12 @@ impl StagedDir {
         &self.target
     }
 
+    /// Sends the directory to `target` on commit instead (a night's
+    /// folder, named once its as-of date is known).
+    pub fn retarget(&mut self, target: &Path) {
+        self.target = target.to_path_buf();
+    }
+
     /// Moves the staged directory into place, replacing any previous one.
     pub fn commit(mut self) -> Result<PathBuf> {
         let old = self.target.with_file_name(format!(
@@ -325,6 +345,24 @@ impl StagedDir {
             std::process::id()
         ));
         let had_old = self.target.exists();
+        // Where the system can, the two directories trade places in one
+        // step (renameat2 with RENAME_EXCHANGE): a reader sees the old
+        // folder or the new, never none.
+        if had_old
+            && rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &self.staging,
+                rustix::fs::CWD,
+                &self.target,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .is_ok()
+        {
+            self.committed = true;
+            fs::remove_dir_all(&self.staging)
+                .map_err(Error::io("remove previous", &self.staging))?;
+            return Ok(self.target.clone());
+        }
         if had_old {
             fs::rename(&self.target, &old).map_err(Error::io("move aside", &self.target))?;
         }
@@ -508,6 +546,7 @@ impl FeatureSet {
 pub struct Catalog {
     data: PathBuf,
     out: PathBuf,
+    metadata: Vec<(String, String)>,
 }
 
 const MANIFEST: &str = "manifest.json";
@@ -519,6 +558,7 @@ impl Catalog {
         Catalog {
             data: data.to_path_buf(),
             out: out.to_path_buf(),
+            metadata: Vec::new(),
         }
     }
 
@@ -569,7 +609,17 @@ impl Catalog {
 
     /// Starts writing a stage's output folder (swapped in on commit).
     pub fn stage(&self, output: Output) -> Result<StagedDir> {
-        StagedDir::new(&self.output(output))
+        let mut staged = StagedDir::new(&self.output(output))?;
+        staged.metadata = self.metadata.clone();
+        Ok(staged)
+    }
+
+    /// The same catalog, whose staged outputs write `metadata` into every
+    /// Parquet file's key-value metadata (as-of date, model version, config
+    /// hash, code version, run id: what any Parquet reader shows).
+    pub fn with_metadata(mut self, metadata: Vec<(String, String)>) -> Catalog {
+        self.metadata = metadata;
+        self
     }
 
     /// True when a features stage's output is present.
@@ -797,7 +847,11 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
 impl StagedDir {
     /// Writes `<name>.parquet`.
     pub fn write_parquet(&self, name: &str, df: &mut DataFrame) -> Result<()> {
-        write_parquet(&self.staging.join(format!("{name}.parquet")), df)
+        write_parquet_with(
+            &self.staging.join(format!("{name}.parquet")),
+            df,
+            &self.metadata,
+        )
     }
 
     /// Writes `<name>.csv`.
@@ -853,4 +907,320 @@ impl StagedDir {
     pub fn batches(&self, name: &str) -> ParquetBatches {
         ParquetBatches::new(self.staging.join(format!("{name}.parquet")))
     }
+}
+
+// ------------------------------------------------------------ locks
+
+/// A lock on an output directory (`<out>/.winback.lock`), released when
+/// dropped. The file holds the holder's process id, its start time (from
+/// `/proc`, so that a recycled process id is not taken for the holder) and
+/// command; a lock whose holder is gone (killed) is taken over.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// A process's start time in clock ticks since boot (`/proc/<pid>/stat`,
+/// field 22), or `None` when it does not exist.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    after.split_whitespace().nth(19).map(str::to_string)
+}
+
+const LOCK: &str = ".winback.lock";
+
+impl Catalog {
+    /// Takes the output directory's lock for `command`; with `wait`, waits
+    /// for another job's lock to go, else fails with [`Error::Busy`].
+    pub fn lock(&self, command: &str, wait: bool) -> Result<Lock> {
+        fs::create_dir_all(&self.out).map_err(Error::io("create directory", &self.out))?;
+        let path = self.out.join(LOCK);
+        let me = std::process::id();
+        let text = format!("{me} {} {command}\n", process_start(me).unwrap_or_default());
+        // Written beside it, then linked into place: the lock appears
+        // with its content or not at all.
+        let tmp = temp_beside(&path);
+        fs::write(&tmp, &text).map_err(Error::io("write", &tmp))?;
+        let proc_fs = Path::new("/proc/self/stat").is_file();
+        let result = loop {
+            match fs::hard_link(&tmp, &path) {
+                Ok(()) => break Ok(Lock { path: path.clone() }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => break Err(Error::io("create lock", &path)(e)),
+            }
+            let held = fs::read_to_string(&path).unwrap_or_default();
+            let mut parts = held.split_whitespace();
+            let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+            let started = parts.next().unwrap_or_default().to_string();
+            let holder_command = parts.next().unwrap_or("?").to_string();
+            let alive = match pid {
+                _ if !proc_fs => true,
+                Some(p) => process_start(p).is_some_and(|s| s == started),
+                None => false,
+            };
+            if !alive {
+                // The holder is gone: take the lock over, unless another
+                // job did in the meantime (then its content differs).
+                let aside = path.with_file_name(format!("{LOCK}.stale-{me}"));
+                if fs::rename(&path, &aside).is_ok() {
+                    if fs::read_to_string(&aside).unwrap_or_default() != held {
+                        let _ = fs::rename(&aside, &path);
+                    } else {
+                        let _ = fs::remove_file(&aside);
+                    }
+                }
+                continue;
+            }
+            if wait {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                continue;
+            }
+            break Err(Error::Busy {
+                path: path.clone(),
+                holder: format!(
+                    "`winback {holder_command}`, process {}",
+                    pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+                ),
+            });
+        };
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+}
+
+// ------------------------------------------------------------ nightly runs
+
+const RUNS: &str = "runs";
+const LATEST: &str = "latest";
+
+/// Whether `name` is a night's folder name (an ISO date).
+fn is_run_name(name: &str) -> bool {
+    chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").is_ok()
+}
+
+impl Catalog {
+    /// `<out>/runs/`.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.out.join(RUNS)
+    }
+
+    /// `<out>/runs/<name>/`.
+    pub fn run_dir(&self, name: &str) -> PathBuf {
+        self.runs_dir().join(name)
+    }
+
+    /// A file of a night's folder.
+    pub fn run_file(&self, name: &str, file: &str) -> PathBuf {
+        self.run_dir(name).join(file)
+    }
+
+    /// Starts staging a night under `runs/` (its target, the as-of date,
+    /// is set with [`StagedDir::retarget`] once known).
+    pub fn stage_run(&self) -> Result<StagedDir> {
+        StagedDir::new(&self.run_dir("pending"))
+    }
+
+    /// The nights, oldest first: (as-of date, folder).
+    pub fn list_runs(&self) -> Vec<(String, PathBuf)> {
+        let mut v: Vec<(String, PathBuf)> = fs::read_dir(self.runs_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                (is_run_name(&name) && e.path().is_dir() && !e.path().is_symlink())
+                    .then(|| (name, e.path()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The night `runs/latest` points at.
+    pub fn latest_run(&self) -> Option<String> {
+        fs::read_link(self.runs_dir().join(LATEST))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    /// Points `runs/latest` at `name`, atomically (a new link renamed over
+    /// the old one): a reader sees the old night or the new, never none.
+    pub fn set_latest(&self, name: &str) -> Result<()> {
+        let link = self.runs_dir().join(LATEST);
+        let tmp = temp_beside(&link);
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(name, &tmp).map_err(Error::io("link", &tmp))?;
+        fs::rename(&tmp, &link).map_err(Error::io("rename into place", &link))?;
+        if let Ok(dir) = File::open(self.runs_dir()) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Repairs what a killed night left under `runs/` (call holding the
+    /// lock): a night moved aside for its replacement and not replaced is
+    /// moved back; staging folders and links are removed. Returns what it
+    /// did, for the log.
+    pub fn recover_runs(&self) -> Result<Vec<String>> {
+        let dir = self.runs_dir();
+        let mut done = Vec::new();
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let path = entry.path();
+            if !name.starts_with('.') {
+                continue;
+            }
+            if let Some((target, _)) = name[1..].split_once(".old-") {
+                let back = dir.join(target);
+                if back.exists() {
+                    fs::remove_dir_all(&path).map_err(Error::io("remove", &path))?;
+                    done.push(format!("removed {name}, left by a replaced night"));
+                } else {
+                    fs::rename(&path, &back).map_err(Error::io("restore", &back))?;
+                    done.push(format!("restored {target}, moved aside by a killed run"));
+                }
+            } else if name.contains(".tmp-") {
+                if path.is_dir() && !path.is_symlink() {
+                    fs::remove_dir_all(&path).map_err(Error::io("remove", &path))?;
+                } else {
+                    fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+                }
+                done.push(format!("removed {name}, left by a killed run"));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Removes the oldest nights beyond `keep`, never the one `latest`
+    /// points at; returns their names.
+    pub fn prune_runs(&self, keep: usize) -> Result<Vec<String>> {
+        let latest = self.latest_run();
+        let runs = self.list_runs();
+        let mut removed = Vec::new();
+        let excess = runs.len().saturating_sub(keep);
+        for (name, path) in runs.into_iter().take(excess) {
+            if Some(&name) == latest.as_ref() {
+                continue;
+            }
+            fs::remove_dir_all(&path).map_err(Error::io("remove", &path))?;
+            removed.push(name);
+        }
+        Ok(removed)
+    }
+}
+
+// ------------------------------------------------------------ fingerprints
+
+/// What a Parquet file is, read from its footer (no data read): size,
+/// modification time, rows, row groups, the writer, the columns.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct FileFingerprint {
+    /// The file.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Modification time, seconds since the Unix epoch.
+    pub modified: u64,
+    /// Rows (footer).
+    pub rows: i64,
+    /// Row groups (footer).
+    pub row_groups: usize,
+    /// The writing library (footer's `created_by`).
+    pub created_by: Option<String>,
+    /// Column paths and physical types (footer's schema).
+    pub columns: Vec<String>,
+}
+
+/// The fingerprints of a table's files, from their Parquet footers (the
+/// `parquet` crate's metadata reader).
+pub fn fingerprint(source: &TableSource) -> Result<Vec<FileFingerprint>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    source
+        .files
+        .iter()
+        .map(|path| {
+            let bad = |reason: String| Error::BadFile {
+                table: source.table.name().into(),
+                path: path.clone(),
+                reason,
+            };
+            let f = File::open(path).map_err(Error::io("open", path))?;
+            let meta = f.metadata().map_err(Error::io("stat", path))?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let reader =
+                SerializedFileReader::new(f).map_err(|e| bad(format!("unreadable footer: {e}")))?;
+            let md = reader.metadata();
+            let file = md.file_metadata();
+            Ok(FileFingerprint {
+                path: path.clone(),
+                bytes: meta.len(),
+                modified,
+                rows: file.num_rows(),
+                row_groups: md.num_row_groups(),
+                created_by: file.created_by().map(str::to_string),
+                columns: file
+                    .schema_descr()
+                    .columns()
+                    .iter()
+                    .map(|c| format!("{}: {}", c.path(), c.physical_type()))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The key-value metadata of a Parquet file's footer.
+pub fn parquet_metadata(path: &Path) -> Result<Vec<(String, Option<String>)>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let f = File::open(path).map_err(Error::io("open", path))?;
+    let reader = SerializedFileReader::new(f).map_err(|e| Error::Model {
+        path: path.to_path_buf(),
+        message: format!("unreadable Parquet footer: {e}"),
+    })?;
+    Ok(reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Every file of a model version as (name, bytes): the model's fingerprint
+/// is their hash.
+pub fn version_files(version: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut names: Vec<PathBuf> = fs::read_dir(version)
+        .map_err(Error::io("list", version))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).map_err(Error::io("read", &p))?;
+            Ok((
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                bytes,
+            ))
+        })
+        .collect()
 }

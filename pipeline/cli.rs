@@ -10,9 +10,11 @@ use crate::stages::validate::Mode;
 
 /// winback: rank telecom win-back offers and lapsed subscribers by profit.
 ///
-/// Exit codes: 0 success; 1 failure of the machine or an internal error;
-/// 2 bad command line or config; 3 the input data broke the data contract
-/// or cannot support what was asked (no billed month, nobody eligible).
+/// Exit codes: 0 success (a nightly run already done is a success); 1
+/// failure of the machine or an internal error; 2 bad command line or
+/// config; 3 the input data broke the data contract or cannot support what
+/// was asked (no billed month, nobody eligible); 4 a nightly run refused to
+/// publish (stale data); 5 another winback job holds the output directory.
 #[derive(Debug, Parser)]
 #[command(name = "winback", version, about, long_about = None)]
 pub struct Cli {
@@ -45,6 +47,12 @@ pub enum Command {
     /// Simulate the offer arms on the subscribers lapsed at --as-of, rank
     /// arms and subscribers by profit, and write the target list.
     Simulate(ModelArgs),
+    /// The nightly job: validate, score with the model version, simulate
+    /// and report as of the date into <out>/runs/<as-of>/, staged and
+    /// swapped in whole; <out>/runs/latest moves only when all succeeded.
+    Nightly(NightlyArgs),
+    /// List the nightly runs or show one's record.
+    Runs(RunsArgs),
     /// Write the campaign report (<out>/report/index.html, one page with
     /// its charts inline, and the data of each chart as CSV) from a run's
     /// outputs.
@@ -171,6 +179,48 @@ impl OutArgs {
             ..Overrides::default()
         }
     }
+}
+
+/// `winback nightly`.
+#[derive(Debug, Clone, Args)]
+pub struct NightlyArgs {
+    /// Config, input, output, mode and as-of flags.
+    #[command(flatten)]
+    pub stage: DatedArgs,
+    /// Model version directory (default: the newest under <out>/models/).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Recompute even when a run with the same inputs, model, config and
+    /// as-of date is already published.
+    #[arg(long)]
+    pub force: bool,
+    /// Wait for another job's lock on the output directory instead of
+    /// exiting with code 5.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `winback runs`.
+#[derive(Debug, Clone, Args)]
+pub struct RunsArgs {
+    /// Config and output.
+    #[command(flatten)]
+    pub out: OutArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: RunsAction,
+}
+
+/// `winback runs list | show DATE`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RunsAction {
+    /// One line per run: as-of date, status, data end, model, rows listed.
+    List,
+    /// A run's record (run.json).
+    Show {
+        /// The run's as-of date (YYYY-MM-DD), or `latest`.
+        date: String,
+    },
 }
 
 /// What `winback bench` times.

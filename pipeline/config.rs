@@ -50,6 +50,44 @@ pub struct RawConfig {
     /// `[simulate]`: eligibility, budget, hold-out and intervals.
     #[serde(default)]
     pub simulate: RawSimulate,
+    /// `[nightly]`: the nightly job's guards.
+    #[serde(default)]
+    pub nightly: RawNightly,
+    /// `[runs]`: the nightly runs kept under `<out>/runs/`.
+    #[serde(default)]
+    pub runs: RawRuns,
+}
+
+/// `[nightly]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNightly {
+    /// Refuse to publish (exit 4) when the data's end is more than this
+    /// many days before the as-of date. Default 45.
+    pub max_data_age_days: Option<u32>,
+}
+
+/// `[runs]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuns {
+    /// Nights kept under `<out>/runs/` (the oldest go first; never the one
+    /// `latest` points at). Default 30.
+    pub keep: Option<usize>,
+}
+
+/// `[nightly]`, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct NightlySettings {
+    /// Most days between the data's end and the as-of date.
+    pub max_data_age_days: u32,
+}
+
+/// `[runs]`, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunsSettings {
+    /// Nights kept.
+    pub keep: usize,
 }
 
 /// `[simulate]`.
@@ -342,6 +380,15 @@ pub struct Settings {
     pub train: TrainSettings,
     /// The simulate stage's section.
     pub simulate: SimulateSettings,
+    /// The nightly job's guards.
+    pub nightly: NightlySettings,
+    /// The nightly runs kept.
+    pub runs: RunsSettings,
+    /// Key-value metadata written into every Parquet output (set by
+    /// `nightly`: as-of date, model version, config hash, code version,
+    /// run id); not a config key.
+    #[serde(skip)]
+    pub parquet_metadata: Vec<(String, String)>,
 }
 
 /// `[data.demo]`, validated.
@@ -386,7 +433,8 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig> {
     })
 }
 
-fn fnv1a(bytes: &[u8]) -> String {
+/// FNV-1a hash of `bytes`, as 16 hex digits.
+pub(crate) fn fnv1a(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in bytes {
         h ^= *b as u64;
@@ -532,6 +580,15 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
     let features = resolve_features(&raw.features, economics.margin_rate, &mut problems);
     let train = resolve_train(&raw.train, &mut problems);
     let simulate = resolve_simulate(&raw.simulate, &mut problems);
+    let max_data_age_days = bounded(
+        &mut problems,
+        "nightly.max_data_age_days",
+        raw.nightly.max_data_age_days,
+        45,
+        0,
+        3650,
+    );
+    let keep = bounded(&mut problems, "runs.keep", raw.runs.keep, 30, 1, 100_000);
     if !problems.is_empty() {
         return Err(Error::Config {
             path: config_path
@@ -564,6 +621,9 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         features,
         train,
         simulate,
+        nightly: NightlySettings { max_data_age_days },
+        runs: RunsSettings { keep },
+        parquet_metadata: Vec::new(),
     })
 }
 
@@ -1232,6 +1292,8 @@ mod tests {
             ("RawFeatures", "features"),
             ("RawTrain", "train"),
             ("RawSimulate", "simulate"),
+            ("RawNightly", "nightly"),
+            ("RawRuns", "runs"),
         ];
         let mut checked = 0;
         let mut wrong = Vec::new();

@@ -125,6 +125,27 @@ pub enum Error {
         message: String,
     },
 
+    /// Another winback job holds the output directory's lock.
+    #[error(
+        "{path} is locked by another winback job ({holder}); it exits when done (pass --wait to wait for it)"
+    )]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it: command, process id, start time.
+        holder: String,
+    },
+
+    /// A nightly run refused to publish (stale data or drift): its run
+    /// record says why and the previous `latest` stays.
+    #[error("refused to publish: {reason} (the run record is {record}; `latest` is unchanged)")]
+    Refused {
+        /// Why.
+        reason: String,
+        /// The run record written.
+        record: PathBuf,
+    },
+
     /// A chart or a workbook of the report could not be drawn.
     #[error("report: {what}: {message}")]
     Render {
@@ -188,6 +209,19 @@ impl Error {
             | Error::Fit { .. } => true,
             Error::Many(all) => all.iter().all(Error::is_data_error),
             _ => false,
+        }
+    }
+
+    /// The exit code of the error: 2 the command line's or config's fault,
+    /// 3 the data's, 4 a nightly run that refused to publish, 5 the output
+    /// directory locked by another job, 1 anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Refused { .. } => 4,
+            Error::Busy { .. } => 5,
+            e if e.is_config_error() => 2,
+            e if e.is_data_error() => 3,
+            _ => 1,
         }
     }
 

@@ -41,13 +41,7 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(e: &Error) -> u8 {
-    if e.is_config_error() {
-        2
-    } else if e.is_data_error() {
-        3
-    } else {
-        1
-    }
+    e.exit_code()
 }
 
 fn report(e: &Error, command: &Command) {

@@ -18,6 +18,7 @@ pub(crate) fn settings(config: Option<&std::path::Path>, overrides: Overrides) -
 /// The run's catalog.
 pub(crate) fn catalog(settings: &Settings) -> Catalog {
     Catalog::new(&settings.data_dir, &settings.out_dir)
+        .with_metadata(settings.parquet_metadata.clone())
 }
 
 /// The dates a run is anchored on, resolved once: the data's end (the

@@ -9,6 +9,7 @@ mod common;
 pub mod config;
 pub mod features;
 pub mod generate;
+pub mod nightly;
 pub mod report;
 pub mod run;
 pub mod score;
@@ -57,6 +58,14 @@ pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
             &settings(args.out.config.as_deref(), args.overrides())?,
             out,
         ),
+        Command::Nightly(args) => {
+            let settings = settings(args.stage.out.config.as_deref(), args.stage.overrides())?;
+            nightly::nightly(&settings, args, out)
+        }
+        Command::Runs(args) => {
+            let settings = settings(args.out.config.as_deref(), args.out.overrides())?;
+            nightly::runs(&settings, &args.action, out)
+        }
         Command::Report(args) => {
             let settings = settings(args.out.config.as_deref(), args.out.overrides())?;
             report::report(&settings, &report::RunNotes::default(), out).map(|_| ())

@@ -38,6 +38,9 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
         };
         generate::generate_with(&args, Some(settings.economics), out)?;
     }
+    // One job at a time per output directory (a nightly run or another
+    // `run`); exit code 5 when another holds it.
+    let _lock = catalog(settings).lock("run", false)?;
     let validated = validate::validate(settings, out)?;
     let tables = validated.tables.clone();
     features::features(settings, validated, out)?;

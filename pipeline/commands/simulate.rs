@@ -53,6 +53,18 @@ pub fn simulate(
     model: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<SimulateSummary> {
+    simulate_with(settings, tables, model, &run_catalog(settings), out)
+}
+
+/// `winback simulate`, reading the offer history (`features/offers`) from
+/// `history`'s output directory (a nightly run writes elsewhere).
+pub fn simulate_with(
+    settings: &Settings,
+    tables: BTreeMap<Table, LazyFrame>,
+    model: Option<&Path>,
+    history: &catalog::Catalog,
+    out: &mut dyn Write,
+) -> Result<SimulateSummary> {
     let started = Instant::now();
     let cat = run_catalog(settings);
     let dir = cat.model_version(model)?;
@@ -68,7 +80,7 @@ pub fn simulate(
         &current.manifest,
         &catalog::model_file(&dir, ModelKind::SecondLifetime),
     )?;
-    let history = cat.read_features_if_present(FeatureSet::Offers)?;
+    let history = history.read_features_if_present(FeatureSet::Offers)?;
     let mut result = stage::run(
         SimulateInputs {
             tables: &inputs,
@@ -91,7 +103,7 @@ pub fn simulate(
     }
     staged.write_bytes(
         "target_list.xlsx",
-        &workbook::target_list(&result.target_list)?,
+        &workbook::target_list(&result.target_list, current.as_of)?,
     )?;
     staged.write_json("summary", &result.summary)?;
     let written = staged.commit()?;

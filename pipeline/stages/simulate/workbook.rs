@@ -5,7 +5,7 @@
 //! Also the CSV files' rounding ([`for_people`]).
 
 use polars::prelude::*;
-use rust_xlsxwriter::{Format, Note, Workbook, Worksheet, XlsxError};
+use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, Note, Workbook, Worksheet, XlsxError};
 
 use crate::error::{Error, Result};
 
@@ -108,9 +108,20 @@ fn xlsx(e: XlsxError) -> Error {
     }
 }
 
-/// The workbook's bytes.
-pub fn target_list(df: &DataFrame) -> Result<Vec<u8>> {
+/// The workbook's bytes. Its creation time is the as-of date, so that
+/// the same list gives the same bytes.
+pub fn target_list(df: &DataFrame, as_of: chrono::NaiveDate) -> Result<Vec<u8>> {
+    use chrono::Datelike;
     let mut wb = Workbook::new();
+    let created =
+        ExcelDateTime::from_ymd(as_of.year() as u16, as_of.month() as u8, as_of.day() as u8)
+            .map_err(xlsx)?;
+    wb.set_properties(
+        &DocProperties::new()
+            .set_creation_datetime(&created)
+            .set_title("Win-back target list")
+            .set_author("winback"),
+    );
     let header = Format::new()
         .set_bold()
         .set_background_color("#DCE6F0")
@@ -301,7 +312,11 @@ mod tests {
             "p_return_upgrade" => [0.5, 0.25, 0.125],
         )
         .unwrap();
-        let bytes = target_list(&df).unwrap();
+        let bytes =
+            target_list(&df, chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap()).unwrap();
+        let again =
+            target_list(&df, chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap()).unwrap();
+        assert_eq!(bytes, again, "the same list, the same bytes");
         // An xlsx file is a zip archive.
         assert_eq!(&bytes[..2], b"PK");
         let text = String::from_utf8_lossy(&bytes);

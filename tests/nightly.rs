@@ -1,0 +1,321 @@
+//! The nightly job through the binary: a night is published whole under
+//! `runs/<as-of>/` with its record and `latest` moves; the same night again
+//! is a no-op and `--force` gives the same bytes; stale data is refused
+//! with exit 4 and `latest` kept; a held lock exits 5 and a dead holder's
+//! lock is taken over; and killed with SIGKILL at random points, a night
+//! never leaves a partial run visible or `latest` broken, and the next
+//! night succeeds with the bytes of an uninterrupted one.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{generate, texts, winback};
+
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.toml");
+
+/// A small history with its features and a trained model version.
+fn prepared(tmp: &Path, subscribers: u64) -> (PathBuf, PathBuf) {
+    let (data, out) = (tmp.join("data"), tmp.join("out"));
+    generate(&data, subscribers, 3);
+    for stage in ["features", "train"] {
+        let mut args = vec![
+            "-q",
+            stage,
+            "--config",
+            CONFIG,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if stage == "features" {
+            args.extend(["--data", data.to_str().unwrap()]);
+        }
+        let o = winback(&args);
+        assert!(o.status.success(), "{stage}: {}", texts(&o).1);
+    }
+    (data, out)
+}
+
+fn nightly_args<'a>(data: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "-q",
+        "nightly",
+        "--config",
+        CONFIG,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// Every file under `dir` but the JSON ones (which name paths and times),
+/// as relative path and bytes.
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if p.extension().is_none_or(|x| x != "json") {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn record(out: &Path, night: &str) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(out.join("runs").join(night).join("run.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn latest(out: &Path) -> Option<String> {
+    std::fs::read_link(out.join("runs").join("latest"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+#[test]
+fn a_night_is_published_whole_and_the_same_night_again_is_a_no_op() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = prepared(tmp.path(), 2000);
+    let o = winback(&nightly_args(&data, &out, &[]));
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("published"), "{stdout}");
+    let night = latest(&out).expect("latest points at the night");
+    let dir = out.join("runs").join(&night);
+    for f in [
+        "run.json",
+        "validate/report.json",
+        "score/churn_scores.parquet",
+        "simulate/target_list.parquet",
+        "simulate/target_list.xlsx",
+        "report/index.html",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let r = record(&out, &night);
+    assert_eq!(r["status"], "published");
+    assert_eq!(r["as_of"], night.as_str());
+    assert!(r["inputs"].as_array().unwrap().len() >= 2);
+    let billing = r["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "billing")
+        .unwrap();
+    assert!(billing["files"][0]["rows"].as_i64().unwrap() > 1000);
+    assert!(billing["files"][0]["row_groups"].as_u64().unwrap() >= 1);
+    assert_eq!(r["model"]["version"], "v0001");
+    // Every Parquet output says where it comes from.
+    let md = winback::catalog::parquet_metadata(&dir.join("simulate/target_list.parquet")).unwrap();
+    let get = |k: &str| {
+        md.iter()
+            .find(|(key, _)| key == k)
+            .and_then(|(_, v)| v.clone())
+    };
+    assert_eq!(get("winback.as_of").as_deref(), Some(night.as_str()));
+    assert_eq!(get("winback.model_version").as_deref(), Some("v0001"));
+    assert_eq!(get("winback.run_id").as_deref(), r["run_id"].as_str());
+
+    // The same night again: nothing to do, nothing touched.
+    let before = files(&dir);
+    let run_json = std::fs::read(dir.join("run.json")).unwrap();
+    let o = winback(&nightly_args(&data, &out, &[]));
+    let (stdout, _) = texts(&o);
+    assert!(o.status.success());
+    assert!(stdout.contains("already published"), "{stdout}");
+    assert_eq!(std::fs::read(dir.join("run.json")).unwrap(), run_json);
+    // --force recomputes, to the same bytes.
+    let o = winback(&nightly_args(&data, &out, &["--force"]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    assert_eq!(files(&dir), before, "--force gave other bytes");
+    assert_eq!(record(&out, &night)["run_id"], r["run_id"]);
+
+    let o = winback(&[
+        "runs",
+        "--config",
+        CONFIG,
+        "--out",
+        out.to_str().unwrap(),
+        "list",
+    ]);
+    let (stdout, _) = texts(&o);
+    assert!(stdout.contains(&format!("* {night}")), "{stdout}");
+    let o = winback(&[
+        "runs",
+        "--config",
+        CONFIG,
+        "--out",
+        out.to_str().unwrap(),
+        "show",
+        "latest",
+    ]);
+    assert!(texts(&o).0.contains(r["run_id"].as_str().unwrap()));
+}
+
+#[test]
+fn stale_data_is_refused_with_exit_4_and_latest_kept_and_a_held_lock_exits_5() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = prepared(tmp.path(), 1500);
+    let o = winback(&nightly_args(&data, &out, &[]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    let night = latest(&out).unwrap();
+    // Forty-six days past the data's end, beyond max_data_age_days (45).
+    let end = chrono::NaiveDate::parse_from_str(&night, "%Y-%m-%d").unwrap();
+    let late = (end + chrono::Duration::days(46)).to_string();
+    let o = winback(&nightly_args(&data, &out, &["--as-of", &late]));
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("refused to publish"), "{stderr}");
+    assert_eq!(latest(&out).as_deref(), Some(night.as_str()), "latest kept");
+    let refused: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("runs").join(format!("refused-{late}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(refused["status"], "refused");
+    assert_eq!(refused["exit_code"], 4);
+    assert!(!out.join("runs").join(&late).exists());
+
+    // A live holder: exit 5 at once, naming the lock.
+    let holder = Command::new("sleep").arg("30").spawn().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", holder.id())).unwrap();
+    let start = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    let lock = out.join(".winback.lock");
+    std::fs::write(&lock, format!("{} {start} train\n", holder.id())).unwrap();
+    let t = Instant::now();
+    let o = winback(&nightly_args(&data, &out, &["--force"]));
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains(".winback.lock") && stderr.contains("winback train"),
+        "{stderr}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(20), "it waited");
+    let mut holder = holder;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // The holder is gone: its lock is taken over.
+    let o = winback(&nightly_args(&data, &out, &["--force"]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    assert!(!lock.exists(), "the lock is released");
+}
+
+#[test]
+fn killed_at_twenty_random_points_a_night_never_shows_half_a_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = prepared(tmp.path(), 1500);
+    let o = winback(&nightly_args(&data, &out, &[]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    let end = latest(&out).unwrap();
+    let end_date = chrono::NaiveDate::parse_from_str(&end, "%Y-%m-%d").unwrap();
+    // The previous night: a month before; then the nights killed are the
+    // data's end again, forced.
+    let earlier = (end_date - chrono::Duration::days(31)).to_string();
+    let o = winback(&nightly_args(&data, &out, &["--as-of", &earlier]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    assert_eq!(
+        latest(&out).as_deref(),
+        Some(end.as_str()),
+        "a backfill leaves latest"
+    );
+    // A reference, uninterrupted, in a copy of the output directory.
+    let reference = files(&out.join("runs").join(&end));
+    std::fs::remove_dir_all(out.join("runs").join(&end)).unwrap();
+    std::fs::remove_file(out.join("runs").join("latest")).unwrap();
+    let o = winback(&nightly_args(
+        &data,
+        &out,
+        &["--as-of", &earlier, "--force"],
+    ));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    assert_eq!(latest(&out).as_deref(), Some(earlier.as_str()));
+
+    // How long a night takes, to spread the kills over it.
+    let t = Instant::now();
+    let o = winback(&nightly_args(
+        &data,
+        &out,
+        &["--as-of", &earlier, "--force"],
+    ));
+    assert!(o.status.success());
+    let full = t.elapsed();
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut killed_after = Vec::new();
+    for _ in 0..20 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = full.mul_f64((seed % 1000) as f64 / 1000.0 * 1.1);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_winback"))
+            .args(nightly_args(&data, &out, &["--force"]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let finished = child.try_wait().unwrap().is_some();
+        if !finished {
+            child.kill().unwrap();
+        }
+        child.wait().unwrap();
+        killed_after.push((delay.as_millis(), finished));
+        // latest is whole: the earlier night, or the new one if the kill
+        // came after the switch; every visible night has its record.
+        let l = latest(&out).expect("latest survives");
+        assert!(
+            l == earlier || l == end,
+            "latest points at {l} after a kill at {delay:?}"
+        );
+        assert!(
+            out.join("runs").join(&l).join("run.json").is_file(),
+            "latest ({l}) is not a whole night after a kill at {delay:?}"
+        );
+        for e in std::fs::read_dir(out.join("runs")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "latest" || name.starts_with("refused-") {
+                continue;
+            }
+            assert!(
+                out.join("runs").join(&name).join("run.json").is_file(),
+                "a partial night {name} is visible after a kill at {delay:?}"
+            );
+        }
+    }
+    assert!(
+        killed_after.iter().filter(|(_, f)| !f).count() >= 15,
+        "most runs must be killed mid-way: {killed_after:?}"
+    );
+    // The next night succeeds (the lock of the killed one is taken over)
+    // and gives the uninterrupted bytes.
+    let o = winback(&nightly_args(&data, &out, &["--force"]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    assert_eq!(latest(&out).as_deref(), Some(end.as_str()));
+    assert_eq!(files(&out.join("runs").join(&end)), reference);
+    assert!(
+        !std::fs::read_dir(out.join("runs")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp-")),
+        "staging left behind"
+    );
+}
