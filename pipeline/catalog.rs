@@ -677,8 +677,14 @@ impl Catalog {
             .then(|| path.to_path_buf())
     }
 
-    /// `explicit`, or the newest model version.
+    /// `explicit`, else the production version (`models/production`),
+    /// else the newest model version.
     pub fn model_version(&self, explicit: Option<&Path>) -> Result<PathBuf> {
+        if explicit.is_none()
+            && let Some(p) = self.production_version()
+        {
+            return Ok(p);
+        }
         match explicit {
             Some(d) => Ok(d.to_path_buf()),
             None => self
@@ -1223,4 +1229,55 @@ pub fn version_files(version: &Path) -> Result<Vec<(String, Vec<u8>)>> {
             ))
         })
         .collect()
+}
+
+// ------------------------------------------------------------ registry
+
+const PRODUCTION: &str = "production";
+const REGISTRY_LOG: &str = "registry.jsonl";
+
+impl Catalog {
+    /// `<out>/models/<name>/`.
+    pub fn version_dir(&self, name: &str) -> PathBuf {
+        self.out.join(MODELS).join(name)
+    }
+
+    /// The version `models/production` points at, when it is set and the
+    /// version holds files.
+    pub fn production_version(&self) -> Option<PathBuf> {
+        let link = self.out.join(MODELS).join(PRODUCTION);
+        let name = fs::read_link(&link).ok()?;
+        let dir = self.out.join(MODELS).join(name);
+        self.existing_version(&dir)
+    }
+
+    /// Points `models/production` at version `name`, atomically.
+    pub fn set_production(&self, name: &str) -> Result<()> {
+        let link = self.out.join(MODELS).join(PRODUCTION);
+        let tmp = temp_beside(&link);
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(name, &tmp).map_err(Error::io("link", &tmp))?;
+        fs::rename(&tmp, &link).map_err(Error::io("rename into place", &link))
+    }
+
+    /// Appends one entry (a JSON object) to `models/registry.jsonl`.
+    pub fn log_registry(&self, entry: &serde_json::Value) -> Result<()> {
+        let path = self.out.join(MODELS).join(REGISTRY_LOG);
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        writeln!(f, "{entry}").map_err(Error::io("write", &path))?;
+        f.sync_all().map_err(Error::io("sync", &path))
+    }
+
+    /// The registry's log, oldest first (unreadable lines skipped).
+    pub fn registry_log(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(self.out.join(MODELS).join(REGISTRY_LOG))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
 }

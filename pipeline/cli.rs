@@ -56,7 +56,10 @@ pub enum Command {
     /// Write the campaign report (<out>/report/index.html, one page with
     /// its charts inline, and the data of each chart as CSV) from a run's
     /// outputs.
-    Report(TrainArgs),
+    Report(ReportArgs),
+    /// The model registry: list the versions, show one, promote one to
+    /// production, roll back to the previous production version.
+    Models(ModelsArgs),
     /// Time model fitting and scoring at a chosen scale (figures for the
     /// README's performance table).
     Bench(BenchArgs),
@@ -125,6 +128,57 @@ pub struct TrainArgs {
     /// Config and output (features are read from <out>/features/).
     #[command(flatten)]
     pub out: OutArgs,
+    /// Wait for another job's lock on the output directory instead of
+    /// exiting with code 5.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `winback report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Config and output (the run's outputs are read from <out>/).
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+/// `winback models`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// Config and output (versions under <out>/models/).
+    #[command(flatten)]
+    pub out: OutArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ModelsAction,
+}
+
+/// `winback models list | show V | promote V | rollback`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ModelsAction {
+    /// One line per version: its models, learners and holdout figures;
+    /// `*` marks production.
+    List,
+    /// A version's evaluation and provenance.
+    Show {
+        /// Version (`v0002`), or `production`.
+        version: String,
+    },
+    /// Make a version the production one (what score, simulate and
+    /// nightly use without --model); logged with who, when and why.
+    Promote {
+        /// Version (`v0002`).
+        version: String,
+        /// Why, for the registry's log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Make the previous production version production again.
+    Rollback {
+        /// Why, for the registry's log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// `winback score` and `winback simulate`.

@@ -175,6 +175,13 @@ pub struct RawTrain {
     pub hazard_bands: Option<Vec<u32>>,
     /// Months of the predicted-against-observed duration check. Default 24.
     pub duration_check_months: Option<u32>,
+    /// Promote each new version to production when it passes the gate
+    /// against production's holdout figures. Default false.
+    pub auto_promote: Option<bool>,
+    /// The gate: largest rise of any model's holdout log loss. Default 0.005.
+    pub promote_max_log_loss_increase: Option<f64>,
+    /// The gate: largest fall of any model's holdout ROC AUC. Default 0.01.
+    pub promote_max_auc_decrease: Option<f64>,
 }
 
 /// `[features]`.
@@ -873,6 +880,23 @@ fn resolve_train(raw: &RawTrain, problems: &mut Vec<String>) -> TrainSettings {
             d.duration_check_months,
             1,
             240,
+        ),
+        auto_promote: raw.auto_promote.unwrap_or(d.auto_promote),
+        promote_max_log_loss_increase: bounded(
+            problems,
+            "train.promote_max_log_loss_increase",
+            raw.promote_max_log_loss_increase,
+            d.promote_max_log_loss_increase,
+            -1.0,
+            10.0,
+        ),
+        promote_max_auc_decrease: bounded(
+            problems,
+            "train.promote_max_auc_decrease",
+            raw.promote_max_auc_decrease,
+            d.promote_max_auc_decrease,
+            -1.0,
+            1.0,
         ),
     }
 }

@@ -331,10 +331,13 @@ fn artifacts_round_trip_score_the_newest_version_and_reject_other_features() {
     common::features(&data, &out, None);
     let cfg = quick_config(tmp.path());
     let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
-    // Two trainings at once take two versions; neither replaces the other.
+    // Two trainings at once: the second waits for the first's lock
+    // (`--wait`), and they take two versions; neither replaces the other.
     let (a, b) = std::thread::scope(|scope| {
-        let x = scope.spawn(|| common::winback(&["-q", "train", "--config", &cfg, "--out", o]));
-        let y = scope.spawn(|| common::winback(&["-q", "train", "--config", &cfg, "--out", o]));
+        let x = scope
+            .spawn(|| common::winback(&["-q", "train", "--wait", "--config", &cfg, "--out", o]));
+        let y = scope
+            .spawn(|| common::winback(&["-q", "train", "--wait", "--config", &cfg, "--out", o]));
         (x.join().unwrap(), y.join().unwrap())
     });
     assert!(

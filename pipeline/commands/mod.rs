@@ -9,6 +9,7 @@ mod common;
 pub mod config;
 pub mod features;
 pub mod generate;
+pub mod models;
 pub mod nightly;
 pub mod report;
 pub mod run;
@@ -38,7 +39,13 @@ pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
         }
         Command::Train(args) => {
             let settings = settings(args.out.config.as_deref(), args.out.overrides())?;
-            train::train(&settings, out).map(|_| ())
+            let _lock = common::catalog(&settings).lock("train", args.wait)?;
+            let summary = train::train(&settings, out)?;
+            models::after_training(&settings, &summary.version, out)
+        }
+        Command::Models(args) => {
+            let settings = settings(args.out.config.as_deref(), args.out.overrides())?;
+            models::models(&settings, &args.action, out)
         }
         Command::Score(args) => {
             let settings = settings(args.stage.out.config.as_deref(), args.stage.overrides())?;

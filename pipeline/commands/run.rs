@@ -19,7 +19,7 @@ use crate::catalog::has_model;
 
 use super::common::{catalog, stdout};
 use super::report::RunNotes;
-use super::{features, generate, report, score, simulate, train, validate};
+use super::{features, generate, models, report, score, simulate, train, validate};
 
 /// `winback run`: every stage that exists, from one config.
 pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
@@ -44,7 +44,8 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
     let validated = validate::validate(settings, out)?;
     let tables = validated.tables.clone();
     features::features(settings, validated, out)?;
-    train::train(settings, out)?;
+    let trained = train::train(settings, out)?;
+    models::after_training(settings, &trained.version, out)?;
     let version = catalog(settings).model_version(None)?;
     score::score(settings, tables.clone(), None, out)?;
     let mut notes = RunNotes::default();

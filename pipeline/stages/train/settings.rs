@@ -52,6 +52,24 @@ pub struct TrainSettings {
     pub hazard_bands: Vec<u32>,
     /// Months over which predicted and observed durations are compared.
     pub duration_check_months: u32,
+    /// Promote a new version to production when it passes the gate below
+    /// against the production version (not a setting of the fit).
+    #[serde(default)]
+    pub auto_promote: bool,
+    /// The gate: the largest rise of any model's holdout log loss.
+    #[serde(default = "default_log_loss_rise")]
+    pub promote_max_log_loss_increase: f64,
+    /// The gate: the largest fall of any model's holdout ROC AUC.
+    #[serde(default = "default_auc_fall")]
+    pub promote_max_auc_decrease: f64,
+}
+
+fn default_log_loss_rise() -> f64 {
+    0.005
+}
+
+fn default_auc_fall() -> f64 {
+    0.01
 }
 
 impl Default for TrainSettings {
@@ -71,6 +89,9 @@ impl Default for TrainSettings {
             survival_months: 60,
             hazard_bands: vec![1, 4, 7, 13, 25, 37],
             duration_check_months: 24,
+            auto_promote: false,
+            promote_max_log_loss_increase: default_log_loss_rise(),
+            promote_max_auc_decrease: default_auc_fall(),
         }
     }
 }
