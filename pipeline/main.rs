@@ -29,7 +29,7 @@ fn main() -> ExitCode {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let result = winback::commands::execute(&cli.command, &mut out);
+    let result = winback::commands::execute_with(&cli.command, &mut out, cli.quiet);
     let _ = out.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -96,6 +96,11 @@ fn a_night_is_published_whole_and_the_same_night_again_is_a_no_op() {
     let (stdout, stderr) = texts(&o);
     assert!(o.status.success(), "{stderr}");
     assert!(stdout.contains("published"), "{stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "-q prints the one-line result: {stdout}"
+    );
     let night = latest(&out).expect("latest points at the night");
     let dir = out.join("runs").join(&night);
     for f in [
@@ -223,7 +228,11 @@ fn stale_data_is_refused_with_exit_4_and_latest_kept_and_a_held_lock_exits_5() {
 fn killed_at_twenty_random_points_a_night_never_shows_half_a_list() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, out) = prepared(tmp.path(), 1500);
+    // The night the kills interrupt, uninterrupted: its bytes are the
+    // reference, its duration spreads the kills.
+    let t = Instant::now();
     let o = winback(&nightly_args(&data, &out, &[]));
+    let full = t.elapsed();
     assert!(o.status.success(), "{}", texts(&o).1);
     let end = latest(&out).unwrap();
     let end_date = chrono::NaiveDate::parse_from_str(&end, "%Y-%m-%d").unwrap();
@@ -237,7 +246,6 @@ fn killed_at_twenty_random_points_a_night_never_shows_half_a_list() {
         Some(end.as_str()),
         "a backfill leaves latest"
     );
-    // A reference, uninterrupted, in a copy of the output directory.
     let reference = files(&out.join("runs").join(&end));
     std::fs::remove_dir_all(out.join("runs").join(&end)).unwrap();
     std::fs::remove_file(out.join("runs").join("latest")).unwrap();
@@ -249,22 +257,13 @@ fn killed_at_twenty_random_points_a_night_never_shows_half_a_list() {
     assert!(o.status.success(), "{}", texts(&o).1);
     assert_eq!(latest(&out).as_deref(), Some(earlier.as_str()));
 
-    // How long a night takes, to spread the kills over it.
-    let t = Instant::now();
-    let o = winback(&nightly_args(
-        &data,
-        &out,
-        &["--as-of", &earlier, "--force"],
-    ));
-    assert!(o.status.success());
-    let full = t.elapsed();
     let mut seed: u64 = 0x9e3779b97f4a7c15;
     let mut killed_after = Vec::new();
     for _ in 0..20 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = full.mul_f64((seed % 1000) as f64 / 1000.0 * 1.1);
+        let delay = full.mul_f64((seed % 1000) as f64 / 1000.0 * 0.9);
         let mut child = Command::new(env!("CARGO_BIN_EXE_winback"))
             .args(nightly_args(&data, &out, &["--force"]))
             .stdout(Stdio::null())
@@ -301,7 +300,7 @@ fn killed_at_twenty_random_points_a_night_never_shows_half_a_list() {
         }
     }
     assert!(
-        killed_after.iter().filter(|(_, f)| !f).count() >= 15,
+        killed_after.iter().filter(|(_, f)| !f).count() >= 14,
         "most runs must be killed mid-way: {killed_after:?}"
     );
     // The next night succeeds (the lock of the killed one is taken over)

@@ -26,6 +26,12 @@ use common::settings;
 
 /// Runs one subcommand.
 pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
+    execute_with(command, out, false)
+}
+
+/// Runs one subcommand; `quiet` (`-q`) keeps a nightly run's stage
+/// summaries off stdout, leaving its one-line result.
+pub fn execute_with(command: &Command, out: &mut dyn Write, quiet: bool) -> Result<()> {
     match command {
         Command::Generate(args) => generate::generate(args, out).map(|_| ()),
         Command::Validate(args) => {
@@ -67,7 +73,16 @@ pub fn execute(command: &Command, out: &mut dyn Write) -> Result<()> {
         ),
         Command::Nightly(args) => {
             let settings = settings(args.stage.out.config.as_deref(), args.stage.overrides())?;
-            nightly::nightly(&settings, args, out)
+            if quiet {
+                nightly::nightly(&settings, args, &mut std::io::sink(), out)
+            } else {
+                // The stages' summaries first, the one-line result last.
+                let mut result = Vec::new();
+                let r = nightly::nightly(&settings, args, out, &mut result);
+                out.write_all(&result)
+                    .map_err(crate::error::Error::io("write", "stdout"))?;
+                r
+            }
         }
         Command::Runs(args) => {
             let settings = settings(args.out.config.as_deref(), args.out.overrides())?;

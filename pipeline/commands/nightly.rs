@@ -130,8 +130,14 @@ fn published(cat: &Catalog, id: &str) -> Option<String> {
     })
 }
 
-/// `winback nightly`.
-pub fn nightly(settings: &Settings, args: &NightlyArgs, out: &mut dyn Write) -> Result<()> {
+/// `winback nightly`: the stages' summaries go to `stages`, the one-line
+/// result to `out` (with `-q`, `stages` is a sink).
+pub fn nightly(
+    settings: &Settings,
+    args: &NightlyArgs,
+    stages: &mut dyn Write,
+    out: &mut dyn Write,
+) -> Result<()> {
     let cat = run_catalog(settings);
     let _lock = cat.lock("nightly", args.wait)?;
     let started_at = now();
@@ -189,7 +195,7 @@ pub fn nightly(settings: &Settings, args: &NightlyArgs, out: &mut dyn Write) -> 
     night.out_dir = staged.path().to_path_buf();
     let mut seconds = Vec::new();
     let clock = Instant::now();
-    let validated = validate::validate(&night, out)?;
+    let validated = validate::validate(&night, stages)?;
     seconds.push(("validate".to_string(), clock.elapsed().as_secs_f64()));
     let rows: Vec<TableRows> = validated
         .reports
@@ -262,7 +268,7 @@ pub fn nightly(settings: &Settings, args: &NightlyArgs, out: &mut dyn Write) -> 
     night.as_of = Some(d.as_of);
     night.data_end = Some(d.data_end);
     let clock = Instant::now();
-    let scored = score::score(&night, tables.clone(), Some(&model_dir), out)?;
+    let scored = score::score(&night, tables.clone(), Some(&model_dir), stages)?;
     record
         .seconds
         .push(("score".into(), clock.elapsed().as_secs_f64()));
@@ -280,7 +286,7 @@ pub fn nightly(settings: &Settings, args: &NightlyArgs, out: &mut dyn Write) -> 
         .collect();
     let clock = Instant::now();
     if absent.is_empty() {
-        let s = simulate::simulate_with(&night, tables, Some(&model_dir), &cat, out)?;
+        let s = simulate::simulate_with(&night, tables, Some(&model_dir), &cat, stages)?;
         record
             .outputs
             .push(("simulate/target_list.parquet".into(), s.eligible));
@@ -297,7 +303,7 @@ pub fn nightly(settings: &Settings, args: &NightlyArgs, out: &mut dyn Write) -> 
         .seconds
         .push(("simulate".into(), clock.elapsed().as_secs_f64()));
     let clock = Instant::now();
-    report::report(&night, &notes, out)?;
+    report::report(&night, &notes, stages)?;
     record
         .seconds
         .push(("report".into(), clock.elapsed().as_secs_f64()));
