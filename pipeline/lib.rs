@@ -28,6 +28,9 @@
 //! | simulate | `commands/simulate.rs` | `stages/simulate/` | `[simulate]`, `[economics]` | validated tables, a model version, `features/offers.parquet` | `simulate/{arm_summary,target_list,policy_evaluation}.{parquet,csv}`, `target_list.xlsx`, `summary.json` |
 //! | report | `commands/report.rs` | `stages/report/` | `[economics]`, `[simulate]` (budget) | the outputs above, the list's model version | `report/index.html`, `report/<chart>.csv` |
 //! | run | `commands/run.rs` | the above in order | all | the input tables | all of the above |
+//! | nightly | `commands/nightly.rs` | validate, score, simulate, report | all, `[nightly]`, `[runs]` | the input tables, the production model version, `features/offers.parquet` | `runs/<as-of>/` (the stages' folders and `run.json`), `runs/latest` |
+//! | runs | `commands/nightly.rs` | - | - | `runs/` | stdout only |
+//! | models | `commands/models.rs` | - | `[train]` (the gate) | `models/` | `models/production`, `models/registry.jsonl` |
 //! | bench | `commands/bench.rs` | the stages it times | all | `features/`, the newest model version | stdout only |
 //! | config | `commands/config.rs` | `config.rs` | all | the config file | stdout only |
 //!
