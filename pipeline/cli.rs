@@ -14,7 +14,7 @@ use crate::stages::validate::Mode;
 /// failure of the machine or an internal error; 2 bad command line or
 /// config; 3 the input data broke the data contract or cannot support what
 /// was asked (no billed month, nobody eligible); 4 a nightly run refused to
-/// publish (stale data); 5 another winback job holds the output directory.
+/// publish (stale data, or drift from the training population); 5 another winback job holds the output directory.
 #[derive(Debug, Parser)]
 #[command(name = "winback", version, about, long_about = None)]
 pub struct Cli {

@@ -65,6 +65,13 @@ pub struct RawNightly {
     /// Refuse to publish (exit 4) when the data's end is more than this
     /// many days before the as-of date. Default 45.
     pub max_data_age_days: Option<u32>,
+    /// A feature (or the score) whose population stability index against
+    /// the model's training population reaches this is named in the
+    /// night's warnings. Default 0.1.
+    pub psi_warn: Option<f64>,
+    /// A feature whose PSI reaches this stops the night (exit 4); the
+    /// score's PSI only warns (churn is seasonal). Default 0.25.
+    pub psi_fail: Option<f64>,
 }
 
 /// `[runs]`.
@@ -81,6 +88,10 @@ pub struct RawRuns {
 pub struct NightlySettings {
     /// Most days between the data's end and the as-of date.
     pub max_data_age_days: u32,
+    /// PSI that warns.
+    pub psi_warn: f64,
+    /// PSI that refuses.
+    pub psi_fail: f64,
 }
 
 /// `[runs]`, validated.
@@ -596,6 +607,27 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         3650,
     );
     let keep = bounded(&mut problems, "runs.keep", raw.runs.keep, 30, 1, 100_000);
+    let psi_warn = bounded(
+        &mut problems,
+        "nightly.psi_warn",
+        raw.nightly.psi_warn,
+        0.1,
+        0.0,
+        100.0,
+    );
+    let psi_fail = bounded(
+        &mut problems,
+        "nightly.psi_fail",
+        raw.nightly.psi_fail,
+        0.25,
+        0.0,
+        100.0,
+    );
+    if psi_fail < psi_warn {
+        problems.push(format!(
+            "`nightly.psi_fail`: {psi_fail} is below `nightly.psi_warn` {psi_warn}; expected at least it"
+        ));
+    }
     if !problems.is_empty() {
         return Err(Error::Config {
             path: config_path
@@ -628,7 +660,11 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         features,
         train,
         simulate,
-        nightly: NightlySettings { max_data_age_days },
+        nightly: NightlySettings {
+            max_data_age_days,
+            psi_warn,
+            psi_fail,
+        },
         runs: RunsSettings { keep },
         parquet_metadata: Vec::new(),
     })

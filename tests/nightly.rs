@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{generate, texts, winback};
+use polars::prelude::Column;
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.toml");
 
@@ -317,4 +318,60 @@ fn killed_at_twenty_random_points_a_night_never_shows_half_a_list() {
             .contains(".tmp-")),
         "staging left behind"
     );
+}
+
+#[test]
+fn a_drifted_feature_stops_the_night_and_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = prepared(tmp.path(), 2000);
+    // The population the model was trained on: published, drift measured.
+    let o = winback(&nightly_args(&data, &out, &[]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    let night = latest(&out).unwrap();
+    let r = record(&out, &night);
+    let drift = r["drift"].as_array().unwrap();
+    assert!(drift.len() >= 10, "{drift:?}");
+    assert!(drift.iter().any(|d| d["feature"] == "score"));
+    assert!(
+        drift
+            .iter()
+            .all(|d| d["status"] != "drifted" || d["feature"] == "score"),
+        "a night on the training data refused: {drift:?}"
+    );
+    // Every fee tripled: the same subscribers, another price list.
+    let path = data.join("subscribers.parquet");
+    let mut subs = common::read(&path);
+    let fee = subs.column("monthly_fee").unwrap().as_materialized_series() * 3.0;
+    subs.with_column(Column::from(fee)).unwrap();
+    common::write(&path, &mut subs);
+    let o = winback(&nightly_args(&data, &out, &[]));
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("monthly_fee (PSI"), "{stderr}");
+    assert_eq!(latest(&out).as_deref(), Some(night.as_str()), "latest kept");
+    let refused: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("runs").join(format!("refused-{night}.json"))).unwrap(),
+    )
+    .unwrap();
+    // The fee and what is computed from it (the largest bill over the
+    // fee) drifted; the rest of the population did not.
+    let table = refused["drift"].as_array().unwrap();
+    let status = |name: &str| {
+        table
+            .iter()
+            .find(|d| d["feature"] == name)
+            .map(|d| {
+                (
+                    d["status"].as_str().unwrap().to_string(),
+                    d["psi"].as_f64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(status("monthly_fee").0, "drifted", "{refused}");
+    assert!(status("monthly_fee").1 > 0.25);
+    assert_eq!(status("tenure_months").0, "stable");
+    assert_eq!(status("region").0, "stable");
+    // The published night is untouched.
+    assert_eq!(record(&out, &night)["run_id"], r["run_id"]);
 }

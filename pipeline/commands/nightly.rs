@@ -26,7 +26,8 @@ use crate::cli::{NightlyArgs, RunsAction};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::schema::Table;
-use crate::stages::features::Inputs;
+use crate::stages::drift::{self, Drift, DriftReference};
+use crate::stages::features::{self as feature_stage, Inputs};
 
 use crate::config::fnv1a;
 
@@ -106,8 +107,12 @@ pub struct RunRecord {
     /// Seconds per stage.
     pub seconds: Vec<(String, f64)>,
     /// Notes worth a look (validation notes, defaults taken, skipped
-    /// stages, repairs after a killed run).
+    /// stages, repairs after a killed run, shifted features).
     pub warnings: Vec<String>,
+    /// Each feature's and the score's population stability index against
+    /// the model's training population, highest first.
+    #[serde(default)]
+    pub drift: Vec<Drift>,
 }
 
 fn now() -> String {
@@ -118,6 +123,21 @@ fn version_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Records a refused night (`runs/refused-<as-of>.json`) and the error
+/// that exits with code 4; `latest` is not touched.
+fn refuse(cat: &Catalog, record: &mut RunRecord, reason: String) -> Result<Error> {
+    record.status = "refused".into();
+    record.exit_code = 4;
+    record.reason = Some(reason.clone());
+    record.finished_at = now();
+    let path = cat.run_dir(&format!("refused-{}.json", record.as_of));
+    catalog::write_json(&path, record)?;
+    Ok(Error::Refused {
+        reason,
+        record: path,
+    })
 }
 
 /// The published night with run id `id`, if any.
@@ -233,6 +253,7 @@ pub fn nightly(
         outputs: Vec::new(),
         seconds,
         warnings,
+        drift: Vec::new(),
     };
 
     // Freshness: stale data is refused, the previous night kept.
@@ -242,17 +263,63 @@ pub fn nightly(
             "the data ends {} ({} days before the as-of date {as_of}); nightly.max_data_age_days is {}",
             d.data_end, age, settings.nightly.max_data_age_days
         );
-        record.status = "refused".into();
-        record.exit_code = 4;
-        record.reason = Some(reason.clone());
-        record.finished_at = now();
-        let path = cat.run_dir(&format!("refused-{as_of}.json"));
-        catalog::write_json(&path, &record)?;
         drop(staged);
-        return Err(Error::Refused {
-            reason,
-            record: path,
-        });
+        return Err(refuse(&cat, &mut record, reason)?);
+    }
+
+    // Drift: the scoring population against the model's training one.
+    let clock = Instant::now();
+    match catalog::read_json_if_present::<DriftReference>(&catalog::version_file(
+        &model_dir,
+        "drift_reference.json",
+    ))? {
+        None => record.warnings.push(format!(
+            "model version {} has no drift reference (no churn model, or trained before drift checks): drift not checked",
+            record.model.version
+        )),
+        Some(reference) => {
+            let current = feature_stage::current(
+                &Inputs::new(tables.clone()),
+                &settings.features,
+                d.clone(),
+            )?;
+            let set = catalog::load_models(&model_dir)?;
+            let score = match &set.churn {
+                Some(m) => m.predict_arms(&current.active, &[None])?.0.pop(),
+                None => None,
+            };
+            record.drift = drift::psi(
+                &reference,
+                &current.active,
+                score.as_deref(),
+                settings.nightly.psi_warn,
+                settings.nightly.psi_fail,
+            )?;
+            for x in record.drift.iter().filter(|x| x.status != "stable") {
+                record.warnings.push(format!(
+                    "{} {} from the training population ({}): PSI {:.3}",
+                    x.feature, x.status, reference.population, x.psi
+                ));
+            }
+        }
+    }
+    record
+        .seconds
+        .push(("drift".into(), clock.elapsed().as_secs_f64()));
+    let drifted: Vec<String> = record
+        .drift
+        .iter()
+        .filter(|x| x.status == "drifted" && x.feature != "score")
+        .map(|x| format!("{} (PSI {:.2})", x.feature, x.psi))
+        .collect();
+    if !drifted.is_empty() {
+        let reason = format!(
+            "the scoring population drifted from the model's training population: {} (nightly.psi_fail is {})",
+            drifted.join(", "),
+            settings.nightly.psi_fail
+        );
+        drop(staged);
+        return Err(refuse(&cat, &mut record, reason)?);
     }
 
     night.parquet_metadata = vec![

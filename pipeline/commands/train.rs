@@ -18,6 +18,8 @@ use crate::artifact::{FitRole, Model, ModelKind, ModelSet};
 use crate::catalog::{self, FeatureSet};
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::stages::drift;
+use crate::stages::features::{Encoding, f};
 use crate::stages::train::{self as stage, Stamp};
 
 use super::common::{catalog as run_catalog, stdout};
@@ -159,6 +161,10 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         })
     };
     attempt(ModelKind::Churn, fit)?;
+    let drift_reference = match &set.churn {
+        Some(m) => Some(drift_reference(m, &snapshots)?),
+        None => None,
+    };
     drop(snapshots);
     let t = Instant::now();
     let second = cat.read_features(FeatureSet::SecondLifetime)?;
@@ -236,6 +242,9 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         },
     };
     staged.write_json("evaluation", &summary)?;
+    if let Some(r) = &drift_reference {
+        staged.write_json("drift_reference", r)?;
+    }
     staged.write_csv("effects", &mut effects_frame(&effects)?)?;
     let text = render(&summary, &set.models());
     staged.write_text("summary.txt", &text)?;
@@ -244,6 +253,43 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
     write!(out, "{text}").map_err(stdout)?;
     writeln!(out, "  written to {}", summary.version.display()).map_err(stdout)?;
     Ok(summary)
+}
+
+/// The churn model's population at its latest training snapshot (the
+/// nearest in time to the nights that score with it), binned per feature
+/// and on the model's score: what `nightly` measures drift against. The
+/// calendar feature (`horizon_quarter`) is left out: it changes with the
+/// date by design.
+fn drift_reference(m: &Model, snapshots: &DataFrame) -> Result<drift::DriftReference> {
+    let rows = snapshots
+        .clone()
+        .lazy()
+        .filter(col(f::SNAPSHOT).eq(col(f::SNAPSHOT).max()))
+        .collect()
+        .map_err(Error::polars("train: latest snapshot"))?;
+    let day = rows
+        .column(f::AS_OF)
+        .or_else(|_| rows.column(f::SNAPSHOT))
+        .ok()
+        .and_then(|c| c.get(0).ok().map(|v| v.to_string()))
+        .unwrap_or_default();
+    let (mut p, _) = m.predict_arms(&rows, &[None])?;
+    let score = p.pop().unwrap_or_default();
+    let features: Vec<(String, bool)> = m
+        .layout
+        .design
+        .manifest
+        .features
+        .iter()
+        .filter(|x| x.name != f::HORIZON_QUARTER)
+        .map(|x| (x.name.clone(), x.encoding == Encoding::OneHot))
+        .collect();
+    drift::reference(
+        &rows,
+        &features,
+        Some(&score),
+        format!("subscribers active at the latest training snapshot ({day})"),
+    )
 }
 
 fn log_trained(m: &Model, t: Instant) {

@@ -6,6 +6,7 @@
 
 #![deny(clippy::disallowed_methods)]
 
+pub mod drift;
 pub mod features;
 pub mod report;
 pub mod score;
