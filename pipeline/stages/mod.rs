@@ -21,8 +21,31 @@ use crate::error::{Error, Result};
 /// Runs a plan on polars' streaming engine, which processes the inputs in
 /// morsels, so memory follows the plan's state (group and join tables), not
 /// the size of the scanned files. `context` names the step in errors.
+///
+/// A damaged file can make polars' readers panic in a worker thread (an
+/// out-of-range page offset, seen by the random-damage test); that panic
+/// reaches this thread and becomes a data error naming the step, so that
+/// no input makes the binary panic.
 pub fn collect(lf: LazyFrame, context: impl Into<String>) -> Result<DataFrame> {
-    lf.collect_with_engine(Engine::Streaming)
-        .map(|r| r.unwrap_single())
-        .map_err(Error::polars(context))
+    let context = context.into();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lf.collect_with_engine(Engine::Streaming)
+            .map(|r| r.unwrap_single())
+    }));
+    match run {
+        Ok(r) => r.map_err(Error::polars(context)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(Error::Data {
+                table: context,
+                message: format!(
+                    "polars failed reading it ({what}): a damaged or truncated Parquet page?"
+                ),
+            })
+        }
+    }
 }
