@@ -331,4 +331,12 @@ pub struct GenerateArgs {
     /// Subscribers per chunk: bounds memory, does not change the output.
     #[arg(long, default_value_t = 100_000)]
     pub chunk_size: u64,
+    /// Write the history as it was known on this day (YYYY-MM-DD): rows
+    /// dated after it dropped, bills only of months ended by it, complaints
+    /// resolved after it still open. The same seed with a later day gives
+    /// the same history grown by the days between (a nightly feed).
+    /// `truth_lapsed.parquet`, which describes the history's end, is then
+    /// not written.
+    #[arg(long, value_name = "DATE")]
+    pub known_on: Option<NaiveDate>,
 }

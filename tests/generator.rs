@@ -719,3 +719,94 @@ fn chunk_size_does_not_change_the_rows() {
         );
     }
 }
+
+/// `--known-on DAY` writes the full history as it was known on that day,
+/// by the data contract's point-in-time rules, checked here against the
+/// full history cut independently: a nightly feed that grows day by day.
+#[test]
+fn a_history_known_on_a_day_is_the_full_history_cut_at_that_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    generate(&full, 1_500, 8);
+    // A month's last day (its bill is known) and a mid-month day (the
+    // month's bill is not).
+    for (day, last_bill) in [("2025-11-30", "2025-11-01"), ("2024-06-15", "2024-05-01")] {
+        let cut = tmp.path().join(day);
+        let o = common::winback(&[
+            "-q",
+            "generate",
+            "--subscribers",
+            "1500",
+            "--seed",
+            "8",
+            "--known-on",
+            day,
+            "--out",
+            cut.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", common::texts(&o).1);
+        assert!(
+            !cut.join("truth_lapsed.parquet").exists(),
+            "the lapsed truth describes the full history's end"
+        );
+        let on = |s: &str| lit(s).cast(DataType::Date);
+        for (table, date) in [
+            ("subscribers", "signup_date"),
+            ("billing", "month"),
+            ("complaints", "opened_at"),
+            ("referrals", "referred_at"),
+            ("churn_events", "churned_at"),
+            ("reactivations", "returned_at"),
+            ("winback_offers", "offered_at"),
+        ] {
+            let bound = if table == "billing" { last_bill } else { day };
+            let mut expected = lf(&full, table).filter(col(date).lt_eq(on(bound)));
+            if table == "complaints" {
+                let later = col("resolved_at").gt(on(day));
+                expected = expected.with_columns([
+                    when(later.clone())
+                        .then(lit(NULL).cast(DataType::Boolean))
+                        .otherwise(col("satisfied"))
+                        .alias("satisfied"),
+                    when(later)
+                        .then(lit(NULL).cast(DataType::Date))
+                        .otherwise(col("resolved_at"))
+                        .alias("resolved_at"),
+                ]);
+            }
+            let expected = expected.collect().unwrap();
+            let got = read(&cut.join(format!("{table}.parquet")));
+            assert!(expected.height() > 0, "{table} as of {day}: no rows");
+            assert!(
+                got.equals_missing(&expected),
+                "{table} known on {day} is not the full history cut there: {} rows vs {}",
+                got.height(),
+                expected.height()
+            );
+        }
+        let latest = read(&cut.join("billing.parquet"))
+            .column("month")
+            .unwrap()
+            .as_materialized_series()
+            .max_reduce()
+            .unwrap();
+        assert_eq!(
+            latest.value().to_string(),
+            last_bill,
+            "latest bill known on {day}"
+        );
+    }
+    // A day outside the history is a bad command line, exit 2.
+    let o = common::winback(&[
+        "-q",
+        "generate",
+        "--subscribers",
+        "10",
+        "--known-on",
+        "2031-01-01",
+        "--out",
+        tmp.path().join("never").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::texts(&o).1);
+    assert!(common::texts(&o).1.contains("known_on"));
+}

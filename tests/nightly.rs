@@ -320,16 +320,56 @@ fn killed_at_twenty_random_points_a_night_never_shows_half_a_list() {
     );
 }
 
+/// Generates `subscribers` with seed 3 as known on `day` (a nightly feed
+/// that grows by a day each night).
+fn generate_known_on(dir: &Path, subscribers: u64, day: &str) {
+    let o = winback(&[
+        "-q",
+        "generate",
+        "--subscribers",
+        &subscribers.to_string(),
+        "--seed",
+        "3",
+        "--known-on",
+        day,
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "generate: {}", texts(&o).1);
+}
+
+/// Two nights on a history that grows by a month: the model trained on
+/// the first night's data scores both; a drifted feature injected into
+/// the second night refuses with exit 4 and names it, keeping the first
+/// night as `latest`; the clean second night publishes with the new
+/// data's end and the same model.
 #[test]
-fn a_drifted_feature_stops_the_night_and_names_it() {
+fn two_nights_on_a_growing_history_and_a_drifted_feature_stops_the_second() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, out) = prepared(tmp.path(), 2000);
-    // The population the model was trained on: published, drift measured.
-    let o = winback(&nightly_args(&data, &out, &[]));
+    let (first, out) = (tmp.path().join("november"), tmp.path().join("out"));
+    generate_known_on(&first, 2000, "2025-11-30");
+    for stage in ["features", "train"] {
+        let mut args = vec![
+            "-q",
+            stage,
+            "--config",
+            CONFIG,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if stage == "features" {
+            args.extend(["--data", first.to_str().unwrap()]);
+        }
+        let o = winback(&args);
+        assert!(o.status.success(), "{stage}: {}", texts(&o).1);
+    }
+    // Night one, on the population the model was trained on.
+    let o = winback(&nightly_args(&first, &out, &[]));
     assert!(o.status.success(), "{}", texts(&o).1);
-    let night = latest(&out).unwrap();
-    let r = record(&out, &night);
-    let drift = r["drift"].as_array().unwrap();
+    assert_eq!(latest(&out).as_deref(), Some("2025-11-30"));
+    let r1 = record(&out, "2025-11-30");
+    assert_eq!(r1["data_end"], "2025-11-30");
+    let drift = r1["drift"].as_array().unwrap();
     assert!(drift.len() >= 10, "{drift:?}");
     assert!(drift.iter().any(|d| d["feature"] == "score"));
     assert!(
@@ -338,21 +378,38 @@ fn a_drifted_feature_stops_the_night_and_names_it() {
             .all(|d| d["status"] != "drifted" || d["feature"] == "score"),
         "a night on the training data refused: {drift:?}"
     );
-    // Every fee tripled: the same subscribers, another price list.
-    let path = data.join("subscribers.parquet");
+    let night_one = files(&out.join("runs").join("2025-11-30"));
+
+    // The history a month later, and a copy where every fee tripled: the
+    // same subscribers, another price list.
+    let second = tmp.path().join("december");
+    generate_known_on(&second, 2000, "2025-12-31");
+    let drifted = tmp.path().join("december-drifted");
+    std::fs::create_dir(&drifted).unwrap();
+    for e in std::fs::read_dir(&second).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, drifted.join(p.file_name().unwrap())).unwrap();
+    }
+    let path = drifted.join("subscribers.parquet");
     let mut subs = common::read(&path);
     let fee = subs.column("monthly_fee").unwrap().as_materialized_series() * 3.0;
     subs.with_column(Column::from(fee)).unwrap();
     common::write(&path, &mut subs);
-    let o = winback(&nightly_args(&data, &out, &[]));
+
+    let o = winback(&nightly_args(&drifted, &out, &[]));
     let (_, stderr) = texts(&o);
     assert_eq!(o.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("monthly_fee (PSI"), "{stderr}");
-    assert_eq!(latest(&out).as_deref(), Some(night.as_str()), "latest kept");
+    assert_eq!(latest(&out).as_deref(), Some("2025-11-30"), "latest kept");
+    assert!(
+        !out.join("runs").join("2025-12-31").exists(),
+        "no refused night visible"
+    );
     let refused: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("runs").join(format!("refused-{night}.json"))).unwrap(),
+        &std::fs::read_to_string(out.join("runs").join("refused-2025-12-31.json")).unwrap(),
     )
     .unwrap();
+    assert_eq!(refused["data_end"], "2025-12-31");
     // The fee and what is computed from it (the largest bill over the
     // fee) drifted; the rest of the population did not.
     let table = refused["drift"].as_array().unwrap();
@@ -372,6 +429,40 @@ fn a_drifted_feature_stops_the_night_and_names_it() {
     assert!(status("monthly_fee").1 > 0.25);
     assert_eq!(status("tenure_months").0, "stable");
     assert_eq!(status("region").0, "stable");
-    // The published night is untouched.
-    assert_eq!(record(&out, &night)["run_id"], r["run_id"]);
+
+    // The clean second night: published with the new data's end and the
+    // same model; night one untouched.
+    let o = winback(&nightly_args(&second, &out, &[]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    assert_eq!(latest(&out).as_deref(), Some("2025-12-31"));
+    let r2 = record(&out, "2025-12-31");
+    assert_eq!(r2["status"], "published");
+    assert_eq!(r2["data_end"], "2025-12-31");
+    assert_eq!(r2["model"], r1["model"], "the same model both nights");
+    assert_ne!(r2["run_id"], r1["run_id"]);
+    let rows = |r: &serde_json::Value| {
+        r["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == "billing")
+            .unwrap()["files"][0]["rows"]
+            .as_i64()
+            .unwrap()
+    };
+    assert!(
+        rows(&r2) > rows(&r1),
+        "the second night reads the grown history"
+    );
+    assert!(
+        r2["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] != "drifted" || d["feature"] == "score"),
+        "{}",
+        r2["drift"]
+    );
+    assert_eq!(files(&out.join("runs").join("2025-11-30")), night_one);
+    assert_eq!(record(&out, "2025-11-30")["run_id"], r1["run_id"]);
 }

@@ -55,6 +55,7 @@ pub(crate) fn generate_with(
             (None, Some(path)) => config::economics_of(path)?,
             (None, None) => Default::default(),
         },
+        known_on: args.known_on,
     };
     let mut generator = Generator::new(opts)?;
     let staged = StagedDir::new(&args.out)?;
@@ -69,7 +70,9 @@ pub(crate) fn generate_with(
     let mut empty_truth = None;
     while let Some(chunk) = generator.next_chunk()? {
         truth_offers.write(&chunk.offer_truth)?;
-        truth_lapsed.write(&chunk.lapsed_truth)?;
+        if args.known_on.is_none() {
+            truth_lapsed.write(&chunk.lapsed_truth)?;
+        }
         if empty_truth.is_none() {
             empty_truth = Some((chunk.offer_truth.clear(), chunk.lapsed_truth.clear()));
         }
@@ -98,7 +101,9 @@ pub(crate) fn generate_with(
     }
     let (empty_offers, empty_lapsed) = empty_truth.expect("at least one chunk");
     truth_offers.finish(&empty_offers)?;
-    truth_lapsed.finish(&empty_lapsed)?;
+    if args.known_on.is_none() {
+        truth_lapsed.finish(&empty_lapsed)?;
+    }
     let truth = generator.truth();
     staged.write_json("truth", &truth)?;
     let dir = staged.commit()?;

@@ -35,6 +35,7 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
             months: GenerateOptions::default().months,
             chunk_size: GenerateOptions::default().chunk_size,
             config: None,
+            known_on: None,
         };
         generate::generate_with(&args, Some(settings.economics), out)?;
     }

@@ -17,7 +17,7 @@ pub mod truth;
 
 use std::ops::Range;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -46,6 +46,9 @@ pub struct GenerateOptions {
     pub chunk_size: u64,
     /// Economics under which truth.json values the arms.
     pub economics: Economics,
+    /// Write the history as it was known on this day (`None`: its end).
+    /// The same seed and calendar with a later day extend the history.
+    pub known_on: Option<NaiveDate>,
 }
 
 impl Default for GenerateOptions {
@@ -57,6 +60,7 @@ impl Default for GenerateOptions {
             months: 84,
             chunk_size: 100_000,
             economics: Economics::default(),
+            known_on: None,
         }
     }
 }
@@ -120,11 +124,28 @@ impl Generator {
                 message: "must be at least 1".into(),
             });
         }
+        let calendar = Calendar::new(opts.start, opts.months);
+        if let Some(day) = opts.known_on {
+            let (first, end) = (
+                day_number(opts.start.with_day(1).expect("day 1")),
+                calendar.end_day(),
+            );
+            let d = day_number(day);
+            if d < first || d > end {
+                return Err(Error::Setting {
+                    key: "known_on".into(),
+                    message: format!(
+                        "{day} lies outside the history ({} to {})",
+                        date_of(first),
+                        date_of(end)
+                    ),
+                });
+            }
+        }
         let params = Parameters {
             economics: opts.economics,
             ..Parameters::default()
         };
-        let calendar = Calendar::new(opts.start, opts.months);
         let discounting = params.economics.discounting();
         Ok(Generator {
             opts,
@@ -205,6 +226,17 @@ impl Generator {
         offer_truth.rechunk_mut_par();
         let mut lapsed_truth = lapsed_truth.expect("at least one block");
         lapsed_truth.rechunk_mut_par();
+        if let Some(day) = self.opts.known_on {
+            let day = day_number(day);
+            for (table, df) in &mut tables {
+                *df = known_on(*table, std::mem::take(df), day)?;
+            }
+            offer_truth = offer_truth
+                .lazy()
+                .filter(col(col::OFFERED_AT).lt_eq(date_lit(day)))
+                .collect()
+                .map_err(Error::polars("offer truth as known"))?;
+        }
         Ok(Some(Chunk {
             range,
             tables,
@@ -306,6 +338,67 @@ fn lapsed_frame(r: &Rows, cal: &Calendar) -> Result<DataFrame> {
         }
     }
     DataFrame::new_infer_height(columns).map_err(Error::polars("build lapsed truth"))
+}
+
+/// Days since 1970-01-01.
+fn day_number(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
+}
+
+/// The date `day` days after 1970-01-01.
+fn date_of(day: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date") + chrono::TimeDelta::days(day.into())
+}
+
+/// A day number as a Date literal.
+fn date_lit(day: i32) -> Expr {
+    lit(day).cast(DataType::Date)
+}
+
+/// `table`'s rows as they were known on `day` (days since 1970-01-01), as
+/// the data contract's point-in-time rules say: a row dated after it is
+/// dropped, a bill only once its month has ended, a complaint resolved
+/// after it is still open (resolution and satisfaction unknown); a
+/// subscriber who signed up after it does not exist yet.
+fn known_on(table: Table, df: DataFrame, day: i32) -> Result<DataFrame> {
+    let date = match table {
+        Table::Subscribers => col::SIGNUP_DATE,
+        Table::Billing => col::MONTH,
+        Table::Complaints => col::OPENED_AT,
+        Table::Referrals => col::REFERRED_AT,
+        Table::ChurnEvents => col::CHURNED_AT,
+        Table::Reactivations => col::RETURNED_AT,
+        Table::WinbackOffers => col::OFFERED_AT,
+    };
+    let last = match table {
+        // The bill of the month holding `day` is known only when `day` is
+        // that month's last day.
+        Table::Billing => {
+            let month = date_of(day).with_day(1).expect("day 1");
+            if date_of(day + 1).day() == 1 {
+                day_number(month)
+            } else {
+                day_number(month - chrono::Months::new(1))
+            }
+        }
+        _ => day,
+    };
+    let mut lf = df.lazy().filter(col(date).lt_eq(date_lit(last)));
+    if table == Table::Complaints {
+        let later = col(col::RESOLVED_AT).gt(date_lit(day));
+        lf = lf.with_columns([
+            when(later.clone())
+                .then(lit(NULL).cast(DataType::Boolean))
+                .otherwise(col(col::SATISFIED))
+                .alias(col::SATISFIED),
+            when(later)
+                .then(lit(NULL).cast(DataType::Date))
+                .otherwise(col(col::RESOLVED_AT))
+                .alias(col::RESOLVED_AT),
+        ]);
+    }
+    lf.collect()
+        .map_err(Error::polars(format!("{table} as known")))
 }
 
 /// The seven tables of a block of rows, in [`Table::ALL`] order, and the
