@@ -953,7 +953,10 @@ impl Catalog {
         // Written beside it, then linked into place: the lock appears
         // with its content or not at all.
         let tmp = temp_beside(&path);
-        fs::write(&tmp, &text).map_err(Error::io("write", &tmp))?;
+        if let Err(e) = fs::write(&tmp, &text) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("write", &tmp)(e));
+        }
         let proc_fs = Path::new("/proc/self/stat").is_file();
         let result = loop {
             match fs::hard_link(&tmp, &path) {

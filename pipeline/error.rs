@@ -225,6 +225,34 @@ impl Error {
         }
     }
 
+    /// True when a write failed for want of room: the disk or its quota is
+    /// full (ENOSPC, EDQUOT) or a file-size limit was reached (EFBIG, as
+    /// under `ulimit -f`). Polars and parquet keep only the text of the
+    /// I/O error they met, so the text is read as well.
+    pub fn is_out_of_space(&self) -> bool {
+        const CODES: [i32; 3] = [27, 28, 122];
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.raw_os_error().is_some_and(|c| CODES.contains(&c))
+            {
+                return true;
+            }
+            let text = e.to_string();
+            if CODES
+                .iter()
+                .any(|c| text.contains(&format!("(os error {c})")))
+            {
+                return true;
+            }
+            cur = e.source();
+        }
+        if let Error::Many(all) = self {
+            return all.iter().any(Error::is_out_of_space);
+        }
+        false
+    }
+
     /// True when the error is the configuration's or the command line's fault.
     pub fn is_config_error(&self) -> bool {
         matches!(

@@ -45,10 +45,16 @@ fn exit_code(e: &Error) -> u8 {
 }
 
 fn report(e: &Error, command: &Command) {
-    eprintln!("error: {e}");
+    let mut said = e.to_string();
+    eprintln!("error: {said}");
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        eprintln!("  caused by: {s}");
+        // Most messages already end with their cause's text: say it once.
+        let text = s.to_string();
+        if !said.contains(&text) {
+            eprintln!("  caused by: {text}");
+            said.push_str(&text);
+        }
         source = s.source();
     }
     for hint in hints(e, command) {
@@ -58,6 +64,13 @@ fn report(e: &Error, command: &Command) {
 
 fn hints(e: &Error, command: &Command) -> Vec<String> {
     let mut hints = Vec::new();
+    if e.is_out_of_space() {
+        hints.push(
+            "no room to write (disk or quota full, or a file-size limit such as `ulimit -f`): \
+             free space and rerun; what was being written was staged and discarded, earlier outputs are intact"
+                .into(),
+        );
+    }
     match e {
         Error::Rules { .. } => hints.push(
             "rerun with --mode quarantine to set offending rows aside in validate/rejected/ and go on".into(),

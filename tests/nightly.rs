@@ -225,6 +225,131 @@ fn stale_data_is_refused_with_exit_4_and_latest_kept_and_a_held_lock_exits_5() {
     assert!(!lock.exists(), "the lock is released");
 }
 
+/// `winback args` under a file-size limit of `kib` KiB (`ulimit -f`, with
+/// SIGXFSZ ignored so that a write past it fails with EFBIG, as on a
+/// full disk).
+fn winback_limited(kib: u64, args: &[&str]) -> std::process::Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_winback"))
+        .args(args)
+        .env_remove("WINBACK_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Names under `dir`, hidden ones included.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A write that fails for want of room, at several points of a night:
+/// exit 1, a message naming the path and the cause, nothing half-written
+/// left, the previous night intact and `latest` on it, the lock released;
+/// the same for `score` outside a night; and the next run succeeds.
+#[test]
+fn a_full_disk_fails_the_night_with_exit_1_naming_the_path_and_keeps_the_last_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = prepared(tmp.path(), 1500);
+    let o = winback(&nightly_args(&data, &out, &["--as-of", "2025-11-30"]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    let night_one = files(&out.join("runs").join("2025-11-30"));
+    let record_one = std::fs::read(out.join("runs/2025-11-30/run.json")).unwrap();
+    let runs_before = names(&out.join("runs"));
+    let top_before = names(&out);
+    let mut failed_at = std::collections::BTreeSet::new();
+    // Limits below the largest file a night writes, so that each fails
+    // somewhere else.
+    let largest = night_one.values().map(Vec::len).max().unwrap() as u64;
+    for kib in [0.05, 0.3, 0.6, 0.9].map(|f| (f * largest as f64 / 1024.0).ceil() as u64) {
+        let o = winback_limited(kib, &nightly_args(&data, &out, &["--as-of", "2025-12-31"]));
+        let (_, stderr) = texts(&o);
+        assert_eq!(o.status.code(), Some(1), "limit {kib} KiB: {stderr}");
+        assert!(
+            stderr.contains("File too large") && stderr.contains(out.to_str().unwrap()),
+            "limit {kib} KiB: the message names the path and the cause: {stderr}"
+        );
+        assert!(stderr.contains("hint: no room to write"), "{stderr}");
+        let path = stderr
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find(|w| w.contains(out.to_str().unwrap()))
+            })
+            .unwrap()
+            .trim_end_matches(':')
+            .to_string();
+        failed_at.insert(Path::new(&path).file_name().unwrap().to_owned());
+        assert_eq!(
+            names(&out.join("runs")),
+            runs_before,
+            "limit {kib} KiB: leftovers"
+        );
+        assert_eq!(
+            names(&out),
+            top_before,
+            "limit {kib} KiB: leftovers or a lock"
+        );
+        assert_eq!(latest(&out).as_deref(), Some("2025-11-30"));
+        assert_eq!(files(&out.join("runs").join("2025-11-30")), night_one);
+        assert_eq!(
+            std::fs::read(out.join("runs/2025-11-30/run.json")).unwrap(),
+            record_one
+        );
+    }
+    assert!(
+        failed_at.len() >= 2,
+        "the limits fail at one point only: {failed_at:?}"
+    );
+
+    // `score` replaces scores/ whole or not at all.
+    let score = |as_of: &'static str| {
+        vec![
+            "-q",
+            "score",
+            "--config",
+            CONFIG,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--as-of",
+            as_of,
+        ]
+    };
+    let o = winback(&score("2025-11-30"));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    let scores = files(&out.join("score"));
+    let half = scores.values().map(Vec::len).max().unwrap() as u64 / 2048;
+    let o = winback_limited(half.max(1), &score("2025-12-31"));
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert_eq!(files(&out.join("score")), scores, "scores half-replaced");
+    assert_eq!(
+        names(&out),
+        top_before
+            .iter()
+            .cloned()
+            .chain(["score".to_string()])
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+
+    // Room again: the night publishes.
+    let o = winback(&nightly_args(&data, &out, &["--as-of", "2025-12-31"]));
+    assert!(o.status.success(), "{}", texts(&o).1);
+    assert_eq!(latest(&out).as_deref(), Some("2025-12-31"));
+}
+
 #[test]
 fn killed_at_twenty_random_points_a_night_never_shows_half_a_list() {
     let tmp = tempfile::tempdir().unwrap();
