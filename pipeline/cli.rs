@@ -21,12 +21,27 @@ pub struct Cli {
     /// More log lines on stderr (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only warnings and errors on stderr.
+    /// Only warnings and errors on stderr (and no progress lines).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Log lines on stderr as text (timestamped; with a line of progress
+    /// per running stage when stderr is a terminal) or as JSON, one object
+    /// per line with `timestamp`, `level`, `message` and the event's
+    /// fields, for log shippers (errors included).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Timestamped text lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands, one per stage, each named as its stage, config section,

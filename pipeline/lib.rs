@@ -51,6 +51,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod progress;
 pub mod schema;
 pub mod stages;
 

@@ -1,12 +1,13 @@
 //! The `winback` binary: parse flags, run, map the outcome to an exit code.
 //! Data and summaries go to stdout; logs and errors to stderr.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 use winback::Error;
-use winback::cli::{Cli, Command};
+use winback::cli::{Cli, Command, LogFormat};
+use winback::progress;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,20 +22,45 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WINBACK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("winback={level}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let terminal = std::io::stderr().is_terminal();
+    match cli.log_format {
+        LogFormat::Text => {
+            if terminal && !cli.quiet {
+                progress::enable();
+            }
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(|| progress::LogWriter)
+                .with_ansi(terminal && std::env::var_os("NO_COLOR").is_none())
+                .with_target(false)
+                .init();
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init(),
+    }
 
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = progress::Stdout::new(stdout.lock());
     let result = winback::commands::execute_with(&cli.command, &mut out, cli.quiet);
     let _ = out.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report(&e, &cli.command);
+            match cli.log_format {
+                LogFormat::Text => report(&e, &cli.command),
+                LogFormat::Json => tracing::error!(
+                    exit_code = exit_code(&e),
+                    hints = %hints(&e, &cli.command).join("; "),
+                    "{e}"
+                ),
+            }
             ExitCode::from(exit_code(&e))
         }
     }

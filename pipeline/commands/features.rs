@@ -50,6 +50,7 @@ pub fn features(
     validated: Validated,
     out: &mut dyn Write,
 ) -> Result<Features> {
+    let _progress = crate::progress::stage("features");
     let started = Instant::now();
     let s = &settings.features;
     let mut subs = validated

@@ -58,6 +58,7 @@ pub(crate) fn generate_with(
         known_on: args.known_on,
     };
     let mut generator = Generator::new(opts)?;
+    let progress = crate::progress::counted("generate", args.subscribers, "subscribers");
     let staged = StagedDir::new(&args.out)?;
     let mut writers: Vec<(Table, ParquetBatches)> = Table::ALL
         .into_iter()
@@ -80,6 +81,7 @@ pub(crate) fn generate_with(
             rows[i] += df.height() as u64;
             w.write(df)?;
         }
+        progress.set(chunk.range.end);
         info!(
             subscribers = chunk.range.end,
             elapsed_s = started.elapsed().as_secs_f64(),
@@ -95,6 +97,7 @@ pub(crate) fn generate_with(
             );
         }
     }
+    drop(progress);
     let empty = empty.expect("at least one chunk");
     for ((_, w), e) in writers.into_iter().zip(&empty) {
         w.finish(e)?;

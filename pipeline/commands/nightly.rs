@@ -158,6 +158,7 @@ pub fn nightly(
     stages: &mut dyn Write,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let _progress = crate::progress::stage("nightly");
     let cat = run_catalog(settings);
     let _lock = cat.lock("nightly", args.wait)?;
     let started_at = now();

@@ -35,6 +35,7 @@ fn version_name(dir: &Path) -> String {
 
 /// `winback report`: writes `<out>/report/` and returns its path.
 pub fn report(settings: &Settings, notes: &RunNotes, out: &mut dyn Write) -> Result<PathBuf> {
+    let _progress = crate::progress::stage("report");
     let cat = run_catalog(settings);
     let json = |o: Output, f: &str| catalog::read_json_if_present::<Value>(&cat.output_file(o, f));
     let parquet = |o: Output, f: &str| catalog::read_parquet_if_present(&cat.output_file(o, f));

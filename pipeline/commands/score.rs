@@ -40,6 +40,7 @@ pub fn score(
     model: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<ScoreSummary> {
+    let _progress = crate::progress::stage("score");
     let started = Instant::now();
     let cat = run_catalog(settings);
     let dir = cat.model_version(model)?;

@@ -65,6 +65,7 @@ pub fn simulate_with(
     history: &catalog::Catalog,
     out: &mut dyn Write,
 ) -> Result<SimulateSummary> {
+    let _progress = crate::progress::stage("simulate");
     let started = Instant::now();
     let cat = run_catalog(settings);
     let dir = cat.model_version(model)?;

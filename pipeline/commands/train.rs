@@ -83,6 +83,7 @@ fn now_utc() -> String {
 
 /// `winback train`: fits every model the features support.
 pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
+    let _progress = crate::progress::stage("train");
     let started = Instant::now();
     let cat = run_catalog(settings);
     if !cat.features_present() {
@@ -119,6 +120,7 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         }
     };
     let t = Instant::now();
+    crate::progress::note("return model");
     let offers = cat.read_features(FeatureSet::Offers)?;
     let fit = if offers.height() == 0 {
         Err(skipped_reason(
@@ -141,6 +143,7 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
     attempt(ModelKind::Return, fit)?;
     drop(offers);
     let t = Instant::now();
+    crate::progress::note("churn model");
     let snapshots = cat.read_features(FeatureSet::ChurnSnapshots)?;
     let fit = if snapshots.height() == 0 {
         Err(skipped_reason(
@@ -167,6 +170,7 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
     };
     drop(snapshots);
     let t = Instant::now();
+    crate::progress::note("second lifetime model");
     let second = cat.read_features(FeatureSet::SecondLifetime)?;
     let fit = if second.height() == 0 {
         Err(skipped_reason(

@@ -116,6 +116,7 @@ fn read_tables(settings: &Settings) -> Result<Ingested> {
 /// `winback validate`: checks the input and writes `validate/report.json`
 /// (and, in quarantine mode, `validate/rejected/<table>.parquet`).
 pub fn validate(settings: &Settings, out: &mut dyn Write) -> Result<Validated> {
+    let _progress = crate::progress::stage("validate");
     let started = Instant::now();
     let (sources, inputs, missing_optional) = read_tables(settings)?;
     let mut validated = stage::check_rows(inputs, &settings.validate)?;

@@ -252,6 +252,7 @@ pub(crate) fn fit_binary(
                 .find(|a| a.alpha == alpha)
                 .map(|a| a.mean_log_loss)
                 .unwrap_or(f64::INFINITY);
+            crate::progress::note(format!("{} model: logistic candidates", problem.name));
             tracing::info!(
                 model = problem.name,
                 bins,
@@ -296,6 +297,7 @@ pub(crate) fn fit_binary(
         kept.push((layout, Learner::Logistic(model), holdout));
     }
     if s.learner != LearnerChoice::Logistic {
+        crate::progress::note(format!("{} model: boosted candidate", problem.name));
         let layout = layout_for(problem, 0)?;
         let (x, y) = rows.build(&layout, &problem.train)?;
         if training.0 == 0 {
