@@ -942,6 +942,24 @@ fn process_start(pid: u32) -> Option<String> {
 
 const LOCK: &str = ".winback.lock";
 
+/// This process's peak resident memory so far in MiB (`VmHWM` of
+/// `/proc/self/status`), or `None` where there is no such file.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+impl Catalog {
+    /// Writes `<out>/timings.json` (a `run`'s seconds and memory per
+    /// stage), atomically.
+    pub fn write_timings<T: Serialize>(&self, value: &T) -> Result<()> {
+        fs::create_dir_all(&self.out).map_err(Error::io("create directory", &self.out))?;
+        write_json(&self.out.join("timings.json"), value)
+    }
+}
+
 impl Catalog {
     /// Takes the output directory's lock for `command`; with `wait`, waits
     /// for another job's lock to go, else fails with [`Error::Busy`].
