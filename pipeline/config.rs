@@ -173,6 +173,10 @@ pub struct RawTrain {
     pub boosted_learning_rate: Option<f64>,
     /// Boosted tree depth. Default 4.
     pub boosted_max_depth: Option<usize>,
+    /// Rare-event sampling of the churn model's boosted trees: fitted on
+    /// every churner and at most this many non-churners per churner (0:
+    /// every row). Default 5.
+    pub churn_rare_event_ratio: Option<f64>,
     /// Return-model features. Default: every feature.
     pub return_features: Option<Vec<String>>,
     /// Churn-model features. Default: every feature of the snapshots.
@@ -904,6 +908,16 @@ fn resolve_train(raw: &RawTrain, problems: &mut Vec<String>) -> TrainSettings {
         alphas,
         cv_max_rows,
         boosted,
+        churn_rare_event_ratio: match raw.churn_rare_event_ratio {
+            None => d.churn_rare_event_ratio,
+            Some(r) if r == 0.0 || (r >= 1.0 && r.is_finite()) => r,
+            Some(r) => {
+                problems.push(format!(
+                    "`train.churn_rare_event_ratio`: {r}; expected 0 (every row) or a number of at least 1"
+                ));
+                d.churn_rare_event_ratio
+            }
+        },
         return_features: raw.return_features.clone().unwrap_or_default(),
         churn_features: raw.churn_features.clone().unwrap_or_default(),
         interactions: raw.interactions.clone().unwrap_or(d.interactions),

@@ -38,6 +38,15 @@ pub struct BoostedParams {
     pub min_leaf_weight: f64,
     /// Seed of the validation split.
     pub seed: u64,
+    /// Rare-event sampling: in the rows the trees are fitted on, at most
+    /// this many rows of the commoner class per row of the rarer one; the
+    /// rest of the commoner class is left out by a seeded draw. Early
+    /// stopping weighs the validation rows of that class by the share kept
+    /// (the same mix as the fitting rows), and Platt's calibration is
+    /// fitted on every validation row unweighted, which restores
+    /// calibrated probabilities. 0 keeps every row.
+    #[serde(default)]
+    pub rare_event_ratio: f64,
 }
 
 impl Default for BoostedParams {
@@ -51,6 +60,7 @@ impl Default for BoostedParams {
             validation_share: 0.2,
             min_leaf_weight: 5.0,
             seed: 1,
+            rare_event_ratio: 0.0,
         }
     }
 }
@@ -85,6 +95,14 @@ impl BoostedParams {
             problems.push(format!(
                 "min_leaf_weight {} is not a non-negative number",
                 self.min_leaf_weight
+            ));
+        }
+        if !(self.rare_event_ratio == 0.0
+            || (self.rare_event_ratio >= 1.0 && self.rare_event_ratio.is_finite()))
+        {
+            problems.push(format!(
+                "rare_event_ratio {} is neither 0 (off) nor a number of at least 1",
+                self.rare_event_ratio
             ));
         }
         if problems.is_empty() {
@@ -227,6 +245,34 @@ fn column_major(x: ArrayView2<f64>, rows: &[usize]) -> Vec<f64> {
     out
 }
 
+/// `rows` with the commoner class thinned to at most `ratio` rows per row
+/// of the rarer one by a seeded draw (`ratio` 0: all kept); also the
+/// commoner class and the share of it kept.
+fn rare_event_sample(rows: &[usize], y: &[bool], ratio: f64, seed: u64) -> (Vec<usize>, bool, f64) {
+    let positives = rows.iter().filter(|&&i| y[i]).count();
+    let negatives = rows.len() - positives;
+    let common = positives > negatives;
+    let (rare, many) = if common {
+        (negatives, positives)
+    } else {
+        (positives, negatives)
+    };
+    if ratio == 0.0 || rare == 0 || (many as f64) <= ratio * rare as f64 {
+        return (rows.to_vec(), common, 1.0);
+    }
+    let share = ratio * rare as f64 / many as f64;
+    let cut = (share * u64::MAX as f64) as u64;
+    let salt = seed ^ 0x5EED_0F_5A3F_1E5;
+    let kept: Vec<usize> = rows
+        .iter()
+        .copied()
+        .filter(|&i| y[i] != common || row_key(salt, i) < cut)
+        .collect();
+    // The share actually kept (the draw's count, not its expectation).
+    let drawn = kept.len() - rare;
+    (kept, common, drawn as f64 / many as f64)
+}
+
 /// A seeded pseudo-random key per row (splitmix64).
 pub fn row_key(seed: u64, i: usize) -> u64 {
     let mut z = seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15));
@@ -264,9 +310,16 @@ impl BoostedModel {
         let label = |rows: &[usize]| -> Vec<f64> {
             rows.iter().map(|&i| if y[i] { 1.0 } else { 0.0 }).collect()
         };
+        // Rare-event sampling of the fitting rows (validation rows are all
+        // kept: early stopping and calibration see the true mix).
+        let (train, common, kept) =
+            rare_event_sample(&train, y, params.rare_event_ratio, params.seed);
         let (xt, yt) = (column_major(x, &train), label(&train));
         let (xv, yv) = (column_major(x, &valid), label(&valid));
-        let wv = vec![1.0; valid.len()];
+        let wv: Vec<f64> = valid
+            .iter()
+            .map(|&i| if y[i] == common { kept } else { 1.0 })
+            .collect();
         let mut booster = GradientBooster::default()
             .set_objective_type(ObjectiveType::LogLoss)
             .set_iterations(params.max_trees)
@@ -447,6 +500,96 @@ mod tests {
         assert!(
             (p.a - 0.5).abs() < 0.08 && (p.b - 0.7).abs() < 0.06,
             "{p:?}"
+        );
+    }
+
+    /// The threshold-and-interaction data with the outcome made rare
+    /// (about 4% positive).
+    fn rare(n: usize, seed: u64) -> (Array2<f64>, Vec<bool>, Vec<f64>) {
+        let (x, _, _) = data(n, seed);
+        let mut y = Vec::with_capacity(n);
+        let mut truth = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b) = (x[[i, 0]], x[[i, 1]]);
+            let p = sigmoid(-4.4 + if a > 1.0 { 2.0 } else { 0.0 } + 0.8 * a * b);
+            truth.push(p);
+            y.push((row_key(seed.wrapping_add(4 * 7919), i) as f64 / u64::MAX as f64) < p);
+        }
+        (x, y, truth)
+    }
+
+    #[test]
+    fn rare_event_sampling_keeps_every_rare_row_and_the_ratio_of_the_rest() {
+        let y: Vec<bool> = (0..100_000).map(|i| row_key(3, i) % 20 == 0).collect();
+        let rows: Vec<usize> = (0..y.len()).collect();
+        let positives = y.iter().filter(|v| **v).count();
+        let (kept, common, share) = rare_event_sample(&rows, &y, 5.0, 1);
+        assert!(!common, "negatives are the commoner class");
+        assert_eq!(kept.iter().filter(|&&i| y[i]).count(), positives);
+        let negatives = kept.len() - positives;
+        let want = 5.0 * positives as f64;
+        assert!(
+            (negatives as f64 / want - 1.0).abs() < 0.05,
+            "{negatives} vs {want}"
+        );
+        assert_eq!(share, negatives as f64 / (y.len() - positives) as f64);
+        // The same draw for the same seed; every row when off or balanced.
+        assert_eq!(rare_event_sample(&rows, &y, 5.0, 1).0, kept);
+        assert_eq!(rare_event_sample(&rows, &y, 0.0, 1).0.len(), rows.len());
+        assert_eq!(rare_event_sample(&rows, &y, 30.0, 1).0.len(), rows.len());
+        // The rarer class may be the positive one or the negative one.
+        let flipped: Vec<bool> = y.iter().map(|v| !v).collect();
+        let (kept, common, _) = rare_event_sample(&rows, &flipped, 5.0, 1);
+        assert!(common);
+        assert_eq!(kept.iter().filter(|&&i| !flipped[i]).count(), positives);
+    }
+
+    /// Fitted on every rare row and five of the others per rare row, the
+    /// trees' own scores overstate the rate; Platt's calibration on the
+    /// untouched validation rows brings it back, and the ranking is as
+    /// good as with every row.
+    #[test]
+    fn rare_event_sampling_ranks_as_well_and_stays_calibrated() {
+        let (x, y, _) = rare(60_000, 5);
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let fit = |ratio: f64| {
+            BoostedModel::fit(
+                x.view(),
+                &y,
+                &names,
+                BoostedParams {
+                    rare_event_ratio: ratio,
+                    ..BoostedParams::default()
+                }
+                .check()
+                .unwrap(),
+            )
+            .unwrap()
+        };
+        let (all, sampled) = (fit(0.0), fit(5.0));
+        let (xt, yt, truth) = rare(60_000, 6);
+        let rate = yt.iter().filter(|v| **v).count() as f64 / yt.len() as f64;
+        assert!((0.03..0.10).contains(&rate), "{rate}");
+        let best = crate::metrics::roc_auc(&truth, &yt).unwrap().unwrap();
+        for (name, m) in [("every row", &all), ("sampled", &sampled)] {
+            let p = m.predict(xt.view()).unwrap();
+            let auc = crate::metrics::roc_auc(&p, &yt).unwrap().unwrap();
+            let mean = p.iter().sum::<f64>() / p.len() as f64;
+            let ece = crate::metrics::calibration(&p, &yt, 10).unwrap().ece;
+            assert!(auc > best - 0.02, "{name}: AUC {auc} vs true model {best}");
+            assert!(
+                (mean / rate - 1.0).abs() < 0.08,
+                "{name}: mean {mean} vs rate {rate}"
+            );
+            assert!(ece < 0.01, "{name}: ECE {ece}");
+        }
+        // The sampled trees alone (before calibration) see five times the
+        // rate: the calibration is what brings it back.
+        let raw = sampled.raw_scores(xt.view()).unwrap();
+        let raw_mean = raw.iter().map(|s| sigmoid(*s)).sum::<f64>() / raw.len() as f64;
+        assert!(
+            raw_mean > 2.0 * rate,
+            "the trees saw every row: {raw_mean} vs {rate}"
         );
     }
 }

@@ -70,7 +70,12 @@ impl Clock {
             seconds: (now - self.last).as_secs_f64(),
             peak_rss_mib_so_far: peak_rss_mib(),
         };
-        info!(stage, seconds = t.seconds, peak_rss_mib = t.peak_rss_mib_so_far, "stage done");
+        info!(
+            stage,
+            seconds = t.seconds,
+            peak_rss_mib = t.peak_rss_mib_so_far,
+            "stage done"
+        );
         self.stages.push(t);
         self.last = now;
     }

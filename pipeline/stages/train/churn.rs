@@ -49,7 +49,16 @@ pub fn fit_churn(
         interact: Vec::new(),
         bands: Vec::new(),
     };
-    let fitted = fit_binary(&problem, &Rows::Plain { label: f::CHURNED }, s)?;
+    // Churn is rare: the boosted trees are fitted on every churner and a
+    // seeded share of the rest; calibration and the holdout see every row.
+    let sampled = TrainSettings {
+        boosted: winback_models::boosted::BoostedParams {
+            rare_event_ratio: s.churn_rare_event_ratio,
+            ..s.boosted
+        },
+        ..s.clone()
+    };
+    let fitted = fit_binary(&problem, &Rows::Plain { label: f::CHURNED }, &sampled)?;
     Ok(ChurnModel {
         model: stored(ModelKind::Churn, f::CHURNED, fitted, split, stamp, s),
     })

@@ -39,6 +39,11 @@ pub struct TrainSettings {
     pub cv_max_rows: usize,
     /// Boosted trees' hyper-parameters.
     pub boosted: BoostedParams,
+    /// The churn model's rare-event sampling: its boosted trees are fitted
+    /// on every churner and at most this many non-churners per churner
+    /// (0: every row); see [`BoostedParams::rare_event_ratio`].
+    #[serde(default)]
+    pub churn_rare_event_ratio: f64,
     /// Features of the return model (empty: every manifest feature).
     pub return_features: Vec<String>,
     /// Features of the churn model (empty: every manifest feature present
@@ -83,6 +88,7 @@ impl Default for TrainSettings {
             alphas: vec![0.01, 0.1, 1.0, 10.0, 100.0],
             cv_max_rows: 50_000,
             boosted: BoostedParams::default(),
+            churn_rare_event_ratio: 5.0,
             return_features: Vec::new(),
             churn_features: Vec::new(),
             interactions: vec![f::LEAVE_REASON.to_string()],
