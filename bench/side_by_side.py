@@ -23,6 +23,11 @@ Only the standard library: the reference's own environment (a venv with its
 requirements.txt) is created on first use under ~/.cache/winback/pyref.
 
     bench/side_by_side.py --subscribers 100000 1000000 --runs 3
+
+`--score-subscribers 10000000` also times winback's nightly scoring alone
+at that size (`winback score --as-of`: validation, features as of the date,
+both score files) with the model trained at the largest --subscribers size
+(the reference has no such mode).
 """
 
 from __future__ import annotations
@@ -125,6 +130,8 @@ def main() -> int:
     ap.add_argument("--python", help="the reference's Python (default: a venv made on first use)")
     ap.add_argument("--work", default="/tmp/winback-bench")
     ap.add_argument("--as-of", default="2025-12-31", help="the generated history's end")
+    ap.add_argument("--score-subscribers", type=int, nargs="*", default=[],
+                    help="sizes at which to time `winback score` alone")
     a = ap.parse_args()
 
     winback = Path(a.winback)
@@ -140,14 +147,7 @@ def main() -> int:
     env = dict(os.environ, WINBACK_LOG="winback=info")
 
     for n in a.subscribers:
-        data = work / f"data-{n}"
-        mark = data / ".generated"
-        if not mark.exists():
-            print(f"== generating {n:,} subscribers into {data}", file=sys.stderr)
-            shutil.rmtree(data, ignore_errors=True)
-            run([str(winback), "generate", "--subscribers", str(n), "--seed", "1", "--out", str(data)],
-                work / f"generate-{n}.log")
-            mark.write_text("seed 1\n")
+        data = generated(winback, work, n)
         size: dict = {"winback": [], "reference": [], "scan": []}
         for r in range(a.runs):
             order = ["winback", "reference"] if r % 2 == 0 else ["reference", "winback"]
@@ -194,7 +194,39 @@ def main() -> int:
         fm = median([x["stages"].get("features", float("nan")) for x in w])
         print(f"scan-only pass (polars, every table, bills grouped by subscriber): {sm:.2f} s; "
               f"winback's features stage is {ratio(fm, sm)} times it")
+    for n in a.score_subscribers:
+        data = generated(winback, work, n)
+        largest = max(a.subscribers)
+        models = work / f"out-winback-{largest}" / "models"
+        version = sorted(p for p in models.glob("v*") if p.is_dir())[-1]
+        size = []
+        for r in range(a.runs):
+            out = work / f"out-score-{n}"
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"== {n:,} subscribers, score round {r + 1}/{a.runs}", file=sys.stderr)
+            cmd = [str(winback), "score", "--config", a.config, "--data", str(data), "--out", str(out),
+                   "--model", str(version), "--as-of", a.as_of]
+            wall, peak = run(cmd, work / f"score-{n}-run{r + 1}.log", env)
+            size.append({"wall": wall, "peak_mib": peak})
+        results.setdefault("score", {})[str(n)] = size
+        (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\n`winback score --as-of {a.as_of}` on {n:,} subscribers (model {version.name} from the "
+              f"{largest:,} run), median of {a.runs}: {median([x['wall'] for x in size]):.1f} s, "
+              f"{median([x['peak_mib'] for x in size]) / 1024:.2f} GiB peak")
     return 0
+
+
+def generated(winback: Path, work: Path, n: int) -> Path:
+    """The generated history of n subscribers (seed 1), made once."""
+    data = work / f"data-{n}"
+    mark = data / ".generated"
+    if not mark.exists():
+        print(f"== generating {n:,} subscribers into {data}", file=sys.stderr)
+        shutil.rmtree(data, ignore_errors=True)
+        run([str(winback), "generate", "--subscribers", str(n), "--seed", "1", "--out", str(data)],
+            work / f"generate-{n}.log")
+        mark.write_text("seed 1\n")
+    return data
 
 
 if __name__ == "__main__":
