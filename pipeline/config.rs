@@ -175,7 +175,7 @@ pub struct RawTrain {
     pub boosted_max_depth: Option<usize>,
     /// Rare-event sampling of the churn model's boosted trees: fitted on
     /// every churner and at most this many non-churners per churner (0:
-    /// every row). Default 5.
+    /// every row). Default 0.
     pub churn_rare_event_ratio: Option<f64>,
     /// Return-model features. Default: every feature.
     pub return_features: Option<Vec<String>>,
