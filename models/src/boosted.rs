@@ -262,7 +262,7 @@ fn rare_event_sample(rows: &[usize], y: &[bool], ratio: f64, seed: u64) -> (Vec<
     }
     let share = ratio * rare as f64 / many as f64;
     let cut = (share * u64::MAX as f64) as u64;
-    let salt = seed ^ 0x5EED_0F_5A3F_1E5;
+    let salt = seed ^ 0x0005_EED0_F5A3_F1E5;
     let kept: Vec<usize> = rows
         .iter()
         .copied()
@@ -520,7 +520,9 @@ mod tests {
 
     #[test]
     fn rare_event_sampling_keeps_every_rare_row_and_the_ratio_of_the_rest() {
-        let y: Vec<bool> = (0..100_000).map(|i| row_key(3, i) % 20 == 0).collect();
+        let y: Vec<bool> = (0..100_000)
+            .map(|i| row_key(3, i).is_multiple_of(20))
+            .collect();
         let rows: Vec<usize> = (0..y.len()).collect();
         let positives = y.iter().filter(|v| **v).count();
         let (kept, common, share) = rare_event_sample(&rows, &y, 5.0, 1);
