@@ -30,11 +30,6 @@ pub fn enable() {
     ));
 }
 
-/// True when progress is drawn.
-pub fn enabled() -> bool {
-    BARS.get().is_some()
-}
-
 /// A stage's line; cleared when dropped.
 #[must_use = "the line is cleared when the guard is dropped"]
 pub struct Stage {
@@ -81,13 +76,6 @@ fn start(name: &str, total: Option<u64>, unit: &str) -> Stage {
 }
 
 impl Stage {
-    /// Adds `n` units done.
-    pub fn inc(&self, n: u64) {
-        if let Some(b) = &self.bar {
-            b.inc(n);
-        }
-    }
-
     /// Sets the units done.
     pub fn set(&self, done: u64) {
         if let Some(b) = &self.bar {

@@ -22,6 +22,12 @@ const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.toml");
 fn prepared(tmp: &Path, subscribers: u64) -> (PathBuf, PathBuf) {
     let (data, out) = (tmp.join("data"), tmp.join("out"));
     generate(&data, subscribers, 3);
+    trained(&data, &out);
+    (data, out)
+}
+
+/// Features of `data` and a model version trained on them, under `out`.
+fn trained(data: &Path, out: &Path) {
     for stage in ["features", "train"] {
         let mut args = vec![
             "-q",
@@ -37,7 +43,6 @@ fn prepared(tmp: &Path, subscribers: u64) -> (PathBuf, PathBuf) {
         let o = winback(&args);
         assert!(o.status.success(), "{stage}: {}", texts(&o).1);
     }
-    (data, out)
 }
 
 fn nightly_args<'a>(data: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
@@ -445,24 +450,6 @@ fn killed_at_twenty_random_points_a_night_never_shows_half_a_list() {
     );
 }
 
-/// Generates `subscribers` with seed 3 as known on `day` (a nightly feed
-/// that grows by a day each night).
-fn generate_known_on(dir: &Path, subscribers: u64, day: &str) {
-    let o = winback(&[
-        "-q",
-        "generate",
-        "--subscribers",
-        &subscribers.to_string(),
-        "--seed",
-        "3",
-        "--known-on",
-        day,
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "generate: {}", texts(&o).1);
-}
-
 /// Two nights on a history that grows by a month: the model trained on
 /// the first night's data scores both; a drifted feature injected into
 /// the second night refuses with exit 4 and names it, keeping the first
@@ -472,22 +459,8 @@ fn generate_known_on(dir: &Path, subscribers: u64, day: &str) {
 fn two_nights_on_a_growing_history_and_a_drifted_feature_stops_the_second() {
     let tmp = tempfile::tempdir().unwrap();
     let (first, out) = (tmp.path().join("november"), tmp.path().join("out"));
-    generate_known_on(&first, 2000, "2025-11-30");
-    for stage in ["features", "train"] {
-        let mut args = vec![
-            "-q",
-            stage,
-            "--config",
-            CONFIG,
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        if stage == "features" {
-            args.extend(["--data", first.to_str().unwrap()]);
-        }
-        let o = winback(&args);
-        assert!(o.status.success(), "{stage}: {}", texts(&o).1);
-    }
+    common::generate_with(&first, 2000, 3, &["--known-on", "2025-11-30"]);
+    trained(&first, &out);
     // Night one, on the population the model was trained on.
     let o = winback(&nightly_args(&first, &out, &[]));
     assert!(o.status.success(), "{}", texts(&o).1);
@@ -508,7 +481,7 @@ fn two_nights_on_a_growing_history_and_a_drifted_feature_stops_the_second() {
     // The history a month later, and a copy where every fee tripled: the
     // same subscribers, another price list.
     let second = tmp.path().join("december");
-    generate_known_on(&second, 2000, "2025-12-31");
+    common::generate_with(&second, 2000, 3, &["--known-on", "2025-12-31"]);
     let drifted = tmp.path().join("december-drifted");
     std::fs::create_dir(&drifted).unwrap();
     for e in std::fs::read_dir(&second).unwrap() {

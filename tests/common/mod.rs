@@ -26,16 +26,24 @@ pub fn texts(o: &Output) -> (String, String) {
 
 /// Generates a sample with the binary; panics with its stderr on failure.
 pub fn generate(dir: &Path, subscribers: u64, seed: u64) {
-    let o = winback(&[
+    generate_with(dir, subscribers, seed, &[]);
+}
+
+/// [`generate`] with more flags (`--known-on DAY`, ...).
+pub fn generate_with(dir: &Path, subscribers: u64, seed: u64, extra: &[&str]) {
+    let (subscribers, seed) = (subscribers.to_string(), seed.to_string());
+    let mut args = vec![
         "-q",
         "generate",
         "--subscribers",
-        &subscribers.to_string(),
+        &subscribers,
         "--seed",
-        &seed.to_string(),
+        &seed,
         "--out",
         dir.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = winback(&args);
     assert!(o.status.success(), "generate failed: {}", texts(&o).1);
 }
 
