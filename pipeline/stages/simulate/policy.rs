@@ -6,7 +6,7 @@ use polars::prelude::*;
 use winback_models::allocate::{self, Allocation, Limits};
 use winback_models::economics::{Arm, Economics};
 use winback_models::offers::Outcome;
-use winback_models::policy_value::{PolicyValue, off_policy};
+use winback_models::policy_value::{Interval, PolicyValue, dr_gain, off_policy};
 
 use crate::error::{Error, Result};
 use crate::schema::col;
@@ -130,6 +130,11 @@ pub struct Targeting {
     pub targeted_dr: Option<f64>,
     /// Doubly-robust profit per offer of the uniform policy there.
     pub uniform_dr: Option<f64>,
+    /// The targeted policy's doubly-robust gain per offer over the uniform
+    /// one (their paired difference), with its interval at the simulation's
+    /// level: targeting is kept only when the interval's lower end is above
+    /// zero.
+    pub gain: Option<Interval>,
     /// Why, in words.
     pub note: String,
 }
@@ -144,6 +149,7 @@ impl Targeting {
             deviating: 0,
             targeted_dr: None,
             uniform_dr: None,
+            gain: None,
             note: note.into(),
         }
     }
@@ -353,22 +359,35 @@ pub fn evaluate_policies(
         .collect();
     let level = s.interval;
     // Targeting earns its place when its deviations from the uniform arm
-    // add value on these offers; else the uniform arm is recommended.
+    // add value on these offers, beyond the noise of the estimate: the
+    // lower end of the interval of its doubly-robust gain over the uniform
+    // arm is above zero. Else the uniform arm is recommended.
     let targeted = guarded_choice(&offers, &point, allowed, default, models, economics, s)?;
     let uniform = uniform_choice(&point, default);
+    let actions =
+        |c: &[Option<usize>]| -> Vec<usize> { c.iter().map(|a| a.unwrap_or(0)).collect() };
     let dr_of = |c: &[Option<usize>]| {
-        let a: Vec<usize> = c.iter().map(|a| a.unwrap_or(0)).collect();
-        off_policy("", &a, &logged, &propensity, &reward, &q, level)
+        off_policy("", &actions(c), &logged, &propensity, &reward, &q, level)
             .dr
             .estimate
     };
     let (targeted_dr, uniform_dr) = (dr_of(&targeted), dr_of(&uniform));
+    let gain = dr_gain(
+        &actions(&targeted),
+        &actions(&uniform),
+        &logged,
+        &propensity,
+        &reward,
+        &q,
+        level,
+    );
     let deviating = targeted
         .iter()
         .zip(&uniform)
         .filter(|(t, u)| t != u)
         .count();
-    let kept = deviating == 0 || targeted_dr > uniform_dr;
+    let kept = deviating == 0 || gain.lo > 0.0;
+    let pct = format!("{:.0}%", level * 100.0);
     let note = if deviating == 0 {
         format!(
             "the targeted policy is the uniform arm ({uniform_arm}) on the {} past offers no model saw",
@@ -376,13 +395,19 @@ pub fn evaluate_policies(
         )
     } else if kept {
         format!(
-            "targeting kept: on {} past offers no model saw, its {deviating} deviations from {uniform_arm} for all raise the doubly-robust profit per offer from {uniform_dr:.2} to {targeted_dr:.2}",
-            offers.height()
+            "targeting kept: on {} past offers no model saw, its {deviating} deviations from {uniform_arm} for all raise the doubly-robust profit per offer from {uniform_dr:.2} to {targeted_dr:.2} (gain {:.2}, {pct} interval {:.2} to {:.2}, above zero)",
+            offers.height(),
+            gain.estimate,
+            gain.lo,
+            gain.hi
         )
     } else {
         format!(
-            "targeting dropped, {uniform_arm} recommended for every subscriber it pays for: on {} past offers no model saw, its {deviating} deviations lower the doubly-robust profit per offer from {uniform_dr:.2} to {targeted_dr:.2}",
-            offers.height()
+            "targeting dropped, {uniform_arm} recommended for every subscriber it pays for: on {} past offers no model saw, its {deviating} deviations from {uniform_arm} for all change the doubly-robust profit per offer by {:.2} ({pct} interval {:.2} to {:.2}), not surely above zero",
+            offers.height(),
+            gain.estimate,
+            gain.lo,
+            gain.hi
         )
     };
     let targeting = Targeting {
@@ -392,6 +417,7 @@ pub fn evaluate_policies(
         deviating,
         targeted_dr: Some(targeted_dr),
         uniform_dr: Some(uniform_dr),
+        gain: Some(gain),
         note,
     };
     let choice = if kept { targeted } else { uniform };
@@ -411,8 +437,6 @@ pub fn evaluate_policies(
         ..s.clone()
     };
     let budgeted = allocate(&point, allowed, &choice, &scaled, economics);
-    let actions =
-        |c: &[Option<usize>]| -> Vec<usize> { c.iter().map(|a| a.unwrap_or(0)).collect() };
     let mut out = vec![
         off_policy(
             "recommended",

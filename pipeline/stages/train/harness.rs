@@ -87,6 +87,31 @@ pub(crate) fn f64_column(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
 }
 
 impl Rows<'_> {
+    /// The group of each matrix row [`Rows::build`] makes of `df`: the
+    /// frame's row it came from (a subscriber's months share one); `None`
+    /// when every matrix row is its own.
+    fn groups(&self, df: &DataFrame) -> Result<Option<Vec<usize>>> {
+        match self {
+            Rows::Plain { .. } => Ok(None),
+            Rows::Months {
+                duration,
+                censored,
+                max_months,
+            } => {
+                let d = f64_column(df, duration)?;
+                let c = bool_column(df, censored)?;
+                Ok(Some(
+                    (0..df.height())
+                        .flat_map(|i| {
+                            let k = survival::person_months(d[i], c[i], *max_months).len();
+                            std::iter::repeat_n(i, k)
+                        })
+                        .collect(),
+                ))
+            }
+        }
+    }
+
     fn build(&self, layout: &Layout, df: &DataFrame) -> Result<(Array2<f64>, Vec<bool>)> {
         let (base, _) = layout.base(df, None)?;
         let kb = layout.base_width();
@@ -311,11 +336,13 @@ pub(crate) fn fit_binary(
             seed: s.seed,
             ..s.boosted
         };
-        let model = BoostedModel::fit(
+        let groups = rows.groups(&problem.train)?;
+        let model = BoostedModel::fit_grouped(
             x.view(),
             &y,
             &layout.names(),
             params.check().map_err(fit_err)?,
+            groups.as_deref(),
         )
         .map_err(fit_err)?;
         let (xv, yv) = rows.build(&layout, &problem.test)?;
@@ -676,8 +703,14 @@ pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Resul
                 .map_err(fit_err)?,
         ),
         Learner::Boosted(m) => Learner::Boosted(Box::new(
-            BoostedModel::fit(x.view(), &y, &names, m.params.check().map_err(fit_err)?)
-                .map_err(fit_err)?,
+            BoostedModel::fit_grouped(
+                x.view(),
+                &y,
+                &names,
+                m.params.check().map_err(fit_err)?,
+                rows.groups(df)?.as_deref(),
+            )
+            .map_err(fit_err)?,
         )),
     };
     let effects = effects_of(&model.layout, &learner);
