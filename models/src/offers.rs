@@ -66,6 +66,11 @@ pub struct Outcome {
     pub value: f64,
     /// Present value of the offer's cost, given a return.
     pub offer_cost: f64,
+    /// Monthly margin before offer cost, given a return.
+    pub margin: f64,
+    /// Expected months billed within the horizon, given a return
+    /// (undiscounted: the sum of S(t - 1)).
+    pub months: f64,
     /// Expected profit: `p (value - cost) - contact`.
     pub profit: f64,
     /// Variance of the realised profit.
@@ -191,7 +196,7 @@ impl Simulator {
         let hazard = |b: usize| arm.hazard[b].predict_row(i, &c.hazard).clamp(0.0, 1.0);
         let package = arm.package[i];
         let horizon = self.discounting.horizon();
-        let (mut alive, mut value, mut cost) = (1.0, 0.0, 0.0);
+        let (mut alive, mut value, mut cost, mut months) = (1.0, 0.0, 0.0, 0.0);
         let (mut g, mut eg2) = (0.0, 0.0);
         let mut band = 0;
         let mut h = hazard(0);
@@ -210,6 +215,7 @@ impl Simulator {
             };
             value += f * m * alive;
             cost += f * c_t * alive;
+            months += alive;
             g += f * (m - c_t);
             let churn = alive * h;
             eg2 += churn * g * g;
@@ -226,6 +232,8 @@ impl Simulator {
             p_return: p,
             value,
             offer_cost: cost,
+            margin: m,
+            months,
             profit: p * net - contact,
             variance: (p * eg2 - (p * net).powi(2)).max(0.0),
         }
@@ -399,8 +407,10 @@ mod tests {
         let d = e.discounting();
         let mut want_v = 0.0;
         let mut want_c = 0.0;
+        let mut want_months = 0.0;
         for t in 1..=24u32 {
             let alive = 0.95f64.powi(t as i32 - 1);
+            want_months += alive;
             want_v += d.factor(t) * 30.0 * alive;
             if t <= 6 {
                 want_c += d.factor(t) * 20.0 * alive;
@@ -409,6 +419,9 @@ mod tests {
         assert!((o.p_return - 0.4).abs() < 1e-12);
         assert!((o.value - want_v).abs() < 1e-9, "{} vs {want_v}", o.value);
         assert!((o.offer_cost - want_c).abs() < 1e-9);
+        // Months billed within the horizon: (1 - 0.95^24) / 0.05.
+        assert!((o.months - want_months).abs() < 1e-9 && (want_months - 14.2).abs() < 0.1);
+        assert_eq!(o.margin, 30.0);
         assert!((o.profit - (0.4 * (want_v - want_c) - 2.0)).abs() < 1e-9);
         // The variance matches a direct simulation of B g(T).
         let mut rng = ChaCha8Rng::seed_from_u64(3);

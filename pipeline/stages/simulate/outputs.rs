@@ -264,6 +264,20 @@ pub(crate) fn target_list(
                 .collect::<Vec<f64>>(),
         ));
     }
+    // How long a returner stays and what a month brings, per arm (the
+    // study's second question, per subscriber).
+    for (a, arm) in Arm::ALL.iter().enumerate() {
+        columns.push(Column::new(
+            format!("expected_months_{}", arm.name()).into(),
+            point[a].iter().map(|o| o.months).collect::<Vec<f64>>(),
+        ));
+    }
+    for (a, arm) in Arm::ALL.iter().enumerate() {
+        columns.push(Column::new(
+            format!("monthly_margin_{}", arm.name()).into(),
+            point[a].iter().map(|o| o.margin).collect::<Vec<f64>>(),
+        ));
+    }
     for (a, arm) in Arm::ALL.iter().enumerate() {
         columns.push(Column::new(
             format!("expected_profit_{}", arm.name()).into(),

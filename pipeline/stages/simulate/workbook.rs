@@ -48,12 +48,15 @@ enum Kind {
     Money,
     Probability,
     Whole,
+    Months,
     Text,
 }
 
 fn kind(name: &str, dtype: &DataType) -> Kind {
     if name.starts_with("p_return") {
         Kind::Probability
+    } else if name.starts_with("expected_months_") {
+        Kind::Months
     } else if matches!(name, "rank" | "days_since_defection") || dtype.is_integer() {
         Kind::Whole
     } else if dtype.is_float() {
@@ -74,6 +77,16 @@ fn note(name: &str) -> String {
     if let Some(a) = arm("second_lifetime_net_value_") {
         return format!(
             "Expected discounted margin of the second lifetime if the subscriber comes back with the {a} offer, less that offer's cost (USD)."
+        );
+    }
+    if let Some(a) = arm("expected_months_") {
+        return format!(
+            "Expected months billed in the second lifetime if the subscriber comes back with the {a} offer, within the value's horizon."
+        );
+    }
+    if let Some(a) = arm("monthly_margin_") {
+        return format!(
+            "Expected margin per billed month of the second lifetime with the {a} offer, before the offer's cost (USD)."
         );
     }
     if let Some(a) = arm("expected_profit_") {
@@ -129,6 +142,7 @@ pub fn target_list(df: &DataFrame, as_of: chrono::NaiveDate) -> Result<Vec<u8>> 
     let money = Format::new().set_num_format("$#,##0.00;[Red]-$#,##0.00");
     let probability = Format::new().set_num_format("0.00%");
     let whole = Format::new().set_num_format("0");
+    let months = Format::new().set_num_format("0.0");
     let action = df
         .column("action")
         .and_then(|c| c.cast(&DataType::String))
@@ -204,7 +218,7 @@ pub fn target_list(df: &DataFrame, as_of: chrono::NaiveDate) -> Result<Vec<u8>> 
                 &kinds,
                 &numbers,
                 &texts,
-                [&header, &money, &probability, &whole],
+                [&header, &money, &probability, &whole, &months],
             )?;
             sheets += 1;
         }
@@ -219,7 +233,7 @@ pub fn target_list(df: &DataFrame, as_of: chrono::NaiveDate) -> Result<Vec<u8>> 
             &kinds,
             &numbers,
             &texts,
-            [&header, &money, &probability, &whole],
+            [&header, &money, &probability, &whole, &months],
         )?;
     }
     wb.save_to_buffer().map_err(xlsx)
@@ -232,7 +246,7 @@ fn write_sheet(
     kinds: &[Kind],
     numbers: &[Option<Vec<Option<f64>>>],
     texts: &[Option<Vec<Option<String>>>],
-    [header, money, probability, whole]: [&Format; 4],
+    [header, money, probability, whole, months]: [&Format; 5],
 ) -> Result<()> {
     for (c, name) in names.iter().enumerate() {
         let col = c as u16;
@@ -262,6 +276,7 @@ fn write_sheet(
                 let format = match kinds[c] {
                     Kind::Probability => probability,
                     Kind::Whole => whole,
+                    Kind::Months => months,
                     _ => money,
                 };
                 ws.write_number_with_format(row, col, x, format)
