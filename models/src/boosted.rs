@@ -141,13 +141,20 @@ impl Platt {
     /// Fits by Newton's method on log loss (a little ridge keeps it finite
     /// when the scores separate the classes).
     pub fn fit(score: &[f64], y: &[bool]) -> Platt {
+        Self::fit_weighted(score, y, None)
+    }
+
+    /// [`Platt::fit`] with a weight per score (a row standing for that
+    /// many identical rows).
+    pub fn fit_weighted(score: &[f64], y: &[bool], weights: Option<&[f64]>) -> Platt {
+        let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
         let (mut a, mut b) = (0.0, 1.0);
         for _ in 0..50 {
             let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-6, 0.0, 1e-6);
-            for (s, yi) in score.iter().zip(y) {
+            for (i, (s, yi)) in score.iter().zip(y).enumerate() {
                 let p = sigmoid(a + b * s);
-                let r = p - if *yi { 1.0 } else { 0.0 };
-                let w = (p * (1.0 - p)).max(1e-12);
+                let r = weight(i) * (p - if *yi { 1.0 } else { 0.0 });
+                let w = weight(i) * (p * (1.0 - p)).max(1e-12);
                 ga += r;
                 gb += r * s;
                 haa += w;
@@ -167,9 +174,9 @@ impl Platt {
             }
         }
         let (mut haa, mut hab, mut hbb) = (1e-6, 0.0, 1e-6);
-        for s in score {
+        for (i, s) in score.iter().enumerate() {
             let p = sigmoid(a + b * s);
-            let w = (p * (1.0 - p)).max(1e-12);
+            let w = weight(i) * (p * (1.0 - p)).max(1e-12);
             haa += w;
             hab += w * s;
             hbb += w * s * s;
@@ -248,7 +255,13 @@ fn column_major(x: ArrayView2<f64>, rows: &[usize]) -> Vec<f64> {
 /// `rows` with the commoner class thinned to at most `ratio` rows per row
 /// of the rarer one by a seeded draw (`ratio` 0: all kept); also the
 /// commoner class and the share of it kept.
-fn rare_event_sample(rows: &[usize], y: &[bool], ratio: f64, seed: u64) -> (Vec<usize>, bool, f64) {
+fn rare_event_sample(
+    rows: &[usize],
+    y: &[bool],
+    ratio: f64,
+    seed: u64,
+    weight: &dyn Fn(usize) -> f64,
+) -> (Vec<usize>, bool, f64) {
     let positives = rows.iter().filter(|&&i| y[i]).count();
     let negatives = rows.len() - positives;
     let common = positives > negatives;
@@ -268,9 +281,11 @@ fn rare_event_sample(rows: &[usize], y: &[bool], ratio: f64, seed: u64) -> (Vec<
         .copied()
         .filter(|&i| y[i] != common || row_key(salt, i) < cut)
         .collect();
-    // The share actually kept (the draw's count, not its expectation).
-    let drawn = kept.len() - rare;
-    (kept, common, drawn as f64 / many as f64)
+    // The share actually kept (the draw's weight, not its expectation).
+    let of = |rows: &mut dyn Iterator<Item = usize>| rows.map(weight).sum::<f64>();
+    let drawn = of(&mut kept.iter().copied().filter(|&i| y[i] == common));
+    let all = of(&mut rows.iter().copied().filter(|&i| y[i] == common));
+    (kept, common, drawn / all)
 }
 
 /// A seeded pseudo-random key per row (splitmix64).
@@ -291,20 +306,34 @@ impl BoostedModel {
         names: &[String],
         params: CheckedBoostedParams,
     ) -> Result<Self, FitError> {
-        Self::fit_grouped(x, y, names, params, None)
+        Self::fit_grouped(x, y, names, params, None, None)
     }
 
     /// [`BoostedModel::fit`] with the validation share drawn by group
     /// (`groups[i]` of row `i`): rows of one group (a subscriber's months)
     /// fall all on one side, so early stopping and calibration are judged
-    /// on subscribers the trees never saw.
+    /// on subscribers the trees never saw; and with a weight per row
+    /// (`weights[i]`: the row stands for that many identical rows, e.g. a
+    /// subscriber's months of one band without an event), which the
+    /// trees' gradients, early stopping and calibration all count.
     pub fn fit_grouped(
         x: ArrayView2<f64>,
         y: &[bool],
         names: &[String],
         params: CheckedBoostedParams,
         groups: Option<&[usize]>,
+        weights: Option<&[f64]>,
     ) -> Result<Self, FitError> {
+        if let Some(w) = weights
+            && (w.len() != y.len() || w.iter().any(|v| !(v.is_finite() && *v > 0.0)))
+        {
+            return Err(FitError::Shape(format!(
+                "{} weights for {} rows, each must be finite and above zero",
+                w.len(),
+                y.len()
+            )));
+        }
+        let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
         let params = *params.get();
         crate::logistic::check(x, Some(y), names.len())?;
         if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
@@ -327,12 +356,13 @@ impl BoostedModel {
         // Rare-event sampling of the fitting rows (validation rows are all
         // kept: early stopping and calibration see the true mix).
         let (train, common, kept) =
-            rare_event_sample(&train, y, params.rare_event_ratio, params.seed);
+            rare_event_sample(&train, y, params.rare_event_ratio, params.seed, &weight);
         let (xt, yt) = (column_major(x, &train), label(&train));
         let (xv, yv) = (column_major(x, &valid), label(&valid));
+        let wt: Vec<f64> = train.iter().map(|&i| weight(i)).collect();
         let wv: Vec<f64> = valid
             .iter()
-            .map(|&i| if y[i] == common { kept } else { 1.0 })
+            .map(|&i| weight(i) * if y[i] == common { kept } else { 1.0 })
             .collect();
         let mut booster = GradientBooster::default()
             .set_objective_type(ObjectiveType::LogLoss)
@@ -346,17 +376,18 @@ impl BoostedModel {
         let mt = Matrix::new(&xt, train.len(), x.ncols());
         let mv = Matrix::new(&xv, valid.len(), x.ncols());
         booster
-            .fit(
-                &mt,
-                &yt,
-                &vec![1.0; train.len()],
-                Some(vec![(mv, &yv, &wv)]),
-            )
+            .fit(&mt, &yt, &wt, Some(vec![(mv, &yv, &wv)]))
             .map_err(|e| FitError::Solver(e.to_string()))?;
         let trees = booster.prediction_iteration.unwrap_or(booster.trees.len());
         let raw = booster.predict(&Matrix::new(&xv, valid.len(), x.ncols()), true);
         let yb: Vec<bool> = valid.iter().map(|&i| y[i]).collect();
-        let platt = Platt::fit(&raw, &yb);
+        let platt = match weights {
+            Some(_) => {
+                let w: Vec<f64> = valid.iter().map(|&i| weight(i)).collect();
+                Platt::fit_weighted(&raw, &yb, Some(&w))
+            }
+            None => Platt::fit(&raw, &yb),
+        };
         let mut importance = vec![0.0; x.ncols()];
         for (j, g) in booster.calculate_feature_importance(
             forust_ml::gradientbooster::ImportanceMethod::TotalGain,
@@ -527,7 +558,8 @@ mod tests {
         let names: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
         let params = BoostedParams::default().check().unwrap();
         let by_row = BoostedModel::fit(x.view(), &y, &names, params).unwrap();
-        let by_group = BoostedModel::fit_grouped(x.view(), &y, &names, params, Some(&g)).unwrap();
+        let by_group =
+            BoostedModel::fit_grouped(x.view(), &y, &names, params, Some(&g), None).unwrap();
         let loss = |m: &BoostedModel| {
             let p = m.predict(xt.view()).unwrap();
             crate::metrics::log_loss(&p, &yt).unwrap()
@@ -547,6 +579,75 @@ mod tests {
             "new groups' log loss: by group {}, by row {}",
             loss(&by_group),
             loss(&by_row)
+        );
+    }
+
+    #[test]
+    fn a_weighted_row_counts_as_that_many_identical_rows() {
+        // Few distinct rows (two features of eight levels each), each
+        // repeated a drawn number of times with a drawn outcome per copy:
+        // collapsed to one row per (row, outcome) with the count as its
+        // weight, the fit must match the fit on every copy.
+        let (mut x, mut y, mut g) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut xw, mut yw, mut gw, mut w) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for k in 0..3_000usize {
+            let u = |j: u64| row_key(11 + j, k) as f64 / u64::MAX as f64;
+            let (a, b) = ((u(1) * 8.0).floor(), (u(2) * 8.0).floor());
+            let p = sigmoid(-3.0 + 0.4 * a - 0.2 * b + if a > 4.0 && b < 3.0 { 1.5 } else { 0.0 });
+            let copies = 1 + (u(3) * 12.0) as usize;
+            let events = (0..copies)
+                .filter(|c| (row_key(29, k * 16 + c) as f64 / u64::MAX as f64) < p)
+                .count();
+            for c in 0..copies {
+                x.extend([a, b]);
+                y.push(c < events);
+                g.push(k);
+            }
+            for (label, count) in [(true, events), (false, copies - events)] {
+                if count > 0 {
+                    xw.extend([a, b]);
+                    yw.push(label);
+                    gw.push(k);
+                    w.push(count as f64);
+                }
+            }
+        }
+        let x = Array2::from_shape_vec((y.len(), 2), x).unwrap();
+        let xw = Array2::from_shape_vec((yw.len(), 2), xw).unwrap();
+        assert!(
+            yw.len() * 3 < y.len(),
+            "{} rows collapse to {}",
+            y.len(),
+            yw.len()
+        );
+        let names: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let params = BoostedParams::default().check().unwrap();
+        let every =
+            BoostedModel::fit_grouped(x.view(), &y, &names, params, Some(&g), None).unwrap();
+        let weighted =
+            BoostedModel::fit_grouped(xw.view(), &yw, &names, params, Some(&gw), Some(&w)).unwrap();
+        let grid = Array2::from_shape_fn((64, 2), |(i, j)| {
+            if j == 0 {
+                (i / 8) as f64
+            } else {
+                (i % 8) as f64
+            }
+        });
+        let (pe, pw) = (
+            every.predict(grid.view()).unwrap(),
+            weighted.predict(grid.view()).unwrap(),
+        );
+        let worst = pe
+            .iter()
+            .zip(&pw)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert_eq!(every.trees, weighted.trees);
+        assert!(worst < 1e-3, "largest difference {worst}");
+        // A weight that is not a count of rows is refused.
+        let bad = vec![0.0; yw.len()];
+        assert!(
+            BoostedModel::fit_grouped(xw.view(), &yw, &names, params, None, Some(&bad)).is_err()
         );
     }
 
@@ -589,7 +690,7 @@ mod tests {
             .collect();
         let rows: Vec<usize> = (0..y.len()).collect();
         let positives = y.iter().filter(|v| **v).count();
-        let (kept, common, share) = rare_event_sample(&rows, &y, 5.0, 1);
+        let (kept, common, share) = rare_event_sample(&rows, &y, 5.0, 1, &|_| 1.0);
         assert!(!common, "negatives are the commoner class");
         assert_eq!(kept.iter().filter(|&&i| y[i]).count(), positives);
         let negatives = kept.len() - positives;
@@ -600,12 +701,18 @@ mod tests {
         );
         assert_eq!(share, negatives as f64 / (y.len() - positives) as f64);
         // The same draw for the same seed; every row when off or balanced.
-        assert_eq!(rare_event_sample(&rows, &y, 5.0, 1).0, kept);
-        assert_eq!(rare_event_sample(&rows, &y, 0.0, 1).0.len(), rows.len());
-        assert_eq!(rare_event_sample(&rows, &y, 30.0, 1).0.len(), rows.len());
+        assert_eq!(rare_event_sample(&rows, &y, 5.0, 1, &|_| 1.0).0, kept);
+        assert_eq!(
+            rare_event_sample(&rows, &y, 0.0, 1, &|_| 1.0).0.len(),
+            rows.len()
+        );
+        assert_eq!(
+            rare_event_sample(&rows, &y, 30.0, 1, &|_| 1.0).0.len(),
+            rows.len()
+        );
         // The rarer class may be the positive one or the negative one.
         let flipped: Vec<bool> = y.iter().map(|v| !v).collect();
-        let (kept, common, _) = rare_event_sample(&rows, &flipped, 5.0, 1);
+        let (kept, common, _) = rare_event_sample(&rows, &flipped, 5.0, 1, &|_| 1.0);
         assert!(common);
         assert_eq!(kept.iter().filter(|&&i| !flipped[i]).count(), positives);
     }

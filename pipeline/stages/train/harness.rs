@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use ndarray::Array2;
 use polars::prelude::*;
-use winback_models::boosted::{BoostedModel, BoostedParams, row_key};
+use winback_models::boosted::{BoostedModel, BoostedParams, CheckedBoostedParams, row_key};
+use winback_models::error::FitError;
 use winback_models::learner::Learner;
 use winback_models::logistic::{LogisticModel, choose_alpha};
 use winback_models::metrics;
@@ -86,30 +87,135 @@ pub(crate) fn f64_column(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
         .collect())
 }
 
-impl Rows<'_> {
-    /// The group of each matrix row [`Rows::build`] makes of `df`: the
-    /// frame's row it came from (a subscriber's months share one); `None`
-    /// when every matrix row is its own.
-    fn groups(&self, df: &DataFrame) -> Result<Option<Vec<usize>>> {
-        match self {
-            Rows::Plain { .. } => Ok(None),
-            Rows::Months {
-                duration,
-                censored,
-                max_months,
-            } => {
-                let d = f64_column(df, duration)?;
-                let c = bool_column(df, censored)?;
-                Ok(Some(
-                    (0..df.height())
-                        .flat_map(|i| {
-                            let k = survival::person_months(d[i], c[i], *max_months).len();
-                            std::iter::repeat_n(i, k)
-                        })
-                        .collect(),
-                ))
+/// The matrix boosted trees are fitted on, with a weight (the rows it
+/// stands for) and a group (whose rows fall on one side of the validation
+/// split) per row where they apply.
+struct TreeRows {
+    x: Array2<f64>,
+    y: Vec<bool>,
+    weights: Option<Vec<f64>>,
+    groups: Option<Vec<usize>>,
+}
+
+impl TreeRows {
+    /// The rows they stand for (subscriber-months where weighted).
+    fn count(&self) -> usize {
+        self.weights
+            .as_ref()
+            .map_or(self.y.len(), |w| w.iter().sum::<f64>().round() as usize)
+    }
+
+    /// Of them, the positives.
+    fn positives(&self) -> usize {
+        let w = |i: usize| self.weights.as_ref().map_or(1.0, |w| w[i]);
+        (0..self.y.len())
+            .filter(|i| self.y[*i])
+            .map(w)
+            .sum::<f64>()
+            .round() as usize
+    }
+
+    /// [`fingerprint`] of the matrix and labels, with the weights.
+    fn fingerprint(&self) -> String {
+        let base = fingerprint(&self.x, &self.y);
+        match &self.weights {
+            None => base,
+            Some(w) => {
+                let mut h = u64::from_str_radix(&base, 16).unwrap_or(0);
+                for v in w {
+                    for b in v.to_bits().to_le_bytes() {
+                        h ^= u64::from(b);
+                        h = h.wrapping_mul(0x100000001b3);
+                    }
+                }
+                format!("{h:016x}")
             }
         }
+    }
+
+    fn fit(
+        &self,
+        names: &[String],
+        params: CheckedBoostedParams,
+    ) -> std::result::Result<BoostedModel, FitError> {
+        BoostedModel::fit_grouped(
+            self.x.view(),
+            &self.y,
+            names,
+            params,
+            self.groups.as_deref(),
+            self.weights.as_deref(),
+        )
+    }
+}
+
+impl Rows<'_> {
+    /// The rows for boosted trees: for plain rows the matrix of
+    /// [`Rows::build`] with no weights or groups; for subscriber-months,
+    /// one row per subscriber, month band and outcome, weighted by its
+    /// months (a subscriber's months of one band share every feature, so
+    /// the trees see the same sums of gradients as on every month, from a
+    /// fraction of the rows), grouped by subscriber (the frame's row).
+    fn for_trees(&self, layout: &Layout, df: &DataFrame) -> Result<TreeRows> {
+        let Rows::Months {
+            duration,
+            censored,
+            max_months,
+        } = self
+        else {
+            let (x, y) = self.build(layout, df)?;
+            return Ok(TreeRows {
+                x,
+                y,
+                weights: None,
+                groups: None,
+            });
+        };
+        let (base, _) = layout.base(df, None)?;
+        let kb = layout.base_width();
+        let d = f64_column(df, duration)?;
+        let c = bool_column(df, censored)?;
+        let bands = layout.bands.len().max(1);
+        let k = kb + layout.bands.len().saturating_sub(1);
+        let (mut x, mut y, mut weights, mut groups) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 0..df.height() {
+            // Per band: its first month, months without and with the event.
+            let mut count: Vec<(u32, f64, f64)> = vec![(0, 0.0, 0.0); bands];
+            for (t, e) in survival::person_months(d[i], c[i], *max_months) {
+                let b = layout
+                    .bands
+                    .iter()
+                    .rposition(|first| t >= *first)
+                    .unwrap_or(0);
+                let slot = &mut count[b];
+                if slot.1 + slot.2 == 0.0 {
+                    slot.0 = t;
+                }
+                if e {
+                    slot.2 += 1.0;
+                } else {
+                    slot.1 += 1.0;
+                }
+            }
+            for (first, without, with) in count {
+                for (label, w) in [(false, without), (true, with)] {
+                    if w > 0.0 {
+                        x.extend_from_slice(&base[i * kb..(i + 1) * kb]);
+                        x.extend(layout.band_row(first));
+                        y.push(label);
+                        weights.push(w);
+                        groups.push(i);
+                    }
+                }
+            }
+        }
+        Ok(TreeRows {
+            x: to_array(x, k)?,
+            y,
+            weights: Some(weights),
+            groups: Some(groups),
+        })
     }
 
     fn build(&self, layout: &Layout, df: &DataFrame) -> Result<(Array2<f64>, Vec<bool>)> {
@@ -324,27 +430,18 @@ pub(crate) fn fit_binary(
     if s.learner != LearnerChoice::Logistic {
         crate::progress::note(format!("{} model: boosted candidate", problem.name));
         let layout = layout_for(problem, 0)?;
-        let (x, y) = rows.build(&layout, &problem.train)?;
+        let trees = rows.for_trees(&layout, &problem.train)?;
         if training.0 == 0 {
-            training = (
-                x.nrows(),
-                y.iter().filter(|v| **v).count(),
-                fingerprint(&x, &y),
-            );
+            training = (trees.count(), trees.positives(), trees.fingerprint());
         }
         let params = BoostedParams {
             seed: s.seed,
             ..s.boosted
         };
-        let groups = rows.groups(&problem.train)?;
-        let model = BoostedModel::fit_grouped(
-            x.view(),
-            &y,
-            &layout.names(),
-            params.check().map_err(fit_err)?,
-            groups.as_deref(),
-        )
-        .map_err(fit_err)?;
+        let model = trees
+            .fit(&layout.names(), params.check().map_err(fit_err)?)
+            .map_err(fit_err)?;
+        drop(trees);
         let (xv, yv) = rows.build(&layout, &problem.test)?;
         let holdout = evaluate(&model.predict(xv.view()).map_err(fit_err)?, &yv)?;
         tracing::info!(
@@ -689,41 +786,42 @@ pub(crate) fn observed(df: &DataFrame, observed: &str, name: &str) -> Result<Dat
 /// own terms, rows and fingerprint) and the fit before it is kept as the
 /// evaluated one.
 pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Result<()> {
-    let (x, y) = rows.build(&model.layout, df)?;
     let names = model.layout.names();
     let kind = model.model;
     let fit_err = |e: winback_models::error::FitError| Error::Fit {
         model: kind.name().into(),
         message: e.to_string(),
     };
-    let learner = match &model.learner {
-        Learner::Logistic(m) => Learner::Logistic(
-            LogisticModel::fit(x.view(), &y, &names, m.alpha)
+    let (learner, (count, positives, print)) = match &model.learner {
+        Learner::Logistic(m) => {
+            let (x, y) = rows.build(&model.layout, df)?;
+            let fitted = LogisticModel::fit(x.view(), &y, &names, m.alpha)
                 .and_then(|r| r.with_covariance(x.view()))
-                .map_err(fit_err)?,
-        ),
-        Learner::Boosted(m) => Learner::Boosted(Box::new(
-            BoostedModel::fit_grouped(
-                x.view(),
-                &y,
-                &names,
-                m.params.check().map_err(fit_err)?,
-                rows.groups(df)?.as_deref(),
-            )
-            .map_err(fit_err)?,
-        )),
+                .map_err(fit_err)?;
+            let record = (
+                x.nrows(),
+                y.iter().filter(|v| **v).count(),
+                fingerprint(&x, &y),
+            );
+            (Learner::Logistic(fitted), record)
+        }
+        Learner::Boosted(m) => {
+            let trees = rows.for_trees(&model.layout, df)?;
+            let fitted = trees
+                .fit(&names, m.params.check().map_err(fit_err)?)
+                .map_err(fit_err)?;
+            let record = (trees.count(), trees.positives(), trees.fingerprint());
+            (Learner::Boosted(Box::new(fitted)), record)
+        }
     };
     let effects = effects_of(&model.layout, &learner);
     let p = &mut model.provenance;
     let evaluated = EvaluatedFit {
         learner: std::mem::replace(&mut model.learner, learner),
         effects: std::mem::replace(&mut model.effects, effects),
-        data_fingerprint: std::mem::replace(&mut p.data_fingerprint, fingerprint(&x, &y)),
-        training_rows: std::mem::replace(&mut p.training_rows, x.nrows()),
-        training_positives: std::mem::replace(
-            &mut p.training_positives,
-            y.iter().filter(|v| **v).count(),
-        ),
+        data_fingerprint: std::mem::replace(&mut p.data_fingerprint, print),
+        training_rows: std::mem::replace(&mut p.training_rows, count),
+        training_positives: std::mem::replace(&mut p.training_positives, positives),
     };
     model.evaluated = Some(evaluated);
     Ok(())
