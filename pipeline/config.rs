@@ -173,6 +173,10 @@ pub struct RawTrain {
     pub boosted_learning_rate: Option<f64>,
     /// Boosted tree depth. Default 4.
     pub boosted_max_depth: Option<usize>,
+    /// Gradient-based one-side sampling of the boosted trees' rows (each
+    /// tree on the fifth with the largest gradients and a tenth of the
+    /// rest). Default false.
+    pub boosted_goss: Option<bool>,
     /// Rare-event sampling of the churn model's boosted trees: fitted on
     /// every churner and at most this many non-churners per churner (0:
     /// every row). Default 0.
@@ -883,6 +887,7 @@ fn resolve_train(raw: &RawTrain, problems: &mut Vec<String>) -> TrainSettings {
             1,
             12,
         ),
+        goss: raw.boosted_goss.unwrap_or(d.boosted.goss),
         ..d.boosted
     };
     let survival_months = bounded(

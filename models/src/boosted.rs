@@ -47,6 +47,11 @@ pub struct BoostedParams {
     /// calibrated probabilities. 0 keeps every row.
     #[serde(default)]
     pub rare_event_ratio: f64,
+    /// Gradient-based one-side sampling (LightGBM's GOSS, as forust-ml
+    /// implements it): each tree is grown on the fifth of the fitting rows
+    /// with the largest gradients and a tenth of the rest, up-weighted.
+    #[serde(default)]
+    pub goss: bool,
 }
 
 impl Default for BoostedParams {
@@ -61,6 +66,7 @@ impl Default for BoostedParams {
             min_leaf_weight: 5.0,
             seed: 1,
             rare_event_ratio: 0.0,
+            goss: false,
         }
     }
 }
@@ -373,6 +379,9 @@ impl BoostedModel {
             .set_min_leaf_weight(params.min_leaf_weight as f32)
             .set_early_stopping_rounds(Some(params.early_stopping_rounds))
             .set_seed(params.seed);
+        if params.goss {
+            booster = booster.set_sample_method(forust_ml::sampler::SampleMethod::Goss);
+        }
         let mt = Matrix::new(&xt, train.len(), x.ncols());
         let mv = Matrix::new(&xv, valid.len(), x.ncols());
         booster
