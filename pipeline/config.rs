@@ -177,9 +177,9 @@ pub struct RawTrain {
     /// tree on the fifth with the largest gradients and a tenth of the
     /// rest). Default false.
     pub boosted_goss: Option<bool>,
-    /// Rare-event sampling of the churn model's boosted trees: fitted on
+    /// Rare-event sampling of the churn model: both candidates fitted on
     /// every churner and at most this many non-churners per churner (0:
-    /// every row). Default 0.
+    /// every row). Default 5.
     pub churn_rare_event_ratio: Option<f64>,
     /// Return-model features. Default: every feature.
     pub return_features: Option<Vec<String>>,

@@ -33,6 +33,8 @@ fn main() -> ExitCode {
                 .with_writer(|| progress::LogWriter)
                 .with_ansi(terminal && std::env::var_os("NO_COLOR").is_none())
                 .with_target(false)
+                // Each timed part (debug spans: `-v`) logs its time as it ends.
+                .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
                 .init();
         }
         LogFormat::Json => tracing_subscriber::fmt()
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .with_target(false)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .init(),
     }
 

@@ -26,13 +26,29 @@ pub struct Standardizer {
 impl Standardizer {
     /// Fits on the columns of `x`.
     pub fn fit(x: ArrayView2<f64>) -> Self {
-        let n = x.nrows().max(1) as f64;
-        let mean: Vec<f64> = x.axis_iter(Axis(1)).map(|c| c.sum() / n).collect();
+        Self::fit_weighted(x, None)
+    }
+
+    /// Fits on the columns of `x`, each row counted `weights[i]` times
+    /// (once each without weights): a row of weight 3 standardises as
+    /// three equal rows do.
+    pub fn fit_weighted(x: ArrayView2<f64>, weights: Option<&[f64]>) -> Self {
+        let w = |i: usize| weights.map_or(1.0, |w| w[i]);
+        let n = (0..x.nrows()).map(w).sum::<f64>().max(f64::MIN_POSITIVE);
+        let mean: Vec<f64> = x
+            .axis_iter(Axis(1))
+            .map(|c| c.iter().enumerate().map(|(i, v)| w(i) * v).sum::<f64>() / n)
+            .collect();
         let scale = x
             .axis_iter(Axis(1))
             .zip(&mean)
             .map(|(c, m)| {
-                let v = c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
+                let v = c
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| w(i) * (x - m).powi(2))
+                    .sum::<f64>()
+                    / n;
                 if v > 1e-24 { v.sqrt() } else { 1.0 }
             })
             .collect();
@@ -41,10 +57,15 @@ impl Standardizer {
 
     /// `(x - mean) / scale`, column by column.
     pub fn apply(&self, x: ArrayView2<f64>) -> Array2<f64> {
-        let mut z = x.to_owned();
-        for (j, mut c) in z.axis_iter_mut(Axis(1)).enumerate() {
-            let (m, s) = (self.mean[j], self.scale[j]);
-            c.mapv_inplace(|v| (v - m) / s);
+        self.apply_owned(x.to_owned())
+    }
+
+    /// [`Standardizer::apply`] in place: no second copy of the rows.
+    pub fn apply_owned(&self, mut z: Array2<f64>) -> Array2<f64> {
+        for mut row in z.axis_iter_mut(Axis(0)) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.scale) {
+                *v = (*v - m) / s;
+            }
         }
         z
     }
@@ -71,19 +92,48 @@ pub struct LogisticModel {
     pub covariance: Vec<f64>,
 }
 
-/// Checks the inputs of a fit; the standardisation and standardised rows.
+/// Checks the inputs of a fit; the standardisation and standardised rows
+/// (`x` standardised in place).
 fn prepare(
-    x: ArrayView2<f64>,
+    x: Array2<f64>,
     y: &[bool],
+    weights: Option<&[f64]>,
     names: &[String],
 ) -> Result<(Standardizer, Array2<f64>), FitError> {
-    check(x, Some(y), names.len())?;
+    check(x.view(), Some(y), names.len())?;
+    check_weights(weights, y.len())?;
     if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
         return Err(FitError::OneClass);
     }
-    let standardizer = Standardizer::fit(x);
-    let z = standardizer.apply(x);
+    let standardizer = Standardizer::fit_weighted(x.view(), weights);
+    let z = standardizer.apply_owned(x);
     Ok((standardizer, z))
+}
+
+/// Where a fit starts: the base rate, a point (intercept, then
+/// standardised coefficients), or another fit of the same design carried
+/// over to this data's standardisation.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// The base rate's log-odds, every coefficient zero.
+    BaseRate,
+    /// This point.
+    Point(&'a [f64]),
+    /// This model's coefficients per raw unit.
+    From(&'a LogisticModel),
+}
+
+/// Row weights, where given, are one per row, finite and above zero.
+pub fn check_weights(weights: Option<&[f64]>, rows: usize) -> Result<(), FitError> {
+    match weights {
+        Some(w) if w.len() != rows || w.iter().any(|v| !(v.is_finite() && *v > 0.0)) => {
+            Err(FitError::Shape(format!(
+                "{} weights for {rows} rows, each must be finite and above zero",
+                w.len()
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks shapes and finiteness of a feature matrix (and labels).
@@ -135,20 +185,77 @@ impl LogisticModel {
         alpha: f64,
         start: Option<Vec<f64>>,
     ) -> Result<Self, FitError> {
-        Self::fit_to(x, y, names, alpha, start, Precision::Final)
+        Self::fit_to(x, y, None, names, alpha, start, Precision::Final)
     }
 
-    /// As [`LogisticModel::fit_from`], solved to `precision`.
+    /// As [`LogisticModel::fit_from`], solved to `precision`, each row
+    /// counted `weights[i]` times where weights are given (rows that share
+    /// their features and label, collapsed: the same objective, the same
+    /// optimum, from fewer rows).
     pub fn fit_to(
         x: ArrayView2<f64>,
         y: &[bool],
+        weights: Option<&[f64]>,
         names: &[String],
         alpha: f64,
         start: Option<Vec<f64>>,
         precision: Precision,
     ) -> Result<Self, FitError> {
-        let (standardizer, z) = prepare(x, y, names)?;
-        Self::solve(standardizer, z, y, names, alpha, start, precision)
+        let start = match &start {
+            Some(p) => Start::Point(p),
+            None => Start::BaseRate,
+        };
+        Self::fit_owned(
+            x.to_owned(),
+            y,
+            weights,
+            names,
+            alpha,
+            start,
+            precision,
+            false,
+        )
+    }
+
+    /// The fit of [`LogisticModel::fit_to`] on rows it may overwrite (they
+    /// are standardised in place: one copy of a large design, not two),
+    /// from `start`, with the covariance of
+    /// [`LogisticModel::with_covariance`] when `covariance` is set.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_owned(
+        x: Array2<f64>,
+        y: &[bool],
+        weights: Option<&[f64]>,
+        names: &[String],
+        alpha: f64,
+        start: Start<'_>,
+        precision: Precision,
+        covariance: bool,
+    ) -> Result<Self, FitError> {
+        let (standardizer, z) = prepare(x, y, weights, names)?;
+        let start: Option<Vec<f64>> = match start {
+            Start::BaseRate => None,
+            Start::Point(p) => Some(p.to_vec()),
+            Start::From(from) => {
+                let (b0, raw) = from.raw_coefficients();
+                (raw.len() == standardizer.mean.len()).then(|| {
+                    let shift: f64 = raw.iter().zip(&standardizer.mean).map(|(b, m)| b * m).sum();
+                    std::iter::once(b0 + shift)
+                        .chain(raw.iter().zip(&standardizer.scale).map(|(b, sd)| b * sd))
+                        .collect()
+                })
+            }
+        };
+        let z = if z.is_standard_layout() {
+            z
+        } else {
+            z.as_standard_layout().into_owned()
+        };
+        let mut model = Self::solve(standardizer, &z, y, weights, names, alpha, start, precision)?;
+        if covariance {
+            model.covariance = model.covariance_on(&z, weights)?;
+        }
+        Ok(model)
     }
 
     /// As [`LogisticModel::fit`], starting from `from`'s coefficients
@@ -158,36 +265,40 @@ impl LogisticModel {
     pub fn fit_warm(
         x: ArrayView2<f64>,
         y: &[bool],
+        weights: Option<&[f64]>,
         names: &[String],
         alpha: f64,
         from: &LogisticModel,
     ) -> Result<Self, FitError> {
-        let (standardizer, z) = prepare(x, y, names)?;
-        let (b0, raw) = from.raw_coefficients();
-        let start = (raw.len() == standardizer.mean.len()).then(|| {
-            let shift: f64 = raw.iter().zip(&standardizer.mean).map(|(b, m)| b * m).sum();
-            std::iter::once(b0 + shift)
-                .chain(raw.iter().zip(&standardizer.scale).map(|(b, sd)| b * sd))
-                .collect()
-        });
-        Self::solve(standardizer, z, y, names, alpha, start, Precision::Final)
+        Self::fit_owned(
+            x.to_owned(),
+            y,
+            weights,
+            names,
+            alpha,
+            Start::From(from),
+            Precision::Final,
+            false,
+        )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn solve(
         standardizer: Standardizer,
-        z: Array2<f64>,
+        z: &Array2<f64>,
         y: &[bool],
+        weights: Option<&[f64]>,
         names: &[String],
         alpha: f64,
         start: Option<Vec<f64>>,
         precision: Precision,
     ) -> Result<Self, FitError> {
-        let z = z.as_standard_layout();
         let k = z.ncols();
         let problem = fused::Problem {
             z: z.as_slice().expect("standard layout"),
             k,
             y,
+            weights,
             alpha,
         };
         let w = fused::minimise(&problem, start.filter(|s| s.len() == k + 1), precision)?;
@@ -209,7 +320,7 @@ impl LogisticModel {
         names: &[String],
         alpha: f64,
     ) -> Result<Self, FitError> {
-        let (standardizer, z) = prepare(x, y, names)?;
+        let (standardizer, z) = prepare(x.to_owned(), y, None, names)?;
         let targets = Array1::from_iter(y.iter().copied());
         let data = Dataset::new(z, targets);
         let fitted = LogisticRegression::default()
@@ -243,17 +354,32 @@ impl LogisticModel {
     }
 
     /// The model with its coefficients' covariance computed on the rows it
-    /// was fitted on (the Laplace approximation, see
+    /// was fitted on, with their weights (the Laplace approximation, see
     /// [`crate::uncertainty`]).
-    pub fn with_covariance(mut self, x: ArrayView2<f64>) -> Result<Self, FitError> {
+    pub fn with_covariance(
+        mut self,
+        x: ArrayView2<f64>,
+        weights: Option<&[f64]>,
+    ) -> Result<Self, FitError> {
         check(x, None, self.names.len())?;
-        let z = self.standardizer.apply(x);
+        check_weights(weights, x.nrows())?;
+        self.covariance = self.covariance_on(&self.standardizer.apply(x), weights)?;
+        Ok(self)
+    }
+
+    /// The covariance on standardised rows `z`.
+    fn covariance_on(
+        &self,
+        z: &Array2<f64>,
+        weights: Option<&[f64]>,
+    ) -> Result<Vec<f64>, FitError> {
         let w: Vec<f64> = self
-            .linear(&z)
+            .linear(z)
             .iter()
-            .map(|eta| {
+            .enumerate()
+            .map(|(i, eta)| {
                 let p = 1.0 / (1.0 + (-eta).exp());
-                p * (1.0 - p)
+                weights.map_or(1.0, |w| w[i]) * p * (1.0 - p)
             })
             .collect();
         let k = z.ncols() + 1;
@@ -263,10 +389,9 @@ impl LogisticModel {
         }
         // A tiny ridge on the intercept keeps an all-separable fit invertible.
         h[0] += 1e-9;
-        self.covariance = crate::uncertainty::spd_inverse(&h, k).ok_or_else(|| {
+        crate::uncertainty::spd_inverse(&h, k).ok_or_else(|| {
             FitError::Solver("the Hessian at the optimum is not positive definite".into())
-        })?;
-        Ok(self)
+        })
     }
 
     fn linear(&self, z: &Array2<f64>) -> Vec<f64> {
@@ -341,34 +466,59 @@ mod fused {
         pub z: &'a [f64],
         pub k: usize,
         pub y: &'a [bool],
+        /// Row weights (each row counted so many times; none: once).
+        pub weights: Option<&'a [f64]>,
         pub alpha: f64,
+    }
+
+    /// The dot product in eight running sums (a fixed order, so the same
+    /// bits on every run): one sum would wait on each addition before the
+    /// next, eight keep the processor's adders busy.
+    #[inline]
+    pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
+        let mut s = [0.0; 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let tail: f64 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(x, y)| x * y)
+            .sum();
+        for (x, y) in ca.zip(cb) {
+            for l in 0..8 {
+                s[l] += x[l] * y[l];
+            }
+        }
+        ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail
     }
 
     /// Loss and gradient in one pass; parameters are intercept then
     /// coefficients.
     fn loss_and_gradient(p: &Problem<'_>, w: &[f64]) -> (f64, Vec<f64>) {
         let k = p.k;
-        let n = p.y.len();
         let (loss, mut grad) =
             p.z.par_chunks(BLOCK * k)
                 .zip(p.y.par_chunks(BLOCK))
-                .map(|(rows, ys)| {
+                .enumerate()
+                .map(|(block, (rows, ys))| {
                     let mut g = vec![0.0; k + 1];
                     let mut l = 0.0;
-                    for (row, &yi) in rows.chunks_exact(k).zip(ys) {
-                        let eta = w[0] + row.iter().zip(&w[1..]).map(|(a, b)| a * b).sum::<f64>();
+                    let weight = |i: usize| p.weights.map_or(1.0, |w| w[block * BLOCK + i]);
+                    for (i, (row, &yi)) in rows.chunks_exact(k).zip(ys).enumerate() {
+                        let wi = weight(i);
+                        let eta = w[0] + dot(row, &w[1..]);
                         // log(1 + exp(m)) with m = -eta for a true
                         // label, eta for a false one, and P(true), from
                         // one exponential: e = exp(-|eta|) never overflows.
                         let m = if yi { -eta } else { eta };
                         let e = (-eta.abs()).exp();
-                        l += m.max(0.0) + e.ln_1p();
+                        l += wi * (m.max(0.0) + e.ln_1p());
                         let p1 = if eta >= 0.0 {
                             1.0 / (1.0 + e)
                         } else {
                             e / (1.0 + e)
                         };
-                        let r = p1 - if yi { 1.0 } else { 0.0 };
+                        let r = wi * (p1 - if yi { 1.0 } else { 0.0 });
                         g[0] += r;
                         for (gj, a) in g[1..].iter_mut().zip(row) {
                             *gj += r * a;
@@ -387,7 +537,7 @@ mod fused {
                     }
                     (la + lb, ga)
                 });
-        let nf = n as f64;
+        let nf = p.weights.map_or(p.y.len() as f64, |w| w.iter().sum());
         let penalty: f64 = w[1..].iter().map(|b| b * b).sum::<f64>() * p.alpha / 2.0;
         for (j, g) in grad.iter_mut().enumerate() {
             *g /= nf;
@@ -447,8 +597,10 @@ mod fused {
         let k = problem.k;
         let init = start.unwrap_or_else(|| {
             // Start at the base rate's log-odds.
-            let pos = problem.y.iter().filter(|v| **v).count() as f64;
-            let rate = (pos / problem.y.len() as f64).clamp(1e-6, 1.0 - 1e-6);
+            let w = |i: usize| problem.weights.map_or(1.0, |w| w[i]);
+            let pos: f64 = (0..problem.y.len()).filter(|i| problem.y[*i]).map(w).sum();
+            let all: f64 = (0..problem.y.len()).map(w).sum();
+            let rate = (pos / all).clamp(1e-6, 1.0 - 1e-6);
             let mut w = vec![0.0; k + 1];
             w[0] = (rate / (1.0 - rate)).ln();
             w
@@ -491,12 +643,14 @@ pub struct AlphaScore {
 pub fn choose_alpha(
     x: ArrayView2<f64>,
     y: &[bool],
+    weights: Option<&[f64]>,
     names: &[String],
     alphas: &[f64],
     folds: usize,
     seed: u64,
 ) -> Result<(f64, Vec<AlphaScore>), FitError> {
     check(x, Some(y), names.len())?;
+    check_weights(weights, y.len())?;
     let n = x.nrows();
     let folds = folds.clamp(2, n.max(2));
     // A seeded permutation (splitmix64 keys), so folds are reproducible.
@@ -527,13 +681,16 @@ pub fn choose_alpha(
         let test: Vec<usize> = (0..n).filter(|i| fold_of[*i] == k).collect();
         let xt = x.select(Axis(0), &train);
         let yt: Vec<bool> = train.iter().map(|i| y[*i]).collect();
+        let wt: Option<Vec<f64>> = weights.map(|w| train.iter().map(|i| w[*i]).collect());
         let xv = x.select(Axis(0), &test);
         let yv: Vec<bool> = test.iter().map(|i| y[*i]).collect();
+        let wv: Option<Vec<f64>> = weights.map(|w| test.iter().map(|i| w[*i]).collect());
         let mut start = None;
         for &a in &order {
             let model = LogisticModel::fit_to(
                 xt.view(),
                 &yt,
+                wt.as_deref(),
                 names,
                 alphas[a],
                 start,
@@ -541,7 +698,8 @@ pub fn choose_alpha(
             )?;
             let p = model.predict(xv.view())?;
             losses[a].push(
-                crate::metrics::log_loss(&p, &yv).map_err(|e| FitError::Shape(e.to_string()))?,
+                crate::metrics::log_loss_weighted(&p, &yv, wv.as_deref())
+                    .map_err(|e| FitError::Shape(e.to_string()))?,
             );
             let mut w = vec![model.intercept];
             w.extend(&model.coefficients);
@@ -622,11 +780,18 @@ mod tests {
         let xs = x.select(Axis(0), &rows);
         let ys: Vec<bool> = rows.iter().map(|i| y[*i]).collect();
         for alpha in [0.01, 100.0] {
-            let from =
-                LogisticModel::fit_to(xs.view(), &ys, &names(), alpha, None, Precision::Screening)
-                    .unwrap();
+            let from = LogisticModel::fit_to(
+                xs.view(),
+                &ys,
+                None,
+                &names(),
+                alpha,
+                None,
+                Precision::Screening,
+            )
+            .unwrap();
             let cold = LogisticModel::fit(x.view(), &y, &names(), alpha).unwrap();
-            let warm = LogisticModel::fit_warm(x.view(), &y, &names(), alpha, &from).unwrap();
+            let warm = LogisticModel::fit_warm(x.view(), &y, None, &names(), alpha, &from).unwrap();
             assert!(
                 (cold.intercept - warm.intercept).abs() < 1e-5,
                 "{cold:?} vs {warm:?}"
@@ -634,6 +799,97 @@ mod tests {
             for (u, v) in cold.coefficients.iter().zip(&warm.coefficients) {
                 assert!((u - v).abs() < 1e-5, "alpha {alpha}: {cold:?} vs {warm:?}");
             }
+        }
+    }
+
+    /// Rows that share their features and label, collapsed into one row
+    /// weighted by their count, give the fit (and the covariance, and the
+    /// cross-validated losses) of every row: the hazard's subscriber-months
+    /// rely on it.
+    #[test]
+    fn weighted_rows_fit_as_the_rows_they_stand_for() {
+        let (x, y) = sample(3_000, 11);
+        // Row i repeated 1 + i % 4 times, and the same rows weighted.
+        let counts: Vec<usize> = (0..x.nrows()).map(|i| 1 + i % 4).collect();
+        let repeated: Vec<usize> = counts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| std::iter::repeat_n(i, *c))
+            .collect();
+        let xr = x.select(Axis(0), &repeated);
+        let yr: Vec<bool> = repeated.iter().map(|i| y[*i]).collect();
+        let w: Vec<f64> = counts.iter().map(|c| *c as f64).collect();
+        for alpha in [0.01, 30.0] {
+            let full = LogisticModel::fit(xr.view(), &yr, &names(), alpha)
+                .and_then(|m| m.with_covariance(xr.view(), None))
+                .unwrap();
+            let weighted = LogisticModel::fit_to(
+                x.view(),
+                &y,
+                Some(&w),
+                &names(),
+                alpha,
+                None,
+                Precision::Final,
+            )
+            .and_then(|m| m.with_covariance(x.view(), Some(&w)))
+            .unwrap();
+            assert!((full.intercept - weighted.intercept).abs() < 1e-6);
+            for (u, v) in full.coefficients.iter().zip(&weighted.coefficients) {
+                assert!(
+                    (u - v).abs() < 1e-6,
+                    "alpha {alpha}: {full:?} vs {weighted:?}"
+                );
+            }
+            for (u, v) in full.covariance.iter().zip(&weighted.covariance) {
+                assert!((u - v).abs() < 1e-9 + 1e-6 * u.abs(), "{u} vs {v}");
+            }
+            // Unweighted, the collapsed rows are a different sample.
+            let unweighted = LogisticModel::fit(x.view(), &y, &names(), alpha).unwrap();
+            assert!(
+                full.coefficients
+                    .iter()
+                    .zip(&unweighted.coefficients)
+                    .any(|(u, v)| (u - v).abs() > 1e-3)
+            );
+        }
+        assert!(matches!(
+            LogisticModel::fit_to(
+                x.view(),
+                &y,
+                Some(&w[1..]),
+                &names(),
+                1.0,
+                None,
+                Precision::Final
+            ),
+            Err(FitError::Shape(_))
+        ));
+        let mut bad = w.clone();
+        bad[3] = 0.0;
+        assert!(matches!(
+            LogisticModel::fit_to(
+                x.view(),
+                &y,
+                Some(&bad),
+                &names(),
+                1.0,
+                None,
+                Precision::Final
+            ),
+            Err(FitError::Shape(_))
+        ));
+    }
+
+    /// The running sums' dot product is the plain one to rounding, at every
+    /// length around its block of eight.
+    #[test]
+    fn the_blocked_dot_product_is_the_dot_product() {
+        for n in [0, 1, 7, 8, 9, 16, 23, 150] {
+            let a: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+            let b: Vec<f64> = (0..n).map(|i| (i as f64 * 1.3).cos() - 0.2).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((fused::dot(&a, &b) - plain).abs() < 1e-12, "length {n}");
         }
     }
 
@@ -660,7 +916,8 @@ mod tests {
     #[test]
     fn cross_validation_rejects_a_crushing_penalty() {
         let (x, y) = sample(4_000, 5);
-        let (alpha, table) = choose_alpha(x.view(), &y, &names(), &[1e-2, 1.0, 1e5], 4, 7).unwrap();
+        let (alpha, table) =
+            choose_alpha(x.view(), &y, None, &names(), &[1e-2, 1.0, 1e5], 4, 7).unwrap();
         assert_eq!(table.len(), 3);
         assert!(
             alpha < 1e5,

@@ -133,17 +133,37 @@ pub fn pr_auc(p: &[f64], y: &[bool]) -> Result<Option<f64>, MetricError> {
 
 /// Mean negative log-likelihood, probabilities clipped to [1e-15, 1 - 1e-15].
 pub fn log_loss(p: &[f64], y: &[bool]) -> Result<f64, MetricError> {
+    log_loss_weighted(p, y, None)
+}
+
+/// [`log_loss`] with each row counted `weights[i]` times (a weighted
+/// mean; without weights the plain one).
+pub fn log_loss_weighted(
+    p: &[f64],
+    y: &[bool],
+    weights: Option<&[f64]>,
+) -> Result<f64, MetricError> {
     check(p, y)?;
+    if let Some(w) = weights
+        && w.len() != p.len()
+    {
+        return Err(MetricError::Length {
+            predictions: p.len(),
+            outcomes: w.len(),
+        });
+    }
+    let w = |i: usize| weights.map_or(1.0, |w| w[i]);
     let eps = 1e-15;
     let s: f64 = p
         .iter()
         .zip(y)
-        .map(|(&q, &t)| {
+        .enumerate()
+        .map(|(i, (&q, &t))| {
             let q = q.clamp(eps, 1.0 - eps);
-            if t { -q.ln() } else { -(1.0 - q).ln() }
+            w(i) * if t { -q.ln() } else { -(1.0 - q).ln() }
         })
         .sum();
-    Ok(s / p.len() as f64)
+    Ok(s / (0..p.len()).map(w).sum::<f64>())
 }
 
 /// Mean squared difference between prediction and outcome.

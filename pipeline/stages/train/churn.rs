@@ -48,9 +48,11 @@ pub fn fit_churn(
         arms: Vec::new(),
         interact: Vec::new(),
         bands: Vec::new(),
+        rare_event_ratio: s.churn_rare_event_ratio,
     };
-    // Churn is rare: the boosted trees are fitted on every churner and a
-    // seeded share of the rest; calibration and the holdout see every row.
+    // Churn is rare: both candidates are fitted on every churner and a
+    // seeded share of the rest (the logistic weighted back to every row's
+    // share); the trees' calibration and the holdout see every row.
     let sampled = TrainSettings {
         boosted: winback_models::boosted::BoostedParams {
             rare_event_ratio: s.churn_rare_event_ratio,

@@ -11,7 +11,7 @@ use polars::prelude::*;
 use winback_models::boosted::{BoostedModel, BoostedParams, CheckedBoostedParams, row_key};
 use winback_models::error::FitError;
 use winback_models::learner::Learner;
-use winback_models::logistic::{LogisticModel, Precision, choose_alpha};
+use winback_models::logistic::{LogisticModel, Precision, Start, choose_alpha};
 use winback_models::metrics;
 use winback_models::survival;
 
@@ -87,17 +87,17 @@ pub(crate) fn f64_column(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// The matrix boosted trees are fitted on, with a weight (the rows it
-/// stands for) and a group (whose rows fall on one side of the validation
+/// The matrix a model is fitted on, with a weight (the rows it stands
+/// for) and a group (whose rows fall on one side of the trees' validation
 /// split) per row where they apply.
-struct TreeRows {
+struct Fitting {
     x: Array2<f64>,
     y: Vec<bool>,
     weights: Option<Vec<f64>>,
     groups: Option<Vec<usize>>,
 }
 
-impl TreeRows {
+impl Fitting {
     /// The rows they stand for (subscriber-months where weighted).
     fn count(&self) -> usize {
         self.weights
@@ -133,7 +133,24 @@ impl TreeRows {
         }
     }
 
-    fn fit(
+    /// These rows at `rows` (positions).
+    fn select(&self, rows: &[usize]) -> Fitting {
+        let pick = |v: &Option<Vec<_>>| {
+            v.as_ref()
+                .map(|v: &Vec<_>| rows.iter().map(|i| v[*i]).collect())
+        };
+        Fitting {
+            x: self.x.select(ndarray::Axis(0), rows),
+            y: rows.iter().map(|i| self.y[*i]).collect(),
+            weights: pick(&self.weights),
+            groups: self
+                .groups
+                .as_ref()
+                .map(|g| rows.iter().map(|i| g[*i]).collect()),
+        }
+    }
+
+    fn fit_trees(
         &self,
         names: &[String],
         params: CheckedBoostedParams,
@@ -150,13 +167,14 @@ impl TreeRows {
 }
 
 impl Rows<'_> {
-    /// The rows for boosted trees: for plain rows the matrix of
+    /// The rows a model is fitted on: for plain rows the matrix of
     /// [`Rows::build`] with no weights or groups; for subscriber-months,
     /// one row per subscriber, month band and outcome, weighted by its
-    /// months (a subscriber's months of one band share every feature, so
-    /// the trees see the same sums of gradients as on every month, from a
-    /// fraction of the rows), grouped by subscriber (the frame's row).
-    fn for_trees(&self, layout: &Layout, df: &DataFrame) -> Result<TreeRows> {
+    /// months (a subscriber's months of one band share every column, so
+    /// the logistic likelihood and the trees' sums of gradients are those
+    /// of every month, from a fraction of the rows), grouped by subscriber
+    /// (the frame's row).
+    fn fitting(&self, layout: &Layout, df: &DataFrame) -> Result<Fitting> {
         let Rows::Months {
             duration,
             censored,
@@ -164,10 +182,14 @@ impl Rows<'_> {
         } = self
         else {
             let (x, y) = self.build(layout, df)?;
-            return Ok(TreeRows {
+            let weights = match df.column(ROW_WEIGHT) {
+                Ok(_) => Some(f64_column(df, ROW_WEIGHT)?),
+                Err(_) => None,
+            };
+            return Ok(Fitting {
                 x,
                 y,
-                weights: None,
+                weights,
                 groups: None,
             });
         };
@@ -210,11 +232,36 @@ impl Rows<'_> {
                 }
             }
         }
-        Ok(TreeRows {
+        Ok(Fitting {
             x: to_array(x, k)?,
             y,
             weights: Some(weights),
             groups: Some(groups),
+        })
+    }
+
+    /// A seeded subsample of at most `max` of [`Rows::fitting`]'s rows
+    /// (the cross-validation's): for plain rows the frame's rows are drawn
+    /// first, so the matrix of the rest is never built.
+    fn sample(&self, layout: &Layout, df: &DataFrame, max: usize, seed: u64) -> Result<Fitting> {
+        if let Rows::Plain { .. } = self {
+            let sub = subsample(df.height(), max, seed);
+            if sub.len() < df.height() {
+                let idx =
+                    IdxCa::from_vec("rows".into(), sub.iter().map(|i| *i as IdxSize).collect());
+                let part = df
+                    .take(&idx)
+                    .map_err(Error::polars("model: cross-validation rows"))?;
+                return self.fitting(layout, &part);
+            }
+            return self.fitting(layout, df);
+        }
+        let f = self.fitting(layout, df)?;
+        let sub = subsample(f.x.nrows(), max, seed);
+        Ok(if sub.len() < f.x.nrows() {
+            f.select(&sub)
+        } else {
+            f
         })
     }
 
@@ -291,6 +338,58 @@ pub struct Problem<'a> {
     pub interact: Vec<String>,
     /// Month bands (hazards).
     pub bands: Vec<u32>,
+    /// Rare-event sampling of the logistic candidate's plain rows: every
+    /// row of the rarer class and at most this many of the other per rare
+    /// row, weighted back to their share (0: every row).
+    pub rare_event_ratio: f64,
+}
+
+/// The weight column [`rare_event_frame`] adds: the rows each row of a
+/// sample stands for.
+const ROW_WEIGHT: &str = "__row_weight";
+
+/// Every row of `df` whose `label` is the rarer value and a seeded draw of
+/// at most `ratio` of the others per rare row, with a [`ROW_WEIGHT`]
+/// column: 1 for the rare rows, the inverse of the share drawn for the
+/// others (the weighted likelihood is then an unbiased estimate of the
+/// full one: calibrated probabilities from a fraction of the rows). `df`
+/// itself when `ratio` is 0 or the rarer class is not that rare.
+pub(crate) fn rare_event_frame(
+    df: &DataFrame,
+    label: &str,
+    ratio: f64,
+    seed: u64,
+) -> Result<DataFrame> {
+    let y = bool_column(df, label)?;
+    let positives = y.iter().filter(|v| **v).count();
+    let common = positives * 2 > y.len();
+    let rare = if common {
+        y.len() - positives
+    } else {
+        positives
+    };
+    let many = y.len() - rare;
+    if ratio == 0.0 || rare == 0 || many as f64 <= ratio * rare as f64 {
+        return Ok(df.clone());
+    }
+    let cut = (ratio * rare as f64 / many as f64 * u64::MAX as f64) as u64;
+    let salt = seed ^ 0x0005_EED0_F5A3_F1E5;
+    let keep: Vec<bool> = (0..y.len())
+        .map(|i| y[i] != common || row_key(salt, i) < cut)
+        .collect();
+    let drawn = (0..y.len()).filter(|i| keep[*i] && y[*i] == common).count();
+    let weight = many as f64 / drawn.max(1) as f64;
+    let weights: Vec<f64> = (0..y.len())
+        .filter(|i| keep[*i])
+        .map(|i| if y[i] == common { weight } else { 1.0 })
+        .collect();
+    let mut sample = df
+        .filter(&BooleanChunked::from_slice("keep".into(), &keep))
+        .map_err(Error::polars("model: rare-event sample"))?;
+    sample
+        .with_column(Column::new(ROW_WEIGHT.into(), weights))
+        .map_err(Error::polars("model: rare-event sample"))?;
+    Ok(sample)
 }
 
 /// FNV-1a over the bits of a matrix and its labels (hex).
@@ -304,11 +403,15 @@ pub(crate) fn fingerprint(x: &Array2<f64>, y: &[bool]) -> String {
     };
     eat(&(x.nrows() as u64).to_le_bytes());
     eat(&(x.ncols() as u64).to_le_bytes());
-    for v in x.iter() {
-        eat(&v.to_bits().to_le_bytes());
-    }
     for v in y {
         eat(&[u8::from(*v)]);
+    }
+    // The matrix a word at a time (eight times fewer steps than by byte:
+    // a design of millions of rows is hashed in a fraction of a second).
+    for v in x.iter() {
+        h = (h ^ v.to_bits())
+            .wrapping_mul(0x100000001b3)
+            .rotate_left(23);
     }
     format!("{h:016x}")
 }
@@ -368,16 +471,32 @@ pub(crate) fn fit_binary(
     let mut effects: Vec<Effect> = Vec::new();
     let mut training = (0, 0, String::new());
     if s.learner != LearnerChoice::Boosted {
+        let sampled = match rows {
+            Rows::Plain { label } if problem.rare_event_ratio > 0.0 => Some(rare_event_frame(
+                &problem.train,
+                label,
+                problem.rare_event_ratio,
+                s.seed,
+            )?),
+            _ => None,
+        };
+        let train = sampled.as_ref().unwrap_or(&problem.train);
         let mut best: Option<(f64, Layout, f64, usize)> = None;
         for &bins in &s.step_bins {
+            let _span =
+                tracing::debug_span!("cross-validation", model = problem.name, bins).entered();
             let layout = layout_for(problem, bins)?;
-            let (x, y) = rows.build(&layout, &problem.train)?;
-            let sub = subsample(x.nrows(), s.cv_max_rows, s.seed);
-            let xs = x.select(ndarray::Axis(0), &sub);
-            let ys: Vec<bool> = sub.iter().map(|i| y[*i]).collect();
-            let (alpha, scores) =
-                choose_alpha(xs.view(), &ys, &layout.names(), &s.alphas, s.folds, s.seed)
-                    .map_err(fit_err)?;
+            let cv = rows.sample(&layout, train, s.cv_max_rows, s.seed)?;
+            let (alpha, scores) = choose_alpha(
+                cv.x.view(),
+                &cv.y,
+                cv.weights.as_deref(),
+                &layout.names(),
+                &s.alphas,
+                s.folds,
+                s.seed,
+            )
+            .map_err(fit_err)?;
             let loss = scores
                 .iter()
                 .find(|a| a.alpha == alpha)
@@ -405,32 +524,42 @@ pub(crate) fn fit_binary(
             key: "train.step_bins".into(),
             message: "no candidate step counts".into(),
         })?;
-        let (x, y) = rows.build(&layout, &problem.train)?;
-        training = (
-            x.nrows(),
-            y.iter().filter(|v| **v).count(),
-            fingerprint(&x, &y),
-        );
+        let span = tracing::debug_span!("logistic fit", model = problem.name, bins).entered();
+        let f = rows.fitting(&layout, train)?;
+        training = (f.count(), f.positives(), f.fingerprint());
         // Started from the chosen penalty's fit on the cross-validation
         // subsample: the same optimum in fewer passes over every row.
-        let sub = subsample(x.nrows(), s.cv_max_rows, s.seed);
-        let fitted = if sub.len() < x.nrows() {
-            let ys: Vec<bool> = sub.iter().map(|i| y[*i]).collect();
-            LogisticModel::fit_to(
-                x.select(ndarray::Axis(0), &sub).view(),
-                &ys,
-                &layout.names(),
-                alpha,
-                None,
-                Precision::Screening,
+        let sub = subsample(f.x.nrows(), s.cv_max_rows, s.seed);
+        let names = layout.names();
+        let screening = if sub.len() < f.x.nrows() {
+            let cv = f.select(&sub);
+            Some(
+                LogisticModel::fit_to(
+                    cv.x.view(),
+                    &cv.y,
+                    cv.weights.as_deref(),
+                    &names,
+                    alpha,
+                    None,
+                    Precision::Screening,
+                )
+                .map_err(fit_err)?,
             )
-            .and_then(|from| LogisticModel::fit_warm(x.view(), &y, &layout.names(), alpha, &from))
         } else {
-            LogisticModel::fit(x.view(), &y, &layout.names(), alpha)
+            None
         };
-        let model = fitted
-            .and_then(|m| m.with_covariance(x.view()))
-            .map_err(fit_err)?;
+        let model = LogisticModel::fit_owned(
+            f.x,
+            &f.y,
+            f.weights.as_deref(),
+            &names,
+            alpha,
+            screening.as_ref().map_or(Start::BaseRate, Start::From),
+            Precision::Final,
+            true,
+        )
+        .map_err(fit_err)?;
+        drop(span);
         let (xv, yv) = rows.build(&layout, &problem.test)?;
         let holdout = evaluate(&model.predict(xv.view()).map_err(fit_err)?, &yv)?;
         effects = logistic_effects(&layout, &model);
@@ -446,8 +575,9 @@ pub(crate) fn fit_binary(
     }
     if s.learner != LearnerChoice::Logistic {
         crate::progress::note(format!("{} model: boosted candidate", problem.name));
+        let _span = tracing::debug_span!("boosted fit", model = problem.name).entered();
         let layout = layout_for(problem, 0)?;
-        let trees = rows.for_trees(&layout, &problem.train)?;
+        let trees = rows.fitting(&layout, &problem.train)?;
         if training.0 == 0 {
             training = (trees.count(), trees.positives(), trees.fingerprint());
         }
@@ -456,7 +586,7 @@ pub(crate) fn fit_binary(
             ..s.boosted
         };
         let model = trees
-            .fit(&layout.names(), params.check().map_err(fit_err)?)
+            .fit_trees(&layout.names(), params.check().map_err(fit_err)?)
             .map_err(fit_err)?;
         drop(trees);
         let (xv, yv) = rows.build(&layout, &problem.test)?;
@@ -805,28 +935,33 @@ pub(crate) fn observed(df: &DataFrame, observed: &str, name: &str) -> Result<Dat
 pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Result<()> {
     let names = model.layout.names();
     let kind = model.model;
+    let _span = tracing::debug_span!("refit", model = kind.name()).entered();
     let fit_err = |e: winback_models::error::FitError| Error::Fit {
         model: kind.name().into(),
         message: e.to_string(),
     };
     let (learner, (count, positives, print)) = match &model.learner {
         Learner::Logistic(m) => {
-            let (x, y) = rows.build(&model.layout, df)?;
+            let f = rows.fitting(&model.layout, df)?;
+            let record = (f.count(), f.positives(), f.fingerprint());
             // Started from the fit before the cut: same design and penalty.
-            let fitted = LogisticModel::fit_warm(x.view(), &y, &names, m.alpha, m)
-                .and_then(|r| r.with_covariance(x.view()))
-                .map_err(fit_err)?;
-            let record = (
-                x.nrows(),
-                y.iter().filter(|v| **v).count(),
-                fingerprint(&x, &y),
-            );
+            let fitted = LogisticModel::fit_owned(
+                f.x,
+                &f.y,
+                f.weights.as_deref(),
+                &names,
+                m.alpha,
+                Start::From(m),
+                Precision::Final,
+                true,
+            )
+            .map_err(fit_err)?;
             (Learner::Logistic(fitted), record)
         }
         Learner::Boosted(m) => {
-            let trees = rows.for_trees(&model.layout, df)?;
+            let trees = rows.fitting(&model.layout, df)?;
             let fitted = trees
-                .fit(&names, m.params.check().map_err(fit_err)?)
+                .fit_trees(&names, m.params.check().map_err(fit_err)?)
                 .map_err(fit_err)?;
             let record = (trees.count(), trees.positives(), trees.fingerprint());
             (Learner::Boosted(Box::new(fitted)), record)
@@ -886,5 +1021,60 @@ pub(crate) fn stored(
         holdout: fitted.holdout,
         effects: fitted.effects,
         evaluated: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every rare row is kept with weight 1; the common rows are thinned to
+    /// about `ratio` per rare row and weighted back to their number, by the
+    /// same draw on every call.
+    #[test]
+    fn a_rare_event_frame_keeps_every_rare_row_and_weighs_the_rest_back() {
+        let n = 20_000;
+        let y: Vec<bool> = (0..n).map(|i| i % 25 == 0).collect();
+        let df = DataFrame::new(
+            n,
+            vec![
+                Column::new("id".into(), (0..n as u32).collect::<Vec<_>>()),
+                Column::new("label".into(), y.clone()),
+            ],
+        )
+        .unwrap();
+        let sample = rare_event_frame(&df, "label", 5.0, 3).unwrap();
+        let ys = bool_column(&sample, "label").unwrap();
+        let w = f64_column(&sample, ROW_WEIGHT).unwrap();
+        let rare = ys.iter().filter(|v| **v).count();
+        assert_eq!(rare, n / 25, "every rare row kept");
+        let common = ys.len() - rare;
+        assert!((common as f64 - 5.0 * rare as f64).abs() < 0.1 * 5.0 * rare as f64);
+        for (v, wi) in ys.iter().zip(&w) {
+            if *v {
+                assert_eq!(*wi, 1.0);
+            }
+        }
+        let total: f64 = w.iter().sum();
+        assert!((total - n as f64).abs() < 1e-6 * n as f64, "{total}");
+        assert!(sample.equals(&rare_event_frame(&df, "label", 5.0, 3).unwrap()));
+        // Off, or not rare enough: every row, unweighted.
+        for ratio in [0.0, 30.0] {
+            let all = rare_event_frame(&df, "label", ratio, 3).unwrap();
+            assert_eq!(all.height(), n);
+            assert!(all.column(ROW_WEIGHT).is_err());
+        }
+        // The rarer class may be the `false` one.
+        let flipped = DataFrame::new(
+            n,
+            vec![Column::new(
+                "label".into(),
+                y.iter().map(|v| !v).collect::<Vec<_>>(),
+            )],
+        )
+        .unwrap();
+        let s2 = rare_event_frame(&flipped, "label", 5.0, 3).unwrap();
+        let y2 = bool_column(&s2, "label").unwrap();
+        assert_eq!(y2.iter().filter(|v| !**v).count(), n / 25);
     }
 }

@@ -68,6 +68,7 @@ pub fn fit_return(
         arms: ARMS[1..].iter().map(|a| a.to_string()).collect(),
         interact,
         bands: Vec::new(),
+        rare_event_ratio: 0.0,
     };
     let fitted = fit_binary(&problem, &Rows::Plain { label: f::RETURNED }, s)?;
     let model = stored(ModelKind::Return, f::RETURNED, fitted, split, stamp, s);

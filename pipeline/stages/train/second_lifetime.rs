@@ -267,6 +267,7 @@ pub fn fit_second_lifetime(
         arms: Vec::new(),
         interact: Vec::new(),
         bands: s.hazard_bands.clone(),
+        rare_event_ratio: 0.0,
     };
     let rows = Rows::Months {
         duration: f::MONTHS_RETAINED,

@@ -39,9 +39,10 @@ pub struct TrainSettings {
     pub cv_max_rows: usize,
     /// Boosted trees' hyper-parameters.
     pub boosted: BoostedParams,
-    /// The churn model's rare-event sampling: its boosted trees are fitted
+    /// The churn model's rare-event sampling: both candidates are fitted
     /// on every churner and at most this many non-churners per churner
-    /// (0: every row); see [`BoostedParams::rare_event_ratio`].
+    /// (0: every row): the logistic on the draw weighted back to every
+    /// row's share, the trees as [`BoostedParams::rare_event_ratio`] says.
     #[serde(default)]
     pub churn_rare_event_ratio: f64,
     /// Features of the return model (empty: every manifest feature).
@@ -88,7 +89,7 @@ impl Default for TrainSettings {
             alphas: vec![0.01, 0.1, 1.0, 10.0, 100.0],
             cv_max_rows: 50_000,
             boosted: BoostedParams::default(),
-            churn_rare_event_ratio: 0.0,
+            churn_rare_event_ratio: 5.0,
             return_features: Vec::new(),
             churn_features: Vec::new(),
             interactions: vec![f::LEAVE_REASON.to_string()],
