@@ -248,6 +248,82 @@ impl Clone for BoostedModel {
     }
 }
 
+/// One node of [`FlatTrees`].
+#[derive(Debug, Clone, Copy)]
+struct FlatNode {
+    split: f64,
+    value: f64,
+    feature: u32,
+    left: u32,
+    right: u32,
+    missing: u32,
+    leaf: bool,
+}
+
+/// The kept trees' nodes in one array (children as positions in it).
+struct FlatTrees {
+    nodes: Vec<FlatNode>,
+    roots: Vec<u32>,
+    /// The value that counts as missing (NaN: any NaN).
+    missing: f64,
+}
+
+impl FlatTrees {
+    fn of(booster: &GradientBooster) -> FlatTrees {
+        let kept = booster
+            .prediction_iteration
+            .unwrap_or(booster.trees.len())
+            .min(booster.trees.len());
+        let mut nodes = Vec::new();
+        let mut roots = Vec::with_capacity(kept);
+        for tree in &booster.trees[..kept] {
+            let at = nodes.len() as u32;
+            roots.push(at);
+            nodes.extend(tree.nodes.iter().map(|n| FlatNode {
+                split: n.split_value,
+                value: f64::from(n.weight_value),
+                feature: n.split_feature as u32,
+                left: at + n.left_child as u32,
+                right: at + n.right_child as u32,
+                missing: at + n.missing_node as u32,
+                leaf: n.is_leaf,
+            }));
+        }
+        FlatTrees {
+            nodes,
+            roots,
+            missing: booster.missing,
+        }
+    }
+
+    /// The leaf value a row reaches from `root` (forust-ml's rule: a
+    /// missing value to the missing branch, below the split left, else
+    /// right).
+    #[inline]
+    fn leaf(&self, root: u32, row: &[f64]) -> f64 {
+        let mut i = root as usize;
+        loop {
+            let n = &self.nodes[i];
+            if n.leaf {
+                return n.value;
+            }
+            let v = row[n.feature as usize];
+            let missing = if self.missing.is_nan() {
+                v.is_nan()
+            } else {
+                v == self.missing
+            };
+            i = if missing {
+                n.missing
+            } else if v < n.split {
+                n.left
+            } else {
+                n.right
+            } as usize;
+        }
+    }
+}
+
 /// Column-major copy of a row set of `x`, as forust-ml takes it.
 fn column_major(x: ArrayView2<f64>, rows: &[usize]) -> Vec<f64> {
     let mut out = Vec::with_capacity(rows.len() * x.ncols());
@@ -416,14 +492,34 @@ impl BoostedModel {
         })
     }
 
-    /// The trees' raw log-odds score of each row of `x`.
+    /// The trees' raw log-odds score of each row of `x`: forust-ml's
+    /// prediction (base score, then each kept tree's leaf added in order,
+    /// so the same bits), walked row by row over the trees flattened into
+    /// one array, on row blocks in parallel. forust-ml walks one tree at a
+    /// time over every row of a column-major copy, with a parallel job and
+    /// a vector per tree: scoring the hazard's bands for every arm spent
+    /// most of the offer simulation there.
     fn raw_scores(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
+        use rayon::prelude::*;
         crate::logistic::check(x, None, self.names.len())?;
-        let rows: Vec<usize> = (0..x.nrows()).collect();
-        let cm = column_major(x, &rows);
-        Ok(self
-            .booster
-            .predict(&Matrix::new(&cm, x.nrows(), x.ncols()), true))
+        let flat = FlatTrees::of(&self.booster);
+        let x = x.as_standard_layout();
+        let k = x.ncols().max(1);
+        let rows = x.as_slice().expect("standard layout");
+        let base = self.booster.base_score;
+        let mut out = vec![0.0; x.nrows()];
+        out.par_chunks_mut(1024)
+            .zip(rows.par_chunks(1024 * k))
+            .for_each(|(out, rows)| {
+                for (o, row) in out.iter_mut().zip(rows.chunks_exact(k)) {
+                    let mut score = base;
+                    for root in &flat.roots {
+                        score += flat.leaf(*root, row);
+                    }
+                    *o = score;
+                }
+            });
+        Ok(out)
     }
 
     /// Calibrated P(label true) for each row of `x`.
@@ -558,6 +654,36 @@ mod tests {
             g.push(k);
         }
         (x, y, g)
+    }
+
+    /// The flattened walk gives forust-ml's own predictions, bit for bit,
+    /// on rows the trees never saw (and on a matrix in column-major
+    /// layout).
+    #[test]
+    fn flattened_trees_predict_forusts_scores_to_the_bit() {
+        let (x, y, _) = groups_of_twenty(800, 5);
+        let names: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let m = BoostedModel::fit(
+            x.view(),
+            &y,
+            &names,
+            BoostedParams::default().check().unwrap(),
+        )
+        .unwrap();
+        assert!(m.trees > 1, "{} trees", m.trees);
+        let (xt, _, _) = groups_of_twenty(300, 99);
+        let rows: Vec<usize> = (0..xt.nrows()).collect();
+        let cm = column_major(xt.view(), &rows);
+        let theirs = m
+            .booster
+            .predict(&Matrix::new(&cm, xt.nrows(), xt.ncols()), true);
+        let ours = m.raw_scores(xt.view()).unwrap();
+        assert_eq!(theirs.len(), ours.len());
+        for (a, b) in theirs.iter().zip(&ours) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
+        }
+        let fortran = xt.t().to_owned();
+        assert_eq!(m.raw_scores(fortran.t()).unwrap(), ours);
     }
 
     #[test]

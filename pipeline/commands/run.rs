@@ -122,7 +122,16 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
     models::after_training(settings, &trained.version, out)?;
     clock.lap("train");
     let version = catalog(settings).model_version(None)?;
-    score::score(settings, tables.clone(), None, out)?;
+    // The features as of the date, built once for scoring and the
+    // simulation (timed with the score).
+    let scoring_started = std::time::Instant::now();
+    let inputs = crate::stages::features::Inputs::new(tables);
+    let current = {
+        let _progress = crate::progress::stage("score");
+        let current = score::current_features(settings, &inputs)?;
+        score::score_current(settings, &current, None, scoring_started, out)?;
+        current
+    };
     clock.lap("score");
     let mut notes = RunNotes::default();
     let absent: Vec<&str> = [ModelKind::Return, ModelKind::SecondLifetime]
@@ -131,7 +140,7 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
         .map(|k| k.name())
         .collect();
     if absent.is_empty() {
-        simulate::simulate(settings, tables, None, out)?;
+        simulate::simulate_current(settings, &inputs, &current, None, &catalog(settings), out)?;
         clock.lap("simulate");
     } else {
         let why = format!(

@@ -14,7 +14,7 @@ use crate::catalog::{self, Output};
 use crate::config::Settings;
 use crate::error::Result;
 use crate::schema::Table;
-use crate::stages::features::{self as feature_stage, Inputs};
+use crate::stages::features::{self as feature_stage, Current, Inputs};
 use crate::stages::score as stage;
 
 use super::common::{catalog as run_catalog, dates, stdout};
@@ -42,11 +42,17 @@ pub fn score(
 ) -> Result<ScoreSummary> {
     let _progress = crate::progress::stage("score");
     let started = Instant::now();
-    let cat = run_catalog(settings);
-    let dir = cat.model_version(model)?;
-    let models = catalog::load_models(&dir)?;
     let inputs = Inputs::new(tables);
-    let current = feature_stage::current(&inputs, &settings.features, dates(&inputs, settings)?)?;
+    let current = current_features(settings, &inputs)?;
+    score_current(settings, &current, model, started, out)
+}
+
+/// The features as of the configured date of the subscribers active and
+/// lapsed then, which `score` and `simulate` both use (`run` builds them
+/// once for both).
+pub(crate) fn current_features(settings: &Settings, inputs: &Inputs) -> Result<Current> {
+    let started = Instant::now();
+    let current = feature_stage::current(inputs, &settings.features, dates(inputs, settings)?)?;
     info!(
         as_of = %current.as_of,
         active = current.active.height(),
@@ -54,10 +60,24 @@ pub fn score(
         seconds = started.elapsed().as_secs_f64(),
         "features for scoring"
     );
+    Ok(current)
+}
+
+/// `winback score` on features already built (timed from `started`).
+pub(crate) fn score_current(
+    settings: &Settings,
+    current: &Current,
+    model: Option<&Path>,
+    started: Instant,
+    out: &mut dyn Write,
+) -> Result<ScoreSummary> {
+    let cat = run_catalog(settings);
+    let dir = cat.model_version(model)?;
+    let models = catalog::load_models(&dir)?;
     for m in models.models() {
         m.check_manifest(&current.manifest, &catalog::model_file(&dir, m.model))?;
     }
-    let scores = stage::score(&current, &models)?;
+    let scores = stage::score(current, &models)?;
     let staged = cat.stage(Output::Score)?;
     let mut rows = Vec::new();
     for (name, df) in [

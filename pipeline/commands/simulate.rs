@@ -20,7 +20,7 @@ use crate::catalog::{self, FeatureSet, Output};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::schema::Table;
-use crate::stages::features::{self as feature_stage, Inputs};
+use crate::stages::features::{self as feature_stage, Current, Inputs};
 use crate::stages::simulate::{self as stage, Models, SimulateInputs, SimulateSummary, workbook};
 
 use super::common::{catalog as run_catalog, dates, money, stdout};
@@ -65,14 +65,27 @@ pub fn simulate_with(
     history: &catalog::Catalog,
     out: &mut dyn Write,
 ) -> Result<SimulateSummary> {
+    let inputs = Inputs::new(tables);
+    let current = feature_stage::current(&inputs, &settings.features, dates(&inputs, settings)?)?;
+    simulate_current(settings, &inputs, &current, model, history, out)
+}
+
+/// `winback simulate` on the features as of the date, already built
+/// (`run` builds them once for `score` and `simulate`).
+pub(crate) fn simulate_current(
+    settings: &Settings,
+    inputs: &Inputs,
+    current: &Current,
+    model: Option<&Path>,
+    history: &catalog::Catalog,
+    out: &mut dyn Write,
+) -> Result<SimulateSummary> {
     let _progress = crate::progress::stage("simulate");
     let started = Instant::now();
     let cat = run_catalog(settings);
     let dir = cat.model_version(model)?;
     let loaded = catalog::load_models(&dir)?;
     let models = models(&loaded, &dir)?;
-    let inputs = Inputs::new(tables);
-    let current = feature_stage::current(&inputs, &settings.features, dates(&inputs, settings)?)?;
     models.ret.check_manifest(
         &current.manifest,
         &catalog::model_file(&dir, ModelKind::Return),
@@ -84,8 +97,8 @@ pub fn simulate_with(
     let history = history.read_features_if_present(FeatureSet::Offers)?;
     let mut result = stage::run(
         SimulateInputs {
-            tables: &inputs,
-            current: &current,
+            tables: inputs,
+            current,
             models,
             model_version: dir,
             history: history.as_ref(),

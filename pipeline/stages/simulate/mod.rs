@@ -144,7 +144,10 @@ pub fn run(
         .campaign
         .clone()
         .unwrap_or_else(|| format!("winback-{}", current.as_of));
-    let (df, excluded) = eligibility::eligible(&current.lapsed, tables, current.as_of, s)?;
+    let (df, excluded) = {
+        let _span = tracing::debug_span!("eligibility").entered();
+        eligibility::eligible(&current.lapsed, tables, current.as_of, s)?
+    };
     info!(
         lapsed = current.lapsed.height(),
         eligible = df.height(),
@@ -165,7 +168,10 @@ pub fn run(
             ),
         });
     }
-    let point = arms::point(&df, &models, economics)?;
+    let point = {
+        let _span = tracing::debug_span!("eligible under every arm", rows = df.height()).entered();
+        arms::point(&df, &models, economics)?
+    };
     let allowed: Vec<usize> = s.arms.iter().map(|a| a.index()).collect();
     let default = policy::default_arm(&point, &allowed);
     // Off-policy evaluation first, with the fits made before the holdout
@@ -200,6 +206,7 @@ pub fn run(
         "off-policy evaluation"
     );
     let best = if targeting.kept {
+        let _span = tracing::debug_span!("targeted policy").entered();
         policy::guarded_choice(&df, &point, &allowed, default, &models, economics, s)?
     } else {
         policy::uniform_choice(&point, default)
@@ -223,7 +230,10 @@ pub fn run(
         "allocation"
     );
     let policies = vec![alloc.choice.clone(), best.clone()];
-    let iv = intervals::intervals(&df, &point, &policies, &models, economics, s)?;
+    let iv = {
+        let _span = tracing::debug_span!("intervals").entered();
+        intervals::intervals(&df, &point, &policies, &models, economics, s)?
+    };
     info!(replicates = iv.replicates, "intervals");
     let arm_summary = outputs::arm_summary(&point, &iv, economics)?;
     let current_value: Vec<f64> = df

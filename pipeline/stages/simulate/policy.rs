@@ -319,7 +319,11 @@ pub fn evaluate_policies(
             ),
         ));
     }
-    let point = point(&offers, models, economics)?;
+    let point = {
+        let _span =
+            tracing::debug_span!("past offers under every arm", offers = offers.height()).entered();
+        point(&offers, models, economics)?
+    };
     let logged: Vec<usize> = arm_indices(&offers, col::ARM)?
         .into_iter()
         .map(|a| a.unwrap_or(0))
@@ -362,7 +366,10 @@ pub fn evaluate_policies(
     // add value on these offers, beyond the noise of the estimate: the
     // lower end of the interval of its doubly-robust gain over the uniform
     // arm is above zero. Else the uniform arm is recommended.
-    let targeted = guarded_choice(&offers, &point, allowed, default, models, economics, s)?;
+    let targeted = {
+        let _span = tracing::debug_span!("targeted policy on past offers").entered();
+        guarded_choice(&offers, &point, allowed, default, models, economics, s)?
+    };
     let uniform = uniform_choice(&point, default);
     let actions =
         |c: &[Option<usize>]| -> Vec<usize> { c.iter().map(|a| a.unwrap_or(0)).collect() };
