@@ -27,10 +27,38 @@ pub(crate) fn known_through(rule: BillKnown) -> Expr {
 /// `subscriber_id`, `as_of` (Date) and a unique `__event` (UInt32)), using
 /// only input rows dated on or before the event's `as_of`.
 pub fn behaviour(inputs: &Inputs, events: LazyFrame, s: &FeatureSettings) -> LazyFrame {
+    behaviour_through(inputs, events, s, None)
+}
+
+/// [`behaviour`] for events none of which is dated after `through`: each
+/// table's rows dated after it are dropped before the joins (no event could
+/// read them), so a churn snapshot reads only the history up to its date
+/// (and the Parquet reader can skip the rest).
+pub fn behaviour_through(
+    inputs: &Inputs,
+    events: LazyFrame,
+    s: &FeatureSettings,
+    through: Option<chrono::NaiveDate>,
+) -> LazyFrame {
     let ev = events.select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]);
+    let dated = |t: Table| {
+        let lf = inputs.get(t);
+        let column = match t {
+            Table::Billing => col::MONTH,
+            Table::Reactivations => col::RETURNED_AT,
+            Table::ChurnEvents => col::CHURNED_AT,
+            Table::Complaints => col::OPENED_AT,
+            Table::Referrals => col::REFERRED_AT,
+            _ => return lf,
+        };
+        match through {
+            Some(d) => lf.filter(col(column).lt_eq(date_lit(d))),
+            None => lf,
+        }
+    };
     let keyed = |t: Table| {
         let id = t.id_column();
-        let lf = inputs.get(t);
+        let lf = dated(t);
         if id == col::SUBSCRIBER_ID {
             lf
         } else {
@@ -209,8 +237,7 @@ pub fn behaviour(inputs: &Inputs, events: LazyFrame, s: &FeatureSettings) -> Laz
     // the subscriber dated on or before the as-of date.
     let referred = join(
         ev.clone(),
-        inputs
-            .get(Table::Referrals)
+        dated(Table::Referrals)
             .filter(col(col::REFERRED_ID).is_not_null())
             .select([
                 col(col::REFERRED_ID).alias(col::SUBSCRIBER_ID),

@@ -9,7 +9,7 @@ use polars::prelude::*;
 use crate::error::Result;
 use crate::schema::{Table, col};
 
-use super::behaviour::behaviour;
+use super::behaviour::{behaviour, behaviour_through};
 use super::frames::*;
 use super::manifest::f;
 use super::settings::FeatureSettings;
@@ -311,7 +311,7 @@ pub(crate) fn churn_snapshot(
         .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
         .with_row_index(f::EVENT, None);
     let events = collect(events, "snapshot events")?.lazy();
-    let x = behaviour(inputs, events.clone(), s);
+    let x = behaviour_through(inputs, events.clone(), s, Some(date));
     let churned = join(
         inputs
             .get(Table::ChurnEvents)
