@@ -8,6 +8,7 @@
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::uncertainty::LinearPart;
@@ -675,37 +676,44 @@ pub fn choose_alpha(
     // previous one's coefficients (a warm-started regularisation path).
     let mut order: Vec<usize> = (0..alphas.len()).collect();
     order.sort_by(|a, b| alphas[*b].total_cmp(&alphas[*a]));
-    let mut losses = vec![Vec::with_capacity(folds); alphas.len()];
-    for k in 0..folds {
-        let train: Vec<usize> = (0..n).filter(|i| fold_of[*i] != k).collect();
-        let test: Vec<usize> = (0..n).filter(|i| fold_of[*i] == k).collect();
-        let xt = x.select(Axis(0), &train);
-        let yt: Vec<bool> = train.iter().map(|i| y[*i]).collect();
-        let wt: Option<Vec<f64>> = weights.map(|w| train.iter().map(|i| w[*i]).collect());
-        let xv = x.select(Axis(0), &test);
-        let yv: Vec<bool> = test.iter().map(|i| y[*i]).collect();
-        let wv: Option<Vec<f64>> = weights.map(|w| test.iter().map(|i| w[*i]).collect());
-        let mut start = None;
-        for &a in &order {
-            let model = LogisticModel::fit_to(
-                xt.view(),
-                &yt,
-                wt.as_deref(),
-                names,
-                alphas[a],
-                start,
-                Precision::Screening,
-            )?;
-            let p = model.predict(xv.view())?;
-            losses[a].push(
-                crate::metrics::log_loss_weighted(&p, &yv, wv.as_deref())
-                    .map_err(|e| FitError::Shape(e.to_string()))?,
-            );
-            let mut w = vec![model.intercept];
-            w.extend(&model.coefficients);
-            start = Some(w);
-        }
-    }
+    // Folds in parallel (each its own warm-started path, so the same fits
+    // as one after another); the losses are kept in fold order.
+    let per_fold: Vec<Vec<f64>> = (0..folds)
+        .into_par_iter()
+        .map(|k| -> Result<Vec<f64>, FitError> {
+            let train: Vec<usize> = (0..n).filter(|i| fold_of[*i] != k).collect();
+            let test: Vec<usize> = (0..n).filter(|i| fold_of[*i] == k).collect();
+            let xt = x.select(Axis(0), &train);
+            let yt: Vec<bool> = train.iter().map(|i| y[*i]).collect();
+            let wt: Option<Vec<f64>> = weights.map(|w| train.iter().map(|i| w[*i]).collect());
+            let xv = x.select(Axis(0), &test);
+            let yv: Vec<bool> = test.iter().map(|i| y[*i]).collect();
+            let wv: Option<Vec<f64>> = weights.map(|w| test.iter().map(|i| w[*i]).collect());
+            let mut start = None;
+            let mut losses = vec![0.0; alphas.len()];
+            for &a in &order {
+                let model = LogisticModel::fit_to(
+                    xt.view(),
+                    &yt,
+                    wt.as_deref(),
+                    names,
+                    alphas[a],
+                    start,
+                    Precision::Screening,
+                )?;
+                let p = model.predict(xv.view())?;
+                losses[a] = crate::metrics::log_loss_weighted(&p, &yv, wv.as_deref())
+                    .map_err(|e| FitError::Shape(e.to_string()))?;
+                let mut w = vec![model.intercept];
+                w.extend(&model.coefficients);
+                start = Some(w);
+            }
+            Ok(losses)
+        })
+        .collect::<Result<_, _>>()?;
+    let losses: Vec<Vec<f64>> = (0..alphas.len())
+        .map(|a| per_fold.iter().map(|f| f[a]).collect())
+        .collect();
     for (&alpha, losses) in alphas.iter().zip(&losses) {
         let mean = losses.iter().sum::<f64>() / folds as f64;
         let var =
