@@ -392,7 +392,8 @@ pub(crate) fn rare_event_frame(
     Ok(sample)
 }
 
-/// FNV-1a over the bits of a matrix and its labels (hex).
+/// A fingerprint of a matrix and its labels (hex): FNV-1a over the shape
+/// and the labels, then the matrix a 64-bit word at a time.
 pub(crate) fn fingerprint(x: &Array2<f64>, y: &[bool]) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     let mut eat = |b: &[u8]| {
