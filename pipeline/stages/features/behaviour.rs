@@ -131,11 +131,13 @@ pub fn behaviour_through(
 
     // Bills of the current lifetime (from its first month) up to the as-of
     // date, and all bills up to it for the value to date.
+    // Month indexes on the events' side (one row per event), so that the
+    // joined bills compare integers only.
     let lifetimes = base.clone().select([
         col(f::EVENT),
         col(col::SUBSCRIBER_ID),
-        col(f::AS_OF),
-        col(f::LIFETIME_START),
+        known_through(s.bill_known).alias("__known"),
+        month_index(col(f::LIFETIME_START)).alias("__life_month"),
     ]);
     // The table streams through; the events (the smaller side) are the
     // join's build side, so memory follows the events, not the bills.
@@ -145,17 +147,15 @@ pub fn behaviour_through(
         &[col::SUBSCRIBER_ID],
         JoinType::Inner,
     )
-    .with_column(known_through(s.bill_known).alias("__known"))
-    .filter(month_index(col(col::MONTH)).lt_eq(col("__known")))
+    .with_column(month_index(col(col::MONTH)).alias("__month"))
+    .filter(col("__month").lt_eq(col("__known")))
     .with_columns([
         margin(s.margin_rate),
-        col(col::MONTH)
-            .gt_eq(col(f::LIFETIME_START).dt().month_start())
-            .alias("__in_life"),
+        col("__month").gt_eq(col("__life_month")).alias("__in_life"),
         // Calendar months between the bill and the latest month known at
         // the as-of date: 0 for that month, so "last 3 months" is 0, 1
         // and 2.
-        (col("__known") - month_index(col(col::MONTH))).alias("__ago"),
+        (col("__known") - col("__month")).alias("__ago"),
     ])
     // Masked copies, so that the aggregation below is plain sums and
     // means (nulls ignored), which polars runs vectorised per group.

@@ -55,8 +55,26 @@ pub(crate) fn date_lit(d: NaiveDate) -> Expr {
     lit(epoch_days(d)).cast(DataType::Date)
 }
 
+/// The calendar month of a date as `year * 12 + month` (1 to 12), in
+/// integer arithmetic on the day number (the civil-from-days algorithm of
+/// H. Hinnant, counting years from 1 March so that the leap day ends one):
+/// polars' `dt().year()` and `dt().month()` convert every value through a
+/// calendar type, which cost a fifth of the features stage when applied to
+/// every bill.
 pub(crate) fn month_index(e: Expr) -> Expr {
-    e.clone().dt().year().cast(DataType::Int32) * lit(12) + e.dt().month().cast(DataType::Int32)
+    let i = |v: i64| lit(v);
+    // Days since 0000-03-01.
+    let z = e.cast(DataType::Int32).cast(DataType::Int64) + i(719_468);
+    let era = z.clone().floor_div(i(146_097));
+    let doe = z - era.clone() * i(146_097);
+    let yoe = (doe.clone() - doe.clone().floor_div(i(1_460)) + doe.clone().floor_div(i(36_524))
+        - doe.clone().floor_div(i(146_096)))
+    .floor_div(i(365));
+    let doy = doe
+        - (yoe.clone() * i(365) + yoe.clone().floor_div(i(4)) - yoe.clone().floor_div(i(100)));
+    // Months since March of the year counted from 1 March (0 to 11).
+    let mp = (doy * i(5) + i(2)).floor_div(i(153));
+    ((era * i(400) + yoe) * i(12) + mp + i(3)).cast(DataType::Int32)
 }
 
 /// `value` where `mask` holds, null elsewhere.
@@ -169,4 +187,41 @@ fn month_end(n: i32) -> NaiveDate {
         .and_then(|f| f.checked_add_months(chrono::Months::new(1)))
         .and_then(|n| n.pred_opt())
         .unwrap_or(NaiveDate::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_index_matches_the_calendar() {
+        // Every day from 1600 to 2400 (leap centuries and not), and dates
+        // before the epoch and before year 1.
+        let mut days: Vec<i32> = (epoch_days(NaiveDate::from_ymd_opt(1600, 1, 1).unwrap())
+            ..=epoch_days(NaiveDate::from_ymd_opt(2400, 12, 31).unwrap()))
+            .collect();
+        days.extend([
+            epoch_days(NaiveDate::from_ymd_opt(1, 1, 1).unwrap()),
+            epoch_days(NaiveDate::from_ymd_opt(0, 2, 29).unwrap()),
+            epoch_days(NaiveDate::from_ymd_opt(-1, 12, 31).unwrap()),
+            epoch_days(NaiveDate::from_ymd_opt(-400, 3, 1).unwrap()),
+        ]);
+        let df = DataFrame::new(days.len(), vec![Column::new("d".into(), &days)])
+            .unwrap()
+            .lazy()
+            .select([month_index(col("d").cast(DataType::Date)).alias("m")])
+            .collect()
+            .unwrap();
+        let got: Vec<i32> = df
+            .column("m")
+            .unwrap()
+            .i32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        for (d, m) in days.iter().zip(got) {
+            let date = from_epoch_days(*d);
+            assert_eq!(m, date.year() * 12 + date.month() as i32, "{date}");
+        }
+    }
 }

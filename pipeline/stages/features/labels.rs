@@ -211,7 +211,7 @@ pub(crate) fn second_lifetimes(
         x.clone().select([
             col("__ret"),
             col(col::SUBSCRIBER_ID),
-            col(col::RETURNED_AT),
+            col(col::RETURNED_AT).dt().month_start().alias("__first_month"),
             col("__life_end"),
         ]),
         &[col::SUBSCRIBER_ID],
@@ -219,7 +219,7 @@ pub(crate) fn second_lifetimes(
     )
     .filter(
         col(col::MONTH)
-            .gt_eq(col(col::RETURNED_AT).dt().month_start())
+            .gt_eq(col("__first_month"))
             .and(col(col::MONTH).lt_eq(col("__life_end"))),
     )
     .with_columns([margin(s.margin_rate)])
