@@ -3,6 +3,7 @@
 
 use polars::prelude::*;
 
+use crate::error::Result;
 use crate::schema::{Table, col};
 
 use super::frames::*;
@@ -26,7 +27,7 @@ pub(crate) fn known_through(rule: BillKnown) -> Expr {
 /// Features of each event row of `events` (which must hold
 /// `subscriber_id`, `as_of` (Date) and a unique `__event` (UInt32)), using
 /// only input rows dated on or before the event's `as_of`.
-pub fn behaviour(inputs: &Inputs, events: LazyFrame, s: &FeatureSettings) -> LazyFrame {
+pub fn behaviour(inputs: &Inputs, events: LazyFrame, s: &FeatureSettings) -> Result<LazyFrame> {
     behaviour_through(inputs, events, s, None)
 }
 
@@ -39,7 +40,7 @@ pub fn behaviour_through(
     events: LazyFrame,
     s: &FeatureSettings,
     through: Option<chrono::NaiveDate>,
-) -> LazyFrame {
+) -> Result<LazyFrame> {
     let ev = events.select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]);
     let dated = |t: Table| {
         let lf = inputs.get(t);
@@ -117,7 +118,7 @@ pub fn behaviour_through(
     let subs = inputs.get(Table::Subscribers).select(subs_cols);
     let base = join(ev.clone(), subs, &[col::SUBSCRIBER_ID], JoinType::Left);
     let base = join(base, returns, &[f::EVENT], JoinType::Left);
-    let base = join(base, defections, &[f::EVENT], JoinType::Left).with_columns([
+    let mut base = join(base, defections, &[f::EVENT], JoinType::Left).with_columns([
         when(
             col("__last_return")
                 .is_not_null()
@@ -131,6 +132,11 @@ pub fn behaviour_through(
 
     // Bills of the current lifetime (from its first month) up to the as-of
     // date, and all bills up to it for the value to date.
+    let ledger = inputs.ledger(s.margin_rate);
+    if ledger.is_some() {
+        // Built once: the billing aggregates read it, and so do the rows.
+        base = collect(base, "events' lifetimes")?.lazy();
+    }
     // Month indexes on the events' side (one row per event), so that the
     // joined bills compare integers only.
     let lifetimes = base.clone().select([
@@ -139,61 +145,29 @@ pub fn behaviour_through(
         known_through(s.bill_known).alias("__known"),
         month_index(col(f::LIFETIME_START)).alias("__life_month"),
     ]);
-    // The table streams through; the events (the smaller side) are the
-    // join's build side, so memory follows the events, not the bills.
-    let bills = join(
-        keyed(Table::Billing),
-        lifetimes,
-        &[col::SUBSCRIBER_ID],
-        JoinType::Inner,
-    )
-    .with_column(month_index(col(col::MONTH)).alias("__month"))
-    .filter(col("__month").lt_eq(col("__known")))
-    .with_columns([
-        margin(s.margin_rate),
-        col("__month").gt_eq(col("__life_month")).alias("__in_life"),
-        // Calendar months between the bill and the latest month known at
-        // the as-of date: 0 for that month, so "last 3 months" is 0, 1
-        // and 2.
-        (col("__known") - col("__month")).alias("__ago"),
-    ])
-    // Masked copies, so that the aggregation below is plain sums and
-    // means (nulls ignored), which polars runs vectorised per group.
-    .with_columns([
-        masked(col("__in_life"), col(col::REVENUE), "__rev_life"),
-        masked(col("__in_life"), col("__margin"), "__margin_life"),
-        masked(
-            col("__in_life").and(col("__ago").lt(lit(3))),
-            col(col::REVENUE),
-            "__rev3",
-        ),
-        masked(
-            col("__in_life").and(col("__ago").lt(lit(3))),
-            col("__margin"),
-            "__margin3",
-        ),
-        masked(
-            col("__in_life")
-                .and(col("__ago").gt_eq(lit(3)))
-                .and(col("__ago").lt(lit(6))),
-            col(col::REVENUE),
-            "__rev_prev3",
-        ),
-    ]);
-    let billing = bills.group_by([col(f::EVENT)]).agg([
-        col("__margin").sum().alias(f::VALUE_TO_DATE),
-        col("__margin_life").sum().alias(f::LIFETIME_VALUE),
-        col("__rev_life")
-            .count()
-            .cast(DataType::Int32)
-            .alias(f::BILLED_MONTHS),
-        exact_mean("__rev_life").alias(f::REVENUE_MEAN),
-        exact_mean("__margin_life").alias(f::MARGIN_MEAN),
-        exact_mean("__rev3").alias(f::REVENUE_LAST3),
-        exact_mean("__margin3").alias(f::MARGIN_LAST3),
-        exact_mean("__rev_prev3").alias("__revenue_prev3"),
-        col("__rev3").max().alias("__revenue_max3"),
-    ]);
+    let billing = match ledger {
+        Some(ledger) => {
+            let sums = ledger.aggregate(collect(lifetimes, "events' lifetimes")?)?;
+            let mean = |sum: &str, n: &str| {
+                when(col(n).gt(lit(0)))
+                    .then(col(sum).round(9, RoundMode::HalfToEven) / col(n).cast(DataType::Float64))
+                    .otherwise(lit(NULL).cast(DataType::Float64))
+            };
+            sums.lazy().select([
+                col(f::EVENT),
+                col("__margin_all").alias(f::VALUE_TO_DATE),
+                col("__margin_life").alias(f::LIFETIME_VALUE),
+                col("__n_life").cast(DataType::Int32).alias(f::BILLED_MONTHS),
+                mean("__rev_life", "__n_life").alias(f::REVENUE_MEAN),
+                mean("__margin_life", "__n_life").alias(f::MARGIN_MEAN),
+                mean("__rev3", "__n3").alias(f::REVENUE_LAST3),
+                mean("__margin3", "__n3").alias(f::MARGIN_LAST3),
+                mean("__rev_prev3", "__n_prev3").alias("__revenue_prev3"),
+                col("__revenue_max3"),
+            ])
+        }
+        None => billing_joined(keyed(Table::Billing), lifetimes, s),
+    };
 
     let complaints = join(
         keyed(Table::Complaints),
@@ -323,12 +297,73 @@ pub fn behaviour_through(
         f::LIFETIME_VALUE,
         f::VALUE_TO_DATE,
     ];
-    x.select(keep).with_columns(
+    Ok(x.select(keep).with_columns(
         summed
             .iter()
             .map(|c| col(*c).round(9, RoundMode::HalfToEven).alias(*c))
             .collect::<Vec<_>>(),
+    ))
+}
+
+/// The billing aggregates of each event by joining every bill to the
+/// events of its subscriber (one event per subscriber in scoring, where
+/// this streams the table; [`super::ledger::Ledger`] serves many).
+fn billing_joined(billing: LazyFrame, lifetimes: LazyFrame, s: &FeatureSettings) -> LazyFrame {
+    // The table streams through; the events (the smaller side) are the
+    // join's build side, so memory follows the events, not the bills.
+    let bills = join(
+        billing,
+        lifetimes,
+        &[col::SUBSCRIBER_ID],
+        JoinType::Inner,
     )
+    .with_column(month_index(col(col::MONTH)).alias("__month"))
+    .filter(col("__month").lt_eq(col("__known")))
+    .with_columns([
+        margin(s.margin_rate),
+        col("__month").gt_eq(col("__life_month")).alias("__in_life"),
+        // Calendar months between the bill and the latest month known at
+        // the as-of date: 0 for that month, so "last 3 months" is 0, 1
+        // and 2.
+        (col("__known") - col("__month")).alias("__ago"),
+    ])
+    // Masked copies, so that the aggregation below is plain sums and
+    // means (nulls ignored), which polars runs vectorised per group.
+    .with_columns([
+        masked(col("__in_life"), col(col::REVENUE), "__rev_life"),
+        masked(col("__in_life"), col("__margin"), "__margin_life"),
+        masked(
+            col("__in_life").and(col("__ago").lt(lit(3))),
+            col(col::REVENUE),
+            "__rev3",
+        ),
+        masked(
+            col("__in_life").and(col("__ago").lt(lit(3))),
+            col("__margin"),
+            "__margin3",
+        ),
+        masked(
+            col("__in_life")
+                .and(col("__ago").gt_eq(lit(3)))
+                .and(col("__ago").lt(lit(6))),
+            col(col::REVENUE),
+            "__rev_prev3",
+        ),
+    ]);
+    bills.group_by([col(f::EVENT)]).agg([
+        col("__margin").sum().alias(f::VALUE_TO_DATE),
+        col("__margin_life").sum().alias(f::LIFETIME_VALUE),
+        col("__rev_life")
+            .count()
+            .cast(DataType::Int32)
+            .alias(f::BILLED_MONTHS),
+        exact_mean("__rev_life").alias(f::REVENUE_MEAN),
+        exact_mean("__margin_life").alias(f::MARGIN_MEAN),
+        exact_mean("__rev3").alias(f::REVENUE_LAST3),
+        exact_mean("__margin3").alias(f::MARGIN_LAST3),
+        exact_mean("__rev_prev3").alias("__revenue_prev3"),
+        col("__rev3").max().alias("__revenue_max3"),
+    ])
 }
 
 /// The mean of a money column over a group (null when the group has no

@@ -63,18 +63,18 @@ pub(crate) fn active_at(inputs: &Inputs, date: NaiveDate) -> LazyFrame {
 }
 
 /// Lapsed subscribers: features as of each defection.
-pub(crate) fn lapsed(inputs: &Inputs, s: &FeatureSettings) -> LazyFrame {
+pub(crate) fn lapsed(inputs: &Inputs, s: &FeatureSettings) -> Result<LazyFrame> {
     let events = defection_events(inputs);
     let reasons = events
         .clone()
         .select([col(f::EVENT), col(col::LEAVE_REASON)]);
-    join(
-        behaviour(inputs, events, s),
+    Ok(join(
+        behaviour(inputs, events, s)?,
         reasons,
         &[f::EVENT],
         JoinType::Left,
     )
-    .rename([f::AS_OF], [col::CHURNED_AT], true)
+    .rename([f::AS_OF], [col::CHURNED_AT], true))
 }
 
 /// Offers with the features of the defection each answers (the latest
@@ -311,7 +311,7 @@ pub(crate) fn churn_snapshot(
         .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
         .with_row_index(f::EVENT, None);
     let events = collect(events, "snapshot events")?.lazy();
-    let x = behaviour_through(inputs, events.clone(), s, Some(date));
+    let x = behaviour_through(inputs, events.clone(), s, Some(date))?;
     let churned = join(
         inputs
             .get(Table::ChurnEvents)

@@ -29,6 +29,7 @@
 pub mod behaviour;
 pub mod frames;
 pub mod labels;
+pub mod ledger;
 pub mod manifest;
 pub mod settings;
 
@@ -191,14 +192,18 @@ pub fn build(
 ) -> Result<Features> {
     let step = |name: &str| tracing::debug!(step = name, "features");
     let (as_of, end) = (dates.as_of, dates.data_end);
-    let lapsed = collect(lapsed(inputs, s), "lapsed subscribers")?;
+    // About ten events per subscriber (each defection, the as-of date, each
+    // snapshot): their billing features walk the bills grouped once.
+    let inputs = &inputs.clone().with_ledger(s.margin_rate)?;
+    step("bills by subscriber");
+    let lapsed = collect(lapsed(inputs, s)?, "lapsed subscribers")?;
     step("lapsed");
     let active = {
         let events = active_at(inputs, as_of)
             .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
             .with_row_index(f::EVENT, None);
         collect(
-            behaviour(inputs, events, s)
+            behaviour(inputs, events, s)?
                 .drop(cols([f::EVENT]))
                 .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
             "active subscribers",
@@ -342,7 +347,7 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
             .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
             .with_row_index(f::EVENT, None);
         collect(
-            behaviour(inputs, events, s)
+            behaviour(inputs, events, s)?
                 .drop(cols([f::EVENT]))
                 .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
             "active subscribers",
@@ -369,7 +374,7 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
         .clone()
         .select([col(f::EVENT), col(col::LEAVE_REASON)]);
     let lapsed = join(
-        behaviour(inputs, events, s),
+        behaviour(inputs, events, s)?,
         reasons,
         &[f::EVENT],
         JoinType::Left,

@@ -1,0 +1,476 @@
+//! The bills of every subscriber, read once and sorted by month, for the
+//! billing features of many events at a time.
+//!
+//! The features stage computes billing features for about ten events per
+//! subscriber (each defection, the as-of date, every churn snapshot). The
+//! plain way, joining every bill to every event of its subscriber and
+//! aggregating, reads each bill once per event. [`Ledger`] groups the bills
+//! by subscriber once; each event then walks its own subscriber's bills up to
+//! the latest month known at its date, so the cost is the bills once plus
+//! the events, whatever the number of snapshots.
+//!
+//! It gives the same sums as the join ([`super::behaviour`] rounds both to
+//! the 1e-9 grid) and is tested against it. Scoring, with one event per
+//! subscriber, keeps the streaming join, whose memory does not hold the
+//! bills.
+
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::schema::{Table, col};
+
+use super::frames::{Inputs, collect, margin, month_index};
+
+/// Every bill with a revenue, grouped by subscriber and sorted by month.
+pub struct Ledger {
+    /// `subscriber_id` and `__code`, the subscriber's index in `offsets`.
+    ids: DataFrame,
+    /// Bills of subscriber `c` are `offsets[c]..offsets[c + 1]`.
+    offsets: Vec<usize>,
+    /// Month index (`year * 12 + month`) of each bill.
+    month: Vec<i32>,
+    revenue: Vec<f64>,
+    /// Revenue less cost to serve, or revenue times the margin rate.
+    margin: Vec<f64>,
+    /// The margin rate the margins were computed with.
+    pub(crate) margin_rate: f64,
+}
+
+/// One event's bill sums: over every bill known at its date, over its
+/// current lifetime, and over the last three and the three before those
+/// of the lifetime's months.
+#[derive(Default, Clone, Copy)]
+struct Sums {
+    margin_all: f64,
+    life: Window,
+    last3: Window,
+    prev3: Window,
+    max3: Option<f64>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Window {
+    n: u32,
+    revenue: f64,
+    margin: f64,
+}
+
+impl Window {
+    fn add(&mut self, revenue: f64, margin: f64) {
+        self.n += 1;
+        self.revenue += revenue;
+        self.margin += margin;
+    }
+}
+
+impl Ledger {
+    /// Reads the billing table once. Bills without a revenue or a month
+    /// (the contract allows neither) carry no feature and are left out.
+    pub fn build(inputs: &Inputs, margin_rate: f64) -> Result<Ledger> {
+        let grouped = collect(
+            inputs
+                .get(Table::Billing)
+                .filter(
+                    col(col::REVENUE)
+                        .is_not_null()
+                        .and(col(col::MONTH).is_not_null()),
+                )
+                .select([
+                    col(col::SUBSCRIBER_ID),
+                    month_index(col(col::MONTH)).alias("m"),
+                    col(col::REVENUE).alias("r"),
+                    margin(margin_rate).alias("g"),
+                ])
+                .group_by([col(col::SUBSCRIBER_ID)])
+                .agg([col("m"), col("r"), col("g"), len().alias("n")]),
+            "bills by subscriber",
+        )?;
+        let err = || Error::polars("features: bills by subscriber");
+        // Each list's values, flat in group order (the groups are never
+        // empty), with the groups' sizes.
+        let flat = |name: &str| -> Result<Series> {
+            grouped
+                .column(name)
+                .map_err(err())?
+                .list()
+                .map_err(err())?
+                .explode(ExplodeOptions {
+                    empty_as_null: false,
+                    keep_nulls: false,
+                })
+                .map_err(err())
+        };
+        let (m, r, g) = (flat("m")?, flat("r")?, flat("g")?);
+        let mut month: Vec<i32> = m
+            .i32()
+            .map_err(err())?
+            .iter()
+            .map(|m| m.unwrap_or(i32::MAX))
+            .collect();
+        let floats = |s: &Series| -> Result<Vec<f64>> {
+            Ok(s.f64()
+                .map_err(err())?
+                .iter()
+                .map(|v| v.unwrap_or(f64::NAN))
+                .collect())
+        };
+        let (mut revenue, mut margins) = (floats(&r)?, floats(&g)?);
+        drop((m, r, g));
+        let sizes = grouped
+            .column("n")
+            .map_err(err())?
+            .u32()
+            .map_err(err())?
+            .clone();
+        let mut offsets = Vec::with_capacity(sizes.len() + 1);
+        offsets.push(0usize);
+        for n in sizes.iter() {
+            offsets.push(offsets[offsets.len() - 1] + n.unwrap_or(0) as usize);
+        }
+        if offsets[offsets.len() - 1] != month.len()
+            || revenue.len() != month.len()
+            || margins.len() != month.len()
+        {
+            return Err(Error::Data {
+                table: "features: bills by subscriber".into(),
+                message: format!(
+                    "the grouped bills hold {} months, {} revenues and {} margins for {} counted",
+                    month.len(),
+                    revenue.len(),
+                    margins.len(),
+                    offsets[offsets.len() - 1]
+                ),
+            });
+        }
+        for w in offsets.windows(2) {
+            let r = w[0]..w[1];
+            sort_by_month(
+                &mut month[r.clone()],
+                &mut revenue[r.clone()],
+                &mut margins[r],
+            );
+        }
+        let ids = grouped
+            .select([col::SUBSCRIBER_ID])
+            .map_err(err())?
+            .with_row_index("__code".into(), None)
+            .map_err(err())?;
+        Ok(Ledger {
+            ids,
+            offsets,
+            month,
+            revenue,
+            margin: margins,
+            margin_rate,
+        })
+    }
+
+    /// Number of bills held.
+    pub fn bills(&self) -> usize {
+        self.month.len()
+    }
+
+    /// Billing aggregates of each event of `events` (`__event`,
+    /// `subscriber_id`, `__known`: the latest month whose bill is known,
+    /// `__life_month`: the month the current lifetime started), as the
+    /// columns [`super::behaviour`] aggregates from the joined bills.
+    pub fn aggregate(&self, events: DataFrame) -> Result<DataFrame> {
+        let err = || Error::polars("features: billing aggregates");
+        let coded = events
+            .lazy()
+            .join(
+                self.ids.clone().lazy(),
+                [col(col::SUBSCRIBER_ID)],
+                [col(col::SUBSCRIBER_ID)],
+                JoinArgs::new(JoinType::Left),
+            )
+            .select([col("__event"), col("__code"), col("__known"), col("__life_month")]);
+        let coded = collect(coded, "events' bills")?;
+        let get = |name: &str| coded.column(name).map_err(err());
+        let event = get("__event")?.clone();
+        let code = get("__code")?.idx().map_err(err())?.clone();
+        let known = get("__known")?.i32().map_err(err())?.clone();
+        let life = get("__life_month")?.i32().map_err(err())?.clone();
+        let code: Vec<Option<IdxSize>> = code.iter().collect();
+        let known: Vec<Option<i32>> = known.iter().collect();
+        let life: Vec<Option<i32>> = life.iter().collect();
+        let sums: Vec<Sums> = (0..code.len())
+            .into_par_iter()
+            .with_min_len(4096)
+            .map(|i| match (code[i], known[i]) {
+                (Some(c), Some(k)) => self.sums(c as usize, k, life[i]),
+                _ => Sums::default(),
+            })
+            .collect();
+        let f = |v: fn(&Sums) -> f64, name: &str| {
+            Column::new(name.into(), sums.iter().map(v).collect::<Vec<f64>>())
+        };
+        let n = |v: fn(&Sums) -> u32, name: &str| {
+            Column::new(name.into(), sums.iter().map(v).collect::<Vec<u32>>())
+        };
+        DataFrame::new(
+            sums.len(),
+            vec![
+                event,
+                f(|s| s.margin_all, "__margin_all"),
+                n(|s| s.life.n, "__n_life"),
+                f(|s| s.life.revenue, "__rev_life"),
+                f(|s| s.life.margin, "__margin_life"),
+                n(|s| s.last3.n, "__n3"),
+                f(|s| s.last3.revenue, "__rev3"),
+                f(|s| s.last3.margin, "__margin3"),
+                n(|s| s.prev3.n, "__n_prev3"),
+                f(|s| s.prev3.revenue, "__rev_prev3"),
+                Column::new(
+                    "__revenue_max3".into(),
+                    sums.iter().map(|s| s.max3).collect::<Vec<Option<f64>>>(),
+                ),
+            ],
+        )
+        .map_err(err())
+    }
+
+    /// The sums of subscriber `code`'s bills known by month `known`, with
+    /// the lifetime from month `life` (no lifetime bills when unknown).
+    fn sums(&self, code: usize, known: i32, life: Option<i32>) -> Sums {
+        let mut s = Sums::default();
+        let range = self.offsets[code]..self.offsets[code + 1];
+        for i in range {
+            let m = self.month[i];
+            if m > known {
+                break;
+            }
+            let (r, g) = (self.revenue[i], self.margin[i]);
+            s.margin_all += g;
+            if life.is_none_or(|l| m < l) {
+                continue;
+            }
+            s.life.add(r, g);
+            let ago = known - m;
+            if ago < 3 {
+                s.last3.add(r, g);
+                s.max3 = Some(s.max3.map_or(r, |x| x.max(r)));
+            } else if ago < 6 {
+                s.prev3.add(r, g);
+            }
+        }
+        s
+    }
+}
+
+/// Sorts one subscriber's bills by month, ties by revenue then margin (a
+/// total order, so the sums do not depend on the rows' order in the file).
+fn sort_by_month(month: &mut [i32], revenue: &mut [f64], margin: &mut [f64]) {
+    let sorted = month.windows(2).all(|w| w[0] < w[1]);
+    if sorted {
+        return;
+    }
+    let mut rows: Vec<(i32, f64, f64)> = month
+        .iter()
+        .zip(revenue.iter())
+        .zip(margin.iter())
+        .map(|((m, r), g)| (*m, *r, *g))
+        .collect();
+    rows.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(a.1.total_cmp(&b.1))
+            .then(a.2.total_cmp(&b.2))
+    });
+    for (i, (m, r, g)) in rows.into_iter().enumerate() {
+        month[i] = m;
+        revenue[i] = r;
+        margin[i] = g;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::NaiveDate;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::stages::features::frames::epoch_days;
+    use crate::stages::features::settings::{BillKnown, FeatureSettings};
+    use crate::stages::features::{behaviour, f};
+
+    fn date_column(name: &str, days: Vec<Option<i32>>) -> Column {
+        Column::new(name.into(), days)
+            .cast(&DataType::Date)
+            .unwrap()
+    }
+
+    /// Random histories: signups from 2019, bills in any row order, some
+    /// dated mid-month, some months billed twice, some before the signup
+    /// month or missing a cost, returns with and without a plan, and
+    /// subscribers with no bill at all.
+    fn inputs(seed: u64) -> Inputs {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let start = epoch_days(NaiveDate::from_ymd_opt(2019, 1, 1).unwrap());
+        let (mut ids, mut signups) = (Vec::new(), Vec::new());
+        let (mut b_id, mut b_month, mut b_rev, mut b_cost) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut r_id, mut r_at, mut r_plan, mut r_fee) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for s in 0..300 {
+            let id = format!("s{s:04}");
+            let signup = start + rng.random_range(0..1500);
+            ids.push(id.clone());
+            signups.push(Some(signup));
+            let months = if s % 17 == 0 { 0 } else { rng.random_range(1..60) };
+            let first = NaiveDate::from_ymd_opt(2019, 1, 1).unwrap()
+                + chrono::Months::new(rng.random_range(0..50));
+            for k in 0..months {
+                let d = first + chrono::Months::new(k);
+                let mut day = epoch_days(d);
+                if rng.random_bool(0.1) {
+                    day += rng.random_range(1..27);
+                }
+                let copies = if rng.random_bool(0.05) { 2 } else { 1 };
+                for _ in 0..copies {
+                    b_id.push(id.clone());
+                    b_month.push(Some(day));
+                    b_rev.push(Some(f64::from(rng.random_range(-500..20_000)) / 100.0));
+                    b_cost.push(if rng.random_bool(0.2) {
+                        None
+                    } else {
+                        Some(f64::from(rng.random_range(0..9_000)) / 100.0)
+                    });
+                }
+            }
+            for _ in 0..rng.random_range(0..3) {
+                r_id.push(id.clone());
+                r_at.push(Some(signup + rng.random_range(30..2000)));
+                let plan = rng.random_bool(0.5);
+                r_plan.push(plan.then_some("plus"));
+                r_fee.push(plan.then_some(30.0));
+            }
+        }
+        // Shuffle the bills' rows.
+        let mut order: Vec<usize> = (0..b_id.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        fn pick<T: Copy>(order: &[usize], v: &[T]) -> Vec<T> {
+            order.iter().map(|&i| v[i]).collect()
+        }
+        let b_months = pick(&order, &b_month);
+        let (b_revs, b_costs) = (pick(&order, &b_rev), pick(&order, &b_cost));
+        let b_ids: Vec<String> = order.iter().map(|&i| b_id[i].clone()).collect();
+        let n = ids.len();
+        let subscribers = DataFrame::new(
+            n,
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), &ids),
+                date_column(col::SIGNUP_DATE, signups),
+                Column::new(col::PLAN.into(), vec!["basic"; n]),
+                Column::new(col::MONTHLY_FEE.into(), vec![20.0; n]),
+                Column::new(col::REGION.into(), vec![Some("north"); n]),
+                Column::new(col::CHANNEL.into(), vec![Some("web"); n]),
+            ],
+        )
+        .unwrap();
+        let billing = DataFrame::new(
+            b_ids.len(),
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), b_ids),
+                date_column(col::MONTH, b_months),
+                Column::new(col::REVENUE.into(), b_revs),
+                Column::new(col::COST_TO_SERVE.into(), b_costs),
+            ],
+        )
+        .unwrap();
+        let reactivations = DataFrame::new(
+            r_id.len(),
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), r_id),
+                date_column(col::RETURNED_AT, r_at),
+                Column::new(col::PLAN.into(), r_plan),
+                Column::new(col::MONTHLY_FEE.into(), r_fee),
+            ],
+        )
+        .unwrap();
+        let mut tables = BTreeMap::new();
+        tables.insert(Table::Subscribers, subscribers.lazy());
+        tables.insert(Table::Billing, billing.lazy());
+        tables.insert(Table::Reactivations, reactivations.lazy());
+        Inputs::new(tables)
+    }
+
+    /// Every subscriber (and one unknown id) as of several dates: month
+    /// starts and ends, mid-month, before any bill and after all.
+    fn events(seed: u64) -> DataFrame {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+        let (mut ids, mut at) = (Vec::new(), Vec::new());
+        for s in 0..301 {
+            for _ in 0..4 {
+                ids.push(format!("s{s:04}"));
+                let d = NaiveDate::from_ymd_opt(2018, 6, 1).unwrap()
+                    + chrono::Months::new(rng.random_range(0..90));
+                let d = match rng.random_range(0..3) {
+                    0 => d,
+                    1 => d - chrono::Duration::days(1),
+                    _ => d + chrono::Duration::days(rng.random_range(1..28)),
+                };
+                at.push(Some(epoch_days(d)));
+            }
+        }
+        let n = ids.len();
+        DataFrame::new(
+            n,
+            vec![
+                Column::new(f::EVENT.into(), (0..n as u32).collect::<Vec<_>>()),
+                Column::new(col::SUBSCRIBER_ID.into(), ids),
+                date_column(f::AS_OF, at),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn features(inputs: &Inputs, events: &DataFrame, s: &FeatureSettings) -> DataFrame {
+        let df = behaviour(inputs, events.clone().lazy(), s).unwrap();
+        df.sort([f::EVENT], SortMultipleOptions::default())
+            .collect()
+            .unwrap()
+    }
+
+    #[test]
+    fn grouped_bills_give_the_joins_features() {
+        for (seed, rule) in [
+            (1, BillKnown::MonthEnd),
+            (2, BillKnown::MonthStart),
+            (3, BillKnown::MonthEnd),
+        ] {
+            let s = FeatureSettings {
+                bill_known: rule,
+                ..FeatureSettings::default()
+            };
+            let plain = inputs(seed);
+            let grouped = plain.clone().with_ledger(s.margin_rate).unwrap();
+            let ev = events(seed);
+            let (a, b) = (features(&plain, &ev, &s), features(&grouped, &ev, &s));
+            assert_eq!(a.height(), ev.height());
+            assert_eq!(a.get_column_names(), b.get_column_names());
+            for c in a.columns() {
+                let other = b.column(c.name()).unwrap();
+                assert!(
+                    c.equals_missing(other),
+                    "seed {seed}: column {} differs:\n{c:?}\n{other:?}",
+                    c.name()
+                );
+            }
+            // The test has teeth: the events read bills in and out of
+            // their lifetimes, and some read none.
+            let billed = a.column(f::BILLED_MONTHS).unwrap().i32().unwrap().clone();
+            let value = a.column(f::VALUE_TO_DATE).unwrap().f64().unwrap().clone();
+            let life = a.column(f::LIFETIME_VALUE).unwrap().f64().unwrap().clone();
+            assert!(billed.iter().any(|v| v == Some(0)));
+            assert!(billed.iter().any(|v| v.is_some_and(|v| v > 12)));
+            assert!(value.iter().zip(life.iter()).any(|(v, l)| v != l));
+            assert!(a.column(f::REVENUE_TREND).unwrap().null_count() < a.height());
+        }
+    }
+}
