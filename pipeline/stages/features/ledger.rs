@@ -65,15 +65,18 @@ impl Window {
 }
 
 impl Ledger {
-    /// Reads the billing table once. Bills without a revenue or a month
-    /// (the contract allows neither) carry no feature and are left out.
+    /// Reads the billing table once. Bills without a subscriber, a
+    /// revenue or a month (the contract allows none of these) carry no
+    /// feature and are left out.
     pub fn build(inputs: &Inputs, margin_rate: f64) -> Result<Ledger> {
-        let grouped = collect(
+        let err = || Error::polars("features: bills by subscriber");
+        let bills = collect(
             inputs
                 .get(Table::Billing)
                 .filter(
-                    col(col::REVENUE)
+                    col(col::SUBSCRIBER_ID)
                         .is_not_null()
+                        .and(col(col::REVENUE).is_not_null())
                         .and(col(col::MONTH).is_not_null()),
                 )
                 .select([
@@ -81,68 +84,54 @@ impl Ledger {
                     month_index(col(col::MONTH)).alias("m"),
                     col(col::REVENUE).alias("r"),
                     margin(margin_rate).alias("g"),
-                ])
-                .group_by([col(col::SUBSCRIBER_ID)])
-                .agg([col("m"), col("r"), col("g"), len().alias("n")]),
-            "bills by subscriber",
+                ]),
+            "bills",
         )?;
-        let err = || Error::polars("features: bills by subscriber");
-        // Each list's values, flat in group order (the groups are never
-        // empty), with the groups' sizes.
-        let flat = |name: &str| -> Result<Series> {
-            grouped
-                .column(name)
-                .map_err(err())?
-                .list()
-                .map_err(err())?
-                .explode(ExplodeOptions {
-                    empty_as_null: false,
-                    keep_nulls: false,
-                })
-                .map_err(err())
-        };
-        let (m, r, g) = (flat("m")?, flat("r")?, flat("g")?);
-        let mut month: Vec<i32> = m
-            .i32()
+        let rows = bills.height();
+        // Each subscriber's code, in order of first appearance: a hash map
+        // of the ids (one probe a bill), then a counting sort by code.
+        let ids = bills
+            .column(col::SUBSCRIBER_ID)
             .map_err(err())?
-            .iter()
-            .map(|m| m.unwrap_or(i32::MAX))
-            .collect();
-        let floats = |s: &Series| -> Result<Vec<f64>> {
-            Ok(s.f64()
-                .map_err(err())?
-                .iter()
-                .map(|v| v.unwrap_or(f64::NAN))
-                .collect())
-        };
-        let (mut revenue, mut margins) = (floats(&r)?, floats(&g)?);
-        drop((m, r, g));
-        let sizes = grouped
-            .column("n")
-            .map_err(err())?
-            .u32()
-            .map_err(err())?
-            .clone();
-        let mut offsets = Vec::with_capacity(sizes.len() + 1);
-        offsets.push(0usize);
-        for n in sizes.iter() {
-            offsets.push(offsets[offsets.len() - 1] + n.unwrap_or(0) as usize);
-        }
-        if offsets[offsets.len() - 1] != month.len()
-            || revenue.len() != month.len()
-            || margins.len() != month.len()
-        {
-            return Err(Error::Data {
-                table: "features: bills by subscriber".into(),
-                message: format!(
-                    "the grouped bills hold {} months, {} revenues and {} margins for {} counted",
-                    month.len(),
-                    revenue.len(),
-                    margins.len(),
-                    offsets[offsets.len() - 1]
-                ),
+            .str()
+            .map_err(err())?;
+        let mut codes: PlHashMap<&str, u32> = PlHashMap::default();
+        let mut names: Vec<&str> = Vec::new();
+        let mut code_of: Vec<u32> = Vec::with_capacity(rows);
+        for id in ids.iter() {
+            let id = id.unwrap_or_default();
+            let next = names.len() as u32;
+            let code = *codes.entry(id).or_insert_with(|| {
+                names.push(id);
+                next
             });
+            code_of.push(code);
         }
+        drop(codes);
+        let mut offsets = vec![0usize; names.len() + 1];
+        for &c in &code_of {
+            offsets[c as usize + 1] += 1;
+        }
+        for i in 1..offsets.len() {
+            offsets[i] += offsets[i - 1];
+        }
+        let mut month = vec![0i32; rows];
+        let mut revenue = vec![0f64; rows];
+        let mut margins = vec![0f64; rows];
+        {
+            let m = bills.column("m").map_err(err())?.i32().map_err(err())?;
+            let r = bills.column("r").map_err(err())?.f64().map_err(err())?;
+            let g = bills.column("g").map_err(err())?.f64().map_err(err())?;
+            let mut next = offsets.clone();
+            for (((c, m), r), g) in code_of.iter().zip(m.iter()).zip(r.iter()).zip(g.iter()) {
+                let at = &mut next[*c as usize];
+                month[*at] = m.unwrap_or(i32::MAX);
+                revenue[*at] = r.unwrap_or(f64::NAN);
+                margins[*at] = g.unwrap_or(f64::NAN);
+                *at += 1;
+            }
+        }
+        drop(code_of);
         for w in offsets.windows(2) {
             let r = w[0]..w[1];
             sort_by_month(
@@ -151,11 +140,19 @@ impl Ledger {
                 &mut margins[r],
             );
         }
-        let ids = grouped
-            .select([col::SUBSCRIBER_ID])
-            .map_err(err())?
-            .with_row_index("__code".into(), None)
-            .map_err(err())?;
+        let ids = DataFrame::new(
+            names.len(),
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), &names),
+                Column::new(
+                    "__code".into(),
+                    (0..names.len() as IdxSize).collect::<Vec<IdxSize>>(),
+                ),
+            ],
+        )
+        .map_err(err())?;
+        drop(names);
+        drop(bills);
         Ok(Ledger {
             ids,
             offsets,
