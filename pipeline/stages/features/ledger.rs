@@ -274,12 +274,12 @@ where
     T: PolarsNumericType,
 {
     let mut out = Vec::with_capacity(ca.len());
-    for chunk in ca.downcast_iter() {
-        if chunk.validity().is_none() {
+    if ca.null_count() == 0 {
+        for chunk in ca.downcast_iter() {
             out.extend_from_slice(chunk.values().as_slice());
-        } else {
-            out.extend(chunk.iter().map(|v| v.copied().unwrap_or(null)));
         }
+    } else {
+        out.extend(ca.iter().map(|v| v.unwrap_or(null)));
     }
     out
 }
