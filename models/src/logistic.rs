@@ -259,30 +259,6 @@ impl LogisticModel {
         Ok(model)
     }
 
-    /// As [`LogisticModel::fit`], starting from `from`'s coefficients
-    /// (another fit of the same design, e.g. on a subsample or on fewer
-    /// rows) carried over to this data's standardisation: the same optimum,
-    /// reached in fewer iterations.
-    pub fn fit_warm(
-        x: ArrayView2<f64>,
-        y: &[bool],
-        weights: Option<&[f64]>,
-        names: &[String],
-        alpha: f64,
-        from: &LogisticModel,
-    ) -> Result<Self, FitError> {
-        Self::fit_owned(
-            x.to_owned(),
-            y,
-            weights,
-            names,
-            alpha,
-            Start::From(from),
-            Precision::Final,
-            false,
-        )
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn solve(
         standardizer: Standardizer,
@@ -799,7 +775,17 @@ mod tests {
             )
             .unwrap();
             let cold = LogisticModel::fit(x.view(), &y, &names(), alpha).unwrap();
-            let warm = LogisticModel::fit_warm(x.view(), &y, None, &names(), alpha, &from).unwrap();
+            let warm = LogisticModel::fit_owned(
+                x.clone(),
+                &y,
+                None,
+                &names(),
+                alpha,
+                Start::From(&from),
+                Precision::Final,
+                false,
+            )
+            .unwrap();
             assert!(
                 (cold.intercept - warm.intercept).abs() < 1e-5,
                 "{cold:?} vs {warm:?}"
