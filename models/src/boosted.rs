@@ -301,13 +301,42 @@ impl FlatTrees {
     /// right).
     #[inline]
     fn leaf(&self, root: u32, row: &[f64]) -> f64 {
+        self.leaf_by(root, |j| row[j])
+    }
+
+    /// [`FlatTrees::leaf`] of a row whose first columns are `row` and
+    /// whose last are `tail`.
+    #[inline]
+    fn leaf_split(&self, root: u32, row: &[f64], tail: &[f64]) -> f64 {
+        let k = row.len();
+        self.leaf_by(root, |j| if j < k { row[j] } else { tail[j - k] })
+    }
+
+    /// Whether the tree at `root` splits on a column at or after `from`.
+    fn splits_from(&self, root: u32, from: usize) -> bool {
+        let mut stack = vec![root as usize];
+        while let Some(i) = stack.pop() {
+            let n = &self.nodes[i];
+            if n.leaf {
+                continue;
+            }
+            if n.feature as usize >= from {
+                return true;
+            }
+            stack.extend([n.left as usize, n.right as usize, n.missing as usize]);
+        }
+        false
+    }
+
+    #[inline]
+    fn leaf_by(&self, root: u32, value: impl Fn(usize) -> f64) -> f64 {
         let mut i = root as usize;
         loop {
             let n = &self.nodes[i];
             if n.leaf {
                 return n.value;
             }
-            let v = row[n.feature as usize];
+            let v = value(n.feature as usize);
             let missing = if self.missing.is_nan() {
                 v.is_nan()
             } else {
@@ -522,6 +551,89 @@ impl BoostedModel {
         Ok(out)
     }
 
+    /// [`BoostedModel::raw_scores`] of the rows of `base` completed, for
+    /// each of `tails`, by that tail (the same last columns for every row,
+    /// such as a hazard's month band): one score vector per tail, the same
+    /// bits as scoring each completed matrix. A tree that splits on no tail
+    /// column is walked once per row for all tails.
+    fn raw_scores_tails(
+        &self,
+        base: ArrayView2<f64>,
+        tails: &[Vec<f64>],
+    ) -> Result<Vec<Vec<f64>>, FitError> {
+        use rayon::prelude::*;
+        let kb = base.ncols();
+        let k = self.names.len();
+        for t in tails {
+            if kb + t.len() != k {
+                return Err(FitError::Shape(format!(
+                    "{kb} columns and a tail of {} for a model of {k} columns",
+                    t.len()
+                )));
+            }
+        }
+        crate::logistic::check(base, None, kb)?;
+        let flat = FlatTrees::of(&self.booster);
+        let shared: Vec<bool> = flat
+            .roots
+            .iter()
+            .map(|r| !flat.splits_from(*r, kb))
+            .collect();
+        let x = base.as_standard_layout();
+        let rows = x.as_slice().expect("standard layout");
+        let (n, v) = (x.nrows(), tails.len());
+        let start = self.booster.base_score;
+        // Row-major n x tails, then split by tail.
+        let mut out = vec![0.0; n * v];
+        if v > 0 && kb > 0 {
+            out.par_chunks_mut(1024 * v)
+                .zip(rows.par_chunks(1024 * kb))
+                .for_each(|(out, rows)| {
+                    for (o, row) in out.chunks_exact_mut(v).zip(rows.chunks_exact(kb)) {
+                        o.fill(start);
+                        for (root, shared) in flat.roots.iter().zip(&shared) {
+                            if *shared {
+                                let leaf = flat.leaf(*root, row);
+                                o.iter_mut().for_each(|s| *s += leaf);
+                            } else {
+                                for (s, tail) in o.iter_mut().zip(tails) {
+                                    *s += flat.leaf_split(*root, row, tail);
+                                }
+                            }
+                        }
+                    }
+                });
+        } else if v > 0 {
+            // No base column: every row is its tail alone.
+            for (i, tail) in tails.iter().enumerate() {
+                let mut s = start;
+                for root in &flat.roots {
+                    s += flat.leaf(*root, tail);
+                }
+                for r in 0..n {
+                    out[r * v + i] = s;
+                }
+            }
+        }
+        Ok((0..v)
+            .map(|t| (0..n).map(|r| out[r * v + t]).collect())
+            .collect())
+    }
+
+    /// [`BoostedModel::linear_part`] of each completion of `base` by one of
+    /// `tails` ([`BoostedModel::raw_scores_tails`]).
+    pub fn linear_parts_tails(
+        &self,
+        base: ArrayView2<f64>,
+        tails: &[Vec<f64>],
+    ) -> Result<Vec<LinearPart>, FitError> {
+        Ok(self
+            .raw_scores_tails(base, tails)?
+            .into_iter()
+            .map(|raw| self.linear_part_of(&raw))
+            .collect())
+    }
+
     /// Calibrated P(label true) for each row of `x`.
     pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
         let raw = self.raw_scores(x)?;
@@ -549,9 +661,12 @@ impl BoostedModel {
     /// Platt's linear form on the trees' raw scores of the rows of `x`,
     /// with the calibration's covariance (the trees are held fixed).
     pub fn linear_part(&self, x: ArrayView2<f64>) -> Result<LinearPart, FitError> {
-        let raw = self.raw_scores(x)?;
+        Ok(self.linear_part_of(&self.raw_scores(x)?))
+    }
+
+    fn linear_part_of(&self, raw: &[f64]) -> LinearPart {
         let c = self.platt.covariance;
-        Ok(LinearPart {
+        LinearPart {
             features: raw.iter().flat_map(|s| [1.0, *s]).collect(),
             width: 2,
             coef: vec![self.platt.a, self.platt.b],
@@ -561,7 +676,7 @@ impl BoostedModel {
                 c.to_vec()
             },
             logistic: true,
-        })
+        }
     }
 }
 
@@ -684,6 +799,58 @@ mod tests {
         }
         let fortran = xt.t().to_owned();
         assert_eq!(m.raw_scores(fortran.t()).unwrap(), ours);
+    }
+
+    /// Scoring rows completed by shared tails (a hazard's month bands)
+    /// gives the bits of scoring each completed matrix, whether or not a
+    /// tree splits on the tail.
+    #[test]
+    fn shared_tails_score_as_the_completed_rows() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let n = 3_000;
+        let mut x = Array2::<f64>::zeros((n, 4));
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b) = (rng.random::<f64>(), rng.random::<f64>());
+            let band = rng.random_range(0..3);
+            x[[i, 0]] = a;
+            x[[i, 1]] = b;
+            x[[i, 2]] = f64::from(band == 1);
+            x[[i, 3]] = f64::from(band == 2);
+            let z = -1.0 + 4.0 * a - 3.0 * b + 0.3 * x[[i, 2]] - 0.2 * x[[i, 3]];
+            y.push(rng.random::<f64>() < 1.0 / (1.0 + (-z).exp()));
+        }
+        let names: Vec<String> = ["a", "b", "band2", "band3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = BoostedModel::fit(
+            x.view(),
+            &y,
+            &names,
+            BoostedParams::default().check().unwrap(),
+        )
+        .unwrap();
+        let flat = FlatTrees::of(&m.booster);
+        let on_tail = flat.roots.iter().filter(|r| flat.splits_from(**r, 2)).count();
+        assert!(
+            on_tail > 0 && on_tail < flat.roots.len(),
+            "{on_tail} of {} trees split on the tail",
+            flat.roots.len()
+        );
+        let tails = vec![vec![0.0, 0.0], vec![1.0, 0.0], vec![0.0, 1.0]];
+        let base = Array2::from_shape_fn((500, 2), |(i, j)| x[[i, j]]);
+        let shared = m.raw_scores_tails(base.view(), &tails).unwrap();
+        for (t, tail) in tails.iter().enumerate() {
+            let full =
+                Array2::from_shape_fn((500, 4), |(i, j)| if j < 2 { base[[i, j]] } else { tail[j - 2] });
+            let each = m.raw_scores(full.view()).unwrap();
+            for (a, b) in each.iter().zip(&shared[t]) {
+                assert_eq!(a.to_bits(), b.to_bits(), "tail {t}: {a} vs {b}");
+            }
+        }
+        assert!(m.raw_scores_tails(base.view(), &[vec![0.0]]).is_err());
     }
 
     #[test]

@@ -66,6 +66,40 @@ impl Learner {
         }
     }
 
+    /// [`Learner::linear_part`] of the rows of `base` (row-major, `width`
+    /// columns) completed by each of `tails` in turn (the same last columns
+    /// for every row, such as a hazard's month band). Boosted trees that
+    /// split on no tail column are walked once for all tails.
+    pub fn linear_parts_tails(
+        &self,
+        base: &[f64],
+        width: usize,
+        tails: &[Vec<f64>],
+    ) -> Result<Vec<LinearPart>, FitError> {
+        let n = base.len().checked_div(width).unwrap_or(0);
+        match self {
+            Learner::Boosted(m) => {
+                let x = ndarray::ArrayView2::from_shape((n, width), base)
+                    .map_err(|e| FitError::Shape(e.to_string()))?;
+                m.linear_parts_tails(x, tails)
+            }
+            Learner::Logistic(m) => tails
+                .iter()
+                .map(|tail| {
+                    let k = width + tail.len();
+                    let mut x = Vec::with_capacity(n * k);
+                    for row in base.chunks_exact(width.max(1)).take(n) {
+                        x.extend_from_slice(row);
+                        x.extend_from_slice(tail);
+                    }
+                    let x = ndarray::Array2::from_shape_vec((n, k), x)
+                        .map_err(|e| FitError::Shape(e.to_string()))?;
+                    m.linear_part(x.view())
+                })
+                .collect(),
+        }
+    }
+
     /// Each column's contribution to each row's log-odds (row-major, `n x
     /// k`): the coefficient times the standardised value (so relative to the
     /// training mean) for the logistic model; the trees' average-path

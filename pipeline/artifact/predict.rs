@@ -155,28 +155,21 @@ impl Model {
         let (base, _) = self.layout.base(df, None)?;
         let kb = self.layout.base_width();
         let bands = &self.layout.bands;
-        let k = kb + bands.len().saturating_sub(1);
-        let n = df.height();
         let firsts: Vec<u32> = if bands.is_empty() {
             vec![1]
         } else {
             bands.clone()
         };
-        firsts
+        let tails: Vec<Vec<f64>> = firsts
             .iter()
-            .map(|first| {
-                let mut x = Vec::with_capacity(n * k);
-                for i in 0..n {
-                    x.extend_from_slice(&base[i * kb..(i + 1) * kb]);
-                    x.extend(self.layout.band_row(*first));
-                }
-                let x = to_array(x, k)?;
-                self.learner.linear_part(x.view()).map_err(|e| Error::Fit {
-                    model: self.model.name().into(),
-                    message: e.to_string(),
-                })
+            .map(|first| self.layout.band_row(*first))
+            .collect();
+        self.learner
+            .linear_parts_tails(&base, kb, &tails)
+            .map_err(|e| Error::Fit {
+                model: self.model.name().into(),
+                message: e.to_string(),
             })
-            .collect()
     }
 
     /// Survival curves S(1..=months) of each row of `df` (a hazard model
