@@ -177,6 +177,10 @@ pub struct RawTrain {
     /// tree on the fifth with the largest gradients and a tenth of the
     /// rest). Default false.
     pub boosted_goss: Option<bool>,
+    /// Boosted trees' histograms filled row by row from a tiled copy of
+    /// the binned rows (forust-ml's `tiled_histograms`) instead of a column
+    /// at a time. Default false.
+    pub boosted_tiled_histograms: Option<bool>,
     /// Rare-event sampling of the churn model: both candidates fitted on
     /// every churner and at most this many non-churners per churner (0:
     /// every row). Default 5.
@@ -888,6 +892,9 @@ fn resolve_train(raw: &RawTrain, problems: &mut Vec<String>) -> TrainSettings {
             12,
         ),
         goss: raw.boosted_goss.unwrap_or(d.boosted.goss),
+        tiled_histograms: raw
+            .boosted_tiled_histograms
+            .unwrap_or(d.boosted.tiled_histograms),
         ..d.boosted
     };
     let survival_months = bounded(

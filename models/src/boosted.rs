@@ -52,6 +52,11 @@ pub struct BoostedParams {
     /// with the largest gradients and a tenth of the rest, up-weighted.
     #[serde(default)]
     pub goss: bool,
+    /// Fill each tree's histograms row by row from a tiled copy of the
+    /// binned rows (forust-ml's `tiled_histograms`) instead of a column at
+    /// a time: another summation order, so slightly different trees.
+    #[serde(default)]
+    pub tiled_histograms: bool,
 }
 
 impl Default for BoostedParams {
@@ -67,6 +72,7 @@ impl Default for BoostedParams {
             seed: 1,
             rare_event_ratio: 0.0,
             goss: false,
+            tiled_histograms: false,
         }
     }
 }
@@ -483,6 +489,7 @@ impl BoostedModel {
             .set_nbins(params.bins)
             .set_min_leaf_weight(params.min_leaf_weight as f32)
             .set_early_stopping_rounds(Some(params.early_stopping_rounds))
+            .set_tiled_histograms(params.tiled_histograms)
             .set_seed(params.seed);
         if params.goss {
             booster = booster.set_sample_method(forust_ml::sampler::SampleMethod::Goss);
