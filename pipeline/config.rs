@@ -179,7 +179,7 @@ pub struct RawTrain {
     pub boosted_goss: Option<bool>,
     /// Boosted trees' histograms filled row by row from a tiled copy of
     /// the binned rows (forust-ml's `tiled_histograms`) instead of a column
-    /// at a time. Default false.
+    /// at a time. Default true.
     pub boosted_tiled_histograms: Option<bool>,
     /// Rare-event sampling of the churn model: both candidates fitted on
     /// every churner and at most this many non-churners per churner (0:

@@ -157,7 +157,9 @@ pub fn behaviour_through(
                 col(f::EVENT),
                 col("__margin_all").alias(f::VALUE_TO_DATE),
                 col("__margin_life").alias(f::LIFETIME_VALUE),
-                col("__n_life").cast(DataType::Int32).alias(f::BILLED_MONTHS),
+                col("__n_life")
+                    .cast(DataType::Int32)
+                    .alias(f::BILLED_MONTHS),
                 mean("__rev_life", "__n_life").alias(f::REVENUE_MEAN),
                 mean("__margin_life", "__n_life").alias(f::MARGIN_MEAN),
                 mean("__rev3", "__n3").alias(f::REVENUE_LAST3),
@@ -311,45 +313,40 @@ pub fn behaviour_through(
 fn billing_joined(billing: LazyFrame, lifetimes: LazyFrame, s: &FeatureSettings) -> LazyFrame {
     // The table streams through; the events (the smaller side) are the
     // join's build side, so memory follows the events, not the bills.
-    let bills = join(
-        billing,
-        lifetimes,
-        &[col::SUBSCRIBER_ID],
-        JoinType::Inner,
-    )
-    .with_column(month_index(col(col::MONTH)).alias("__month"))
-    .filter(col("__month").lt_eq(col("__known")))
-    .with_columns([
-        margin(s.margin_rate),
-        col("__month").gt_eq(col("__life_month")).alias("__in_life"),
-        // Calendar months between the bill and the latest month known at
-        // the as-of date: 0 for that month, so "last 3 months" is 0, 1
-        // and 2.
-        (col("__known") - col("__month")).alias("__ago"),
-    ])
-    // Masked copies, so that the aggregation below is plain sums and
-    // means (nulls ignored), which polars runs vectorised per group.
-    .with_columns([
-        masked(col("__in_life"), col(col::REVENUE), "__rev_life"),
-        masked(col("__in_life"), col("__margin"), "__margin_life"),
-        masked(
-            col("__in_life").and(col("__ago").lt(lit(3))),
-            col(col::REVENUE),
-            "__rev3",
-        ),
-        masked(
-            col("__in_life").and(col("__ago").lt(lit(3))),
-            col("__margin"),
-            "__margin3",
-        ),
-        masked(
-            col("__in_life")
-                .and(col("__ago").gt_eq(lit(3)))
-                .and(col("__ago").lt(lit(6))),
-            col(col::REVENUE),
-            "__rev_prev3",
-        ),
-    ]);
+    let bills = join(billing, lifetimes, &[col::SUBSCRIBER_ID], JoinType::Inner)
+        .with_column(month_index(col(col::MONTH)).alias("__month"))
+        .filter(col("__month").lt_eq(col("__known")))
+        .with_columns([
+            margin(s.margin_rate),
+            col("__month").gt_eq(col("__life_month")).alias("__in_life"),
+            // Calendar months between the bill and the latest month known at
+            // the as-of date: 0 for that month, so "last 3 months" is 0, 1
+            // and 2.
+            (col("__known") - col("__month")).alias("__ago"),
+        ])
+        // Masked copies, so that the aggregation below is plain sums and
+        // means (nulls ignored), which polars runs vectorised per group.
+        .with_columns([
+            masked(col("__in_life"), col(col::REVENUE), "__rev_life"),
+            masked(col("__in_life"), col("__margin"), "__margin_life"),
+            masked(
+                col("__in_life").and(col("__ago").lt(lit(3))),
+                col(col::REVENUE),
+                "__rev3",
+            ),
+            masked(
+                col("__in_life").and(col("__ago").lt(lit(3))),
+                col("__margin"),
+                "__margin3",
+            ),
+            masked(
+                col("__in_life")
+                    .and(col("__ago").gt_eq(lit(3)))
+                    .and(col("__ago").lt(lit(6))),
+                col(col::REVENUE),
+                "__rev_prev3",
+            ),
+        ]);
     bills.group_by([col(f::EVENT)]).agg([
         col("__margin").sum().alias(f::VALUE_TO_DATE),
         col("__margin_life").sum().alias(f::LIFETIME_VALUE),

@@ -95,8 +95,8 @@ pub(crate) fn month_index(e: Expr) -> Expr {
     let yoe = (doe.clone() - doe.clone().floor_div(i(1_460)) + doe.clone().floor_div(i(36_524))
         - doe.clone().floor_div(i(146_096)))
     .floor_div(i(365));
-    let doy = doe
-        - (yoe.clone() * i(365) + yoe.clone().floor_div(i(4)) - yoe.clone().floor_div(i(100)));
+    let doy =
+        doe - (yoe.clone() * i(365) + yoe.clone().floor_div(i(4)) - yoe.clone().floor_div(i(100)));
     // Months since March of the year counted from 1 March (0 to 11).
     let mp = (doy * i(5) + i(2)).floor_div(i(153));
     ((era * i(400) + yoe) * i(12) + mp + i(3)).cast(DataType::Int32)

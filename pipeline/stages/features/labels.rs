@@ -211,7 +211,10 @@ pub(crate) fn second_lifetimes(
         x.clone().select([
             col("__ret"),
             col(col::SUBSCRIBER_ID),
-            col(col::RETURNED_AT).dt().month_start().alias("__first_month"),
+            col(col::RETURNED_AT)
+                .dt()
+                .month_start()
+                .alias("__first_month"),
             col("__life_end"),
         ]),
         &[col::SUBSCRIBER_ID],

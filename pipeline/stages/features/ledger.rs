@@ -194,7 +194,12 @@ impl Ledger {
                 [col(col::SUBSCRIBER_ID)],
                 JoinArgs::new(JoinType::Left),
             )
-            .select([col("__event"), col("__code"), col("__known"), col("__life_month")]);
+            .select([
+                col("__event"),
+                col("__code"),
+                col("__known"),
+                col("__life_month"),
+            ]);
         let coded = collect(coded, "events' bills")?;
         let get = |name: &str| coded.column(name).map_err(err());
         let event = get("__event")?.clone();
@@ -351,7 +356,11 @@ mod tests {
             let signup = start + rng.random_range(0..1500);
             ids.push(id.clone());
             signups.push(Some(signup));
-            let months = if s % 17 == 0 { 0 } else { rng.random_range(1..60) };
+            let months = if s % 17 == 0 {
+                0
+            } else {
+                rng.random_range(1..60)
+            };
             let first = NaiveDate::from_ymd_opt(2019, 1, 1).unwrap()
                 + chrono::Months::new(rng.random_range(0..50));
             for k in 0..months {
