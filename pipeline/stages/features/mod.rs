@@ -1,8 +1,10 @@
 //! `features`: point-in-time features and training labels.
 //!
 //! Every feature is computed for an *event*: a subscriber and an as-of date.
-//! [`behaviour`] joins each input table to the events on the subscriber and
-//! keeps only rows dated on or before the event's as-of date (`month`,
+//! [`behaviour`] joins each input table to the events on the subscriber (or,
+//! for the bills in [`build`], walks each subscriber's bills in the
+//! [`ledger::Ledger`]) and keeps only rows dated on or before the event's
+//! as-of date (`month`,
 //! `opened_at`, `referred_at`, `returned_at`, `churned_at`), then aggregates
 //! per event. A resolution or satisfaction counts only once `resolved_at` is
 //! on or before the as-of date. So a feature as of a date reads nothing dated
@@ -23,8 +25,9 @@
 //! Files: [`settings`] (`[features]` and its defaults), [`manifest`]
 //! (feature names, the manifest, conforming categories), [`frames`] (the
 //! inputs and shared expressions), [`behaviour`] (point-in-time
-//! aggregates), [`labels`] (events and forward-looking labels); [`build`]
-//! and [`current`] tie them together.
+//! aggregates), [`ledger`] (the bills grouped by subscriber once, for the
+//! billing features of many events), [`labels`] (events and
+//! forward-looking labels); [`build`] and [`current`] tie them together.
 
 pub mod behaviour;
 pub mod frames;
