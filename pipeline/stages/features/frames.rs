@@ -55,7 +55,23 @@ impl Inputs {
     /// there are several events per subscriber; it holds every bill in
     /// memory (20 bytes each).
     pub fn with_ledger(mut self, margin_rate: f64) -> Result<Self> {
-        self.ledger = Some(Arc::new(Ledger::build(&self, margin_rate)?));
+        // Bills without a subscriber, a revenue or a month (the contract
+        // allows none of these) carry no feature and are left out.
+        let bills = self
+            .get(Table::Billing)
+            .filter(
+                col(col::SUBSCRIBER_ID)
+                    .is_not_null()
+                    .and(col(col::REVENUE).is_not_null())
+                    .and(col(col::MONTH).is_not_null()),
+            )
+            .select([
+                col(col::SUBSCRIBER_ID),
+                month_index(col(col::MONTH)).alias("m"),
+                col(col::REVENUE).alias("r"),
+                margin(margin_rate).alias("g"),
+            ]);
+        self.ledger = Some(Arc::new(Ledger::build(bills, margin_rate)?));
         Ok(self)
     }
 

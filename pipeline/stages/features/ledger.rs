@@ -18,9 +18,8 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::schema::{Table, col};
-
-use super::frames::{Inputs, collect, margin, month_index};
+use crate::schema::col;
+use crate::stages::collect;
 
 /// Every bill with a revenue, grouped by subscriber and sorted by month.
 pub struct Ledger {
@@ -65,28 +64,12 @@ impl Window {
 }
 
 impl Ledger {
-    /// Reads the billing table once. Bills without a subscriber, a
-    /// revenue or a month (the contract allows none of these) carry no
-    /// feature and are left out.
-    pub fn build(inputs: &Inputs, margin_rate: f64) -> Result<Ledger> {
+    /// Groups `bills` (`subscriber_id`, `m`: the month index, `r`: the
+    /// revenue, `g`: the margin, computed with `margin_rate`; see
+    /// [`super::frames::Inputs::with_ledger`]), read once.
+    pub fn build(bills: LazyFrame, margin_rate: f64) -> Result<Ledger> {
         let err = || Error::polars("features: bills by subscriber");
-        let bills = collect(
-            inputs
-                .get(Table::Billing)
-                .filter(
-                    col(col::SUBSCRIBER_ID)
-                        .is_not_null()
-                        .and(col(col::REVENUE).is_not_null())
-                        .and(col(col::MONTH).is_not_null()),
-                )
-                .select([
-                    col(col::SUBSCRIBER_ID),
-                    month_index(col(col::MONTH)).alias("m"),
-                    col(col::REVENUE).alias("r"),
-                    margin(margin_rate).alias("g"),
-                ]),
-            "bills",
-        )?;
+        let bills = collect(bills, "features: bills")?;
         let rows = bills.height();
         tracing::debug!(rows, "ledger: bills read");
         // Each subscriber's code, in order of first appearance: a hash map
@@ -200,7 +183,7 @@ impl Ledger {
                 col("__known"),
                 col("__life_month"),
             ]);
-        let coded = collect(coded, "events' bills")?;
+        let coded = collect(coded, "features: events' bills")?;
         let get = |name: &str| coded.column(name).map_err(err());
         let event = get("__event")?.clone();
         let code = get("__code")?.idx().map_err(err())?.clone();
@@ -316,204 +299,5 @@ fn sort_by_month(month: &mut [i32], revenue: &mut [f64], margin: &mut [f64]) {
         month[i] = m;
         revenue[i] = r;
         margin[i] = g;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use chrono::NaiveDate;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    use super::*;
-    use crate::stages::features::frames::epoch_days;
-    use crate::stages::features::settings::{BillKnown, FeatureSettings};
-    use crate::stages::features::{behaviour, f};
-
-    fn date_column(name: &str, days: Vec<Option<i32>>) -> Column {
-        Column::new(name.into(), days)
-            .cast(&DataType::Date)
-            .unwrap()
-    }
-
-    /// Random histories: signups from 2019, bills in any row order (or
-    /// grouped by subscriber), some
-    /// dated mid-month, some months billed twice, some before the signup
-    /// month or missing a cost, returns with and without a plan, and
-    /// subscribers with no bill at all.
-    fn inputs(seed: u64) -> Inputs {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let start = epoch_days(NaiveDate::from_ymd_opt(2019, 1, 1).unwrap());
-        let (mut ids, mut signups) = (Vec::new(), Vec::new());
-        let (mut b_id, mut b_month, mut b_rev, mut b_cost) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut r_id, mut r_at, mut r_plan, mut r_fee) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for s in 0..300 {
-            let id = format!("s{s:04}");
-            let signup = start + rng.random_range(0..1500);
-            ids.push(id.clone());
-            signups.push(Some(signup));
-            let months = if s % 17 == 0 {
-                0
-            } else {
-                rng.random_range(1..60)
-            };
-            let first = NaiveDate::from_ymd_opt(2019, 1, 1).unwrap()
-                + chrono::Months::new(rng.random_range(0..50));
-            for k in 0..months {
-                let d = first + chrono::Months::new(k);
-                let mut day = epoch_days(d);
-                if rng.random_bool(0.1) {
-                    day += rng.random_range(1..27);
-                }
-                let copies = if rng.random_bool(0.05) { 2 } else { 1 };
-                for _ in 0..copies {
-                    b_id.push(id.clone());
-                    b_month.push(Some(day));
-                    b_rev.push(Some(f64::from(rng.random_range(-500..20_000)) / 100.0));
-                    b_cost.push(if rng.random_bool(0.2) {
-                        None
-                    } else {
-                        Some(f64::from(rng.random_range(0..9_000)) / 100.0)
-                    });
-                }
-            }
-            for _ in 0..rng.random_range(0..3) {
-                r_id.push(id.clone());
-                r_at.push(Some(signup + rng.random_range(30..2000)));
-                let plan = rng.random_bool(0.5);
-                r_plan.push(plan.then_some("plus"));
-                r_fee.push(plan.then_some(30.0));
-            }
-        }
-        // Shuffle the bills' rows (odd seeds), or keep them grouped by
-        // subscriber (even seeds, the ledger's fast path).
-        let mut order: Vec<usize> = (0..b_id.len()).collect();
-        if seed % 2 == 1 {
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.random_range(0..=i));
-            }
-        }
-        fn pick<T: Copy>(order: &[usize], v: &[T]) -> Vec<T> {
-            order.iter().map(|&i| v[i]).collect()
-        }
-        let b_months = pick(&order, &b_month);
-        let (b_revs, b_costs) = (pick(&order, &b_rev), pick(&order, &b_cost));
-        let b_ids: Vec<String> = order.iter().map(|&i| b_id[i].clone()).collect();
-        let n = ids.len();
-        let subscribers = DataFrame::new(
-            n,
-            vec![
-                Column::new(col::SUBSCRIBER_ID.into(), &ids),
-                date_column(col::SIGNUP_DATE, signups),
-                Column::new(col::PLAN.into(), vec!["basic"; n]),
-                Column::new(col::MONTHLY_FEE.into(), vec![20.0; n]),
-                Column::new(col::REGION.into(), vec![Some("north"); n]),
-                Column::new(col::CHANNEL.into(), vec![Some("web"); n]),
-            ],
-        )
-        .unwrap();
-        let billing = DataFrame::new(
-            b_ids.len(),
-            vec![
-                Column::new(col::SUBSCRIBER_ID.into(), b_ids),
-                date_column(col::MONTH, b_months),
-                Column::new(col::REVENUE.into(), b_revs),
-                Column::new(col::COST_TO_SERVE.into(), b_costs),
-            ],
-        )
-        .unwrap();
-        let reactivations = DataFrame::new(
-            r_id.len(),
-            vec![
-                Column::new(col::SUBSCRIBER_ID.into(), r_id),
-                date_column(col::RETURNED_AT, r_at),
-                Column::new(col::PLAN.into(), r_plan),
-                Column::new(col::MONTHLY_FEE.into(), r_fee),
-            ],
-        )
-        .unwrap();
-        let mut tables = BTreeMap::new();
-        tables.insert(Table::Subscribers, subscribers.lazy());
-        tables.insert(Table::Billing, billing.lazy());
-        tables.insert(Table::Reactivations, reactivations.lazy());
-        Inputs::new(tables)
-    }
-
-    /// Every subscriber (and one unknown id) as of several dates: month
-    /// starts and ends, mid-month, before any bill and after all.
-    fn events(seed: u64) -> DataFrame {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
-        let (mut ids, mut at) = (Vec::new(), Vec::new());
-        for s in 0..301 {
-            for _ in 0..4 {
-                ids.push(format!("s{s:04}"));
-                let d = NaiveDate::from_ymd_opt(2018, 6, 1).unwrap()
-                    + chrono::Months::new(rng.random_range(0..90));
-                let d = match rng.random_range(0..3) {
-                    0 => d,
-                    1 => d - chrono::Duration::days(1),
-                    _ => d + chrono::Duration::days(rng.random_range(1..28)),
-                };
-                at.push(Some(epoch_days(d)));
-            }
-        }
-        let n = ids.len();
-        DataFrame::new(
-            n,
-            vec![
-                Column::new(f::EVENT.into(), (0..n as u32).collect::<Vec<_>>()),
-                Column::new(col::SUBSCRIBER_ID.into(), ids),
-                date_column(f::AS_OF, at),
-            ],
-        )
-        .unwrap()
-    }
-
-    fn features(inputs: &Inputs, events: &DataFrame, s: &FeatureSettings) -> DataFrame {
-        let df = behaviour(inputs, events.clone().lazy(), s).unwrap();
-        df.sort([f::EVENT], SortMultipleOptions::default())
-            .collect()
-            .unwrap()
-    }
-
-    #[test]
-    fn grouped_bills_give_the_joins_features() {
-        for (seed, rule) in [
-            (1, BillKnown::MonthEnd),
-            (2, BillKnown::MonthStart),
-            (3, BillKnown::MonthEnd),
-        ] {
-            let s = FeatureSettings {
-                bill_known: rule,
-                ..FeatureSettings::default()
-            };
-            let plain = inputs(seed);
-            let grouped = plain.clone().with_ledger(s.margin_rate).unwrap();
-            let ev = events(seed);
-            let (a, b) = (features(&plain, &ev, &s), features(&grouped, &ev, &s));
-            assert_eq!(a.height(), ev.height());
-            assert_eq!(a.get_column_names(), b.get_column_names());
-            for c in a.columns() {
-                let other = b.column(c.name()).unwrap();
-                assert!(
-                    c.equals_missing(other),
-                    "seed {seed}: column {} differs:\n{c:?}\n{other:?}",
-                    c.name()
-                );
-            }
-            // The test has teeth: the events read bills in and out of
-            // their lifetimes, and some read none.
-            let billed = a.column(f::BILLED_MONTHS).unwrap().i32().unwrap().clone();
-            let value = a.column(f::VALUE_TO_DATE).unwrap().f64().unwrap().clone();
-            let life = a.column(f::LIFETIME_VALUE).unwrap().f64().unwrap().clone();
-            assert!(billed.iter().any(|v| v == Some(0)));
-            assert!(billed.iter().any(|v| v.is_some_and(|v| v > 12)));
-            assert!(value.iter().zip(life.iter()).any(|(v, l)| v != l));
-            assert!(a.column(f::REVENUE_TREND).unwrap().null_count() < a.height());
-        }
     }
 }
