@@ -158,11 +158,6 @@ impl Ledger {
         })
     }
 
-    /// Number of bills held.
-    pub fn bills(&self) -> usize {
-        self.month.len()
-    }
-
     /// Billing aggregates of each event of `events` (`__event`,
     /// `subscriber_id`, `__known`: the latest month whose bill is known,
     /// `__life_month`: the month the current lifetime started), as the
