@@ -148,11 +148,7 @@ pub fn behaviour_through(
     let billing = match ledger {
         Some(ledger) => {
             let sums = ledger.aggregate(collect(lifetimes, "events' lifetimes")?)?;
-            let mean = |sum: &str, n: &str| {
-                when(col(n).gt(lit(0)))
-                    .then(col(sum).round(9, RoundMode::HalfToEven) / col(n).cast(DataType::Float64))
-                    .otherwise(lit(NULL).cast(DataType::Float64))
-            };
+            let mean = |sum: &str, n: &str| mean_of(col(sum), col(n));
             sums.lazy().select([
                 col(f::EVENT),
                 col("__margin_all").alias(f::VALUE_TO_DATE),
@@ -369,9 +365,14 @@ fn billing_joined(billing: LazyFrame, lifetimes: LazyFrame, s: &FeatureSettings)
 /// could fall either side of a rounding half-way point; a sum on the grid
 /// divided by a count gives the same bits every time.
 fn exact_mean(c: &str) -> Expr {
-    let n = col(c).count();
+    mean_of(col(c).sum(), col(c).count())
+}
+
+/// `sum` rounded to the 1e-9 grid over `n` (null when `n` is 0): the
+/// means of [`exact_mean`] and of the ledger's sums.
+fn mean_of(sum: Expr, n: Expr) -> Expr {
     when(n.clone().gt(lit(0)))
-        .then(col(c).sum().round(9, RoundMode::HalfToEven) / n.cast(DataType::Float64))
+        .then(sum.round(9, RoundMode::HalfToEven) / n.cast(DataType::Float64))
         .otherwise(lit(NULL).cast(DataType::Float64))
 }
 
