@@ -100,7 +100,7 @@ pub(crate) fn date_lit(d: NaiveDate) -> Expr {
 /// integer arithmetic on the day number (the civil-from-days algorithm of
 /// H. Hinnant, counting years from 1 March so that the leap day ends one):
 /// polars' `dt().year()` and `dt().month()` convert every value through a
-/// calendar type, which cost a fifth of the features stage when applied to
+/// calendar type, about a fifth of a features run's samples when applied to
 /// every bill.
 pub(crate) fn month_index(e: Expr) -> Expr {
     let i = |v: i64| lit(v);

@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 use crate::schema::col;
 use crate::stages::collect;
 
+use super::manifest::f;
+
 /// Every bill with a revenue, grouped by subscriber and sorted by month.
 pub struct Ledger {
     /// `subscriber_id` and `__code`, the subscriber's index in `offsets`.
@@ -173,14 +175,14 @@ impl Ledger {
                 JoinArgs::new(JoinType::Left),
             )
             .select([
-                col("__event"),
+                col(f::EVENT),
                 col("__code"),
                 col("__known"),
                 col("__life_month"),
             ]);
         let coded = collect(coded, "features: events' bills")?;
         let get = |name: &str| coded.column(name).map_err(err());
-        let event = get("__event")?.clone();
+        let event = get(f::EVENT)?.clone();
         let code = get("__code")?.idx().map_err(err())?.clone();
         let known = get("__known")?.i32().map_err(err())?.clone();
         let life = get("__life_month")?.i32().map_err(err())?.clone();
