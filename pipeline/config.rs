@@ -340,10 +340,11 @@ pub struct RawValidate {
     pub mode: Option<Mode>,
     /// Example subscriber ids shown per violated rule. Default 5.
     pub max_examples: Option<usize>,
-    /// Most bills grouped at once by the duplicate-month rule; larger
-    /// billing tables are checked in several passes, which bounds memory
-    /// at the cost of a scan per pass. Default 8000000.
-    pub duplicate_check_rows: Option<usize>,
+    /// Most bytes the duplicate-month rule holds at once: a bit per
+    /// accepted subscriber and billed month (10M subscribers, 10 years:
+    /// 150 MB). Months beyond it are checked in further passes over billing;
+    /// one month's bits always fit. Default 1073741824 (1 GiB).
+    pub duplicate_check_bytes: Option<usize>,
     /// Earliest plausible date in any date column (`YYYY-MM-DD`); earlier
     /// rows break the rule `date_out_of_range`. Default 1900-01-01.
     pub min_date: Option<String>,
@@ -541,11 +542,11 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             "`validate.max_date`: {max_date} is before `validate.min_date` {min_date}"
         ));
     }
-    let duplicate_check_rows = bounded(
+    let duplicate_check_bytes = bounded(
         &mut problems,
-        "validate.duplicate_check_rows",
-        raw.validate.duplicate_check_rows,
-        8_000_000,
+        "validate.duplicate_check_bytes",
+        raw.validate.duplicate_check_bytes,
+        1 << 30,
         1,
         usize::MAX,
     );
@@ -659,7 +660,7 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
         validate: ValidateSettings {
             mode: over.mode.or(raw.validate.mode).unwrap_or_default(),
             max_examples,
-            duplicate_check_rows,
+            duplicate_check_bytes,
             min_date,
             max_date,
             columns: raw.validate.columns,

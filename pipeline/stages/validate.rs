@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result, Violation};
 use crate::schema::{ARMS, ColumnSpec, Kind, LEAVE_REASONS, Table, col};
 
+mod months;
+
 /// How validation treats rows that break a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -51,8 +53,9 @@ pub struct ValidateSettings {
     pub mode: Mode,
     /// Example ids per violated rule.
     pub max_examples: usize,
-    /// Most bills grouped at once by the duplicate-month rule.
-    pub duplicate_check_rows: usize,
+    /// Most bytes of bits (one per subscriber and month) the duplicate-month
+    /// rule holds at once; one month's always fit.
+    pub duplicate_check_bytes: usize,
     /// Earliest plausible date.
     pub min_date: NaiveDate,
     /// Latest plausible date (default [`LATEST_DATE`]).
@@ -86,21 +89,6 @@ fn unreadable(table: Table, files: &[String]) -> impl FnOnce(Error) -> Error + '
         },
         other => other,
     }
-}
-
-/// [`super::collect`] of a plan over billing's rows, its read failures the
-/// input's fault.
-fn read_rows(lf: LazyFrame, context: String) -> Result<DataFrame> {
-    super::collect(lf, context).map_err(|e| match e {
-        Error::Polars { source, .. } => Error::Data {
-            table: Table::Billing.name().into(),
-            message: format!(
-                "cannot read its rows: {}",
-                source.to_string().lines().next().unwrap_or_default()
-            ),
-        },
-        other => other,
-    })
 }
 
 /// An id as shown in a message: at most 40 characters.
@@ -370,7 +358,6 @@ const KNOWN: &str = "__known";
 const SIGNUP: &str = "__signup";
 const FIRST_CHURN: &str = "__first_churn";
 const DUP: &str = "__dup";
-const MONTH_KEY: &str = "__month_key";
 
 fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
     let keys: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
@@ -384,12 +371,11 @@ fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
 fn rules_for(
     table: Table,
     lf: LazyFrame,
-    rows: usize,
     subs: &DataFrame,
     first_churn: Option<&DataFrame>,
     settings: &ValidateSettings,
     dates: (NaiveDate, NaiveDate),
-) -> Result<(LazyFrame, Vec<Rule>)> {
+) -> Result<(LazyFrame, Vec<Rule>, Vec<String>)> {
     let id = table.id_column();
     let mut rules: Vec<Rule> = table
         .columns()
@@ -442,7 +428,10 @@ fn rules_for(
             "`monthly_fee` must be >= 0",
             col(col::MONTHLY_FEE).lt(lit(0.0)),
         ));
-        return Ok((lf, rules));
+        return Ok((lf, rules, Vec::new()));
+    }
+    if table == Table::Billing {
+        return billing_rules(lf, rules, subs, settings);
     }
     let keys = subs.clone().lazy().select([
         col(col::SUBSCRIBER_ID).alias(id),
@@ -457,66 +446,6 @@ fn rules_for(
         col(id).is_not_null().and(col(KNOWN).is_null()),
     ));
     match table {
-        Table::Billing => {
-            rules.push(rule(
-                "month_not_first_day",
-                col::MONTH,
-                "`month` must be the first day of a month",
-                col(col::MONTH).dt().day().neq(lit(1)),
-            ));
-            // The duplicated (subscriber, month) keys are collected first,
-            // in a pass of their own: joined back inside the same plan, the
-            // scan would be buffered whole. Grouped on the subscriber's row
-            // number, not its text id, to halve the group table; bills of
-            // unknown subscribers are rejected by their own rule.
-            // The key packs the row number and the calendar month into one
-            // integer, the cheapest thing to group on.
-            let key = || {
-                col(KNOWN).cast(DataType::UInt64) * lit(1u64 << 20)
-                    + (col(col::MONTH).dt().year().cast(DataType::Int64) * lit(12i64)
-                        + col(col::MONTH).dt().month().cast(DataType::Int64))
-                    .clip(lit(0i64), lit((1i64 << 20) - 1))
-                    .cast(DataType::UInt64)
-            };
-            lf = lf.with_column(key().alias(MONTH_KEY));
-            // The group table holds one key per bill: the bills are split
-            // by subscriber into passes of at most `duplicate_check_rows`,
-            // so that memory stays bounded whatever the size of billing.
-            let passes = rows.div_ceil(settings.duplicate_check_rows.max(1)).max(1) as u32;
-            let mut dups = DataFrame::empty();
-            for pass in 0..passes {
-                let found = read_rows(
-                    lf.clone()
-                        .filter(col(MONTH_KEY).is_not_null())
-                        .filter(if passes > 1 {
-                            (col(KNOWN) % lit(passes)).eq(lit(pass))
-                        } else {
-                            lit(true)
-                        })
-                        .group_by([col(MONTH_KEY)])
-                        .agg([len().alias("__n")])
-                        .filter(col("__n").gt(lit(1)))
-                        .select([col(MONTH_KEY), lit(true).alias(DUP)]),
-                    format!(
-                        "validate {table}: duplicate months (pass {} of {passes})",
-                        pass + 1
-                    ),
-                )?;
-                if dups.width() == 0 {
-                    dups = found;
-                } else {
-                    dups.vstack_mut(&found)
-                        .map_err(Error::polars("validate billing: duplicate months"))?;
-                }
-            }
-            lf = left_join(lf, dups.lazy(), &[MONTH_KEY]);
-            rules.push(rule(
-                "duplicate_month",
-                col::MONTH,
-                "one billing row per subscriber and month",
-                col(col::MONTH).is_not_null().and(col(DUP).is_not_null()),
-            ));
-        }
         Table::Complaints => {
             rules.push(rule(
                 "opened_before_signup",
@@ -607,9 +536,85 @@ fn rules_for(
                 ));
             }
         }
-        Table::Referrals | Table::Subscribers => {}
+        Table::Referrals | Table::Subscribers | Table::Billing => {}
     }
-    Ok((lf, rules))
+    Ok((lf, rules, Vec::new()))
+}
+
+/// Billing's rules. The rules that need the accepted subscribers come from
+/// one pass of their own over the bills ([`months::check`]); the bills are
+/// not joined to the subscribers, and the rules' own expressions only read
+/// the ids (`is_in`) or the duplicated pairs (a join to them) when the pass
+/// found any.
+fn billing_rules(
+    lf: LazyFrame,
+    mut rules: Vec<Rule>,
+    subs: &DataFrame,
+    settings: &ValidateSettings,
+) -> Result<(LazyFrame, Vec<Rule>, Vec<String>)> {
+    let id = col::SUBSCRIBER_ID;
+    let found = months::check(
+        lf.clone(),
+        subs,
+        col::SIGNUP_DATE,
+        settings.duplicate_check_bytes,
+    )?;
+    tracing::debug!(
+        unknown = found.unknown,
+        duplicates = found.duplicates.height(),
+        passes = found.passes,
+        "validate billing: subscribers' months"
+    );
+    let unknown = if found.unknown == 0 {
+        lit(false)
+    } else {
+        let ids = subs
+            .column(col::SUBSCRIBER_ID)
+            .map_err(Error::polars("validate billing: ids"))?
+            .as_materialized_series()
+            .clone();
+        col(id)
+            .is_not_null()
+            .and(col(id).is_in(lit(ids).implode(false), false).not())
+    };
+    rules.push(rule(
+        "unknown_subscriber",
+        id,
+        format!("`{id}` must exist in the accepted subscribers"),
+        unknown,
+    ));
+    rules.push(rule(
+        "month_not_first_day",
+        col::MONTH,
+        "`month` must be the first day of a month",
+        col(col::MONTH).dt().day().neq(lit(1)),
+    ));
+    let mut lf = lf;
+    let duplicated = if found.duplicates.height() == 0 {
+        lit(false)
+    } else {
+        let dups = found.duplicates.lazy().with_column(lit(true).alias(DUP));
+        lf = left_join(
+            lf.with_column(months::month_key(col(col::MONTH))),
+            dups,
+            &[id, months::MONTH_INDEX],
+        );
+        col(DUP).is_not_null()
+    };
+    rules.push(rule(
+        "duplicate_month",
+        col::MONTH,
+        "one billing row per subscriber and month",
+        col(col::MONTH).is_not_null().and(duplicated),
+    ));
+    let mut notes = Vec::new();
+    if found.before_signup > 0 {
+        notes.push(format!(
+            "{} row(s) billed for a month before the signup month, kept",
+            found.before_signup
+        ));
+    }
+    Ok((lf, rules, notes))
 }
 
 /// The first value of column `c` as a count (0 when absent or null).
@@ -629,10 +634,6 @@ fn note_aggs(table: Table) -> Vec<Expr> {
     }
     vec![
         col(col::REVENUE).lt(lit(0.0)).sum().alias("refunds"),
-        col(col::MONTH)
-            .lt(col(SIGNUP).dt().month_start())
-            .sum()
-            .alias("before_signup"),
         col(col::COST_TO_SERVE).is_null().sum().alias("no_cost"),
     ]
 }
@@ -648,12 +649,6 @@ fn table_notes(table: Table, out: &DataFrame) -> Vec<String> {
         notes.push(format!(
             "{} row(s) with negative revenue (refunds), kept",
             get("refunds")
-        ));
-    }
-    if get("before_signup") > 0 {
-        notes.push(format!(
-            "{} row(s) billed for a month before the signup month, kept",
-            get("before_signup")
         ));
     }
     if get("no_cost") > 0 {
@@ -706,15 +701,8 @@ pub fn check_rows(
             None => unreachable!("subscribers are required and checked first"),
         };
         let conformed_scan = lf.clone();
-        let (joined, rules) = rules_for(
-            table,
-            lf,
-            conformed.rows_in_files,
-            &subs,
-            first_churn.as_ref(),
-            settings,
-            plausible,
-        )?;
+        let (joined, rules, pass_notes) =
+            rules_for(table, lf, &subs, first_churn.as_ref(), settings, plausible)?;
         let flag = |i: usize| format!("__v{i}");
         let flagged = joined.with_columns(
             rules
@@ -778,6 +766,7 @@ pub fn check_rows(
         }
         let mut notes = conformed.notes.clone();
         notes.extend(table_notes(table, &counts));
+        notes.extend(pass_notes);
         let original: Vec<Expr> = conformed.columns.iter().map(|c| col(c.as_str())).collect();
         let accepted = flagged
             .clone()
