@@ -133,10 +133,8 @@ pub fn behaviour_through(
     // Bills of the current lifetime (from its first month) up to the as-of
     // date, and all bills up to it for the value to date.
     let ledger = inputs.ledger(s.margin_rate);
-    if ledger.is_some() {
-        // Built once: the billing aggregates read it, and so do the rows.
-        base = collect(base, "events' lifetimes")?.lazy();
-    }
+    // Built once: the billing aggregates read it, and so do the rows.
+    base = collect(base, "events' lifetimes")?.lazy();
     // Month indexes on the events' side (one row per event), so that the
     // joined bills compare integers only.
     let lifetimes = base.clone().select([
@@ -145,26 +143,29 @@ pub fn behaviour_through(
         known_through(s.bill_known).alias("__known"),
         month_index(col(f::LIFETIME_START)).alias("__life_month"),
     ]);
-    let billing = match ledger {
-        Some(ledger) => {
-            let sums = ledger.aggregate(collect(lifetimes, "events' lifetimes")?)?;
-            let mean = |sum: &str, n: &str| mean_of(col(sum), col(n));
-            sums.lazy().select([
-                col(f::EVENT),
-                col("__margin_all").alias(f::VALUE_TO_DATE),
-                col("__margin_life").alias(f::LIFETIME_VALUE),
-                col("__n_life")
-                    .cast(DataType::Int32)
-                    .alias(f::BILLED_MONTHS),
-                mean("__rev_life", "__n_life").alias(f::REVENUE_MEAN),
-                mean("__margin_life", "__n_life").alias(f::MARGIN_MEAN),
-                mean("__rev3", "__n3").alias(f::REVENUE_LAST3),
-                mean("__margin3", "__n3").alias(f::MARGIN_LAST3),
-                mean("__rev_prev3", "__n_prev3").alias("__revenue_prev3"),
-                col("__revenue_max3"),
-            ])
-        }
-        None => billing_joined(keyed(Table::Billing), lifetimes, s),
+    let billing = if inputs.joined_bills {
+        billing_joined(keyed(Table::Billing), lifetimes, s)
+    } else {
+        let lifetimes = collect(lifetimes, "events' lifetimes")?;
+        let sums = match ledger {
+            Some(ledger) => ledger.aggregate(lifetimes)?,
+            None => super::ledger::stream(inputs.bill_rows(s.margin_rate), lifetimes)?,
+        };
+        let mean = |sum: &str, n: &str| mean_of(col(sum), col(n));
+        sums.lazy().select([
+            col(f::EVENT),
+            col("__margin_all").alias(f::VALUE_TO_DATE),
+            col("__margin_life").alias(f::LIFETIME_VALUE),
+            col("__n_life")
+                .cast(DataType::Int32)
+                .alias(f::BILLED_MONTHS),
+            mean("__rev_life", "__n_life").alias(f::REVENUE_MEAN),
+            mean("__margin_life", "__n_life").alias(f::MARGIN_MEAN),
+            mean("__rev3", "__n3").alias(f::REVENUE_LAST3),
+            mean("__margin3", "__n3").alias(f::MARGIN_LAST3),
+            mean("__rev_prev3", "__n_prev3").alias("__revenue_prev3"),
+            col("__revenue_max3"),
+        ])
     };
 
     let complaints = join(
@@ -304,8 +305,8 @@ pub fn behaviour_through(
 }
 
 /// The billing aggregates of each event by joining every bill to the
-/// events of its subscriber (one event per subscriber in scoring, where
-/// this streams the table; [`super::ledger::Ledger`] serves many).
+/// events of its subscriber, the plain polars way: the tests' reference for
+/// [`super::ledger::Ledger`] and [`super::ledger::stream`].
 fn billing_joined(billing: LazyFrame, lifetimes: LazyFrame, s: &FeatureSettings) -> LazyFrame {
     // The table streams through; the events (the smaller side) are the
     // join's build side, so memory follows the events, not the bills.
@@ -471,7 +472,8 @@ pub(crate) fn behaviour_columns(s: &FeatureSettings) -> Vec<(String, Encoding, V
 #[cfg(test)]
 mod tests {
     //! The billing features from the bills grouped by subscriber
-    //! ([`super::super::ledger::Ledger`]) against the join.
+    //! ([`super::super::ledger::Ledger`]) and streamed
+    //! ([`super::super::ledger::stream`]) against the join.
 
     use std::collections::BTreeMap;
 
@@ -630,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn grouped_bills_give_the_joins_features() {
+    fn grouped_and_streamed_bills_give_the_joins_features() {
         for (seed, rule) in [
             (1, BillKnown::MonthEnd),
             (2, BillKnown::MonthStart),
@@ -640,19 +642,23 @@ mod tests {
                 bill_known: rule,
                 ..FeatureSettings::default()
             };
-            let plain = inputs(seed);
-            let grouped = plain.clone().with_ledger(s.margin_rate).unwrap();
+            let streamed = inputs(seed);
+            let joined = streamed.clone().with_joined_bills();
+            let grouped = streamed.clone().with_ledger(s.margin_rate).unwrap();
             let ev = events(seed);
-            let (a, b) = (features(&plain, &ev, &s), features(&grouped, &ev, &s));
+            let a = features(&joined, &ev, &s);
             assert_eq!(a.height(), ev.height());
-            assert_eq!(a.get_column_names(), b.get_column_names());
-            for c in a.columns() {
-                let other = b.column(c.name()).unwrap();
-                assert!(
-                    c.equals_missing(other),
-                    "seed {seed}: column {} differs:\n{c:?}\n{other:?}",
-                    c.name()
-                );
+            for (path, inputs) in [("ledger", &grouped), ("streamed", &streamed)] {
+                let b = features(inputs, &ev, &s);
+                assert_eq!(a.get_column_names(), b.get_column_names());
+                for c in a.columns() {
+                    let other = b.column(c.name()).unwrap();
+                    assert!(
+                        c.equals_missing(other),
+                        "seed {seed}, {path}: column {} differs:\n{c:?}\n{other:?}",
+                        c.name()
+                    );
+                }
             }
             // The test has teeth: the events read bills in and out of
             // their lifetimes, and some read none.

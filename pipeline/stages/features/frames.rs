@@ -23,6 +23,10 @@ pub struct Inputs {
     tables: BTreeMap<Table, LazyFrame>,
     /// The bills grouped by subscriber, when built ([`Inputs::with_ledger`]).
     ledger: Option<Arc<Ledger>>,
+    /// The billing aggregates by joining the bills to the events, the
+    /// plain polars way ([`Inputs::with_joined_bills`], the tests' check of
+    /// the ledger and of the streamed sums).
+    pub(crate) joined_bills: bool,
 }
 
 /// An empty frame with `table`'s contract columns.
@@ -46,6 +50,7 @@ impl Inputs {
         Inputs {
             tables,
             ledger: None,
+            joined_bills: false,
         }
     }
 
@@ -55,10 +60,25 @@ impl Inputs {
     /// there are several events per subscriber; it holds every bill in
     /// memory (20 bytes each).
     pub fn with_ledger(mut self, margin_rate: f64) -> Result<Self> {
-        // Bills without a subscriber, a revenue or a month (the contract
-        // allows none of these) carry no feature and are left out.
-        let bills = self
-            .get(Table::Billing)
+        let bills = self.bill_rows(margin_rate);
+        self.ledger = Some(Arc::new(Ledger::build(bills, margin_rate)?));
+        Ok(self)
+    }
+
+    /// These inputs with the billing aggregates joined, not streamed.
+    #[cfg(test)]
+    pub(crate) fn with_joined_bills(mut self) -> Self {
+        self.joined_bills = true;
+        self
+    }
+
+    /// The bills as the billing aggregates read them: `subscriber_id`, `m`
+    /// (the month index), `r` (the revenue) and `g` (the margin at
+    /// `margin_rate` where the cost is missing). Bills without a
+    /// subscriber, a revenue or a month (the contract allows none of these)
+    /// carry no feature and are left out.
+    pub(crate) fn bill_rows(&self, margin_rate: f64) -> LazyFrame {
+        self.get(Table::Billing)
             .filter(
                 col(col::SUBSCRIBER_ID)
                     .is_not_null()
@@ -70,9 +90,7 @@ impl Inputs {
                 month_index(col(col::MONTH)).alias("m"),
                 col(col::REVENUE).alias("r"),
                 margin(margin_rate).alias("g"),
-            ]);
-        self.ledger = Some(Arc::new(Ledger::build(bills, margin_rate)?));
-        Ok(self)
+            ])
     }
 
     /// The grouped bills, if built with the margin rate `margin_rate`.

@@ -9,10 +9,14 @@
 //! the latest month known at its date, so the cost is the bills once plus
 //! the events, whatever the number of snapshots.
 //!
-//! It gives the same sums as the join ([`super::behaviour`] rounds both to
-//! the 1e-9 grid) and is tested against it. Scoring, with one event per
-//! subscriber, keeps the streaming join, whose memory does not hold the
-//! bills.
+//! Where there is one event per subscriber (scoring), holding every bill
+//! is not worth it: [`stream`] adds each bill, as it streams past, to the
+//! sums of its subscriber's events, holding only the events' sums. Both
+//! give the same sums as joining the bills to the events
+//! ([`super::behaviour`] rounds all to the 1e-9 grid) and are tested
+//! against that join, which is not used outside the tests.
+
+use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -63,6 +67,57 @@ impl Window {
         self.revenue += revenue;
         self.margin += margin;
     }
+}
+
+impl Sums {
+    /// Adds a bill of month `m` (revenue `r`, margin `g`) known by month
+    /// `known` (`m <= known`), to the lifetime from month `life` (no
+    /// lifetime bills when unknown).
+    fn add(&mut self, m: i32, r: f64, g: f64, known: i32, life: Option<i32>) {
+        self.margin_all += g;
+        if life.is_none_or(|l| m < l) {
+            return;
+        }
+        self.life.add(r, g);
+        let ago = known - m;
+        if ago < 3 {
+            self.last3.add(r, g);
+            self.max3 = Some(self.max3.map_or(r, |x| x.max(r)));
+        } else if ago < 6 {
+            self.prev3.add(r, g);
+        }
+    }
+}
+
+/// The aggregates' columns: `event` beside one column per sum, named as
+/// [`super::behaviour`] reads them.
+fn sums_frame(event: Column, sums: &[Sums]) -> Result<DataFrame> {
+    let f = |v: fn(&Sums) -> f64, name: &str| {
+        Column::new(name.into(), sums.iter().map(v).collect::<Vec<f64>>())
+    };
+    let n = |v: fn(&Sums) -> u32, name: &str| {
+        Column::new(name.into(), sums.iter().map(v).collect::<Vec<u32>>())
+    };
+    DataFrame::new(
+        sums.len(),
+        vec![
+            event,
+            f(|s| s.margin_all, "__margin_all"),
+            n(|s| s.life.n, "__n_life"),
+            f(|s| s.life.revenue, "__rev_life"),
+            f(|s| s.life.margin, "__margin_life"),
+            n(|s| s.last3.n, "__n3"),
+            f(|s| s.last3.revenue, "__rev3"),
+            f(|s| s.last3.margin, "__margin3"),
+            n(|s| s.prev3.n, "__n_prev3"),
+            f(|s| s.prev3.revenue, "__rev_prev3"),
+            Column::new(
+                "__revenue_max3".into(),
+                sums.iter().map(|s| s.max3).collect::<Vec<Option<f64>>>(),
+            ),
+        ],
+    )
+    .map_err(Error::polars("features: billing aggregates"))
 }
 
 impl Ledger {
@@ -197,32 +252,7 @@ impl Ledger {
                 _ => Sums::default(),
             })
             .collect();
-        let f = |v: fn(&Sums) -> f64, name: &str| {
-            Column::new(name.into(), sums.iter().map(v).collect::<Vec<f64>>())
-        };
-        let n = |v: fn(&Sums) -> u32, name: &str| {
-            Column::new(name.into(), sums.iter().map(v).collect::<Vec<u32>>())
-        };
-        DataFrame::new(
-            sums.len(),
-            vec![
-                event,
-                f(|s| s.margin_all, "__margin_all"),
-                n(|s| s.life.n, "__n_life"),
-                f(|s| s.life.revenue, "__rev_life"),
-                f(|s| s.life.margin, "__margin_life"),
-                n(|s| s.last3.n, "__n3"),
-                f(|s| s.last3.revenue, "__rev3"),
-                f(|s| s.last3.margin, "__margin3"),
-                n(|s| s.prev3.n, "__n_prev3"),
-                f(|s| s.prev3.revenue, "__rev_prev3"),
-                Column::new(
-                    "__revenue_max3".into(),
-                    sums.iter().map(|s| s.max3).collect::<Vec<Option<f64>>>(),
-                ),
-            ],
-        )
-        .map_err(err())
+        sums_frame(event, &sums)
     }
 
     /// The sums of subscriber `code`'s bills known by month `known`, with
@@ -235,22 +265,114 @@ impl Ledger {
             if m > known {
                 break;
             }
-            let (r, g) = (self.revenue[i], self.margin[i]);
-            s.margin_all += g;
-            if life.is_none_or(|l| m < l) {
-                continue;
-            }
-            s.life.add(r, g);
-            let ago = known - m;
-            if ago < 3 {
-                s.last3.add(r, g);
-                s.max3 = Some(s.max3.map_or(r, |x| x.max(r)));
-            } else if ago < 6 {
-                s.prev3.add(r, g);
-            }
+            s.add(m, self.revenue[i], self.margin[i], known, life);
         }
         s
     }
+}
+
+/// The same aggregates as [`Ledger::aggregate`], from one streaming pass
+/// over `bills` (the ledger's columns) that holds no bill: each batch's ids
+/// are looked up in a hash map of the events' subscribers (in parallel),
+/// then each bill is added to its subscriber's events. Memory follows the
+/// events (one set of sums each, about 100 bytes), not the bills: for
+/// scoring, with one event per subscriber and one pass.
+pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
+    let err = || Error::polars("features: billing aggregates");
+    let get = |name: &str| events.column(name).map_err(err());
+    let event = get(f::EVENT)?.clone();
+    let ids = get(col::SUBSCRIBER_ID)?.str().map_err(err())?.clone();
+    let known: Vec<Option<i32>> = get("__known")?.i32().map_err(err())?.iter().collect();
+    let life: Vec<Option<i32>> = get("__life_month")?.i32().map_err(err())?.iter().collect();
+    // The events of each subscriber: `members[starts[c]..starts[c + 1]]`
+    // for the subscriber coded `c` (a counting sort of the events by code).
+    let mut codes: PlHashMap<PlSmallStr, u32> = PlHashMap::default();
+    let code_of: Vec<Option<u32>> = ids
+        .iter()
+        .map(|id| {
+            id.map(|id| {
+                let next = codes.len() as u32;
+                *codes.entry(PlSmallStr::from(id)).or_insert(next)
+            })
+        })
+        .collect();
+    let mut starts = vec![0u32; codes.len() + 1];
+    for c in code_of.iter().flatten() {
+        starts[*c as usize + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut members = vec![0u32; starts[codes.len()] as usize];
+    let mut next = starts.clone();
+    for (e, c) in code_of.iter().enumerate() {
+        if let Some(c) = c {
+            members[next[*c as usize] as usize] = e as u32;
+            next[*c as usize] += 1;
+        }
+    }
+    drop((code_of, next));
+    struct Pass {
+        codes: PlHashMap<PlSmallStr, u32>,
+        starts: Vec<u32>,
+        members: Vec<u32>,
+        known: Vec<Option<i32>>,
+        life: Vec<Option<i32>>,
+        sums: Vec<Sums>,
+    }
+    let pass = Arc::new(Mutex::new(Pass {
+        codes,
+        starts,
+        members,
+        sums: vec![Sums::default(); known.len()],
+        known,
+        life,
+    }));
+    let into = pass.clone();
+    let sink = bills
+        .sink_batches(
+            PlanCallback::new(move |batch: DataFrame| {
+                let mut p = into.lock().unwrap_or_else(|e| e.into_inner());
+                let p = &mut *p;
+                let ids = batch.column(col::SUBSCRIBER_ID)?.str()?.rechunk();
+                let ids = ids.downcast_as_array();
+                let code: Vec<u32> = (0..ids.len())
+                    .into_par_iter()
+                    .with_min_len(1 << 14)
+                    .map(|i| {
+                        ids.get(i)
+                            .and_then(|id| p.codes.get(id).copied())
+                            .unwrap_or(u32::MAX)
+                    })
+                    .collect();
+                let m = batch.column("m")?.i32()?;
+                let r = batch.column("r")?.f64()?;
+                let g = batch.column("g")?.f64()?;
+                for (((c, m), r), g) in code.iter().zip(m.iter()).zip(r.iter()).zip(g.iter()) {
+                    let (Some(m), Some(r), Some(g)) = (m, r, g) else {
+                        continue;
+                    };
+                    if *c == u32::MAX {
+                        continue;
+                    }
+                    let (a, b) = (p.starts[*c as usize], p.starts[*c as usize + 1]);
+                    for k in a..b {
+                        let e = p.members[k as usize] as usize;
+                        if let Some(known) = p.known[e].filter(|k| m <= *k) {
+                            let life = p.life[e];
+                            p.sums[e].add(m, r, g, known, life);
+                        }
+                    }
+                }
+                Ok(false)
+            }),
+            true,
+            None,
+        )
+        .map_err(err())?;
+    collect(sink, "features: bills")?;
+    let p = pass.lock().unwrap_or_else(|e| e.into_inner());
+    sums_frame(event, &p.sums)
 }
 
 /// A column's values, nulls as `null`.
