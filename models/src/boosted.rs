@@ -269,6 +269,60 @@ struct FlatNode {
     leaf: bool,
 }
 
+/// The last columns that complete each row of a base matrix: the same for
+/// every row (a hazard's month band) or a row of its own for each (an offer
+/// arm's indicator and interaction columns).
+#[derive(Debug, Clone, Copy)]
+pub struct Tail<'a> {
+    values: &'a [f64],
+    /// Values per row; 0 when every row has the same tail.
+    stride: usize,
+    width: usize,
+}
+
+impl<'a> Tail<'a> {
+    /// The same `values` completing every row.
+    pub fn same(values: &'a [f64]) -> Self {
+        Tail {
+            values,
+            stride: 0,
+            width: values.len(),
+        }
+    }
+
+    /// Row `r` completed by `values[r * width..(r + 1) * width]`.
+    pub fn per_row(values: &'a [f64], width: usize) -> Self {
+        Tail {
+            values,
+            stride: width,
+            width,
+        }
+    }
+
+    /// Columns in the tail.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The tail of row `r`.
+    pub fn row(&self, r: usize) -> &'a [f64] {
+        let at = r * self.stride;
+        &self.values[at..at + self.width]
+    }
+
+    /// Fails unless the tail holds a row for each of `rows` rows.
+    pub fn check(&self, rows: usize) -> Result<(), FitError> {
+        if self.stride > 0 && self.values.len() != rows * self.width {
+            return Err(FitError::Shape(format!(
+                "{} tail values for {rows} rows of {} columns",
+                self.values.len(),
+                self.width
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The kept trees' nodes in one array (children as positions in it).
 struct FlatTrees {
     nodes: Vec<FlatNode>,
@@ -563,22 +617,24 @@ impl BoostedModel {
 
     /// [`BoostedModel::raw_scores`] of the rows of `base` completed, for
     /// each of `tails`, by that tail (the same last columns for every row,
-    /// such as a hazard's month band): one score vector per tail, the same
-    /// bits as scoring each completed matrix. A tree that splits on no tail
-    /// column is walked once per row for all tails.
+    /// such as a hazard's month band, or a row of its own each, such as an
+    /// offer arm's columns): one score vector per tail, the same bits as
+    /// scoring each completed matrix. A tree that splits on no tail column
+    /// is walked once per row for all tails.
     fn raw_scores_tails(
         &self,
         base: ArrayView2<f64>,
-        tails: &[Vec<f64>],
+        tails: &[Tail],
     ) -> Result<Vec<Vec<f64>>, FitError> {
         use rayon::prelude::*;
         let kb = base.ncols();
         let k = self.names.len();
         for t in tails {
-            if kb + t.len() != k {
+            t.check(base.nrows())?;
+            if kb + t.width() != k {
                 return Err(FitError::Shape(format!(
                     "{kb} columns and a tail of {} for a model of {k} columns",
-                    t.len()
+                    t.width()
                 )));
             }
         }
@@ -595,11 +651,14 @@ impl BoostedModel {
         let start = self.booster.base_score;
         // Row-major n x tails, then split by tail.
         let mut out = vec![0.0; n * v];
-        if v > 0 && kb > 0 {
-            out.par_chunks_mut(1024 * v)
-                .zip(rows.par_chunks(1024 * kb))
-                .for_each(|(out, rows)| {
-                    for (o, row) in out.chunks_exact_mut(v).zip(rows.chunks_exact(kb)) {
+        const BLOCK: usize = 1024;
+        if v > 0 {
+            out.par_chunks_mut(BLOCK * v)
+                .enumerate()
+                .for_each(|(b, out)| {
+                    for (i, o) in out.chunks_exact_mut(v).enumerate() {
+                        let r = b * BLOCK + i;
+                        let row = &rows[r * kb..(r + 1) * kb];
                         o.fill(start);
                         for (root, shared) in flat.roots.iter().zip(&shared) {
                             if *shared {
@@ -607,23 +666,12 @@ impl BoostedModel {
                                 o.iter_mut().for_each(|s| *s += leaf);
                             } else {
                                 for (s, tail) in o.iter_mut().zip(tails) {
-                                    *s += flat.leaf_split(*root, row, tail);
+                                    *s += flat.leaf_split(*root, row, tail.row(r));
                                 }
                             }
                         }
                     }
                 });
-        } else if v > 0 {
-            // No base column: every row is its tail alone.
-            for (i, tail) in tails.iter().enumerate() {
-                let mut s = start;
-                for root in &flat.roots {
-                    s += flat.leaf(*root, tail);
-                }
-                for r in 0..n {
-                    out[r * v + i] = s;
-                }
-            }
         }
         Ok((0..v)
             .map(|t| (0..n).map(|r| out[r * v + t]).collect())
@@ -635,12 +683,26 @@ impl BoostedModel {
     pub fn linear_parts_tails(
         &self,
         base: ArrayView2<f64>,
-        tails: &[Vec<f64>],
+        tails: &[Tail],
     ) -> Result<Vec<LinearPart>, FitError> {
         Ok(self
             .raw_scores_tails(base, tails)?
             .into_iter()
             .map(|raw| self.linear_part_of(&raw))
+            .collect())
+    }
+
+    /// [`BoostedModel::predict`] of each completion of `base` by one of
+    /// `tails` ([`BoostedModel::raw_scores_tails`]).
+    pub fn predict_tails(
+        &self,
+        base: ArrayView2<f64>,
+        tails: &[Tail],
+    ) -> Result<Vec<Vec<f64>>, FitError> {
+        Ok(self
+            .raw_scores_tails(base, tails)?
+            .into_iter()
+            .map(|raw| raw.into_iter().map(|s| self.platt.apply(s)).collect())
             .collect())
     }
 
@@ -811,9 +873,10 @@ mod tests {
         assert_eq!(m.raw_scores(fortran.t()).unwrap(), ours);
     }
 
-    /// Scoring rows completed by shared tails (a hazard's month bands)
-    /// gives the bits of scoring each completed matrix, whether or not a
-    /// tree splits on the tail.
+    /// Scoring rows completed by tails (a hazard's month bands, the same
+    /// for every row, or each row's own, as an arm's columns) gives the bits
+    /// of scoring each completed matrix, whether or not a tree splits on
+    /// the tail.
     #[test]
     fn shared_tails_score_as_the_completed_rows() {
         use rand::{Rng, SeedableRng};
@@ -853,21 +916,40 @@ mod tests {
             "{on_tail} of {} trees split on the tail",
             flat.roots.len()
         );
-        let tails = vec![vec![0.0, 0.0], vec![1.0, 0.0], vec![0.0, 1.0]];
-        let base = Array2::from_shape_fn((500, 2), |(i, j)| x[[i, j]]);
+        let same = [vec![0.0, 0.0], vec![1.0, 0.0], vec![0.0, 1.0]];
+        let base = Array2::from_shape_fn((2_500, 2), |(i, j)| x[[i, j]]);
+        // A tail of each row's own (its band at random), beside the same
+        // tails for every row.
+        let own: Vec<f64> = (0..base.nrows())
+            .flat_map(|_| same[rng.random_range(0..3)].clone())
+            .collect();
+        let mut tails: Vec<Tail> = same.iter().map(|t| Tail::same(t)).collect();
+        tails.push(Tail::per_row(&own, 2));
         let shared = m.raw_scores_tails(base.view(), &tails).unwrap();
+        let probabilities = m.predict_tails(base.view(), &tails).unwrap();
         for (t, tail) in tails.iter().enumerate() {
-            let full =
-                Array2::from_shape_fn(
-                    (500, 4),
-                    |(i, j)| if j < 2 { base[[i, j]] } else { tail[j - 2] },
-                );
+            let full = Array2::from_shape_fn((base.nrows(), 4), |(i, j)| {
+                if j < 2 {
+                    base[[i, j]]
+                } else {
+                    tail.row(i)[j - 2]
+                }
+            });
             let each = m.raw_scores(full.view()).unwrap();
             for (a, b) in each.iter().zip(&shared[t]) {
                 assert_eq!(a.to_bits(), b.to_bits(), "tail {t}: {a} vs {b}");
             }
+            assert_eq!(m.predict(full.view()).unwrap(), probabilities[t]);
         }
-        assert!(m.raw_scores_tails(base.view(), &[vec![0.0]]).is_err());
+        assert!(
+            m.raw_scores_tails(base.view(), &[Tail::same(&[0.0])])
+                .is_err()
+        );
+        assert!(
+            m.raw_scores_tails(base.view(), &[Tail::per_row(&own[2..], 2)])
+                .is_err(),
+            "a per-row tail short of a row"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use ndarray::{Array1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::boosted::BoostedModel;
+use crate::boosted::{BoostedModel, Tail};
 use crate::error::FitError;
 use crate::logistic::{LogisticModel, Standardizer, check};
 use crate::uncertainty::LinearPart;
@@ -68,34 +68,39 @@ impl Learner {
 
     /// [`Learner::linear_part`] of the rows of `base` (row-major, `width`
     /// columns) completed by each of `tails` in turn (the same last columns
-    /// for every row, such as a hazard's month band). Boosted trees that
-    /// split on no tail column are walked once for all tails.
+    /// for every row, such as a hazard's month band, or each row's own).
+    /// Boosted trees that split on no tail column are walked once for all
+    /// tails.
     pub fn linear_parts_tails(
         &self,
         base: &[f64],
         width: usize,
-        tails: &[Vec<f64>],
+        tails: &[Tail],
     ) -> Result<Vec<LinearPart>, FitError> {
         let n = base.len().checked_div(width).unwrap_or(0);
         match self {
-            Learner::Boosted(m) => {
-                let x = ndarray::ArrayView2::from_shape((n, width), base)
-                    .map_err(|e| FitError::Shape(e.to_string()))?;
-                m.linear_parts_tails(x, tails)
-            }
+            Learner::Boosted(m) => m.linear_parts_tails(view(base, n, width)?, tails),
             Learner::Logistic(m) => tails
                 .iter()
-                .map(|tail| {
-                    let k = width + tail.len();
-                    let mut x = Vec::with_capacity(n * k);
-                    for row in base.chunks_exact(width.max(1)).take(n) {
-                        x.extend_from_slice(row);
-                        x.extend_from_slice(tail);
-                    }
-                    let x = ndarray::Array2::from_shape_vec((n, k), x)
-                        .map_err(|e| FitError::Shape(e.to_string()))?;
-                    m.linear_part(x.view())
-                })
+                .map(|tail| m.linear_part(completed(base, n, width, tail)?.view()))
+                .collect(),
+        }
+    }
+
+    /// [`Learner::predict`] of the rows of `base` completed by each of
+    /// `tails` in turn (see [`Learner::linear_parts_tails`]).
+    pub fn predict_tails(
+        &self,
+        base: &[f64],
+        width: usize,
+        tails: &[Tail],
+    ) -> Result<Vec<Vec<f64>>, FitError> {
+        let n = base.len().checked_div(width).unwrap_or(0);
+        match self {
+            Learner::Boosted(m) => m.predict_tails(view(base, n, width)?, tails),
+            Learner::Logistic(m) => tails
+                .iter()
+                .map(|tail| m.predict(completed(base, n, width, tail)?.view()))
                 .collect(),
         }
     }
@@ -229,6 +234,29 @@ impl Ridge {
         let w = Array1::from_vec(self.coefficients.clone());
         Ok(z.dot(&w).iter().map(|s| s + self.intercept).collect())
     }
+}
+
+/// `base` (row-major, `n` rows of `width` columns) as a matrix view.
+fn view(base: &[f64], n: usize, width: usize) -> Result<ArrayView2<'_, f64>, FitError> {
+    ArrayView2::from_shape((n, width), base).map_err(|e| FitError::Shape(e.to_string()))
+}
+
+/// The rows of `base` (row-major, `n` rows of `width` columns), each
+/// followed by its `tail`.
+fn completed(
+    base: &[f64],
+    n: usize,
+    width: usize,
+    tail: &Tail,
+) -> Result<ndarray::Array2<f64>, FitError> {
+    tail.check(n)?;
+    let k = width + tail.width();
+    let mut x = Vec::with_capacity(n * k);
+    for (r, row) in base.chunks_exact(width.max(1)).take(n).enumerate() {
+        x.extend_from_slice(&row[..width]);
+        x.extend_from_slice(tail.row(r));
+    }
+    ndarray::Array2::from_shape_vec((n, k), x).map_err(|e| FitError::Shape(e.to_string()))
 }
 
 #[cfg(test)]

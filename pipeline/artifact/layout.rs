@@ -97,10 +97,34 @@ impl Layout {
         arm: Option<&str>,
     ) -> Result<Vec<f64>> {
         let k0 = self.design.columns.len();
-        let k = self.base_width();
-        let n = df.height();
         if self.arms.is_empty() {
             return Ok(x0.to_vec());
+        }
+        let tail = self.arm_tail(x0, df, arm)?;
+        let ta = self.base_width() - k0;
+        let n = df.height();
+        let mut x = Vec::with_capacity(n * (k0 + ta));
+        for i in 0..n {
+            x.extend_from_slice(&x0[i * k0..(i + 1) * k0]);
+            x.extend_from_slice(&tail[i * ta..(i + 1) * ta]);
+        }
+        Ok(x)
+    }
+
+    /// The arm and interaction columns of each row of `df` (row-major,
+    /// `base_width() - design width` columns; none without arms), under the
+    /// frame's own arm or `arm` for every row; `x0` is `df`'s design matrix.
+    pub(crate) fn arm_tail(
+        &self,
+        x0: &[f64],
+        df: &DataFrame,
+        arm: Option<&str>,
+    ) -> Result<Vec<f64>> {
+        let k0 = self.design.columns.len();
+        let ta = self.base_width() - k0;
+        let n = df.height();
+        if self.arms.is_empty() {
+            return Ok(Vec::new());
         }
         let arms: Vec<Option<String>> = match arm {
             Some(a) => vec![Some(a.to_string()); n],
@@ -113,16 +137,15 @@ impl Layout {
                 .collect(),
         };
         let m = self.interact.len();
-        let mut x = vec![0.0; n * k];
+        let mut x = vec![0.0; n * ta];
         for i in 0..n {
             let row = &x0[i * k0..(i + 1) * k0];
-            x[i * k..i * k + k0].copy_from_slice(row);
             if let Some(ai) = arms[i]
                 .as_deref()
                 .and_then(|a| self.arms.iter().position(|x| x == a))
             {
-                x[i * k + k0 + ai] = 1.0;
-                let start = i * k + k0 + self.arms.len() + ai * m;
+                x[i * ta + ai] = 1.0;
+                let start = i * ta + self.arms.len() + ai * m;
                 for (q, j) in self.interact.iter().enumerate() {
                     x[start + q] = row[*j];
                 }

@@ -3,7 +3,7 @@
 //! reason codes, and a hazard model's survival curves.
 
 use polars::prelude::*;
-use winback_models::learner::Classifier;
+use winback_models::boosted::Tail;
 use winback_models::survival;
 use winback_models::uncertainty::LinearPart;
 
@@ -43,12 +43,22 @@ impl Model {
                     None => unseen.push((name, count)),
                 }
             }
-            for (j, arm) in arms.iter().enumerate() {
-                let x = to_array(self.layout.with_arms(&x0, &part, *arm)?, k)?;
-                let p = self.learner.predict(x.view()).map_err(|e| Error::Fit {
+            // Every arm's rows share the design columns: trees that split
+            // on no arm column are walked once for all arms.
+            let k0 = self.layout.design.columns.len();
+            let values = arms
+                .iter()
+                .map(|arm| self.layout.arm_tail(&x0, &part, *arm))
+                .collect::<Result<Vec<_>>>()?;
+            let tails: Vec<Tail> = values.iter().map(|v| Tail::per_row(v, k - k0)).collect();
+            let p = self
+                .learner
+                .predict_tails(&x0, k0, &tails)
+                .map_err(|e| Error::Fit {
                     model: self.model.name().into(),
                     message: e.to_string(),
                 })?;
+            for (j, p) in p.into_iter().enumerate() {
                 out[j].extend(p);
             }
         }
@@ -135,6 +145,30 @@ impl Model {
         Ok((names, out))
     }
 
+    /// [`Model::linear_part`] of the rows of `df` under each of `arms` in
+    /// turn (`None`: the frame's own arm): the design columns are built
+    /// once, and trees that split on no arm column are walked once for all
+    /// arms.
+    pub fn linear_parts_arms(
+        &self,
+        df: &DataFrame,
+        arms: &[Option<&str>],
+    ) -> Result<Vec<LinearPart>> {
+        let (x0, _) = self.layout.design.matrix(df)?;
+        let (k0, k) = (self.layout.design.columns.len(), self.layout.base_width());
+        let values = arms
+            .iter()
+            .map(|arm| self.layout.arm_tail(&x0, df, *arm))
+            .collect::<Result<Vec<_>>>()?;
+        let tails: Vec<Tail> = values.iter().map(|v| Tail::per_row(v, k - k0)).collect();
+        self.learner
+            .linear_parts_tails(&x0, k0, &tails)
+            .map_err(|e| Error::Fit {
+                model: self.model.name().into(),
+                message: e.to_string(),
+            })
+    }
+
     /// A hazard model's linear form per month band on the rows of `df`,
     /// with `arm` as the winning arm when given (else the frame's own
     /// `won_back_by`).
@@ -160,10 +194,11 @@ impl Model {
         } else {
             bands.clone()
         };
-        let tails: Vec<Vec<f64>> = firsts
+        let rows: Vec<Vec<f64>> = firsts
             .iter()
             .map(|first| self.layout.band_row(*first))
             .collect();
+        let tails: Vec<Tail> = rows.iter().map(|r| Tail::same(r)).collect();
         self.learner
             .linear_parts_tails(&base, kb, &tails)
             .map_err(|e| Error::Fit {

@@ -42,6 +42,8 @@ pub fn reasons(df: &DataFrame) -> Result<Vec<usize>> {
 pub fn simulator(df: &DataFrame, m: &Models<'_>, economics: &Economics) -> Result<Simulator> {
     let margin = &m.second.margin;
     let reason = reasons(df)?;
+    let names: Vec<Option<&str>> = Arm::ALL.iter().map(|a| Some(a.name())).collect();
+    let mut ret = m.ret.linear_parts_arms(df, &names)?.into_iter();
     let mut arms = Vec::with_capacity(Arm::ALL.len());
     for arm in Arm::ALL {
         let with_arm = df
@@ -52,7 +54,7 @@ pub fn simulator(df: &DataFrame, m: &Models<'_>, economics: &Economics) -> Resul
             .map_err(Error::polars("simulate: arm column"))?;
         arms.push(ArmInputs {
             contact: arm != Arm::Control,
-            ret: m.ret.linear_part(df, Some(arm.name()))?,
+            ret: ret.next().expect("a linear part per arm"),
             hazard: m.second.hazard_parts(df, Some(arm.name()))?,
             margin: margin.linear_part(&with_arm)?,
             package: reason.iter().map(|r| economics.package(arm, *r)).collect(),
