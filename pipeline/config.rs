@@ -192,6 +192,10 @@ pub struct RawTrain {
     /// Features interacted with each arm in the return model; `["all"]`
     /// interacts every feature. Default ["leave_reason"].
     pub interactions: Option<Vec<String>>,
+    /// Also fit the return model as one model per arm (a T-learner,
+    /// logistic and boosted), chosen against the pooled model by the
+    /// policy value on past offers no model saw. Default true.
+    pub return_per_arm: Option<bool>,
     /// Months of second lifetime modelled. Default 60.
     pub survival_months: Option<u32>,
     /// First months of the hazard's month bands. Default [1, 4, 7, 13, 25, 37].
@@ -934,6 +938,7 @@ fn resolve_train(raw: &RawTrain, problems: &mut Vec<String>) -> TrainSettings {
         return_features: raw.return_features.clone().unwrap_or_default(),
         churn_features: raw.churn_features.clone().unwrap_or_default(),
         interactions: raw.interactions.clone().unwrap_or(d.interactions),
+        return_per_arm: raw.return_per_arm.unwrap_or(d.return_per_arm),
         survival_months,
         hazard_bands,
         duration_check_months: bounded(

@@ -44,6 +44,205 @@ pub enum Learner {
     Logistic(LogisticModel),
     /// Gradient-boosted trees with Platt calibration.
     Boosted(Box<BoostedModel>),
+    /// One learner per arm (a T-learner), each fitted on its arm's rows.
+    PerArm(PerArm),
+}
+
+/// One learner per arm: a row is scored by the learner of its arm, read
+/// from the arm indicator columns that follow the `width` base columns
+/// (none set: the first learner's, control's). Each learner sees only the
+/// base columns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PerArm {
+    /// Column names the model expects: the base columns, then one
+    /// indicator per arm after the first.
+    pub names: Vec<String>,
+    /// Base columns (the learners' width).
+    pub width: usize,
+    /// The learners, control's first, then one per indicator column.
+    pub learners: Vec<Learner>,
+}
+
+impl PerArm {
+    /// Checks that the names hold the base columns and an indicator per
+    /// learner after the first.
+    pub fn new(names: Vec<String>, width: usize, learners: Vec<Learner>) -> Result<Self, FitError> {
+        if learners.is_empty() || names.len() != width + learners.len() - 1 {
+            return Err(FitError::Shape(format!(
+                "{} names for {width} base columns and {} arm learners",
+                names.len(),
+                learners.len()
+            )));
+        }
+        if let Some(l) = learners.iter().find(|l| l.names().len() != width) {
+            return Err(FitError::Shape(format!(
+                "an arm's learner takes {} columns, the base has {width}",
+                l.names().len()
+            )));
+        }
+        Ok(PerArm {
+            names,
+            width,
+            learners,
+        })
+    }
+
+    /// The learner of a row whose arm columns are `tail`: the first set
+    /// indicator's arm, else control (the first learner).
+    fn arm_of(&self, tail: &[f64]) -> Result<usize, FitError> {
+        if tail.len() != self.learners.len() - 1 {
+            return Err(FitError::Shape(format!(
+                "{} arm columns for {} arm learners",
+                tail.len(),
+                self.learners.len()
+            )));
+        }
+        Ok(tail.iter().position(|v| *v > 0.5).map_or(0, |j| j + 1))
+    }
+
+    /// Each row's learner, from the arm columns of `x` (full rows).
+    fn arms_of_rows(&self, x: ArrayView2<f64>) -> Result<Vec<usize>, FitError> {
+        check(x, None, self.names.len())?;
+        x.rows()
+            .into_iter()
+            .map(|row| self.arm_of(&row.iter().skip(self.width).copied().collect::<Vec<f64>>()))
+            .collect()
+    }
+
+    /// The rows of each learner (positions), in order.
+    fn groups(&self, arms: &[usize]) -> Vec<Vec<usize>> {
+        let mut g = vec![Vec::new(); self.learners.len()];
+        for (r, a) in arms.iter().enumerate() {
+            g[*a].push(r);
+        }
+        g
+    }
+
+    /// P(label) of the base rows `base`, row `r` scored by `arms[r]`'s
+    /// learner.
+    fn predict_base(&self, base: ArrayView2<f64>, arms: &[usize]) -> Result<Vec<f64>, FitError> {
+        let mut out = vec![0.0; base.nrows()];
+        for (a, rows) in self.groups(arms).into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let p = if rows.len() == base.nrows() {
+                self.learners[a].predict(base)?
+            } else {
+                self.learners[a].predict(base.select(ndarray::Axis(0), &rows).view())?
+            };
+            for (r, v) in rows.into_iter().zip(p) {
+                out[r] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The linear form of the base rows `base`, row `r` by `arms[r]`'s
+    /// learner: the learners' forms side by side (a row's features in its
+    /// own learner's block, zeros in the others), their coefficients
+    /// concatenated and their covariances block-diagonal (the learners
+    /// were fitted on disjoint rows). Every row shares one coefficient
+    /// vector, so draws of it agree across arms.
+    fn linear_part_base(
+        &self,
+        base: ArrayView2<f64>,
+        arms: &[usize],
+    ) -> Result<LinearPart, FitError> {
+        let groups = self.groups(arms);
+        let mut parts = Vec::with_capacity(self.learners.len());
+        for (learner, rows) in self.learners.iter().zip(&groups) {
+            parts.push(learner.linear_part(base.select(ndarray::Axis(0), rows).view())?);
+        }
+        let logistic = parts[0].logistic;
+        if parts.iter().any(|p| p.logistic != logistic) {
+            return Err(FitError::Shape(
+                "the arms' learners have different links".into(),
+            ));
+        }
+        let offsets: Vec<usize> = parts
+            .iter()
+            .scan(0, |at, p| {
+                let o = *at;
+                *at += p.width;
+                Some(o)
+            })
+            .collect();
+        let width: usize = parts.iter().map(|p| p.width).sum();
+        let mut features = vec![0.0; base.nrows() * width];
+        for ((part, rows), offset) in parts.iter().zip(&groups).zip(&offsets) {
+            for (i, r) in rows.iter().enumerate() {
+                let src = &part.features[i * part.width..(i + 1) * part.width];
+                features[r * width + offset..r * width + offset + part.width].copy_from_slice(src);
+            }
+        }
+        let coef: Vec<f64> = parts.iter().flat_map(|p| p.coef.iter().copied()).collect();
+        let covariance = if parts.iter().all(|p| p.covariance.is_empty()) {
+            Vec::new()
+        } else {
+            let mut c = vec![0.0; width * width];
+            for (part, offset) in parts.iter().zip(&offsets) {
+                if part.covariance.is_empty() {
+                    continue;
+                }
+                for i in 0..part.width {
+                    for j in 0..part.width {
+                        c[(offset + i) * width + offset + j] = part.covariance[i * part.width + j];
+                    }
+                }
+            }
+            c
+        };
+        Ok(LinearPart {
+            features,
+            width,
+            coef,
+            covariance,
+            logistic,
+        })
+    }
+
+    /// `base` as the matrix of base rows its learners take.
+    fn base_view<'b>(
+        &self,
+        base: &'b [f64],
+        n: usize,
+        width: usize,
+    ) -> Result<ArrayView2<'b, f64>, FitError> {
+        if width != self.width {
+            return Err(FitError::Shape(format!(
+                "{width} base columns, the arms' learners take {}",
+                self.width
+            )));
+        }
+        view(base, n, width)
+    }
+
+    /// Each row's learner when the rows of `base` are completed by `tail`.
+    fn arms_of_tail(&self, n: usize, tail: &Tail) -> Result<Vec<usize>, FitError> {
+        tail.check(n)?;
+        if tail.width() != self.learners.len() - 1 {
+            return Err(FitError::Shape(format!(
+                "{} tail columns for {} arm learners",
+                tail.width(),
+                self.learners.len()
+            )));
+        }
+        (0..n).map(|r| self.arm_of(tail.row(r))).collect()
+    }
+}
+
+impl Classifier for PerArm {
+    fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
+        let arms = self.arms_of_rows(x)?;
+        self.predict_base(
+            x.slice_axis(ndarray::Axis(1), ndarray::Slice::from(..self.width)),
+            &arms,
+        )
+    }
+    fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 impl Learner {
@@ -52,6 +251,7 @@ impl Learner {
         match self {
             Learner::Logistic(m) => m,
             Learner::Boosted(m) => m.as_ref(),
+            Learner::PerArm(m) => m,
         }
     }
 }
@@ -63,6 +263,13 @@ impl Learner {
         match self {
             Learner::Logistic(m) => m.linear_part(x),
             Learner::Boosted(m) => m.linear_part(x),
+            Learner::PerArm(m) => {
+                let arms = m.arms_of_rows(x)?;
+                m.linear_part_base(
+                    x.slice_axis(ndarray::Axis(1), ndarray::Slice::from(..m.width)),
+                    &arms,
+                )
+            }
         }
     }
 
@@ -80,6 +287,13 @@ impl Learner {
         let n = base.len().checked_div(width).unwrap_or(0);
         match self {
             Learner::Boosted(m) => m.linear_parts_tails(view(base, n, width)?, tails),
+            Learner::PerArm(m) => {
+                let x = m.base_view(base, n, width)?;
+                tails
+                    .iter()
+                    .map(|tail| m.linear_part_base(x, &m.arms_of_tail(n, tail)?))
+                    .collect()
+            }
             Learner::Logistic(m) => tails
                 .iter()
                 .map(|tail| m.linear_part(completed(base, n, width, tail)?.view()))
@@ -98,6 +312,13 @@ impl Learner {
         let n = base.len().checked_div(width).unwrap_or(0);
         match self {
             Learner::Boosted(m) => m.predict_tails(view(base, n, width)?, tails),
+            Learner::PerArm(m) => {
+                let x = m.base_view(base, n, width)?;
+                tails
+                    .iter()
+                    .map(|tail| m.predict_base(x, &m.arms_of_tail(n, tail)?))
+                    .collect()
+            }
             Learner::Logistic(m) => tails
                 .iter()
                 .map(|tail| m.predict(completed(base, n, width, tail)?.view()))
@@ -125,6 +346,23 @@ impl Learner {
                     .collect())
             }
             Learner::Boosted(m) => m.contributions(x),
+            Learner::PerArm(m) => {
+                // Each row's own learner's contributions; none from the
+                // arm columns, which only choose the learner.
+                let arms = m.arms_of_rows(x)?;
+                let base = x.slice_axis(ndarray::Axis(1), ndarray::Slice::from(..m.width));
+                let k = m.names.len();
+                let mut out = vec![0.0; x.nrows() * k];
+                for (a, rows) in m.groups(&arms).into_iter().enumerate() {
+                    let c =
+                        m.learners[a].contributions(base.select(ndarray::Axis(0), &rows).view())?;
+                    for (i, r) in rows.iter().enumerate() {
+                        out[r * k..r * k + m.width]
+                            .copy_from_slice(&c[i * m.width..(i + 1) * m.width]);
+                    }
+                }
+                Ok(out)
+            }
         }
     }
 }
@@ -298,5 +536,119 @@ mod tests {
             l.predict(x.view()).unwrap()
         );
         assert_eq!(back.names(), ["a"]);
+    }
+
+    /// A T-learner scores each row by its own arm's learner, whichever
+    /// way the rows come (whole rows, a tail for all, a tail per row), and
+    /// its linear form and contributions agree with its predictions.
+    #[test]
+    fn per_arm_learners_score_each_row_by_its_arm() {
+        let n = 600;
+        let names = vec!["a".to_string(), "b".to_string()];
+        let base = Array2::from_shape_fn((n, 2), |(i, j)| ((i * (j + 5)) % 13) as f64 - 6.0);
+        // Three arms with opposite slopes: a learner mixed up shows.
+        let fit = |sign: f64, shift: usize| {
+            let y: Vec<bool> = (0..n)
+                .map(|i| sign * base[[i, 0]] + ((i * 7 + shift) % 11) as f64 / 2.0 - 2.5 > 0.0)
+                .collect();
+            Learner::Logistic(LogisticModel::fit(base.view(), &y, &names, 0.1).unwrap())
+        };
+        let mut learners = vec![fit(1.0, 0), fit(-1.0, 3), fit(0.2, 5)];
+        // Each learner's own covariance (3 x 3: intercept and two slopes).
+        for (a, l) in learners.iter_mut().enumerate() {
+            if let Learner::Logistic(m) = l {
+                m.covariance = (0..9)
+                    .map(|i| if i % 4 == 0 { (a + 1) as f64 } else { 0.1 })
+                    .collect();
+            }
+        }
+        let full = vec![
+            "a".to_string(),
+            "b".to_string(),
+            "arm_x".to_string(),
+            "arm_y".to_string(),
+        ];
+        assert!(PerArm::new(names.clone(), 2, learners.clone()).is_err());
+        let t = Learner::PerArm(PerArm::new(full.clone(), 2, learners.clone()).unwrap());
+        let arm_of = |i: usize| i % 3;
+        let x = Array2::from_shape_fn((n, 4), |(i, j)| match j {
+            0 | 1 => base[[i, j]],
+            _ => f64::from(arm_of(i) == j - 1),
+        });
+        let p = t.predict(x.view()).unwrap();
+        let own: Vec<Vec<f64>> = learners
+            .iter()
+            .map(|l| l.predict(base.view()).unwrap())
+            .collect();
+        for i in 0..n {
+            assert_eq!(p[i], own[arm_of(i)][i], "row {i}");
+        }
+        // One tail for every row: that arm's learner on every row.
+        let flat: Vec<f64> = base.iter().copied().collect();
+        let tails = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]];
+        let same: Vec<Tail> = tails.iter().map(|t| Tail::same(t)).collect();
+        let by_tail = t.predict_tails(&flat, 2, &same).unwrap();
+        for (a, p) in by_tail.iter().enumerate() {
+            assert_eq!(p, &own[a]);
+        }
+        // A tail per row: each row's own arm.
+        let per: Vec<f64> = (0..n)
+            .flat_map(|i| [f64::from(arm_of(i) == 1), f64::from(arm_of(i) == 2)])
+            .collect();
+        let mixed = t
+            .predict_tails(&flat, 2, &[Tail::per_row(&per, 2)])
+            .unwrap();
+        assert_eq!(mixed[0], p);
+        assert!(t.predict_tails(&flat, 3, &same).is_err());
+        assert!(t.predict_tails(&flat, 2, &[Tail::same(&[1.0])]).is_err());
+        // The linear form gives the same probabilities, for mixed rows
+        // and for one tail, with one coefficient vector for all.
+        let logit = |lp: &LinearPart| -> Vec<f64> {
+            lp.features
+                .chunks(lp.width)
+                .map(|r| {
+                    let s: f64 = r.iter().zip(&lp.coef).map(|(v, b)| v * b).sum();
+                    1.0 / (1.0 + (-s).exp())
+                })
+                .collect()
+        };
+        let lp = t.linear_part(x.view()).unwrap();
+        // Block-diagonal: each learner's covariance on its own block.
+        assert_eq!(lp.width, 9);
+        for i in 0..9 {
+            for j in 0..9 {
+                let v = lp.covariance[i * 9 + j];
+                let want = if i / 3 != j / 3 {
+                    0.0
+                } else if i == j {
+                    (i / 3 + 1) as f64
+                } else {
+                    0.1
+                };
+                assert_eq!(v, want, "({i}, {j})");
+            }
+        }
+        for (a, b) in logit(&lp).iter().zip(&p) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        let parts = t.linear_parts_tails(&flat, 2, &same).unwrap();
+        for (a, part) in parts.iter().enumerate() {
+            assert_eq!(part.coef, lp.coef);
+            assert_eq!(part.covariance, lp.covariance);
+            for (u, v) in logit(part).iter().zip(&own[a]) {
+                assert!((u - v).abs() < 1e-12);
+            }
+        }
+        // Contributions: the row's own learner's, none from arm columns.
+        let c = t.contributions(x.view()).unwrap();
+        for i in 0..n {
+            let mine = learners[arm_of(i)]
+                .contributions(base.slice_axis(ndarray::Axis(0), ndarray::Slice::from(i..i + 1)))
+                .unwrap();
+            assert_eq!(&c[i * 4..i * 4 + 2], &mine[..]);
+            assert_eq!(&c[i * 4 + 2..i * 4 + 4], &[0.0, 0.0]);
+        }
+        let back: Learner = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back.predict(x.view()).unwrap(), p);
     }
 }

@@ -2,10 +2,10 @@
 //! inverse-propensity (IPS) and doubly-robust (DR) values with normal
 //! intervals, and the normal quantile they use. Numbers in, numbers out.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A total with its interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// Point estimate.
     pub estimate: f64,
@@ -64,7 +64,7 @@ pub fn normal_quantile(p: f64) -> f64 {
 }
 
 /// One policy's off-policy evaluation on the randomised history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyValue {
     /// Policy name.
     pub policy: String,
@@ -138,8 +138,23 @@ pub fn dr_gain(
     q: &[Vec<f64>],
     level: f64,
 ) -> Interval {
-    let ta = dr_terms(a, logged, propensity, reward, q);
-    let tb = dr_terms(b, logged, propensity, reward, q);
+    dr_gain_between((a, q), (b, q), logged, propensity, reward, level)
+}
+
+/// [`dr_gain`] of two policies each with its own model of the reward
+/// (`q[arm][row]`), such as two candidate models' choices each judged with
+/// its own predictions: the paired difference of their doubly-robust
+/// terms.
+pub fn dr_gain_between(
+    a: (&[usize], &[Vec<f64>]),
+    b: (&[usize], &[Vec<f64>]),
+    logged: &[usize],
+    propensity: &[f64],
+    reward: &[f64],
+    level: f64,
+) -> Interval {
+    let ta = dr_terms(a.0, logged, propensity, reward, a.1);
+    let tb = dr_terms(b.0, logged, propensity, reward, b.1);
     let d: Vec<f64> = ta.iter().zip(&tb).map(|(x, y)| x - y).collect();
     mean_interval(&d, level)
 }

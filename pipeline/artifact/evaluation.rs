@@ -61,6 +61,15 @@ pub struct Candidate {
     pub hyper_parameters: BTreeMap<String, f64>,
     /// Holdout evaluation.
     pub holdout: Evaluation,
+    /// Return model: uplift (Qini) of each arm over control on the
+    /// holdout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uplift: Vec<(String, winback_models::uplift::Qini)>,
+    /// Return model: the value of the policy its probabilities imply, on
+    /// past offers no model was fitted on (IPS, self-normalised IPS and
+    /// doubly robust, profit per offer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_value: Option<winback_models::policy_value::PolicyValue>,
 }
 
 /// One term of a model as an analyst reads it.

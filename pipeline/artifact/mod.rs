@@ -17,7 +17,7 @@
 pub mod design;
 pub mod evaluation;
 pub mod layout;
-mod predict;
+pub mod predict;
 pub mod split;
 
 use std::collections::BTreeMap;
@@ -277,6 +277,10 @@ pub struct ReturnModel {
     /// Uplift of each arm over control on the holdout.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uplift: Vec<(String, Qini)>,
+    /// How the learner was chosen among the candidates (log loss, or the
+    /// policy value on past offers no model saw), in a sentence.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub choice: String,
 }
 
 /// The churn model.
@@ -307,6 +311,7 @@ impl ReturnModel {
         ReturnModel {
             model: self.model.as_evaluated(),
             uplift: self.uplift.clone(),
+            choice: self.choice.clone(),
         }
     }
 }

@@ -10,8 +10,9 @@ use winback_models::uncertainty::LinearPart;
 use crate::error::{Error, Result};
 use crate::stages::features::Unseen;
 
-use super::layout::to_array;
+use super::layout::{Layout, to_array};
 use super::{MarginModel, Model, WON_BACK_BY};
+use winback_models::learner::Learner;
 
 impl Model {
     /// P(label) of each row of `df` (under `arm` for every row when given).
@@ -29,41 +30,52 @@ impl Model {
         df: &DataFrame,
         arms: &[Option<&str>],
     ) -> Result<(Vec<Vec<f64>>, Unseen)> {
-        const BLOCK: usize = 262_144;
-        let n = df.height();
-        let k = self.layout.base_width();
-        let mut out = vec![Vec::with_capacity(n); arms.len()];
-        let mut unseen: Unseen = Vec::new();
-        for start in (0..n).step_by(BLOCK) {
-            let part = df.slice(start as i64, BLOCK.min(n - start));
-            let (x0, u) = self.layout.design.matrix(&part)?;
-            for (name, count) in u {
-                match unseen.iter_mut().find(|(f, _)| *f == name) {
-                    Some((_, total)) => *total += count,
-                    None => unseen.push((name, count)),
-                }
-            }
-            // Every arm's rows share the design columns: trees that split
-            // on no arm column are walked once for all arms.
-            let k0 = self.layout.design.columns.len();
-            let values = arms
-                .iter()
-                .map(|arm| self.layout.arm_tail(&x0, &part, *arm))
-                .collect::<Result<Vec<_>>>()?;
-            let tails: Vec<Tail> = values.iter().map(|v| Tail::per_row(v, k - k0)).collect();
-            let p = self
-                .learner
-                .predict_tails(&x0, k0, &tails)
-                .map_err(|e| Error::Fit {
-                    model: self.model.name().into(),
-                    message: e.to_string(),
-                })?;
-            for (j, p) in p.into_iter().enumerate() {
-                out[j].extend(p);
+        predict_arms(&self.layout, &self.learner, self.model.name(), df, arms)
+    }
+}
+
+/// [`Model::predict_arms`] of a layout and learner (`name`, the model's,
+/// for messages).
+pub fn predict_arms(
+    layout: &Layout,
+    learner: &Learner,
+    model: &str,
+    df: &DataFrame,
+    arms: &[Option<&str>],
+) -> Result<(Vec<Vec<f64>>, Unseen)> {
+    const BLOCK: usize = 262_144;
+    let n = df.height();
+    let k = layout.base_width();
+    let mut out = vec![Vec::with_capacity(n); arms.len()];
+    let mut unseen: Unseen = Vec::new();
+    for start in (0..n).step_by(BLOCK) {
+        let part = df.slice(start as i64, BLOCK.min(n - start));
+        let (x0, u) = layout.design.matrix(&part)?;
+        for (name, count) in u {
+            match unseen.iter_mut().find(|(f, _)| *f == name) {
+                Some((_, total)) => *total += count,
+                None => unseen.push((name, count)),
             }
         }
-        Ok((out, unseen))
+        // Every arm's rows share the design columns: trees that split
+        // on no arm column are walked once for all arms.
+        let k0 = layout.design.columns.len();
+        let values = arms
+            .iter()
+            .map(|arm| layout.arm_tail(&x0, &part, *arm))
+            .collect::<Result<Vec<_>>>()?;
+        let tails: Vec<Tail> = values.iter().map(|v| Tail::per_row(v, k - k0)).collect();
+        let p = learner
+            .predict_tails(&x0, k0, &tails)
+            .map_err(|e| Error::Fit {
+                model: model.into(),
+                message: e.to_string(),
+            })?;
+        for (j, p) in p.into_iter().enumerate() {
+            out[j].extend(p);
+        }
     }
+    Ok((out, unseen))
 }
 
 impl MarginModel {

@@ -14,12 +14,13 @@ use tracing::{info, warn};
 
 use crate::artifact::evaluation::{Candidate, DurationCheck, Effect};
 use crate::artifact::split::Split;
-use crate::artifact::{FitRole, Model, ModelKind, ModelSet};
+use crate::artifact::{FitRole, Model, ModelKind, ModelSet, ReturnModel, SecondLifetimeModel};
 use crate::catalog::{self, FeatureSet};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::stages::drift;
 use crate::stages::features::{Encoding, f};
+use crate::stages::simulate::policy::candidate_values;
 use crate::stages::train::{self as stage, Stamp};
 
 use super::common::{catalog as run_catalog, stdout};
@@ -62,6 +63,9 @@ pub struct ModelSummary {
     pub split: Split,
     /// Per candidate: learner, holdout evaluation.
     pub candidates: Vec<Candidate>,
+    /// Return model: how the learner was chosen among the candidates.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub choice: String,
     /// Return model: Qini per arm.
     pub uplift: Vec<(String, winback_models::uplift::Qini)>,
     /// Second lifetime: durations by leave reason.
@@ -119,6 +123,8 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
             Err(e) => Err(e),
         }
     };
+    // The return model's candidates now; the choice among them waits for
+    // the second lifetime, whose value on past offers it is judged by.
     let t = Instant::now();
     crate::progress::note("return model");
     let offers = cat.read_features(FeatureSet::Offers)?;
@@ -128,20 +134,23 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
             "no win-back offers in the data (no winback_offers table, or it is empty)",
         ))
     } else {
-        stage::fit_return(
+        stage::fit_return_candidates(
             &offers,
             &manifest,
             settings.features.response_window_days,
             s,
-            &stamp,
         )
-        .map(|m| {
-            log_trained(&m, t);
-            set.return_model = Some(m);
-        })
+        .map(Some)
     };
-    attempt(ModelKind::Return, fit)?;
     drop(offers);
+    let return_seconds = t.elapsed();
+    let mut return_candidates = None;
+    attempt(
+        ModelKind::Return,
+        fit.map(|c| {
+            return_candidates = c;
+        }),
+    )?;
     let t = Instant::now();
     crate::progress::note("churn model");
     let snapshots = cat.read_features(FeatureSet::ChurnSnapshots)?;
@@ -187,6 +196,27 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         )
     };
     attempt(ModelKind::SecondLifetime, fit)?;
+    if let Some(mut candidates) = return_candidates {
+        let t = Instant::now();
+        crate::progress::note("return model: choice");
+        let offers = cat.read_features(FeatureSet::Offers)?;
+        let fit = choose_return(
+            &mut candidates,
+            &offers,
+            set.second_lifetime.as_ref(),
+            settings,
+            &stamp,
+        )
+        .and_then(|choice| {
+            info!(model = "return", "{}", choice.note);
+            candidates.finish(choice, &offers, &stamp, s)
+        })
+        .map(|m| {
+            info!(model = "return", seconds = (t.elapsed() + return_seconds).as_secs_f64(), chosen = %m.model.chosen, "trained");
+            set.return_model = Some(m);
+        });
+        attempt(ModelKind::Return, fit)?;
+    }
     if set.is_empty() {
         return Err(Error::Fit {
             model: "every".into(),
@@ -222,6 +252,10 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
             },
             split: a.provenance.split.clone(),
             candidates: a.candidates.clone(),
+            choice: match (a.model, &set.return_model) {
+                (ModelKind::Return, Some(r)) => r.choice.clone(),
+                _ => String::new(),
+            },
             uplift: match (a.model, &set.return_model) {
                 (ModelKind::Return, Some(r)) => r.uplift.clone(),
                 _ => Vec::new(),
@@ -294,6 +328,105 @@ fn drift_reference(m: &Model, snapshots: &DataFrame) -> Result<drift::DriftRefer
         Some(&score),
         format!("subscribers active at the latest training snapshot ({day})"),
     )
+}
+
+/// Chooses the return model among its candidates: the one with the lowest
+/// holdout log loss, unless another's policy (each offer's arm of highest
+/// expected profit) is worth more on the past randomised offers no model
+/// was fitted on, by a doubly-robust gain per offer whose interval lies
+/// above zero. Without a second lifetime or such offers, by log loss; each
+/// candidate's policy value is recorded where there is one.
+fn choose_return(
+    c: &mut stage::ReturnCandidates,
+    offers: &DataFrame,
+    second: Option<&SecondLifetimeModel>,
+    settings: &Settings,
+    stamp: &Stamp,
+) -> Result<stage::Choice> {
+    let names = c.names();
+    let reference = c.lowest_log_loss();
+    let by_loss = |why: &str| stage::Choice {
+        chosen: reference,
+        note: format!(
+            "{} kept: the lowest holdout log loss of {} candidates ({why})",
+            names[reference],
+            names.len()
+        ),
+    };
+    if names.len() == 1 {
+        return Ok(stage::Choice {
+            chosen: 0,
+            note: format!("{}: the only candidate", names[0]),
+        });
+    }
+    let Some(second) = second else {
+        return Ok(by_loss("no second-lifetime model, so no policy value"));
+    };
+    let evaluated = c.evaluated(stamp, &settings.train);
+    let second = second.as_evaluated();
+    let rets: Vec<(String, &ReturnModel)> = names.iter().cloned().zip(&evaluated).collect();
+    let level = settings.simulate.interval;
+    let Some(v) = candidate_values(
+        offers,
+        &rets,
+        &second,
+        &settings.economics,
+        level,
+        reference,
+    )?
+    else {
+        return Ok(by_loss(
+            "no past randomised offer that no model saw, so no policy value",
+        ));
+    };
+    c.set_policy_values(v.values.clone());
+    let best = (0..v.values.len())
+        .max_by(|a, b| {
+            v.values[*a]
+                .dr
+                .estimate
+                .total_cmp(&v.values[*b].dr.estimate)
+        })
+        .unwrap_or(reference);
+    let (dr, gain) = (|i: usize| v.values[i].dr.estimate, v.gains[best]);
+    let pct = format!("{:.0}%", level * 100.0);
+    let note = if best == reference {
+        format!(
+            "{} kept: the lowest holdout log loss of {} candidates and the highest doubly-robust profit per offer ({:.2}) on {} past offers no model saw",
+            names[reference],
+            names.len(),
+            dr(reference),
+            v.offers
+        )
+    } else if gain.lo > 0.0 {
+        format!(
+            "{} chosen by its policy value: on {} past offers no model saw, its doubly-robust profit per offer is {:.2} against {:.2} for {} (the lowest holdout log loss), gain {:.2}, {pct} interval {:.2} to {:.2}",
+            names[best],
+            v.offers,
+            dr(best),
+            dr(reference),
+            names[reference],
+            gain.estimate,
+            gain.lo,
+            gain.hi
+        )
+    } else {
+        format!(
+            "{} kept (the lowest holdout log loss): on {} past offers no model saw, {}'s doubly-robust profit per offer ({:.2} against {:.2}) is higher by {:.2}, {pct} interval {:.2} to {:.2}, not surely above zero",
+            names[reference],
+            v.offers,
+            names[best],
+            dr(best),
+            dr(reference),
+            gain.estimate,
+            gain.lo,
+            gain.hi
+        )
+    };
+    Ok(stage::Choice {
+        chosen: if gain.lo > 0.0 { best } else { reference },
+        note,
+    })
 }
 
 fn log_trained(m: &Model, t: Instant) {

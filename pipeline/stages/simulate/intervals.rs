@@ -157,11 +157,30 @@ pub fn intervals(
 
 /// What the intervals of `m` cover (see [`Intervals::covers`]).
 fn covers(m: &Models<'_>) -> String {
-    let part = |name: &str, learner: &winback_models::learner::Learner| match learner {
-        winback_models::learner::Learner::Logistic(_) => format!("the {name} model's coefficients"),
-        winback_models::learner::Learner::Boosted(_) => format!(
-            "the {name} model's calibration only (boosted trees held fixed: their own variance is not in the interval)"
-        ),
+    use winback_models::learner::Learner;
+    fn held(learner: &Learner) -> (bool, bool) {
+        match learner {
+            Learner::Logistic(_) => (true, false),
+            Learner::Boosted(_) => (false, true),
+            Learner::PerArm(p) => p
+                .learners
+                .iter()
+                .map(held)
+                .fold((false, false), |(a, b), (c, d)| (a || c, b || d)),
+        }
+    }
+    let part = |name: &str, learner: &Learner| {
+        let per_arm = if matches!(learner, Learner::PerArm(_)) {
+            " (a model per arm)"
+        } else {
+            ""
+        };
+        match held(learner) {
+            (true, false) => format!("the {name} model's coefficients{per_arm}"),
+            _ => format!(
+                "the {name} model's calibration only{per_arm} (boosted trees held fixed: their own variance is not in the interval)"
+            ),
+        }
     };
     format!(
         "{}; {}; the margin model's coefficients; who returns and how long they stay",

@@ -6,8 +6,9 @@ use polars::prelude::*;
 use winback_models::allocate::{self, Allocation, Limits};
 use winback_models::economics::{Arm, Economics};
 use winback_models::offers::Outcome;
-use winback_models::policy_value::{Interval, PolicyValue, dr_gain, off_policy};
+use winback_models::policy_value::{Interval, PolicyValue, dr_gain, dr_gain_between, off_policy};
 
+use crate::artifact::{ReturnModel, SecondLifetimeModel};
 use crate::error::{Error, Result};
 use crate::schema::col;
 use crate::stages::features::{f, from_epoch_days};
@@ -245,26 +246,13 @@ pub fn allocate(
     a
 }
 
-/// Off-policy evaluation of the recommended policy (with the campaign's
-/// limits scaled to the offers evaluated, and without), every uniform arm
-/// and no offer, on the past randomised offers whose response window is
-/// observed and that no model used here was fitted on: `models` are the
-/// evaluated fits (fitted before their holdout cuts), and an offer counts
-/// only when the return model's and the second lifetime's splits both
-/// hold it out (dated on or after both cuts, or held-out subscribers).
-/// `eligible` is the campaign's eligible population, for the scaling.
-pub fn evaluate_policies(
-    history: &DataFrame,
-    models: &Models<'_>,
-    allowed: &[usize],
-    default: usize,
-    economics: &Economics,
-    s: &SimulateSettings,
-    eligible: usize,
-) -> Result<(Vec<PolicyValue>, Targeting)> {
-    // Offers without a usable propensity (null, zero, negative, not
-    // finite) cannot be reweighted: set aside and counted, never given a
-    // huge weight.
+/// The past randomised offers whose response window is observed and that
+/// no model of `models` was fitted on (dated on or after both splits'
+/// cuts, or held-out subscribers), with a usable propensity; and how many
+/// held-out offers were set aside for want of one (null, zero, negative,
+/// not finite: they cannot be reweighted and are never given a huge
+/// weight).
+pub fn held_out_offers(history: &DataFrame, models: &Models<'_>) -> Result<(DataFrame, usize)> {
     let splits = [
         &models.ret.provenance.split,
         &models.second.provenance.split,
@@ -309,22 +297,20 @@ pub fn evaluate_policies(
     let offers = observed
         .filter(&BooleanChunked::from_slice("held".into(), &keep))
         .map_err(Error::polars("simulate: held-out offers"))?;
-    let uniform_arm = Arm::ALL[default].name().to_string();
-    if offers.height() == 0 {
-        return Ok((
-            Vec::new(),
-            Targeting::unchecked(
-                &uniform_arm,
-                "no past randomised offer that no model saw: per-subscriber targeting is unchecked",
-            ),
-        ));
-    }
-    let point = {
-        let _span =
-            tracing::debug_span!("past offers under every arm", offers = offers.height()).entered();
-        point(&offers, models, economics)?
-    };
-    let logged: Vec<usize> = arm_indices(&offers, col::ARM)?
+    Ok((offers, set_aside))
+}
+
+/// The logged side of past offers: the arm each got, its propensity and
+/// the realised reward.
+struct Logged {
+    logged: Vec<usize>,
+    propensity: Vec<f64>,
+    reward: Vec<f64>,
+}
+
+/// [`Logged`] of `offers`, the reward from the point outcomes `point`.
+fn logged(offers: &DataFrame, point: &[Vec<Outcome>], economics: &Economics) -> Result<Logged> {
+    let logged: Vec<usize> = arm_indices(offers, col::ARM)?
         .into_iter()
         .map(|a| a.unwrap_or(0))
         .collect();
@@ -357,6 +343,153 @@ pub fn evaluate_policies(
             }
         })
         .collect();
+    Ok(Logged {
+        logged,
+        propensity,
+        reward,
+    })
+}
+
+/// Each return-model candidate's value on the past offers no model was
+/// fitted on: the policy its probabilities imply (each offer's arm of
+/// highest expected profit, `P(return | arm)` times the second lifetime's
+/// net value less the contact, over every arm), valued by IPS,
+/// self-normalised IPS and doubly robust with the candidate's own
+/// expected profits; with each candidate's paired doubly-robust gain over
+/// candidate `reference`. `rets` are evaluated fits sharing one split;
+/// `second` is the evaluated second lifetime. `None` when no such offer
+/// is left.
+pub fn candidate_values(
+    history: &DataFrame,
+    rets: &[(String, &ReturnModel)],
+    second: &SecondLifetimeModel,
+    economics: &Economics,
+    level: f64,
+    reference: usize,
+) -> Result<Option<CandidateValues>> {
+    let Some((_, first)) = rets.get(reference) else {
+        return Ok(None);
+    };
+    let models = Models { ret: first, second };
+    let (offers, set_aside) = held_out_offers(history, &models)?;
+    if offers.height() == 0 {
+        return Ok(None);
+    }
+    // The second lifetime's value and the offers' costs do not depend on
+    // the return model: computed once.
+    let point = point(&offers, &models, economics)?;
+    let logged = logged(&offers, &point, economics)?;
+    let names: Vec<Option<&str>> = Arm::ALL.iter().map(|a| Some(a.name())).collect();
+    let mut policies = Vec::with_capacity(rets.len());
+    let mut values = Vec::with_capacity(rets.len());
+    for (name, ret) in rets {
+        let (p, _) = ret.predict_arms(&offers, &names)?;
+        let q: Vec<Vec<f64>> = point
+            .iter()
+            .zip(&p)
+            .enumerate()
+            .map(|(a, (outcomes, p))| {
+                let contact = if a == 0 { 0.0 } else { economics.contact_cost };
+                outcomes
+                    .iter()
+                    .zip(p)
+                    .map(|(o, p)| p * (o.value - o.offer_cost) - contact)
+                    .collect()
+            })
+            .collect();
+        let policy: Vec<usize> = (0..offers.height())
+            .map(|i| {
+                (0..q.len())
+                    .max_by(|a, b| q[*a][i].total_cmp(&q[*b][i]))
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut v = off_policy(
+            name,
+            &policy,
+            &logged.logged,
+            &logged.propensity,
+            &logged.reward,
+            &q,
+            level,
+        );
+        v.set_aside = set_aside;
+        values.push(v);
+        policies.push((policy, q));
+    }
+    let (rp, rq) = &policies[reference];
+    let gains = policies
+        .iter()
+        .map(|(p, q)| {
+            dr_gain_between(
+                (p, q),
+                (rp, rq),
+                &logged.logged,
+                &logged.propensity,
+                &logged.reward,
+                level,
+            )
+        })
+        .collect();
+    Ok(Some(CandidateValues {
+        offers: offers.height(),
+        set_aside,
+        values,
+        gains,
+    }))
+}
+
+/// Return-model candidates' values (see [`candidate_values`]).
+#[derive(Debug, Clone)]
+pub struct CandidateValues {
+    /// Past offers evaluated.
+    pub offers: usize,
+    /// Held-out offers set aside (no usable propensity).
+    pub set_aside: usize,
+    /// Each candidate's value, in order.
+    pub values: Vec<PolicyValue>,
+    /// Each candidate's doubly-robust gain per offer over the reference.
+    pub gains: Vec<Interval>,
+}
+
+/// Off-policy evaluation of the recommended policy (with the campaign's
+/// limits scaled to the offers evaluated, and without), every uniform arm
+/// and no offer, on the past randomised offers whose response window is
+/// observed and that no model used here was fitted on: `models` are the
+/// evaluated fits (fitted before their holdout cuts), and an offer counts
+/// only when the return model's and the second lifetime's splits both
+/// hold it out (dated on or after both cuts, or held-out subscribers).
+/// `eligible` is the campaign's eligible population, for the scaling.
+pub fn evaluate_policies(
+    history: &DataFrame,
+    models: &Models<'_>,
+    allowed: &[usize],
+    default: usize,
+    economics: &Economics,
+    s: &SimulateSettings,
+    eligible: usize,
+) -> Result<(Vec<PolicyValue>, Targeting)> {
+    let (offers, set_aside) = held_out_offers(history, models)?;
+    let uniform_arm = Arm::ALL[default].name().to_string();
+    if offers.height() == 0 {
+        return Ok((
+            Vec::new(),
+            Targeting::unchecked(
+                &uniform_arm,
+                "no past randomised offer that no model saw: per-subscriber targeting is unchecked",
+            ),
+        ));
+    }
+    let point = {
+        let _span =
+            tracing::debug_span!("past offers under every arm", offers = offers.height()).entered();
+        point(&offers, models, economics)?
+    };
+    let Logged {
+        logged,
+        propensity,
+        reward,
+    } = logged(&offers, &point, economics)?;
     let q: Vec<Vec<f64>> = point
         .iter()
         .map(|arm| arm.iter().map(|o| o.profit).collect())

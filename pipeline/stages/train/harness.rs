@@ -10,7 +10,7 @@ use ndarray::Array2;
 use polars::prelude::*;
 use winback_models::boosted::{BoostedModel, BoostedParams, CheckedBoostedParams, row_key};
 use winback_models::error::FitError;
-use winback_models::learner::Learner;
+use winback_models::learner::{Classifier, Learner, PerArm};
 use winback_models::logistic::{LogisticModel, Precision, Start, choose_alpha};
 use winback_models::metrics;
 use winback_models::survival;
@@ -455,13 +455,100 @@ pub(crate) fn subsample(n: usize, max: usize, seed: u64) -> Vec<usize> {
     rows
 }
 
-/// Fits the candidate learners of `problem` and keeps one (see the module
-/// documentation).
+/// Fits the candidate learners of `problem` and keeps the one with the
+/// lowest holdout log loss (see the module documentation).
 pub(crate) fn fit_binary(
     problem: &Problem<'_>,
     rows: &Rows<'_>,
     s: &TrainSettings,
 ) -> Result<Fitted> {
+    let fits = fit_candidates(problem, rows, s)?;
+    let best = fits.lowest_log_loss();
+    Ok(fits.keep(best))
+}
+
+/// A fitted candidate learner with its layout and holdout evaluation.
+#[derive(Debug, Clone)]
+pub(crate) struct Kept {
+    pub layout: Layout,
+    pub learner: Learner,
+    pub holdout: Evaluation,
+}
+
+/// Every candidate of a model, fitted and evaluated on the holdout, with
+/// what is recorded of the selection.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidates {
+    /// The fits, in the order of `candidates`.
+    pub kept: Vec<Kept>,
+    /// Their records.
+    pub candidates: Vec<Candidate>,
+    /// Cross-validation of the logistic candidates.
+    pub steps: Vec<StepScore>,
+    /// Terms of the logistic candidate and the trees' importances.
+    pub effects: Vec<Effect>,
+    /// Training rows, positives and fingerprint.
+    pub training: (usize, usize, String),
+    /// Quantile steps the logistic candidate's cross-validation chose.
+    pub step_bins: Option<usize>,
+}
+
+impl Candidates {
+    /// The candidate with the lowest holdout log loss.
+    pub fn lowest_log_loss(&self) -> usize {
+        (0..self.kept.len())
+            .min_by(|a, b| {
+                self.kept[*a]
+                    .holdout
+                    .log_loss
+                    .total_cmp(&self.kept[*b].holdout.log_loss)
+            })
+            .expect("at least one learner")
+    }
+
+    /// Adds a candidate.
+    pub fn push(&mut self, kept: Kept, candidate: Candidate) {
+        self.kept.push(kept);
+        self.candidates.push(candidate);
+    }
+
+    /// The model of candidate `best`, with every candidate's record.
+    pub fn keep(mut self, best: usize) -> Fitted {
+        let chosen = self.candidates[best].learner.clone();
+        let Kept {
+            layout,
+            learner,
+            holdout,
+        } = self.kept.swap_remove(best);
+        // One learner's candidates share their terms (the logistic's
+        // coefficients beside the trees' importances); a learner per arm
+        // has terms of its own.
+        let effects = match learner {
+            Learner::PerArm(_) => effects_of(&layout, &learner),
+            _ => self.effects,
+        };
+        Fitted {
+            layout,
+            learner,
+            chosen,
+            candidates: self.candidates,
+            steps: self.steps,
+            holdout,
+            effects,
+            training_rows: self.training.0,
+            training_positives: self.training.1,
+            fingerprint: self.training.2,
+        }
+    }
+}
+
+/// Fits the candidate learners of `problem`, each evaluated on the
+/// holdout (see the module documentation).
+pub(crate) fn fit_candidates(
+    problem: &Problem<'_>,
+    rows: &Rows<'_>,
+    s: &TrainSettings,
+) -> Result<Candidates> {
     let fit_err = |e: winback_models::error::FitError| Error::Fit {
         model: problem.name.to_string(),
         message: e.to_string(),
@@ -471,6 +558,7 @@ pub(crate) fn fit_binary(
     let mut kept: Vec<(Layout, Learner, Evaluation)> = Vec::new();
     let mut effects: Vec<Effect> = Vec::new();
     let mut training = (0, 0, String::new());
+    let mut step_bins = None;
     if s.learner != LearnerChoice::Boosted {
         let sampled = match rows {
             Rows::Plain { label } if problem.rare_event_ratio > 0.0 => Some(rare_event_frame(
@@ -525,6 +613,7 @@ pub(crate) fn fit_binary(
             key: "train.step_bins".into(),
             message: "no candidate step counts".into(),
         })?;
+        step_bins = Some(bins);
         let span = tracing::debug_span!("logistic fit", model = problem.name, bins).entered();
         let f = rows.fitting(&layout, train)?;
         training = (f.count(), f.positives(), f.fingerprint());
@@ -571,6 +660,8 @@ pub(crate) fn fit_binary(
                 ("alpha".to_string(), alpha),
             ]),
             holdout: holdout.clone(),
+            uplift: Vec::new(),
+            policy_value: None,
         });
         kept.push((layout, Learner::Logistic(model), holdout));
     }
@@ -607,29 +698,25 @@ pub(crate) fn fit_binary(
                 ("max_depth".to_string(), model.params.max_depth as f64),
             ]),
             holdout: holdout.clone(),
+            uplift: Vec::new(),
+            policy_value: None,
         });
         kept.push((layout, Learner::Boosted(Box::new(model)), holdout));
     }
-    let best = (0..kept.len())
-        .min_by(|a, b| kept[*a].2.log_loss.total_cmp(&kept[*b].2.log_loss))
-        .expect("at least one learner");
-    let (layout, learner, holdout) = kept.swap_remove(best);
-    let chosen = match learner {
-        Learner::Logistic(_) => "logistic",
-        Learner::Boosted(_) => "boosted",
-    }
-    .to_string();
-    Ok(Fitted {
-        layout,
-        learner,
-        chosen,
+    Ok(Candidates {
+        kept: kept
+            .into_iter()
+            .map(|(layout, learner, holdout)| Kept {
+                layout,
+                learner,
+                holdout,
+            })
+            .collect(),
         candidates,
         steps,
-        holdout,
         effects,
-        training_rows: training.0,
-        training_positives: training.1,
-        fingerprint: training.2,
+        training,
+        step_bins,
     })
 }
 
@@ -669,7 +756,8 @@ fn add_importances(effects: &mut Vec<Effect>, model: &BoostedModel) {
     }
 }
 
-/// The terms of one learner.
+/// The terms of one learner; a learner per arm's are each arm's learner's,
+/// named `term | arm=<arm>`.
 fn effects_of(layout: &Layout, learner: &Learner) -> Vec<Effect> {
     match learner {
         Learner::Logistic(m) => logistic_effects(layout, m),
@@ -678,7 +766,169 @@ fn effects_of(layout: &Layout, learner: &Learner) -> Vec<Effect> {
             add_importances(&mut e, m);
             e
         }
+        Learner::PerArm(m) => {
+            let base = without_arms(layout);
+            m.learners
+                .iter()
+                .zip(arm_names(layout))
+                .flat_map(|(l, arm)| {
+                    effects_of(&base, l).into_iter().map(move |mut e| {
+                        e.term = format!("{} | {}={arm}", e.term, layout.arm_column);
+                        e
+                    })
+                })
+                .collect()
+        }
     }
+}
+
+/// The layout's arms in a learner per arm's order: the reference (every
+/// arm without columns, `control` in the return model) first.
+pub(crate) fn arm_names(layout: &Layout) -> Vec<String> {
+    std::iter::once(crate::schema::ARMS[0].to_string())
+        .chain(layout.arms.iter().cloned())
+        .collect()
+}
+
+/// The layout without arm and interaction columns: what each learner of a
+/// learner per arm takes.
+pub(crate) fn without_arms(layout: &Layout) -> Layout {
+    Layout {
+        arms: Vec::new(),
+        interact: Vec::new(),
+        ..layout.clone()
+    }
+}
+
+/// The rows of `df` of each arm of `layout`, in a learner per arm's order:
+/// the reference's (every row whose arm is none of the layout's, as its
+/// columns score it) first.
+pub(crate) fn rows_by_arm(df: &DataFrame, layout: &Layout) -> Result<Vec<DataFrame>> {
+    let column = &layout.arm_column;
+    let arm: Vec<usize> = df
+        .column(column)
+        .and_then(|c| c.str().cloned())
+        .map_err(Error::polars(format!("model: column {column}")))?
+        .iter()
+        .map(|v| {
+            v.and_then(|v| layout.arms.iter().position(|a| a == v))
+                .map_or(0, |j| j + 1)
+        })
+        .collect();
+    (0..=layout.arms.len())
+        .map(|j| {
+            let mask: Vec<bool> = arm.iter().map(|a| *a == j).collect();
+            df.filter(&BooleanChunked::from_slice("arm".into(), &mask))
+                .map_err(Error::polars(format!("model: rows of arm {j}")))
+        })
+        .collect()
+}
+
+/// Fits a learner per arm (the T-learner) of `kind` on `problem`: each
+/// arm's training rows alone, on the features without arm columns, the
+/// logistic's penalty cross-validated per arm on `bins` quantile steps
+/// (the pooled candidate's choice); evaluated on the holdout like the
+/// pooled candidates.
+pub(crate) fn fit_per_arm(
+    problem: &Problem<'_>,
+    rows: &Rows<'_>,
+    s: &TrainSettings,
+    kind: LearnerChoice,
+    bins: usize,
+) -> Result<(Kept, Candidate)> {
+    let fit_err = |e: FitError| Error::Fit {
+        model: problem.name.to_string(),
+        message: e.to_string(),
+    };
+    let label = match kind {
+        LearnerChoice::Boosted => "boosted_per_arm",
+        _ => "logistic_per_arm",
+    };
+    crate::progress::note(format!("{} model: {label} candidate", problem.name));
+    let _span = tracing::debug_span!("per-arm fit", model = problem.name, label).entered();
+    let mut layout = layout_for(problem, bins)?;
+    layout.interact.clear();
+    let base = without_arms(&layout);
+    let names = base.names();
+    let parts = rows_by_arm(&problem.train, &layout)?;
+    let mut learners = Vec::with_capacity(parts.len());
+    let mut hyper = BTreeMap::from([("step_bins".to_string(), bins as f64)]);
+    for (part, arm) in parts.iter().zip(arm_names(&layout)) {
+        let f = rows.fitting(&base, part)?;
+        let positives = f.y.iter().filter(|v| **v).count();
+        if positives == 0 || positives == f.y.len() {
+            return Err(Error::Fit {
+                model: problem.name.to_string(),
+                message: format!(
+                    "{label}: arm {arm} has {} training rows, {positives} of them positive: no model of its own",
+                    f.y.len()
+                ),
+            });
+        }
+        let learner = if kind == LearnerChoice::Boosted {
+            let params = BoostedParams {
+                seed: s.seed,
+                ..s.boosted
+            };
+            let m = f
+                .fit_trees(&names, params.check().map_err(fit_err)?)
+                .map_err(fit_err)?;
+            hyper.insert(format!("trees[{arm}]"), m.trees as f64);
+            Learner::Boosted(Box::new(m))
+        } else {
+            let cv = rows.sample(&base, part, s.cv_max_rows, s.seed)?;
+            let (alpha, _) = choose_alpha(
+                cv.x.view(),
+                &cv.y,
+                cv.weights.as_deref(),
+                &names,
+                &s.alphas,
+                s.folds,
+                s.seed,
+            )
+            .map_err(fit_err)?;
+            hyper.insert(format!("alpha[{arm}]"), alpha);
+            Learner::Logistic(
+                LogisticModel::fit_owned(
+                    f.x,
+                    &f.y,
+                    f.weights.as_deref(),
+                    &names,
+                    alpha,
+                    Start::BaseRate,
+                    Precision::Final,
+                    true,
+                )
+                .map_err(fit_err)?,
+            )
+        };
+        learners.push(learner);
+    }
+    let learner =
+        Learner::PerArm(PerArm::new(layout.names(), base.base_width(), learners).map_err(fit_err)?);
+    let (xv, yv) = rows.build(&layout, &problem.test)?;
+    let holdout = evaluate(&learner.predict(xv.view()).map_err(fit_err)?, &yv)?;
+    tracing::info!(
+        model = problem.name,
+        learner = label,
+        log_loss = holdout.log_loss,
+        "per-arm candidate"
+    );
+    let candidate = Candidate {
+        learner: label.into(),
+        hyper_parameters: hyper,
+        holdout: holdout.clone(),
+        uplift: Vec::new(),
+        policy_value: None,
+    };
+    Ok((
+        Kept {
+            layout,
+            learner,
+            holdout,
+        },
+        candidate,
+    ))
 }
 
 /// The features of `manifest` that are columns of `df` (or the named ones,
@@ -934,40 +1184,17 @@ pub(crate) fn observed(df: &DataFrame, observed: &str, name: &str) -> Result<Dat
 /// own terms, rows and fingerprint) and the fit before it is kept as the
 /// evaluated one.
 pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Result<()> {
-    let names = model.layout.names();
     let kind = model.model;
     let _span = tracing::debug_span!("refit", model = kind.name()).entered();
     let fit_err = |e: winback_models::error::FitError| Error::Fit {
         model: kind.name().into(),
         message: e.to_string(),
     };
-    let (learner, (count, positives, print)) = match &model.learner {
-        Learner::Logistic(m) => {
-            let f = rows.fitting(&model.layout, df)?;
-            let record = (f.count(), f.positives(), f.fingerprint());
-            // Started from the fit before the cut: same design and penalty.
-            let fitted = LogisticModel::fit_owned(
-                f.x,
-                &f.y,
-                f.weights.as_deref(),
-                &names,
-                m.alpha,
-                Start::From(m),
-                Precision::Final,
-                true,
-            )
-            .map_err(fit_err)?;
-            (Learner::Logistic(fitted), record)
-        }
-        Learner::Boosted(m) => {
-            let trees = rows.fitting(&model.layout, df)?;
-            let fitted = trees
-                .fit_trees(&names, m.params.check().map_err(fit_err)?)
-                .map_err(fit_err)?;
-            let record = (trees.count(), trees.positives(), trees.fingerprint());
-            (Learner::Boosted(Box::new(fitted)), record)
-        }
-    };
+    let (learner, (count, positives, print)) =
+        refit_learner(&model.learner, &model.layout, rows, df).map_err(|e| match e {
+            RefitError::Data(e) => e,
+            RefitError::Fit(e) => fit_err(e),
+        })?;
     let effects = effects_of(&model.layout, &learner);
     let p = &mut model.provenance;
     let evaluated = EvaluatedFit {
@@ -979,6 +1206,82 @@ pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Resul
     };
     model.evaluated = Some(evaluated);
     Ok(())
+}
+
+/// A fit of `learner`'s kind and hyper-parameters on `df`, with its rows,
+/// positives and fingerprint; a learner per arm refits each arm's learner
+/// on its arm's rows.
+fn refit_learner(
+    learner: &Learner,
+    layout: &Layout,
+    rows: &Rows<'_>,
+    df: &DataFrame,
+) -> std::result::Result<(Learner, (usize, usize, String)), RefitError> {
+    let names = layout.names();
+    Ok(match learner {
+        Learner::Logistic(m) => {
+            let f = rows.fitting(layout, df)?;
+            let record = (f.count(), f.positives(), f.fingerprint());
+            // Started from the fit before the cut: same design and penalty.
+            let fitted = LogisticModel::fit_owned(
+                f.x,
+                &f.y,
+                f.weights.as_deref(),
+                &names,
+                m.alpha,
+                Start::From(m),
+                Precision::Final,
+                true,
+            )?;
+            (Learner::Logistic(fitted), record)
+        }
+        Learner::Boosted(m) => {
+            let trees = rows.fitting(layout, df)?;
+            let fitted = trees.fit_trees(&names, m.params.check()?)?;
+            let record = (trees.count(), trees.positives(), trees.fingerprint());
+            (Learner::Boosted(Box::new(fitted)), record)
+        }
+        Learner::PerArm(m) => {
+            let base = without_arms(layout);
+            let mut learners = Vec::with_capacity(m.learners.len());
+            let (mut count, mut positives, mut prints) = (0, 0, String::new());
+            for (l, part) in m.learners.iter().zip(rows_by_arm(df, layout)?) {
+                let (fitted, (c, p, print)) = refit_learner(l, &base, rows, &part)?;
+                learners.push(fitted);
+                count += c;
+                positives += p;
+                prints.push_str(&print);
+            }
+            // One fingerprint of the arms' own, in order.
+            let mut h: u64 = 0xcbf29ce484222325;
+            for b in prints.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+            }
+            let learner = PerArm::new(names, base.base_width(), learners)?;
+            (
+                Learner::PerArm(learner),
+                (count, positives, format!("{h:016x}")),
+            )
+        }
+    })
+}
+
+/// Why a refit failed: the data or the fit.
+enum RefitError {
+    Data(Error),
+    Fit(FitError),
+}
+
+impl From<Error> for RefitError {
+    fn from(e: Error) -> Self {
+        RefitError::Data(e)
+    }
+}
+
+impl From<FitError> for RefitError {
+    fn from(e: FitError) -> Self {
+        RefitError::Fit(e)
+    }
 }
 
 /// Who trained a model and when: the inputs of its [`Provenance`] that are

@@ -40,6 +40,6 @@ pub mod settings;
 
 pub use churn::fit_churn;
 pub use harness::Stamp;
-pub use return_model::fit_return;
+pub use return_model::{Choice, ReturnCandidates, fit_return, fit_return_candidates};
 pub use second_lifetime::fit_second_lifetime;
 pub use settings::{LearnerChoice, TrainSettings};

@@ -52,6 +52,11 @@ pub struct TrainSettings {
     pub churn_features: Vec<String>,
     /// Features interacted with each arm in the return model.
     pub interactions: Vec<String>,
+    /// Also fit the return model with one learner per arm (a T-learner)
+    /// of each kind `learner` allows; the return model is then chosen by
+    /// the policy value on past offers no model saw.
+    #[serde(default = "default_true")]
+    pub return_per_arm: bool,
     /// Months of second lifetime modelled (and the survival curve's length).
     pub survival_months: u32,
     /// First months of the hazard model's month bands.
@@ -68,6 +73,10 @@ pub struct TrainSettings {
     /// The gate: the largest fall of any model's holdout ROC AUC.
     #[serde(default = "default_auc_fall")]
     pub promote_max_auc_decrease: f64,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_log_loss_rise() -> f64 {
@@ -93,6 +102,7 @@ impl Default for TrainSettings {
             return_features: Vec::new(),
             churn_features: Vec::new(),
             interactions: vec![f::LEAVE_REASON.to_string()],
+            return_per_arm: true,
             survival_months: 60,
             hazard_bands: vec![1, 4, 7, 13, 25, 37],
             duration_check_months: 24,
