@@ -196,6 +196,9 @@ pub struct RawTrain {
     /// logistic and boosted), chosen against the pooled model by the
     /// policy value on past offers no model saw. Default true.
     pub return_per_arm: Option<bool>,
+    /// Also fit the hazard with one model per month band, kept by log
+    /// loss. Default true.
+    pub hazard_per_band: Option<bool>,
     /// Months of second lifetime modelled. Default 60.
     pub survival_months: Option<u32>,
     /// First months of the hazard's month bands. Default [1, 4, 7, 13, 25, 37].
@@ -939,6 +942,7 @@ fn resolve_train(raw: &RawTrain, problems: &mut Vec<String>) -> TrainSettings {
         churn_features: raw.churn_features.clone().unwrap_or_default(),
         interactions: raw.interactions.clone().unwrap_or(d.interactions),
         return_per_arm: raw.return_per_arm.unwrap_or(d.return_per_arm),
+        hazard_per_band: raw.hazard_per_band.unwrap_or(d.hazard_per_band),
         survival_months,
         hazard_bands,
         duration_check_months: bounded(

@@ -51,7 +51,9 @@ pub enum Learner {
 /// One learner per arm: a row is scored by the learner of its arm, read
 /// from the arm indicator columns that follow the `width` base columns
 /// (none set: the first learner's, control's). Each learner sees only the
-/// base columns.
+/// base columns. With `steps`, the columns are steps instead (a row of
+/// group `j` has the first `j` set, as a hazard's month bands are coded)
+/// and each group, such as a month band, has its own learner.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PerArm {
     /// Column names the model expects: the base columns, then one
@@ -61,6 +63,9 @@ pub struct PerArm {
     pub width: usize,
     /// The learners, control's first, then one per indicator column.
     pub learners: Vec<Learner>,
+    /// The columns after the base are steps (a learner per month band).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub steps: bool,
 }
 
 impl PerArm {
@@ -84,11 +89,26 @@ impl PerArm {
             names,
             width,
             learners,
+            steps: false,
+        })
+    }
+
+    /// [`PerArm::new`] with the columns after the base read as steps: a
+    /// learner per group, such as a hazard's month band.
+    pub fn by_steps(
+        names: Vec<String>,
+        width: usize,
+        learners: Vec<Learner>,
+    ) -> Result<Self, FitError> {
+        Ok(PerArm {
+            steps: true,
+            ..PerArm::new(names, width, learners)?
         })
     }
 
     /// The learner of a row whose arm columns are `tail`: the first set
-    /// indicator's arm, else control (the first learner).
+    /// indicator's arm, else control (the first learner); with steps, the
+    /// number set.
     fn arm_of(&self, tail: &[f64]) -> Result<usize, FitError> {
         if tail.len() != self.learners.len() - 1 {
             return Err(FitError::Shape(format!(
@@ -97,7 +117,11 @@ impl PerArm {
                 self.learners.len()
             )));
         }
-        Ok(tail.iter().position(|v| *v > 0.5).map_or(0, |j| j + 1))
+        Ok(if self.steps {
+            tail.iter().filter(|v| **v > 0.5).count()
+        } else {
+            tail.iter().position(|v| *v > 0.5).map_or(0, |j| j + 1)
+        })
     }
 
     /// Each row's learner, from the arm columns of `x` (full rows).
@@ -650,5 +674,21 @@ mod tests {
         }
         let back: Learner = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
         assert_eq!(back.predict(x.view()).unwrap(), p);
+        // Steps (a hazard's month bands): group j has the first j set.
+        let bands = Learner::PerArm(PerArm::by_steps(full, 2, learners.clone()).unwrap());
+        let steps = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]];
+        let tails: Vec<Tail> = steps.iter().map(|t| Tail::same(t)).collect();
+        for (a, p) in bands
+            .predict_tails(&flat, 2, &tails)
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(p, &own[a], "band {a}");
+        }
+        let json = serde_json::to_string(&bands).unwrap();
+        assert!(json.contains("\"steps\":true"), "{json}");
+        let back: Learner = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.predict_tails(&flat, 2, &tails).unwrap()[2], own[2]);
     }
 }

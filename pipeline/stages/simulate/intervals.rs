@@ -170,10 +170,10 @@ fn covers(m: &Models<'_>) -> String {
         }
     }
     let part = |name: &str, learner: &Learner| {
-        let per_arm = if matches!(learner, Learner::PerArm(_)) {
-            " (a model per arm)"
-        } else {
-            ""
+        let per_arm = match learner {
+            Learner::PerArm(p) if p.steps => " (a model per month band)",
+            Learner::PerArm(_) => " (a model per arm)",
+            _ => "",
         };
         match held(learner) {
             (true, false) => format!("the {name} model's coefficients{per_arm}"),

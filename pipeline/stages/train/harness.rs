@@ -1219,27 +1219,19 @@ fn refit_learner(
 ) -> std::result::Result<(Learner, (usize, usize, String)), RefitError> {
     let names = layout.names();
     Ok(match learner {
-        Learner::Logistic(m) => {
+        Learner::PerArm(m) if m.steps => {
+            // A learner per month band: the rows split by their band.
             let f = rows.fitting(layout, df)?;
             let record = (f.count(), f.positives(), f.fingerprint());
-            // Started from the fit before the cut: same design and penalty.
-            let fitted = LogisticModel::fit_owned(
-                f.x,
-                &f.y,
-                f.weights.as_deref(),
-                &names,
-                m.alpha,
-                Start::From(m),
-                Precision::Final,
-                true,
-            )?;
-            (Learner::Logistic(fitted), record)
-        }
-        Learner::Boosted(m) => {
-            let trees = rows.fitting(layout, df)?;
-            let fitted = trees.fit_trees(&names, m.params.check()?)?;
-            let record = (trees.count(), trees.positives(), trees.fingerprint());
-            (Learner::Boosted(Box::new(fitted)), record)
+            let base = &names[..m.width];
+            let learners = m
+                .learners
+                .iter()
+                .zip(by_steps(&f, m.width, m.learners.len()))
+                .map(|(l, part)| fit_like(l, part, base))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let learner = PerArm::by_steps(names, m.width, learners)?;
+            (Learner::PerArm(learner), record)
         }
         Learner::PerArm(m) => {
             let base = without_arms(layout);
@@ -1263,7 +1255,170 @@ fn refit_learner(
                 (count, positives, format!("{h:016x}")),
             )
         }
+        _ => {
+            let f = rows.fitting(layout, df)?;
+            let record = (f.count(), f.positives(), f.fingerprint());
+            (fit_like(learner, f, &names)?, record)
+        }
     })
+}
+
+/// A fit of `learner`'s kind and hyper-parameters on `f` (a logistic
+/// started from `learner`'s coefficients).
+fn fit_like(
+    learner: &Learner,
+    f: Fitting,
+    names: &[String],
+) -> std::result::Result<Learner, RefitError> {
+    Ok(match learner {
+        Learner::Logistic(m) => Learner::Logistic(LogisticModel::fit_owned(
+            f.x,
+            &f.y,
+            f.weights.as_deref(),
+            names,
+            m.alpha,
+            Start::From(m),
+            Precision::Final,
+            true,
+        )?),
+        Learner::Boosted(m) => Learner::Boosted(Box::new(f.fit_trees(names, m.params.check()?)?)),
+        Learner::PerArm(_) => {
+            return Err(RefitError::Fit(FitError::Shape(
+                "a learner per arm inside another".into(),
+            )));
+        }
+    })
+}
+
+/// The rows of `f` of each of `groups` step groups (a hazard's month
+/// bands: group `j` has the first `j` of the columns after `width` set),
+/// each with only the first `width` columns.
+fn by_steps(f: &Fitting, width: usize, groups: usize) -> Vec<Fitting> {
+    let group: Vec<usize> =
+        f.x.rows()
+            .into_iter()
+            .map(|r| r.iter().skip(width).filter(|v| **v > 0.5).count())
+            .collect();
+    (0..groups)
+        .map(|j| {
+            let rows: Vec<usize> = (0..group.len()).filter(|r| group[*r] == j).collect();
+            let mut part = f.select(&rows);
+            part.x = part
+                .x
+                .slice_axis(ndarray::Axis(1), ndarray::Slice::from(..width))
+                .to_owned();
+            part
+        })
+        .collect()
+}
+
+/// Fits a learner per month band of a hazard `problem` of `kind`: each
+/// band's subscriber-months alone, on the columns without the bands (so
+/// every feature's effect may change with the months since the return),
+/// the logistic's penalty cross-validated per band on `bins` quantile
+/// steps; evaluated on the holdout like the pooled candidates.
+pub(crate) fn fit_per_band(
+    problem: &Problem<'_>,
+    rows: &Rows<'_>,
+    s: &TrainSettings,
+    kind: LearnerChoice,
+    bins: usize,
+) -> Result<(Kept, Candidate)> {
+    let fit_err = |e: FitError| Error::Fit {
+        model: problem.name.to_string(),
+        message: e.to_string(),
+    };
+    let label = match kind {
+        LearnerChoice::Boosted => "boosted_per_band",
+        _ => "logistic_per_band",
+    };
+    crate::progress::note(format!("{} model: {label} candidate", problem.name));
+    let _span = tracing::debug_span!("per-band fit", model = problem.name, label).entered();
+    let layout = layout_for(problem, bins)?;
+    let width = layout.base_width();
+    let names = layout.names();
+    let f = rows.fitting(&layout, &problem.train)?;
+    let mut learners = Vec::with_capacity(layout.bands.len());
+    let mut hyper = BTreeMap::from([("step_bins".to_string(), bins as f64)]);
+    for (part, first) in by_steps(&f, width, layout.bands.len().max(1))
+        .into_iter()
+        .zip(&layout.bands)
+    {
+        let positives = part.positives();
+        if positives == 0 || positives == part.count() {
+            return Err(Error::Fit {
+                model: problem.name.to_string(),
+                message: format!(
+                    "{label}: the band from month {first} has {} subscriber-months, {positives} of them events: no model of its own",
+                    part.count()
+                ),
+            });
+        }
+        let learner = if kind == LearnerChoice::Boosted {
+            let params = BoostedParams {
+                seed: s.seed,
+                ..s.boosted
+            };
+            let m = part
+                .fit_trees(&names[..width], params.check().map_err(fit_err)?)
+                .map_err(fit_err)?;
+            hyper.insert(format!("trees[{first}]"), m.trees as f64);
+            Learner::Boosted(Box::new(m))
+        } else {
+            let sub = subsample(part.x.nrows(), s.cv_max_rows, s.seed);
+            let cv = part.select(&sub);
+            let (alpha, _) = choose_alpha(
+                cv.x.view(),
+                &cv.y,
+                cv.weights.as_deref(),
+                &names[..width],
+                &s.alphas,
+                s.folds,
+                s.seed,
+            )
+            .map_err(fit_err)?;
+            hyper.insert(format!("alpha[{first}]"), alpha);
+            Learner::Logistic(
+                LogisticModel::fit_owned(
+                    part.x,
+                    &part.y,
+                    part.weights.as_deref(),
+                    &names[..width],
+                    alpha,
+                    Start::BaseRate,
+                    Precision::Final,
+                    true,
+                )
+                .map_err(fit_err)?,
+            )
+        };
+        learners.push(learner);
+    }
+    drop(f);
+    let learner = Learner::PerArm(PerArm::by_steps(names, width, learners).map_err(fit_err)?);
+    let (xv, yv) = rows.build(&layout, &problem.test)?;
+    let holdout = evaluate(&learner.predict(xv.view()).map_err(fit_err)?, &yv)?;
+    tracing::info!(
+        model = problem.name,
+        learner = label,
+        log_loss = holdout.log_loss,
+        "per-band candidate"
+    );
+    let candidate = Candidate {
+        learner: label.into(),
+        hyper_parameters: hyper,
+        holdout: holdout.clone(),
+        uplift: Vec::new(),
+        policy_value: None,
+    };
+    Ok((
+        Kept {
+            layout,
+            learner,
+            holdout,
+        },
+        candidate,
+    ))
 }
 
 /// Why a refit failed: the data or the fit.

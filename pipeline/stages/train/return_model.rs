@@ -16,7 +16,7 @@ use crate::artifact::{ModelKind, ReturnModel};
 use winback_models::policy_value::PolicyValue;
 
 use super::harness::*;
-use super::settings::{LearnerChoice, TrainSettings};
+use super::settings::TrainSettings;
 
 /// The return model's candidates, fitted before the holdout cut and
 /// evaluated on the holdout (metrics and Qini), waiting to be chosen.
@@ -86,11 +86,7 @@ pub fn fit_return_candidates(
     let rows = Rows::Plain { label: f::RETURNED };
     let mut fits = fit_candidates(&problem, &rows, s)?;
     if s.return_per_arm {
-        let kinds = match s.learner {
-            LearnerChoice::Auto => vec![LearnerChoice::Logistic, LearnerChoice::Boosted],
-            one => vec![one],
-        };
-        for kind in kinds {
+        for kind in s.learner_kinds() {
             let bins = fits.step_bins.unwrap_or(0);
             match fit_per_arm(&problem, &rows, s, kind, bins) {
                 Ok((kept, candidate)) => fits.push(kept, candidate),

@@ -274,7 +274,21 @@ pub fn fit_second_lifetime(
         censored: f::CENSORED,
         max_months: s.survival_months,
     };
-    let fitted = fit_binary(&problem, &rows, s)?;
+    let mut fits = fit_candidates(&problem, &rows, s)?;
+    if s.hazard_per_band && problem.bands.len() > 1 {
+        for kind in s.learner_kinds() {
+            let bins = fits.step_bins.unwrap_or(0);
+            match fit_per_band(&problem, &rows, s, kind, bins) {
+                Ok((kept, candidate)) => fits.push(kept, candidate),
+                Err(Error::Fit { message, .. }) => {
+                    tracing::warn!(model = "second lifetime", "left out: {message}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let best = fits.lowest_log_loss();
+    let fitted = fits.keep(best);
     let model = stored(
         ModelKind::SecondLifetime,
         "churned_in_month",

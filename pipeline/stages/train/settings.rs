@@ -57,6 +57,11 @@ pub struct TrainSettings {
     /// the policy value on past offers no model saw.
     #[serde(default = "default_true")]
     pub return_per_arm: bool,
+    /// Also fit the second lifetime's hazard with one learner per month
+    /// band of each kind `learner` allows (every feature's effect free to
+    /// change with the months since the return); kept by log loss.
+    #[serde(default = "default_true")]
+    pub hazard_per_band: bool,
     /// Months of second lifetime modelled (and the survival curve's length).
     pub survival_months: u32,
     /// First months of the hazard model's month bands.
@@ -73,6 +78,16 @@ pub struct TrainSettings {
     /// The gate: the largest fall of any model's holdout ROC AUC.
     #[serde(default = "default_auc_fall")]
     pub promote_max_auc_decrease: f64,
+}
+
+impl TrainSettings {
+    /// The kinds of learner `learner` allows: both for `auto`.
+    pub fn learner_kinds(&self) -> Vec<LearnerChoice> {
+        match self.learner {
+            LearnerChoice::Auto => vec![LearnerChoice::Logistic, LearnerChoice::Boosted],
+            one => vec![one],
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -103,6 +118,7 @@ impl Default for TrainSettings {
             churn_features: Vec::new(),
             interactions: vec![f::LEAVE_REASON.to_string()],
             return_per_arm: true,
+            hazard_per_band: true,
             survival_months: 60,
             hazard_bands: vec![1, 4, 7, 13, 25, 37],
             duration_check_months: 24,
