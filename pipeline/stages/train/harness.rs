@@ -836,32 +836,86 @@ pub(crate) fn fit_per_arm(
     kind: LearnerChoice,
     bins: usize,
 ) -> Result<(Kept, Candidate)> {
+    let mut layout = layout_for(problem, bins)?;
+    layout.interact.clear();
+    let base = without_arms(&layout);
+    let parts = rows_by_arm(&problem.train, &layout)?
+        .iter()
+        .zip(arm_names(&layout))
+        .map(|(part, arm)| Ok((format!("arm {arm}"), arm, rows.fitting(&base, part)?)))
+        .collect::<Result<Vec<_>>>()?;
+    fit_groups(problem, rows, s, kind, "arm", layout, bins, parts)
+}
+
+/// Fits a learner per month band of a hazard `problem` of `kind`: each
+/// band's subscriber-months alone, on the columns without the bands (so
+/// every feature's effect may change with the months since the return),
+/// the logistic's penalty cross-validated per band on `bins` quantile
+/// steps; evaluated on the holdout like the pooled candidates.
+pub(crate) fn fit_per_band(
+    problem: &Problem<'_>,
+    rows: &Rows<'_>,
+    s: &TrainSettings,
+    kind: LearnerChoice,
+    bins: usize,
+) -> Result<(Kept, Candidate)> {
+    let layout = layout_for(problem, bins)?;
+    let width = layout.base_width();
+    let f = rows.fitting(&layout, &problem.train)?;
+    let parts = by_steps(&f, width, layout.bands.len().max(1))
+        .into_iter()
+        .zip(&layout.bands)
+        .map(|(part, first)| {
+            (
+                format!("the band from month {first}"),
+                first.to_string(),
+                part,
+            )
+        })
+        .collect();
+    drop(f);
+    fit_groups(problem, rows, s, kind, "band", layout, bins, parts)
+}
+
+/// Fits a learner of `kind` on each group's rows (`parts`: the group as
+/// named in messages, as named in hyper-parameters, its rows on the
+/// columns of `layout` before the group columns, one fewer than the
+/// groups), the logistic's penalty cross-validated per group on `bins`
+/// quantile steps; the learners as one ([`PerArm`], routed by arm indicators or,
+/// for `band` groups, by steps), evaluated on the holdout.
+#[allow(clippy::too_many_arguments)]
+fn fit_groups(
+    problem: &Problem<'_>,
+    rows: &Rows<'_>,
+    s: &TrainSettings,
+    kind: LearnerChoice,
+    by: &str,
+    layout: Layout,
+    bins: usize,
+    parts: Vec<(String, String, Fitting)>,
+) -> Result<(Kept, Candidate)> {
     let fit_err = |e: FitError| Error::Fit {
         model: problem.name.to_string(),
         message: e.to_string(),
     };
     let label = match kind {
-        LearnerChoice::Boosted => "boosted_per_arm",
-        _ => "logistic_per_arm",
+        LearnerChoice::Boosted => format!("boosted_per_{by}"),
+        _ => format!("logistic_per_{by}"),
     };
     crate::progress::note(format!("{} model: {label} candidate", problem.name));
-    let _span = tracing::debug_span!("per-arm fit", model = problem.name, label).entered();
-    let mut layout = layout_for(problem, bins)?;
-    layout.interact.clear();
-    let base = without_arms(&layout);
-    let names = base.names();
-    let parts = rows_by_arm(&problem.train, &layout)?;
+    let _span = tracing::debug_span!("fit per group", model = problem.name, %label).entered();
+    let names = layout.names();
+    let width = (names.len() + 1).saturating_sub(parts.len());
     let mut learners = Vec::with_capacity(parts.len());
     let mut hyper = BTreeMap::from([("step_bins".to_string(), bins as f64)]);
-    for (part, arm) in parts.iter().zip(arm_names(&layout)) {
-        let f = rows.fitting(&base, part)?;
-        let positives = f.y.iter().filter(|v| **v).count();
-        if positives == 0 || positives == f.y.len() {
+    for (group, key, part) in parts {
+        let positives = part.positives();
+        if positives == 0 || positives == part.count() {
             return Err(Error::Fit {
                 model: problem.name.to_string(),
                 message: format!(
-                    "{label}: arm {arm} has {} training rows, {positives} of them positive: no model of its own",
-                    f.y.len()
+                    "{label}: {group} has {} rows, {positives} of them positive: no model of its own",
+                    part.count()
                 ),
             });
         }
@@ -870,30 +924,31 @@ pub(crate) fn fit_per_arm(
                 seed: s.seed,
                 ..s.boosted
             };
-            let m = f
-                .fit_trees(&names, params.check().map_err(fit_err)?)
+            let m = part
+                .fit_trees(&names[..width], params.check().map_err(fit_err)?)
                 .map_err(fit_err)?;
-            hyper.insert(format!("trees[{arm}]"), m.trees as f64);
+            hyper.insert(format!("trees[{key}]"), m.trees as f64);
             Learner::Boosted(Box::new(m))
         } else {
-            let cv = rows.sample(&base, part, s.cv_max_rows, s.seed)?;
+            let cv = part.select(&subsample(part.x.nrows(), s.cv_max_rows, s.seed));
             let (alpha, _) = choose_alpha(
                 cv.x.view(),
                 &cv.y,
                 cv.weights.as_deref(),
-                &names,
+                &names[..width],
                 &s.alphas,
                 s.folds,
                 s.seed,
             )
             .map_err(fit_err)?;
-            hyper.insert(format!("alpha[{arm}]"), alpha);
+            drop(cv);
+            hyper.insert(format!("alpha[{key}]"), alpha);
             Learner::Logistic(
                 LogisticModel::fit_owned(
-                    f.x,
-                    &f.y,
-                    f.weights.as_deref(),
-                    &names,
+                    part.x,
+                    &part.y,
+                    part.weights.as_deref(),
+                    &names[..width],
                     alpha,
                     Start::BaseRate,
                     Precision::Final,
@@ -904,18 +959,22 @@ pub(crate) fn fit_per_arm(
         };
         learners.push(learner);
     }
-    let learner =
-        Learner::PerArm(PerArm::new(layout.names(), base.base_width(), learners).map_err(fit_err)?);
+    let per = if by == "band" {
+        PerArm::by_steps(names, width, learners)
+    } else {
+        PerArm::new(names, width, learners)
+    };
+    let learner = Learner::PerArm(per.map_err(fit_err)?);
     let (xv, yv) = rows.build(&layout, &problem.test)?;
     let holdout = evaluate(&learner.predict(xv.view()).map_err(fit_err)?, &yv)?;
     tracing::info!(
         model = problem.name,
         learner = label,
         log_loss = holdout.log_loss,
-        "per-arm candidate"
+        "candidate per {by}"
     );
     let candidate = Candidate {
-        learner: label.into(),
+        learner: label,
         hyper_parameters: hyper,
         holdout: holdout.clone(),
         uplift: Vec::new(),
@@ -1310,115 +1369,6 @@ fn by_steps(f: &Fitting, width: usize, groups: usize) -> Vec<Fitting> {
             part
         })
         .collect()
-}
-
-/// Fits a learner per month band of a hazard `problem` of `kind`: each
-/// band's subscriber-months alone, on the columns without the bands (so
-/// every feature's effect may change with the months since the return),
-/// the logistic's penalty cross-validated per band on `bins` quantile
-/// steps; evaluated on the holdout like the pooled candidates.
-pub(crate) fn fit_per_band(
-    problem: &Problem<'_>,
-    rows: &Rows<'_>,
-    s: &TrainSettings,
-    kind: LearnerChoice,
-    bins: usize,
-) -> Result<(Kept, Candidate)> {
-    let fit_err = |e: FitError| Error::Fit {
-        model: problem.name.to_string(),
-        message: e.to_string(),
-    };
-    let label = match kind {
-        LearnerChoice::Boosted => "boosted_per_band",
-        _ => "logistic_per_band",
-    };
-    crate::progress::note(format!("{} model: {label} candidate", problem.name));
-    let _span = tracing::debug_span!("per-band fit", model = problem.name, label).entered();
-    let layout = layout_for(problem, bins)?;
-    let width = layout.base_width();
-    let names = layout.names();
-    let f = rows.fitting(&layout, &problem.train)?;
-    let mut learners = Vec::with_capacity(layout.bands.len());
-    let mut hyper = BTreeMap::from([("step_bins".to_string(), bins as f64)]);
-    for (part, first) in by_steps(&f, width, layout.bands.len().max(1))
-        .into_iter()
-        .zip(&layout.bands)
-    {
-        let positives = part.positives();
-        if positives == 0 || positives == part.count() {
-            return Err(Error::Fit {
-                model: problem.name.to_string(),
-                message: format!(
-                    "{label}: the band from month {first} has {} subscriber-months, {positives} of them events: no model of its own",
-                    part.count()
-                ),
-            });
-        }
-        let learner = if kind == LearnerChoice::Boosted {
-            let params = BoostedParams {
-                seed: s.seed,
-                ..s.boosted
-            };
-            let m = part
-                .fit_trees(&names[..width], params.check().map_err(fit_err)?)
-                .map_err(fit_err)?;
-            hyper.insert(format!("trees[{first}]"), m.trees as f64);
-            Learner::Boosted(Box::new(m))
-        } else {
-            let sub = subsample(part.x.nrows(), s.cv_max_rows, s.seed);
-            let cv = part.select(&sub);
-            let (alpha, _) = choose_alpha(
-                cv.x.view(),
-                &cv.y,
-                cv.weights.as_deref(),
-                &names[..width],
-                &s.alphas,
-                s.folds,
-                s.seed,
-            )
-            .map_err(fit_err)?;
-            hyper.insert(format!("alpha[{first}]"), alpha);
-            Learner::Logistic(
-                LogisticModel::fit_owned(
-                    part.x,
-                    &part.y,
-                    part.weights.as_deref(),
-                    &names[..width],
-                    alpha,
-                    Start::BaseRate,
-                    Precision::Final,
-                    true,
-                )
-                .map_err(fit_err)?,
-            )
-        };
-        learners.push(learner);
-    }
-    drop(f);
-    let learner = Learner::PerArm(PerArm::by_steps(names, width, learners).map_err(fit_err)?);
-    let (xv, yv) = rows.build(&layout, &problem.test)?;
-    let holdout = evaluate(&learner.predict(xv.view()).map_err(fit_err)?, &yv)?;
-    tracing::info!(
-        model = problem.name,
-        learner = label,
-        log_loss = holdout.log_loss,
-        "per-band candidate"
-    );
-    let candidate = Candidate {
-        learner: label.into(),
-        hyper_parameters: hyper,
-        holdout: holdout.clone(),
-        uplift: Vec::new(),
-        policy_value: None,
-    };
-    Ok((
-        Kept {
-            layout,
-            learner,
-            holdout,
-        },
-        candidate,
-    ))
 }
 
 /// Why a refit failed: the data or the fit.
