@@ -197,7 +197,7 @@ pub struct RawTrain {
     /// policy value on past offers no model saw. Default true.
     pub return_per_arm: Option<bool>,
     /// Also fit the hazard with one model per month band, kept by log
-    /// loss. Default true.
+    /// loss. Default false.
     pub hazard_per_band: Option<bool>,
     /// Months of second lifetime modelled. Default 60.
     pub survival_months: Option<u32>,

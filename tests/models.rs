@@ -61,7 +61,13 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
     // calibration intercept of 0.30 and fails this test, rightly.
     common::generate(&data, 80_000, 13);
     let cfg = tmp.path().join("c.toml");
-    std::fs::write(&cfg, "[features]\nsnapshot_count = 8\n").unwrap();
+    // The hazard per month band is off by default; on here, so that its
+    // fit, refit and holdout checks run.
+    std::fs::write(
+        &cfg,
+        "[features]\nsnapshot_count = 8\n[train]\nhazard_per_band = true\n",
+    )
+    .unwrap();
     let (d, o, c) = (
         data.to_str().unwrap(),
         out.to_str().unwrap(),
