@@ -310,6 +310,30 @@ fn the_report_renders_in_chromium_with_every_section_chart_and_the_arms_figures(
             "{arm}'s recapture rate not on the page"
         );
     }
+    // The return model's candidates, each with its policy's value on past
+    // offers no model saw, and the sentence saying which was kept.
+    let ev: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("models/v0001/evaluation.json")).unwrap(),
+    )
+    .unwrap();
+    let ret = ev["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "return")
+        .unwrap();
+    let choice = ret["choice"].as_str().unwrap();
+    assert!(text.contains(choice), "the return model's choice: {choice}");
+    for c in ret["candidates"].as_array().unwrap() {
+        let learner = c["learner"].as_str().unwrap();
+        let dr = c["policy_value"]["dr"]["estimate"].as_f64().unwrap();
+        assert!(text.contains(learner), "{learner} not on the page");
+        assert!(
+            text.contains(&money(dr)),
+            "{learner}'s policy value {} not on the page",
+            money(dr)
+        );
+    }
     let height = wide["height"].as_f64().unwrap() as u32;
     let (w, h) = screenshot(
         &page,

@@ -1103,6 +1103,63 @@ fn model_title(name: &str) -> &str {
     }
 }
 
+/// The return model's candidates side by side: holdout fit and what the
+/// policy each implies is worth on past offers no model saw, with the
+/// sentence saying which was kept and why. Empty without candidates.
+fn return_candidates(models: &[Value]) -> String {
+    let Some(m) = models
+        .iter()
+        .find(|m| js(m, &["model"]).as_deref() == Some("return"))
+    else {
+        return String::new();
+    };
+    let list = at(m, &["candidates"])
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if list.len() < 2 {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            let dr = |k: &str| jf(c, &["policy_value", "dr", k]);
+            vec![
+                esc(&js(c, &["learner"]).unwrap_or_default()),
+                num(jf(c, &["holdout", "log_loss"]), 4),
+                num(jf(c, &["holdout", "roc_auc"]), 3),
+                dr("estimate").map(money).unwrap_or_else(|| "-".into()),
+                match dr("estimate") {
+                    Some(_) => money_range(interval(dr("lo"), dr("hi"))),
+                    None => "-".into(),
+                },
+                jf(c, &["policy_value", "matched"])
+                    .map(count)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut out = String::from(
+        "<p>The return model's candidates: one model for every arm (logistic, boosted trees) and a model per arm. Each is judged by its fit on the held-out offers and by what its policy (each past offer given the arm of highest expected profit) is worth on past randomised offers no model was fitted on (doubly robust, profit per offer).</p>\n",
+    );
+    out.push_str(&table(
+        &[
+            "candidate",
+            "log loss",
+            "AUC",
+            "policy profit per offer",
+            "interval",
+            "offers matched",
+        ],
+        &rows,
+        &[1, 2, 3, 4, 5],
+    ));
+    if let Some(choice) = js(m, &["choice"]).filter(|c| !c.is_empty()) {
+        out.push_str(&format!("<p>{}.</p>\n", esc(&choice)));
+    }
+    out
+}
+
 fn models(ev: &Value, data: &mut Vec<(String, DataFrame)>) -> Result<String> {
     let mut out = String::new();
     let empty = Vec::new();
@@ -1199,6 +1256,7 @@ fn models(ev: &Value, data: &mut Vec<(String, DataFrame)>) -> Result<String> {
         &rows,
         &[2, 3, 4, 5, 6, 7, 8, 9],
     ));
+    out.push_str(&return_candidates(list));
     // One calibration chart per model: their scales differ by tenfold.
     let mut grid = String::from("<div class=\"grid2\">\n");
     for line in &calibration {
