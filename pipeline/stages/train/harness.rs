@@ -1486,4 +1486,42 @@ mod tests {
         let y2 = bool_column(&s2, "label").unwrap();
         assert_eq!(y2.iter().filter(|v| !**v).count(), n / 25);
     }
+
+    /// Rows split by their month band (the count of band steps set), each
+    /// part with the columns before the bands only, labels, weights and
+    /// groups following their rows.
+    #[test]
+    fn rows_split_by_their_band_steps() {
+        // Two base columns, then two band steps: bands 0, 1, 2.
+        let steps = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]];
+        let band = |r: usize| (r * 7) % 3;
+        let n = 30;
+        let x = Array2::from_shape_fn((n, 4), |(r, j)| match j {
+            0 => r as f64,
+            1 => -(r as f64),
+            _ => steps[band(r)][j - 2],
+        });
+        let f = Fitting {
+            x,
+            y: (0..n).map(|r| r % 4 == 0).collect(),
+            weights: Some((0..n).map(|r| 1.0 + r as f64).collect()),
+            groups: Some((0..n).map(|r| r / 2).collect()),
+        };
+        let parts = by_steps(&f, 2, 3);
+        assert_eq!(parts.len(), 3);
+        let mut seen = 0;
+        for (b, part) in parts.iter().enumerate() {
+            assert_eq!(part.x.ncols(), 2, "band columns dropped");
+            for (i, row) in part.x.rows().into_iter().enumerate() {
+                let r = row[0] as usize;
+                assert_eq!(band(r), b, "row {r} in band {b}");
+                assert_eq!(row[1], -(r as f64));
+                assert_eq!(part.y[i], r % 4 == 0);
+                assert_eq!(part.weights.as_ref().unwrap()[i], 1.0 + r as f64);
+                assert_eq!(part.groups.as_ref().unwrap()[i], r / 2);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, n, "every row in one band");
+    }
 }
