@@ -15,6 +15,10 @@
 //!   training rows the trees never saw.
 //!
 //! `train.learner = "auto"` keeps the one with the lower holdout log loss.
+//! The return model also has a model per arm of each kind (a T-learner)
+//! and is chosen by its policy's value on past offers no model saw (see
+//! [`return_model`]); the hazard may have a model per month band
+//! (`train.hazard_per_band`).
 //!
 //! - Return: P(return within the response window | features, arm), with
 //!   arm main effects (control is the reference) and arm x feature

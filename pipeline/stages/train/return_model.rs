@@ -1,7 +1,11 @@
 //! The return model: P(return within the response window | features,
 //! arm), with arm main effects (control is the reference) and arm x
-//! feature interactions, so each lapsed subscriber gets a probability under
-//! every arm; Qini of each arm over control on the holdout.
+//! feature interactions (the pooled S-learner), or a model per arm (the
+//! T-learner), so each lapsed subscriber gets a probability under every
+//! arm; Qini of each arm over control on the holdout for every candidate.
+//! The choice among the candidates waits for the second lifetime (the
+//! `train` command values each candidate's policy on past offers no
+//! model saw), then the chosen one is refitted.
 
 use polars::prelude::*;
 use winback_models::uplift::qini;
