@@ -1503,7 +1503,7 @@ mod tests {
         });
         let f = Fitting {
             x,
-            y: (0..n).map(|r| r % 4 == 0).collect(),
+            y: (0..n).map(|r| r.is_multiple_of(4)).collect(),
             weights: Some((0..n).map(|r| 1.0 + r as f64).collect()),
             groups: Some((0..n).map(|r| r / 2).collect()),
         };
@@ -1516,7 +1516,7 @@ mod tests {
                 let r = row[0] as usize;
                 assert_eq!(band(r), b, "row {r} in band {b}");
                 assert_eq!(row[1], -(r as f64));
-                assert_eq!(part.y[i], r % 4 == 0);
+                assert_eq!(part.y[i], r.is_multiple_of(4));
                 assert_eq!(part.weights.as_ref().unwrap()[i], 1.0 + r as f64);
                 assert_eq!(part.groups.as_ref().unwrap()[i], r / 2);
                 seen += 1;
