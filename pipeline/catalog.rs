@@ -163,13 +163,24 @@ pub fn read_schema(table: Table, path: &Path) -> Result<(Schema, usize)> {
     }
     f.seek(SeekFrom::Start(0))
         .map_err(Error::io("read", path))?;
-    let mut reader = ParquetReader::new(f);
-    let schema = reader
-        .schema()
-        .map_err(|e| bad(format!("unreadable footer: {e}")))?;
-    let rows = reader
-        .num_rows()
-        .map_err(|e| bad(format!("unreadable footer: {e}")))?;
+    // A damaged footer can make polars' metadata reader panic (a
+    // statistics field of the wrong type, seen by the random-damage test):
+    // an error naming the file instead.
+    let footer = std::panic::catch_unwind(move || {
+        let mut reader = ParquetReader::new(f);
+        let schema = reader.schema()?;
+        let rows = reader.num_rows()?;
+        Ok::<_, PolarsError>((schema, rows))
+    });
+    let (schema, rows) = match footer {
+        Ok(read) => read.map_err(|e| bad(format!("unreadable footer: {e}")))?,
+        Err(panic) => {
+            return Err(bad(format!(
+                "unreadable footer (polars failed reading it: {}): a damaged Parquet footer?",
+                crate::stages::panic_text(panic.as_ref())
+            )));
+        }
+    };
     // A time zone polars does not know would make the conversion below
     // panic: name the column instead.
     for (name, field) in schema.iter() {
@@ -187,11 +198,7 @@ pub fn read_schema(table: Table, path: &Path) -> Result<(Schema, usize)> {
     // panic.
     let converted = std::panic::catch_unwind(|| Schema::from_arrow_schema(&schema));
     let schema = converted.map_err(|panic| {
-        let what = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
+        let what = crate::stages::panic_text(panic.as_ref());
         let columns: Vec<String> = schema
             .iter()
             .map(|(n, f)| format!("{n}: {:?}", f.dtype()))

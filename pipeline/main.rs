@@ -9,6 +9,9 @@ use winback::Error;
 use winback::cli::{Cli, Command, LogFormat};
 use winback::progress;
 
+/// Panics seen, for the report of one that is not caught.
+static PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = if cli.quiet {
@@ -49,10 +52,32 @@ fn main() -> ExitCode {
             .init(),
     }
 
+    // A panic that the code catches (polars' readers on a damaged file,
+    // turned into a data error naming the table) prints nothing; one that
+    // reaches here is a bug, printed as Rust prints panics, exit 101.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let text = format!(
+            "thread '{}' panicked at {}:\n{}",
+            thread.name().unwrap_or("<unnamed>"),
+            info.location().map(|l| l.to_string()).unwrap_or_default(),
+            winback::stages::panic_text(info.payload())
+        );
+        if let Ok(mut seen) = PANICS.lock() {
+            seen.push(text);
+        }
+    }));
     let stdout = std::io::stdout();
     let mut out = progress::Stdout::new(stdout.lock());
-    let result = winback::commands::execute_with(&cli.command, &mut out, cli.quiet);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        winback::commands::execute_with(&cli.command, &mut out, cli.quiet)
+    }));
     let _ = out.flush();
+    let Ok(result) = result else {
+        let seen = PANICS.lock().map(|p| p.join("\n")).unwrap_or_default();
+        eprintln!("{seen}\nwinback: internal error (a bug; please report it with the lines above)");
+        return ExitCode::from(101);
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

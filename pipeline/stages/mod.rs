@@ -18,6 +18,15 @@ use polars::prelude::{DataFrame, Engine, LazyFrame};
 
 use crate::error::{Error, Result};
 
+/// The message of a caught panic (empty when it carried none).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 /// Runs a plan on polars' streaming engine, which processes the inputs in
 /// morsels, so memory follows the plan's state (group and join tables), not
 /// the size of the scanned files. `context` names the step in errors.
@@ -35,11 +44,7 @@ pub fn collect(lf: LazyFrame, context: impl Into<String>) -> Result<DataFrame> {
     match run {
         Ok(r) => r.map_err(Error::polars(context)),
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let what = panic_text(panic.as_ref());
             Err(Error::Data {
                 table: context,
                 message: format!(
