@@ -332,7 +332,7 @@ fn drift_reference(m: &Model, snapshots: &DataFrame) -> Result<drift::DriftRefer
 
 /// Chooses the return model among its candidates: the one with the lowest
 /// holdout log loss, unless another's policy (each offer's arm of highest
-/// expected profit) is worth more on the past randomised offers no model
+/// expected profit among no offer and `simulate.arms`) is worth more on the past randomised offers no model
 /// was fitted on, by a doubly-robust gain per offer whose interval lies
 /// above zero. Without a second lifetime or such offers, by log loss; each
 /// candidate's policy value is recorded where there is one.
@@ -366,11 +366,15 @@ fn choose_return(
     let second = second.as_evaluated();
     let rets: Vec<(String, &ReturnModel)> = names.iter().cloned().zip(&evaluated).collect();
     let level = settings.simulate.interval;
+    // The arms the campaign may offer (`simulate.arms`), as `simulate`
+    // chooses among them.
+    let allowed: Vec<usize> = settings.simulate.arms.iter().map(|a| a.index()).collect();
     let Some(v) = candidate_values(
         offers,
         &rets,
         &second,
         &settings.economics,
+        &allowed,
         level,
         reference,
     )?

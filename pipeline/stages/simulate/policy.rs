@@ -353,7 +353,8 @@ fn logged(offers: &DataFrame, point: &[Vec<Outcome>], economics: &Economics) -> 
 /// Each return-model candidate's value on the past offers no model was
 /// fitted on: the policy its probabilities imply (each offer's arm of
 /// highest expected profit, `P(return | arm)` times the second lifetime's
-/// net value less the contact, over every arm), valued by IPS,
+/// net value less the contact, among no offer and the `allowed` arms),
+/// valued by IPS,
 /// self-normalised IPS and doubly robust with the candidate's own
 /// expected profits; with each candidate's paired doubly-robust gain over
 /// candidate `reference`. `rets` are evaluated fits sharing one split;
@@ -364,6 +365,7 @@ pub fn candidate_values(
     rets: &[(String, &ReturnModel)],
     second: &SecondLifetimeModel,
     economics: &Economics,
+    allowed: &[usize],
     level: f64,
     reference: usize,
 ) -> Result<Option<CandidateValues>> {
@@ -397,9 +399,13 @@ pub fn candidate_values(
                     .collect()
             })
             .collect();
+        let arms: Vec<usize> = std::iter::once(0)
+            .chain(allowed.iter().copied().filter(|a| *a > 0 && *a < q.len()))
+            .collect();
         let policy: Vec<usize> = (0..offers.height())
             .map(|i| {
-                (0..q.len())
+                arms.iter()
+                    .copied()
                     .max_by(|a, b| q[*a][i].total_cmp(&q[*b][i]))
                     .unwrap_or(0)
             })
