@@ -153,8 +153,11 @@ pub struct RawSimulate {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTrain {
-    /// `auto` (lower holdout log loss), `logistic` or `boosted`. Default auto.
+    /// `auto` (lower holdout log loss), `logistic` or `boosted`, for the
+    /// return and churn models. Default auto.
     pub learner: Option<LearnerChoice>,
+    /// The same for the second lifetime's hazard. Default logistic.
+    pub hazard_learner: Option<LearnerChoice>,
     /// Latest share of rows held out for evaluation. Default 0.25.
     pub holdout_share: Option<f64>,
     /// Cross-validation folds. Default 4.
@@ -921,6 +924,7 @@ fn resolve_train(raw: &RawTrain, problems: &mut Vec<String>) -> TrainSettings {
     }
     TrainSettings {
         learner: raw.learner.unwrap_or_default(),
+        hazard_learner: raw.hazard_learner.unwrap_or(d.hazard_learner),
         holdout_share,
         folds,
         seed: raw.seed.unwrap_or(d.seed),

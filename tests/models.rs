@@ -61,11 +61,12 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
     // calibration intercept of 0.30 and fails this test, rightly.
     common::generate(&data, 80_000, 13);
     let cfg = tmp.path().join("c.toml");
-    // The hazard per month band is off by default; on here, so that its
-    // fit, refit and holdout checks run.
+    // The hazard per month band is off by default and the hazard's
+    // learner logistic; both learners and the models per band here, so
+    // that their fit, refit and holdout checks run.
     std::fs::write(
         &cfg,
-        "[features]\nsnapshot_count = 8\n[train]\nhazard_per_band = true\n",
+        "[features]\nsnapshot_count = 8\n[train]\nhazard_per_band = true\nhazard_learner = \"auto\"\n",
     )
     .unwrap();
     let (d, o, c) = (

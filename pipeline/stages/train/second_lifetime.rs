@@ -255,17 +255,27 @@ pub fn fit_second_lifetime(
             .map_err(Error::polars("second-lifetime model: won_back_by"))
     };
     let (train, test) = (fill(train)?, fill(test)?);
-    let mut features = choose_features(manifest, &train, &[], &[], "")?;
-    features.push(WON_BACK_BY.into());
+    let features = choose_features(manifest, &train, &[], &[], "")?;
+    // The hazard takes the winning arm as arm columns (returns no offer
+    // won back, `none`, are the reference) and each arm's interaction with
+    // the leave reason: an upgrade keeps a price leaver longer than it
+    // keeps one who left over the service, and an arm's average over the
+    // reasons misvalues both (on generated truth, upgrade's price leavers
+    // were moved to the discount at a loss).
+    let interact = if features.iter().any(|f| f == f::LEAVE_REASON) {
+        vec![f::LEAVE_REASON.to_string()]
+    } else {
+        Vec::new()
+    };
     let problem = Problem {
         name: "second lifetime",
         manifest: &hazard_manifest,
         features,
         train,
         test,
-        arm_column: String::new(),
-        arms: Vec::new(),
-        interact: Vec::new(),
+        arm_column: WON_BACK_BY.into(),
+        arms: ARMS.iter().map(|a| a.to_string()).collect(),
+        interact,
         bands: s.hazard_bands.clone(),
         rare_event_ratio: 0.0,
     };
@@ -274,11 +284,15 @@ pub fn fit_second_lifetime(
         censored: f::CENSORED,
         max_months: s.survival_months,
     };
-    let mut fits = fit_candidates(&problem, &rows, s)?;
-    if s.hazard_per_band && problem.bands.len() > 1 {
-        for kind in s.learner_kinds() {
+    // The hazard's own learner (`train.hazard_learner`, logistic unless
+    // set): its value is an extrapolation over the horizon, beyond the
+    // months the holdout follows.
+    let hs = s.for_hazard();
+    let mut fits = fit_candidates(&problem, &rows, &hs)?;
+    if hs.hazard_per_band && problem.bands.len() > 1 {
+        for kind in hs.learner_kinds() {
             let bins = fits.step_bins.unwrap_or(0);
-            match fit_per_band(&problem, &rows, s, kind, bins) {
+            match fit_per_band(&problem, &rows, &hs, kind, bins) {
                 Ok((kept, candidate)) => fits.push(kept, candidate),
                 Err(Error::Fit { message, .. }) => {
                     tracing::warn!(model = "second lifetime", "left out: {message}")
@@ -307,7 +321,12 @@ pub fn fit_second_lifetime(
             .map_err(Error::polars("second-lifetime margin: rows"))
     };
     let (mt, mv) = (margin_rows(&problem.train)?, margin_rows(&problem.test)?);
-    let names: Vec<&str> = problem.features.iter().map(String::as_str).collect();
+    let names: Vec<&str> = problem
+        .features
+        .iter()
+        .map(String::as_str)
+        .chain([WON_BACK_BY])
+        .collect();
     let layout = Layout {
         design: Design::fit(&hazard_manifest, &mt, &names)?,
         arm_column: String::new(),
