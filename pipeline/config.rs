@@ -180,6 +180,9 @@ pub struct RawTrain {
     /// tree on the fifth with the largest gradients and a tenth of the
     /// rest). Default false.
     pub boosted_goss: Option<bool>,
+    /// Share of the fitting rows each tree is grown on, drawn afresh per
+    /// tree (0 to 1; 1: every row). Default 1.
+    pub boosted_subsample: Option<f64>,
     /// Boosted trees' histograms filled row by row from a tiled copy of
     /// the binned rows (forust-ml's `tiled_histograms`) instead of a column
     /// at a time. Default true.
@@ -903,6 +906,14 @@ fn resolve_train(raw: &RawTrain, problems: &mut Vec<String>) -> TrainSettings {
             12,
         ),
         goss: raw.boosted_goss.unwrap_or(d.boosted.goss),
+        subsample: bounded(
+            problems,
+            "train.boosted_subsample",
+            raw.boosted_subsample,
+            d.boosted.subsample,
+            0.05,
+            1.0,
+        ),
         tiled_histograms: raw
             .boosted_tiled_histograms
             .unwrap_or(d.boosted.tiled_histograms),

@@ -60,6 +60,17 @@ pub struct BoostedParams {
     /// Models stored before the setting existed read it as false.
     #[serde(default)]
     pub tiled_histograms: bool,
+    /// Share of the fitting rows each tree is grown on, drawn afresh per
+    /// tree (stochastic gradient boosting, forust-ml's random sampler);
+    /// 1 grows every tree on every row. Early stopping and calibration
+    /// still see every validation row. Ignored with `goss`. Models stored
+    /// before the setting existed read it as 1.
+    #[serde(default = "every_row")]
+    pub subsample: f64,
+}
+
+fn every_row() -> f64 {
+    1.0
 }
 
 impl Default for BoostedParams {
@@ -76,6 +87,7 @@ impl Default for BoostedParams {
             rare_event_ratio: 0.0,
             goss: false,
             tiled_histograms: true,
+            subsample: 1.0,
         }
     }
 }
@@ -119,6 +131,9 @@ impl BoostedParams {
                 "rare_event_ratio {} is neither 0 (off) nor a number of at least 1",
                 self.rare_event_ratio
             ));
+        }
+        if !(self.subsample > 0.0 && self.subsample <= 1.0) {
+            problems.push(format!("subsample {} is not in (0, 1]", self.subsample));
         }
         if problems.is_empty() {
             Ok(CheckedBoostedParams(self))
@@ -550,6 +565,10 @@ impl BoostedModel {
             .set_seed(params.seed);
         if params.goss {
             booster = booster.set_sample_method(forust_ml::sampler::SampleMethod::Goss);
+        } else if params.subsample < 1.0 {
+            booster = booster
+                .set_sample_method(forust_ml::sampler::SampleMethod::Random)
+                .set_subsample(params.subsample as f32);
         }
         let mt = Matrix::new(&xt, train.len(), x.ncols());
         let mv = Matrix::new(&xv, valid.len(), x.ncols());
@@ -772,6 +791,37 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("validation_share"), "{e}");
+        let e = BoostedParams {
+            subsample: 0.0,
+            ..BoostedParams::default()
+        }
+        .check()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("subsample"), "{e}");
+    }
+
+    #[test]
+    fn trees_on_half_the_rows_each_still_learn_and_differ() {
+        let (x, y, _) = data(20_000, 1);
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let fit = |subsample: f64| {
+            let params = BoostedParams {
+                subsample,
+                ..BoostedParams::default()
+            };
+            BoostedModel::fit(x.view(), &y, &names, params.check().unwrap()).unwrap()
+        };
+        let (all, half) = (fit(1.0), fit(0.5));
+        let (xt, yt, truth) = data(10_000, 2);
+        let p = half.predict(xt.view()).unwrap();
+        let auc = crate::metrics::roc_auc(&p, &yt).unwrap().unwrap();
+        let best = crate::metrics::roc_auc(&truth, &yt).unwrap().unwrap();
+        assert!(auc > best - 0.02, "AUC {auc} vs true model {best}");
+        // Each tree saw its own draw of rows: not the trees of every row.
+        assert_ne!(p, all.predict(xt.view()).unwrap());
+        // The same seed draws the same rows.
+        assert_eq!(p, fit(0.5).predict(xt.view()).unwrap());
     }
 
     /// A threshold and an interaction no linear model can express.
