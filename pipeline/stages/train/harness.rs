@@ -936,6 +936,10 @@ fn fit_groups(
     let width = (names.len() + 1).saturating_sub(parts.len());
     let mut learners = Vec::with_capacity(parts.len());
     let mut hyper = BTreeMap::from([("step_bins".to_string(), bins as f64)]);
+    // The groups share the model's cross-validation budget
+    // (`train.cv_max_rows`): five arms cross-validate on as many rows in
+    // all as one pooled model does.
+    let cv_rows = s.cv_max_rows.div_ceil(parts.len().max(1));
     for (group, key, part) in parts {
         let positives = part.positives();
         if positives == 0 || positives == part.count() {
@@ -958,7 +962,7 @@ fn fit_groups(
             hyper.insert(format!("trees[{key}]"), m.trees as f64);
             Learner::Boosted(Box::new(m))
         } else {
-            let cv = part.select(&subsample(part.x.nrows(), s.cv_max_rows, s.seed));
+            let cv = part.select(&subsample(part.x.nrows(), cv_rows, s.seed));
             let (alpha, _) = choose_alpha(
                 cv.x.view(),
                 &cv.y,
