@@ -77,10 +77,70 @@ pub struct Outcome {
     pub variance: f64,
 }
 
+/// An arm's hazard parts that differ only in their last columns, each
+/// band's the same for every row (a pooled hazard's month-band steps):
+/// band `b`'s linear predictor is band 0's plus `shift[b] . coef[start..]`,
+/// one dot product per row instead of one per band.
+#[derive(Debug, Clone, PartialEq)]
+struct BandShift {
+    start: usize,
+    shift: Vec<Vec<f64>>,
+}
+
+impl BandShift {
+    /// The shift of `parts`, when they have one.
+    fn of(parts: &[LinearPart]) -> Option<BandShift> {
+        let first = parts.first()?;
+        let (w, n) = (first.width, first.rows());
+        if parts.len() < 2
+            || n == 0
+            || parts
+                .iter()
+                .any(|p| p.width != w || p.logistic != first.logistic || p.rows() != n)
+        {
+            return None;
+        }
+        fn row(p: &LinearPart, i: usize) -> &[f64] {
+            &p.features[i * p.width..(i + 1) * p.width]
+        }
+        // The first column in which any band differs from band 0 in any row.
+        let mut start = w;
+        for p in &parts[1..] {
+            for i in 0..n {
+                let (r0, rb) = (row(first, i), row(p, i));
+                if let Some(j) = (0..start).find(|j| r0[*j] != rb[*j]) {
+                    start = j;
+                }
+            }
+        }
+        // From there on every band's columns are the same in every row.
+        for p in parts {
+            let tail = &row(p, 0)[start..];
+            if (1..n).any(|i| &row(p, i)[start..] != tail) {
+                return None;
+            }
+        }
+        let base = &row(first, 0)[start..];
+        let shift = parts
+            .iter()
+            .map(|p| {
+                row(p, 0)[start..]
+                    .iter()
+                    .zip(base)
+                    .map(|(b, a)| b - a)
+                    .collect()
+            })
+            .collect();
+        Some(BandShift { start, shift })
+    }
+}
+
 /// The simulation of a set of rows under every arm.
 #[derive(Debug, Clone)]
 pub struct Simulator {
     arms: Vec<ArmInputs>,
+    /// Per arm, its hazard bands' shift when they have one.
+    shifts: Vec<Option<BandShift>>,
     bands: Vec<u32>,
     discounting: Discounting,
     economics: Economics,
@@ -155,7 +215,9 @@ impl Simulator {
             Posterior::new(&hazard.coef, &hazard.covariance)?,
             Posterior::new(&first.margin.coef, &first.margin.covariance)?,
         ];
+        let shifts = arms.iter().map(|a| BandShift::of(&a.hazard)).collect();
         Ok(Simulator {
+            shifts,
             bands,
             discounting: economics.discounting(),
             economics: *economics,
@@ -193,7 +255,19 @@ impl Simulator {
         let arm = &self.arms[a];
         let p = arm.ret.predict_row(i, &c.ret).clamp(0.0, 1.0);
         let m = arm.margin.predict_row(i, &c.margin);
-        let hazard = |b: usize| arm.hazard[b].predict_row(i, &c.hazard).clamp(0.0, 1.0);
+        let shift = self.shifts[a].as_ref();
+        let eta0 = shift.map(|_| arm.hazard[0].eta_row(i, &c.hazard));
+        let hazard = |b: usize| {
+            match (shift, eta0) {
+                (Some(s), Some(eta0)) => {
+                    let tail = &c.hazard[s.start..];
+                    let eta = eta0 + s.shift[b].iter().zip(tail).map(|(x, c)| x * c).sum::<f64>();
+                    arm.hazard[b].link(eta)
+                }
+                _ => arm.hazard[b].predict_row(i, &c.hazard),
+            }
+            .clamp(0.0, 1.0)
+        };
         let package = arm.package[i];
         let horizon = self.discounting.horizon();
         let (mut alive, mut value, mut cost, mut months) = (1.0, 0.0, 0.0, 0.0);
@@ -386,6 +460,76 @@ mod tests {
 
     fn logit(p: f64) -> f64 {
         (p / (1.0 - p)).ln()
+    }
+
+    /// Six band parts of a pooled hazard over `n` rows: shared columns
+    /// (a constant and three varying ones), then five step columns the same
+    /// in every row of a band.
+    fn banded(n: usize, seed: u64) -> Vec<LinearPart> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let shared: Vec<[f64; 3]> = (0..n)
+            .map(|_| std::array::from_fn(|_| StandardNormal.sample(&mut rng)))
+            .collect();
+        let coef = vec![-3.5, 0.3, -0.2, 0.1, 0.4, -0.3, 0.2, -0.1, 0.05];
+        (0..6)
+            .map(|b| {
+                let mut features = Vec::with_capacity(n * 9);
+                for row in &shared {
+                    features.push(1.0);
+                    features.extend(row);
+                    // Standardised steps: not 0 and 1.
+                    features.extend((1..6).map(|j| if b >= j { 1.3 } else { -0.7 }));
+                }
+                LinearPart {
+                    features,
+                    width: 9,
+                    coef: coef.clone(),
+                    covariance: Vec::new(),
+                    logistic: true,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn band_shifts_give_every_band_s_hazard_from_one_dot_product() {
+        let n = 50;
+        let hazard = banded(n, 7);
+        let shift = BandShift::of(&hazard).expect("a shift");
+        assert_eq!(shift.start, 4);
+        let arm = ArmInputs {
+            contact: true,
+            ret: constant(n, -0.5, true),
+            hazard,
+            margin: constant(n, 25.0, false),
+            package: vec![Package::Both; n],
+        };
+        let e = Economics::default();
+        let mut sim = Simulator::new(vec![arm], vec![1, 4, 7, 13, 25, 37], &e).unwrap();
+        let mut c = sim.fitted();
+        c.hazard = vec![-3.0, 0.5, -0.4, 0.2, 0.6, -0.5, 0.3, -0.2, 0.1];
+        let fast: Vec<Outcome> = (0..n).map(|i| sim.outcome(0, i, &c)).collect();
+        sim.shifts = vec![None];
+        let slow: Vec<Outcome> = (0..n).map(|i| sim.outcome(0, i, &c)).collect();
+        for (f, s) in fast.iter().zip(&slow) {
+            assert!(
+                (f.value - s.value).abs() <= 1e-12 * s.value.abs(),
+                "{f:?} {s:?}"
+            );
+            assert!(
+                (f.months - s.months).abs() <= 1e-12 * s.months,
+                "{f:?} {s:?}"
+            );
+        }
+        // Tails that vary by row (a calibrated tree score per band), a
+        // single band and bands of another width have none.
+        let mut varying = banded(n, 7);
+        varying[2].features[9 + 8] += 0.5;
+        assert!(BandShift::of(&varying).is_none());
+        assert!(BandShift::of(&banded(n, 7)[..1]).is_none());
+        let mut narrow = banded(n, 7);
+        narrow[3].width = 3;
+        assert!(BandShift::of(&narrow).is_none());
     }
 
     #[test]

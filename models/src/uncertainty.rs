@@ -63,8 +63,17 @@ impl LinearPart {
 
     /// The prediction of row `i` under coefficients `coef`.
     pub fn predict_row(&self, i: usize, coef: &[f64]) -> f64 {
+        self.link(self.eta_row(i, coef))
+    }
+
+    /// The linear predictor of row `i` under coefficients `coef`.
+    pub fn eta_row(&self, i: usize, coef: &[f64]) -> f64 {
         let row = &self.features[i * self.width..(i + 1) * self.width];
-        let eta: f64 = row.iter().zip(coef).map(|(a, b)| a * b).sum();
+        row.iter().zip(coef).map(|(a, b)| a * b).sum()
+    }
+
+    /// The link applied to a linear predictor.
+    pub fn link(&self, eta: f64) -> f64 {
         if self.logistic {
             1.0 / (1.0 + (-eta).exp())
         } else {
