@@ -1358,15 +1358,10 @@ fn a_corrupt_page_is_a_data_error_naming_the_table() {
 fn damaged_footers_never_make_the_binary_panic() {
     use rand::{Rng, SeedableRng};
     let s = Sample::new();
-    let names = [
-        "subscribers",
-        "billing",
-        "complaints",
-        "referrals",
-        "churn_events",
-        "reactivations",
-        "winback_offers",
-    ];
+    let names: Vec<&str> = winback::schema::Table::ALL
+        .iter()
+        .map(|t| t.name())
+        .collect();
     let originals: Vec<Vec<u8>> = names
         .iter()
         .map(|n| std::fs::read(s.table(n)).unwrap())

@@ -10,16 +10,8 @@ use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 use winback::cli::Cli;
 use winback::commands::execute;
+use winback::schema::Table;
 
-const TABLES: [&str; 7] = [
-    "subscribers",
-    "billing",
-    "complaints",
-    "referrals",
-    "churn_events",
-    "reactivations",
-    "winback_offers",
-];
 
 /// A small generated sample, made once.
 fn sample() -> &'static std::path::Path {
@@ -51,11 +43,11 @@ fuzz_target!(|data: &[u8]| {
     let run = tempfile::tempdir().unwrap();
     let copy = run.path().join("data");
     std::fs::create_dir(&copy).unwrap();
-    for t in TABLES {
+    for t in Table::ALL.map(Table::name) {
         let from = base.join(format!("{t}.parquet"));
         std::fs::copy(&from, copy.join(format!("{t}.parquet"))).unwrap();
     }
-    let table = TABLES[*first as usize % TABLES.len()];
+    let table = Table::ALL[*first as usize % Table::ALL.len()].name();
     std::fs::write(copy.join(format!("{table}.parquet")), bytes).unwrap();
     let cli = Cli::parse_from([
         "winback",
