@@ -1029,3 +1029,66 @@ fn hand_computed_fixtures_second_set() {
         "extra columns are in the manifest: {names:?}"
     );
 }
+
+/// `run` scores and simulates on the features stage's own active and
+/// lapsed rows (`Features::current`), built from the tables with coded ids
+/// and the ledger of bills; `score` builds them from the inputs with text
+/// ids and streamed bills (`features::current`). They are the same rows,
+/// column by column, as of the data's end and as of a date a year before.
+#[test]
+fn the_stages_rows_as_of_the_date_are_those_scoring_builds() {
+    use winback::schema::Table;
+    use winback::stages::features::{Dates, FeatureSettings, Inputs, build, current, data_end};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::generate(&data, 3_000, 5);
+    let mut tables = BTreeMap::new();
+    for t in Table::ALL {
+        if let Some(src) = winback::catalog::locate(&data, t).unwrap() {
+            tables.insert(t, winback::catalog::scan(&src).unwrap());
+        }
+    }
+    let inputs = Inputs::new(tables);
+    let s = FeatureSettings::default();
+    let end = data_end(&inputs).unwrap().date;
+    let mut lapsed_days = Vec::new();
+    for as_of in [end, end - chrono::Duration::days(365)] {
+        let dates = Dates {
+            as_of,
+            data_end: end,
+            data_end_set_by: "test".into(),
+        };
+        let built = build(&inputs, &s, dates.clone(), &mut |_, _, _| Ok(())).unwrap();
+        let derived = built.current(&s).unwrap();
+        let direct = current(&inputs, &s, dates).unwrap();
+        for (what, a, b) in [
+            ("active", &derived.active, &direct.active),
+            ("lapsed", &derived.lapsed, &direct.lapsed),
+        ] {
+            assert!(a.height() > 200, "{as_of} {what}: {} rows", a.height());
+            assert_eq!(a.get_column_names(), b.get_column_names(), "{as_of} {what}");
+            assert_eq!(a.height(), b.height(), "{as_of} {what}");
+            for c in a.columns() {
+                assert!(
+                    c.equals_missing(b.column(c.name()).unwrap()),
+                    "{as_of} {what}: column {} differs",
+                    c.name()
+                );
+            }
+        }
+        assert_eq!(derived.manifest, direct.manifest, "{as_of}");
+        assert_eq!((derived.as_of, derived.data_end), (as_of, end));
+        lapsed_days.push(
+            derived
+                .lapsed
+                .column("days_since_defection")
+                .unwrap()
+                .i32()
+                .unwrap()
+                .sum(),
+        );
+    }
+    // The date moves the rows: the earlier date's lapsed are not the
+    // end's with other day counts only.
+    assert_ne!(lapsed_days[0], lapsed_days[1]);
+}

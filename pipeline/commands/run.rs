@@ -116,22 +116,22 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
     let validated = validate::validate(settings, out)?;
     clock.lap("validate");
     let tables = validated.tables.clone();
-    features::features(settings, validated, out)?;
+    // The features as of the date for scoring and the simulation, taken
+    // from the features stage's active and lapsed rows (what `score`
+    // builds from the inputs); the stage's other rows are dropped before
+    // training.
+    let current = features::features(settings, validated, out)?.current(&settings.features)?;
     clock.lap("features");
     let trained = train::train(settings, out)?;
     models::after_training(settings, &trained.version, out)?;
     clock.lap("train");
     let version = catalog(settings).model_version(None)?;
-    // The features as of the date, built once for scoring and the
-    // simulation (timed with the score).
     let scoring_started = std::time::Instant::now();
     let inputs = crate::stages::features::Inputs::new(tables);
-    let current = {
+    {
         let _progress = crate::progress::stage("score");
-        let current = score::current_features(settings, &inputs)?;
         score::score_current(settings, &current, None, scoring_started, out)?;
-        current
-    };
+    }
     clock.lap("score");
     let mut notes = RunNotes::default();
     let absent: Vec<&str> = [ModelKind::Return, ModelKind::SecondLifetime]

@@ -48,8 +48,8 @@ pub fn score(
 }
 
 /// The features as of the configured date of the subscribers active and
-/// lapsed then, which `score` and `simulate` both use (`run` builds them
-/// once for both).
+/// lapsed then, which `score` and `simulate` both use (`run` takes them
+/// from the features stage's rows, [`crate::stages::features::Features::current`]).
 pub(crate) fn current_features(settings: &Settings, inputs: &Inputs) -> Result<Current> {
     let started = Instant::now();
     let current = feature_stage::current(inputs, &settings.features, dates(inputs, settings)?)?;

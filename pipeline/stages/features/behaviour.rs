@@ -143,13 +143,17 @@ pub fn behaviour_through(
         known_through(s.bill_known).alias("__known"),
         month_index(col(f::LIFETIME_START)).alias("__life_month"),
     ]);
+    // The bills' side has text ids: the events' ids decoded for the join
+    // and the stream (the ledger is keyed as the events are).
     let billing = if inputs.joined_bills {
-        billing_joined(keyed(Table::Billing), lifetimes, s)
+        billing_joined(keyed(Table::Billing), inputs.decode_lazy(lifetimes), s)
     } else {
         let lifetimes = collect(lifetimes, "events' lifetimes")?;
         let sums = match ledger {
             Some(ledger) => ledger.aggregate(lifetimes)?,
-            None => super::ledger::stream(inputs.bill_rows(s.margin_rate), lifetimes)?,
+            None => {
+                super::ledger::stream(inputs.bill_rows(s.margin_rate), inputs.decode(lifetimes)?)?
+            }
         };
         let mean = |sum: &str, n: &str| mean_of(col(sum), col(n));
         sums.lazy().select([
@@ -624,11 +628,29 @@ mod tests {
         .unwrap()
     }
 
+    /// The events' features; on coded inputs the events' ids are coded
+    /// first, and the features' ids decoded.
     fn features(inputs: &Inputs, events: &DataFrame, s: &FeatureSettings) -> DataFrame {
-        let df = behaviour(inputs, events.clone().lazy(), s).unwrap();
-        df.sort([f::EVENT], SortMultipleOptions::default())
+        let coded = inputs.code_events(events.clone()).unwrap();
+        let df = behaviour(inputs, coded.lazy(), s).unwrap();
+        let df = df
+            .sort([f::EVENT], SortMultipleOptions::default())
             .collect()
-            .unwrap()
+            .unwrap();
+        let mut df = inputs.decode(df).unwrap();
+        // Decoded, the ids are the events' own, but for the id no table
+        // holds (null when coded); that one is put back.
+        let ids = events.column(col::SUBSCRIBER_ID).unwrap();
+        let decoded = df.column(col::SUBSCRIBER_ID).unwrap();
+        for i in 0..ids.len() {
+            let (a, b) = (ids.get(i).unwrap(), decoded.get(i).unwrap());
+            assert!(
+                a == b || (b.is_null() && a == AnyValue::String("s0300")),
+                "{a} decoded as {b}"
+            );
+        }
+        df.with_column(ids.clone()).unwrap();
+        df
     }
 
     #[test]
@@ -645,10 +667,20 @@ mod tests {
             let streamed = inputs(seed);
             let joined = streamed.clone().with_joined_bills();
             let grouped = streamed.clone().with_ledger(s.margin_rate).unwrap();
+            // Coded ids, with the ledger built after the codes and before.
+            let coded = streamed.clone().with_codes().unwrap();
+            let coded_grouped = coded.clone().with_ledger(s.margin_rate).unwrap();
+            let grouped_coded = grouped.clone().with_codes().unwrap();
             let ev = events(seed);
             let a = features(&joined, &ev, &s);
             assert_eq!(a.height(), ev.height());
-            for (path, inputs) in [("ledger", &grouped), ("streamed", &streamed)] {
+            for (path, inputs) in [
+                ("ledger", &grouped),
+                ("streamed", &streamed),
+                ("coded, streamed", &coded),
+                ("coded, then ledger", &coded_grouped),
+                ("ledger, then coded", &grouped_coded),
+            ] {
                 let b = features(inputs, &ev, &s);
                 assert_eq!(a.get_column_names(), b.get_column_names());
                 for c in a.columns() {

@@ -11,6 +11,7 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
 
+use super::ids::Ids;
 use super::ledger::Ledger;
 
 /// Days per month used to express day counts in months.
@@ -27,6 +28,9 @@ pub struct Inputs {
     /// plain polars way ([`Inputs::with_joined_bills`], the tests' check of
     /// the ledger and of the streamed sums).
     pub(crate) joined_bills: bool,
+    /// The subscriber ids' codes, when the smaller tables' ids are coded
+    /// ([`Inputs::with_codes`]).
+    ids: Option<Arc<Ids>>,
 }
 
 /// An empty frame with `table`'s contract columns.
@@ -51,6 +55,70 @@ impl Inputs {
             tables,
             ledger: None,
             joined_bills: false,
+            ids: None,
+        }
+    }
+
+    /// These inputs with the smaller tables read once into memory, their
+    /// subscriber ids replaced by integer codes ([`Ids`]): worth it where
+    /// many event sets join them. Billing stays as it is (the ledger reads
+    /// it). Frames built from coded tables carry codes in `subscriber_id`
+    /// until [`Inputs::decode`].
+    pub fn with_codes(mut self) -> Result<Self> {
+        if self.ids.is_some() {
+            return Ok(self);
+        }
+        let (ids, coded) = Ids::code(&self.tables)?;
+        tracing::debug!(ids = ids.len(), "features: subscriber ids coded");
+        self.tables.extend(coded);
+        self.ids = Some(Arc::new(ids));
+        // A ledger built before is keyed on the text ids: built again.
+        match self.ledger.take() {
+            Some(ledger) => {
+                let rate = ledger.margin_rate;
+                drop(ledger);
+                self.with_ledger(rate)
+            }
+            None => Ok(self),
+        }
+    }
+
+    /// Events (`subscriber_id` as text) with their ids coded as these
+    /// inputs' tables are (as is when not coded): an id no table holds
+    /// gets a null code.
+    #[cfg(test)]
+    pub(crate) fn code_events(&self, mut events: DataFrame) -> Result<DataFrame> {
+        let Some(ids) = &self.ids else {
+            return Ok(events);
+        };
+        let index = ids.index();
+        let codes = ids.codes(
+            &index,
+            events
+                .column(col::SUBSCRIBER_ID)
+                .map_err(Error::polars("events"))?,
+        )?;
+        drop(index);
+        events
+            .with_column(Column::new(col::SUBSCRIBER_ID.into(), codes))
+            .map_err(Error::polars("events"))?;
+        Ok(events)
+    }
+
+    /// `df` with text ids in `subscriber_id` (as is when not coded).
+    pub fn decode(&self, df: DataFrame) -> Result<DataFrame> {
+        match &self.ids {
+            Some(ids) => ids.decode(df),
+            None => Ok(df),
+        }
+    }
+
+    /// A lazy frame with text ids in `subscriber_id` (its columns may come
+    /// in another order).
+    pub(crate) fn decode_lazy(&self, lf: LazyFrame) -> LazyFrame {
+        match &self.ids {
+            Some(ids) => ids.decode_lazy(lf),
+            None => lf,
         }
     }
 
@@ -61,7 +129,11 @@ impl Inputs {
     /// memory (20 bytes each).
     pub fn with_ledger(mut self, margin_rate: f64) -> Result<Self> {
         let bills = self.bill_rows(margin_rate);
-        self.ledger = Some(Arc::new(Ledger::build(bills, margin_rate)?));
+        let mut ledger = Ledger::build(bills, margin_rate)?;
+        if let Some(ids) = &self.ids {
+            ledger.rekey(ids)?;
+        }
+        self.ledger = Some(Arc::new(ledger));
         Ok(self)
     }
 

@@ -208,15 +208,17 @@ pub(crate) fn second_lifetimes(
     ]);
     let margins = join(
         inputs.get(Table::Billing),
-        x.clone().select([
-            col("__ret"),
-            col(col::SUBSCRIBER_ID),
-            col(col::RETURNED_AT)
-                .dt()
-                .month_start()
-                .alias("__first_month"),
-            col("__life_end"),
-        ]),
+        inputs.decode_lazy(
+            x.clone().select([
+                col("__ret"),
+                col(col::SUBSCRIBER_ID),
+                col(col::RETURNED_AT)
+                    .dt()
+                    .month_start()
+                    .alias("__first_month"),
+                col("__life_end"),
+            ]),
+        ),
         &[col::SUBSCRIBER_ID],
         JoinType::Inner,
     )

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::schema::col;
 use crate::stages::collect;
 
+use super::ids::Ids;
 use super::manifest::f;
 
 /// Every bill with a revenue, grouped by subscriber and sorted by month.
@@ -213,6 +214,29 @@ impl Ledger {
             margin: margins,
             margin_rate,
         })
+    }
+
+    /// Keys the ledger on the subscribers' codes ([`Ids`]) instead of their
+    /// text ids, for events whose `subscriber_id` is coded. A subscriber
+    /// billed but in no other table has no code, and no event reads it.
+    pub(crate) fn rekey(&mut self, ids: &Ids) -> Result<()> {
+        let err = || Error::polars("features: bills by subscriber");
+        let index = ids.index();
+        let names = self
+            .ids
+            .column(col::SUBSCRIBER_ID)
+            .map_err(err())?
+            .str()
+            .map_err(err())?;
+        let codes: Vec<Option<u32>> = names
+            .iter()
+            .map(|id| id.and_then(|id| index.get(id).copied()))
+            .collect();
+        drop(index);
+        self.ids
+            .with_column(Column::new(col::SUBSCRIBER_ID.into(), codes))
+            .map_err(err())?;
+        Ok(())
     }
 
     /// Billing aggregates of each event of `events` (`__event`,

@@ -31,6 +31,7 @@
 
 pub mod behaviour;
 pub mod frames;
+pub mod ids;
 pub mod labels;
 pub mod ledger;
 pub mod manifest;
@@ -197,7 +198,9 @@ pub fn build(
     let (as_of, end) = (dates.as_of, dates.data_end);
     // About ten events per subscriber (each defection, the as-of date, each
     // snapshot): their billing features walk the bills grouped once.
-    let inputs = &inputs.clone().with_ledger(s.margin_rate)?;
+    // The smaller tables read once, their ids coded, for the event sets'
+    // joins; the outputs get the text ids back.
+    let inputs = &inputs.clone().with_codes()?.with_ledger(s.margin_rate)?;
     step("bills by subscriber");
     let lapsed = collect(lapsed(inputs, s)?, "lapsed subscribers")?;
     step("lapsed");
@@ -260,7 +263,7 @@ pub fn build(
     see(&mut seen, &lapsed, &names);
     let mut snapshot_rows = 0;
     for (i, d) in snapshots.iter().enumerate() {
-        let mut df = churn_snapshot(inputs, *d, i as u32, s, end)?;
+        let mut df = inputs.decode(churn_snapshot(inputs, *d, i as u32, s, end)?)?;
         see(&mut seen, &df, &names);
         snapshot_rows += df.height();
         snapshot_sink(i, *d, &mut df)?;
@@ -269,9 +272,12 @@ pub fn build(
     let manifest = manifest(s, &lapsed, &seen);
     // Rows in a stable order: the streaming engine does not keep one, and
     // the models' seeded splits and subsamples go by row position.
+    // Codes sort as their ids do, so the order is the same either way.
     let order = |df: DataFrame, by: &[&str], what: &str| -> Result<DataFrame> {
-        df.sort(by.to_vec(), SortMultipleOptions::default())
-            .map_err(Error::polars(format!("features: order of {what}")))
+        inputs.decode(
+            df.sort(by.to_vec(), SortMultipleOptions::default())
+                .map_err(Error::polars(format!("features: order of {what}")))?,
+        )
     };
     let lapsed = order(
         lapsed
@@ -305,6 +311,67 @@ pub fn build(
         snapshot_notes,
         manifest,
     })
+}
+
+impl Features {
+    /// The features as of [`Features::as_of`] for scoring, from this
+    /// stage's rows: what [`current`] builds from the inputs, without
+    /// building it again (`run` scores and simulates on them). The active
+    /// rows are this stage's; the lapsed rows are, per subscriber not
+    /// active at the date, the latest defection on or before it (of
+    /// defections on one day, the last leave reason in sort order, as
+    /// [`current`] picks), with `days_since_defection` at the date. A
+    /// lapsed row's features are as of its defection, whatever the date,
+    /// so they are the rows [`current`] computes.
+    pub fn current(&self, s: &FeatureSettings) -> Result<Current> {
+        let err = || Error::polars("features: lapsed as of the date");
+        let sorted = self
+            .lapsed
+            .clone()
+            .lazy()
+            .filter(col(col::CHURNED_AT).lt_eq(date_lit(self.as_of)))
+            .sort(
+                [col::SUBSCRIBER_ID, col::CHURNED_AT, col::LEAVE_REASON],
+                SortMultipleOptions::default().with_nulls_last(false),
+            );
+        let sorted = collect(sorted, "lapsed as of the date")?;
+        // Each subscriber's last row.
+        let ids = sorted
+            .column(col::SUBSCRIBER_ID)
+            .map_err(err())?
+            .str()
+            .map_err(err())?
+            .rechunk();
+        let ids = ids.downcast_as_array();
+        let last: BooleanChunked = (0..ids.len())
+            .map(|i| i + 1 == ids.len() || ids.get(i) != ids.get(i + 1))
+            .collect();
+        let latest = sorted.filter(&last).map_err(err())?;
+        let lapsed = join(
+            latest.lazy(),
+            self.active.clone().lazy().select([col(col::SUBSCRIBER_ID)]),
+            &[col::SUBSCRIBER_ID],
+            JoinType::Anti,
+        )
+        .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+        .with_column(
+            (lit(epoch_days(self.as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
+                .alias(f::DAYS_SINCE_DEFECTION),
+        );
+        let lapsed = collect(lapsed, "lapsed as of the date")?;
+        let mut seen = Seen::new();
+        let names = one_hot_names(s);
+        see(&mut seen, &lapsed, &names);
+        see(&mut seen, &self.active, &names);
+        let manifest = manifest(s, &lapsed, &seen);
+        Ok(Current {
+            lapsed,
+            active: self.active.clone(),
+            as_of: self.as_of,
+            data_end: self.data_end,
+            manifest,
+        })
+    }
 }
 
 /// The first recorded defection, if any.
@@ -361,8 +428,13 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
         .group_by([col(col::SUBSCRIBER_ID)])
         .agg([
             col(f::AS_OF).max(),
+            // Of defections on one day, the last leave reason in sort
+            // order (as [`Features::current`] picks).
             col(col::LEAVE_REASON)
-                .sort_by([col(f::AS_OF)], SortMultipleOptions::default())
+                .sort_by(
+                    [col(f::AS_OF), col(col::LEAVE_REASON)],
+                    SortMultipleOptions::default().with_nulls_last(false),
+                )
                 .last(),
         ]);
     let events = join(

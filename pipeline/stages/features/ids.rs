@@ -1,0 +1,202 @@
+//! Subscriber ids as dense integer codes, for the features stage's joins.
+//!
+//! Training features join the smaller tables (subscribers, defections,
+//! returns, offers, complaints, referrals) to about ten event sets (the
+//! defections, the active subscribers, every churn snapshot), each on the
+//! subscriber. On text ids every one of those joins hashes and compares
+//! strings, and every event set re-reads the tables' files. [`Ids`] reads
+//! each smaller table once, replaces its id columns by a `u32` code, and
+//! keeps the coded tables in memory; the joins then compare integers, and
+//! [`Ids::decode`] puts the text ids back on the stage's outputs.
+//!
+//! The codes follow the ids' sort order, so sorting by the code sorts by
+//! the id, and the outputs come out in the same order as from text ids.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::schema::{Table, col};
+
+use super::frames::collect;
+
+/// Every subscriber id the smaller tables hold, sorted; an id's code is its
+/// position.
+pub struct Ids {
+    names: StringChunked,
+}
+
+/// The id columns of a table: its own, and for referrals the subscriber
+/// referred.
+fn id_columns(t: Table) -> &'static [&'static str] {
+    match t {
+        Table::Referrals => &[col::REFERRER_ID, col::REFERRED_ID],
+        _ => &[col::SUBSCRIBER_ID],
+    }
+}
+
+/// The tables coded: all but billing, which the ledger reads on its own.
+const CODED: [Table; 6] = [
+    Table::Subscribers,
+    Table::ChurnEvents,
+    Table::Reactivations,
+    Table::WinbackOffers,
+    Table::Complaints,
+    Table::Referrals,
+];
+
+impl Ids {
+    /// Reads the smaller tables once, codes their ids, and returns the
+    /// codes with the coded tables (in memory, rows in their order).
+    pub(crate) fn code(
+        tables: &BTreeMap<Table, LazyFrame>,
+    ) -> Result<(Ids, BTreeMap<Table, LazyFrame>)> {
+        let mut read = BTreeMap::new();
+        for t in CODED {
+            if let Some(lf) = tables.get(&t) {
+                let df = collect(lf.clone(), &format!("{} (coding ids)", t.name()))?;
+                read.insert(t, df);
+            }
+        }
+        // Every id, once, sorted.
+        let mut all: Vec<LazyFrame> = Vec::new();
+        for (t, df) in &read {
+            for c in id_columns(*t) {
+                if let Ok(column) = df.column(c) {
+                    all.push(
+                        DataFrame::new(
+                            df.height(),
+                            vec![column.cast(&DataType::String).map_err(err(*t))?],
+                        )
+                        .map_err(err(*t))?
+                        .lazy()
+                        .select([col(*c).alias("id")]),
+                    );
+                }
+            }
+        }
+        let names = if all.is_empty() {
+            StringChunked::full_null("id".into(), 0)
+        } else {
+            let ids = concat(all, UnionArgs::default())
+                .map_err(Error::polars("features: subscriber ids"))?
+                .filter(col("id").is_not_null())
+                .unique(None, UniqueKeepStrategy::Any)
+                .sort(["id"], SortMultipleOptions::default());
+            let ids = collect(ids, "subscriber ids")?;
+            ids.column("id")
+                .and_then(|c| c.str().cloned())
+                .map_err(Error::polars("features: subscriber ids"))?
+                .rechunk()
+                .into_owned()
+        };
+        let ids = Ids { names };
+        let index = ids.index();
+        let mut coded = BTreeMap::new();
+        for (t, mut df) in read {
+            for c in id_columns(t) {
+                if df.column(c).is_ok() {
+                    let codes = ids.codes(&index, df.column(c).map_err(err(t))?)?;
+                    df.with_column(Column::new((*c).into(), codes))
+                        .map_err(err(t))?;
+                }
+            }
+            coded.insert(t, df.lazy());
+        }
+        drop(index);
+        Ok((ids, coded))
+    }
+
+    /// How many ids.
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// A hash map from each id to its code.
+    pub(crate) fn index(&self) -> PlHashMap<&str, u32> {
+        let mut map = PlHashMap::with_capacity(self.names.len());
+        for (code, id) in self.names.iter().enumerate() {
+            if let Some(id) = id {
+                map.insert(id, code as u32);
+            }
+        }
+        map
+    }
+
+    /// The codes of a column of ids (null where null or not an id here).
+    pub(crate) fn codes(
+        &self,
+        index: &PlHashMap<&str, u32>,
+        ids: &Column,
+    ) -> Result<Vec<Option<u32>>> {
+        let ids = ids
+            .cast(&DataType::String)
+            .map_err(Error::polars("features: subscriber ids"))?;
+        let ids = ids
+            .str()
+            .map_err(Error::polars("features: subscriber ids"))?
+            .rechunk();
+        let ids = ids.downcast_as_array();
+        Ok((0..ids.len())
+            .into_par_iter()
+            .with_min_len(1 << 14)
+            .map(|i| ids.get(i).and_then(|id| index.get(id).copied()))
+            .collect())
+    }
+
+    /// `df` with its `subscriber_id` codes replaced by the text ids (as is
+    /// when that column is already text).
+    pub(crate) fn decode(&self, mut df: DataFrame) -> Result<DataFrame> {
+        let err = || Error::polars("features: subscriber ids");
+        let Ok(column) = df.column(col::SUBSCRIBER_ID) else {
+            return Ok(df);
+        };
+        if column.dtype() != &DataType::UInt32 {
+            return Ok(df);
+        }
+        let codes: IdxCa = column
+            .u32()
+            .map_err(err())?
+            .clone()
+            .with_name(col::SUBSCRIBER_ID.into());
+        let names = self
+            .names
+            .take(&codes)
+            .map_err(err())?
+            .with_name(col::SUBSCRIBER_ID.into());
+        df.with_column(names.into_column()).map_err(err())?;
+        Ok(df)
+    }
+
+    /// A lazy frame's `subscriber_id` codes replaced by the text ids.
+    pub(crate) fn decode_lazy(&self, lf: LazyFrame) -> LazyFrame {
+        let names = DataFrame::new(
+            self.names.len(),
+            vec![
+                Column::new(
+                    "__code".into(),
+                    (0..self.names.len() as u32).collect::<Vec<u32>>(),
+                ),
+                self.names
+                    .clone()
+                    .with_name(col::SUBSCRIBER_ID.into())
+                    .into_column(),
+            ],
+        )
+        .expect("columns of one length");
+        lf.rename([col::SUBSCRIBER_ID], ["__code"], true)
+            .join(
+                names.lazy(),
+                [col("__code")],
+                [col("__code")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .drop(cols(["__code"]))
+    }
+}
+
+fn err(t: Table) -> impl FnOnce(PolarsError) -> Error {
+    Error::polars(format!("features: {} ids", t.name()))
+}
