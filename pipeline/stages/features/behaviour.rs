@@ -73,52 +73,64 @@ pub fn behaviour_through(
             .agg(aggs)
     };
 
-    // Returns and defections before the as-of date: where the current
-    // lifetime started, plan and fee in force.
-    let returns = per_event(
-        keyed(Table::Reactivations),
-        col::RETURNED_AT,
-        vec![
-            col(col::RETURNED_AT).max().alias("__last_return"),
-            col(col::PLAN)
-                .sort_by([col(col::RETURNED_AT)], SortMultipleOptions::default())
-                .drop_nulls()
-                .last()
-                .alias("__return_plan"),
-            col(col::MONTHLY_FEE)
-                .sort_by([col(col::RETURNED_AT)], SortMultipleOptions::default())
-                .drop_nulls()
-                .last()
-                .alias("__return_fee"),
-        ],
-    );
-    let defections = join(
-        keyed(Table::ChurnEvents),
-        ev.clone(),
-        &[col::SUBSCRIBER_ID],
-        JoinType::Inner,
-    )
-    .filter(col(col::CHURNED_AT).lt(col(f::AS_OF)))
-    .group_by([col(f::EVENT)])
-    .agg([len().cast(DataType::Int32).alias(f::EARLIER_DEFECTIONS)]);
-    let mut subs_cols = vec![
-        col(col::SUBSCRIBER_ID),
-        col(col::SIGNUP_DATE),
-        col(col::PLAN).alias("__plan0"),
-        col(col::MONTHLY_FEE).alias("__fee0"),
-        col(col::REGION),
-        col(col::CHANNEL),
-    ];
-    for extra in s.extra_numeric.iter() {
-        subs_cols.push(col(extra.as_str()).cast(DataType::Float64));
-    }
-    for extra in s.extra_categorical.iter() {
-        subs_cols.push(col(extra.as_str()).cast(DataType::String));
-    }
-    let subs = inputs.get(Table::Subscribers).select(subs_cols);
-    let base = join(ev.clone(), subs, &[col::SUBSCRIBER_ID], JoinType::Left);
-    let base = join(base, returns, &[f::EVENT], JoinType::Left);
-    let mut base = join(base, defections, &[f::EVENT], JoinType::Left).with_columns([
+    // With coded ids, each event walks its own subscriber's rows of the
+    // smaller tables (subscriber, returns, defections, complaints,
+    // referrals; [`super::walk`]); otherwise they are joined to the events.
+    let walked = match inputs.walk() {
+        Some(walk) => Some(walk.aggregate(&collect(ev.clone(), "events")?, s)?),
+        None => None,
+    };
+    let base = if let Some(walked) = &walked {
+        walked.clone().lazy()
+    } else {
+        // Returns and defections before the as-of date: where the current
+        // lifetime started, plan and fee in force.
+        let returns = per_event(
+            keyed(Table::Reactivations),
+            col::RETURNED_AT,
+            vec![
+                col(col::RETURNED_AT).max().alias("__last_return"),
+                col(col::PLAN)
+                    .sort_by([col(col::RETURNED_AT)], SortMultipleOptions::default())
+                    .drop_nulls()
+                    .last()
+                    .alias("__return_plan"),
+                col(col::MONTHLY_FEE)
+                    .sort_by([col(col::RETURNED_AT)], SortMultipleOptions::default())
+                    .drop_nulls()
+                    .last()
+                    .alias("__return_fee"),
+            ],
+        );
+        let defections = join(
+            keyed(Table::ChurnEvents),
+            ev.clone(),
+            &[col::SUBSCRIBER_ID],
+            JoinType::Inner,
+        )
+        .filter(col(col::CHURNED_AT).lt(col(f::AS_OF)))
+        .group_by([col(f::EVENT)])
+        .agg([len().cast(DataType::Int32).alias(f::EARLIER_DEFECTIONS)]);
+        let mut subs_cols = vec![
+            col(col::SUBSCRIBER_ID),
+            col(col::SIGNUP_DATE),
+            col(col::PLAN).alias("__plan0"),
+            col(col::MONTHLY_FEE).alias("__fee0"),
+            col(col::REGION),
+            col(col::CHANNEL),
+        ];
+        for extra in s.extra_numeric.iter() {
+            subs_cols.push(col(extra.as_str()).cast(DataType::Float64));
+        }
+        for extra in s.extra_categorical.iter() {
+            subs_cols.push(col(extra.as_str()).cast(DataType::String));
+        }
+        let subs = inputs.get(Table::Subscribers).select(subs_cols);
+        let base = join(ev.clone(), subs, &[col::SUBSCRIBER_ID], JoinType::Left);
+        let base = join(base, returns, &[f::EVENT], JoinType::Left);
+        join(base, defections, &[f::EVENT], JoinType::Left)
+    };
+    let mut base = base.with_columns([
         when(
             col("__last_return")
                 .is_not_null()
@@ -172,65 +184,67 @@ pub fn behaviour_through(
         ])
     };
 
-    let complaints = join(
-        keyed(Table::Complaints),
-        ev.clone(),
-        &[col::SUBSCRIBER_ID],
-        JoinType::Inner,
-    )
-    .filter(col(col::OPENED_AT).lt_eq(col(f::AS_OF)))
-    .with_columns([
-        col(col::SATISFIED)
-            .eq(lit(true))
-            .and(col(col::RESOLVED_AT).lt_eq(col(f::AS_OF)))
-            .fill_null(lit(false))
-            .cast(DataType::Int32)
-            .alias("__sat"),
-        col(col::RESOLVED_AT)
-            .is_null()
-            .or(col(col::RESOLVED_AT).gt(col(f::AS_OF)))
-            .cast(DataType::Int32)
-            .alias("__open"),
-        (days(f::AS_OF) - days(col::OPENED_AT)).alias("__age"),
-    ])
-    .with_columns([col("__age")
-        .lt(lit(183))
-        .cast(DataType::Int32)
-        .alias("__recent")])
-    .group_by([col(f::EVENT)])
-    .agg([
-        len().cast(DataType::Int32).alias(f::COMPLAINTS),
-        col("__sat").sum().alias(f::COMPLAINTS_SATISFIED),
-        col("__open").sum().alias(f::COMPLAINTS_OPEN),
-        col("__recent").sum().alias(f::COMPLAINTS_6M),
-        col("__age").min().alias(f::DAYS_SINCE_COMPLAINT),
-    ]);
-    let referrals = per_event(
-        keyed(Table::Referrals),
-        col::REFERRED_AT,
-        vec![len().cast(DataType::Int32).alias(f::REFERRALS)],
-    );
-    // Referred by someone: the acquisition channel, or a referral naming
-    // the subscriber dated on or before the as-of date.
-    let referred = join(
-        ev.clone(),
-        dated(Table::Referrals)
-            .filter(col(col::REFERRED_ID).is_not_null())
-            .select([
-                col(col::REFERRED_ID).alias(col::SUBSCRIBER_ID),
-                col(col::REFERRED_AT),
-            ]),
-        &[col::SUBSCRIBER_ID],
-        JoinType::Inner,
-    )
-    .filter(col(col::REFERRED_AT).lt_eq(col(f::AS_OF)))
-    .group_by([col(f::EVENT)])
-    .agg([lit(true).first().alias("__named_referred")]);
-
     let mut x = join(base, billing, &[f::EVENT], JoinType::Left);
-    x = join(x, complaints, &[f::EVENT], JoinType::Left);
-    x = join(x, referrals, &[f::EVENT], JoinType::Left);
-    x = join(x, referred, &[f::EVENT], JoinType::Left);
+    if walked.is_none() {
+        let complaints = join(
+            keyed(Table::Complaints),
+            ev.clone(),
+            &[col::SUBSCRIBER_ID],
+            JoinType::Inner,
+        )
+        .filter(col(col::OPENED_AT).lt_eq(col(f::AS_OF)))
+        .with_columns([
+            col(col::SATISFIED)
+                .eq(lit(true))
+                .and(col(col::RESOLVED_AT).lt_eq(col(f::AS_OF)))
+                .fill_null(lit(false))
+                .cast(DataType::Int32)
+                .alias("__sat"),
+            col(col::RESOLVED_AT)
+                .is_null()
+                .or(col(col::RESOLVED_AT).gt(col(f::AS_OF)))
+                .cast(DataType::Int32)
+                .alias("__open"),
+            (days(f::AS_OF) - days(col::OPENED_AT)).alias("__age"),
+        ])
+        .with_columns([col("__age")
+            .lt(lit(183))
+            .cast(DataType::Int32)
+            .alias("__recent")])
+        .group_by([col(f::EVENT)])
+        .agg([
+            len().cast(DataType::Int32).alias(f::COMPLAINTS),
+            col("__sat").sum().alias(f::COMPLAINTS_SATISFIED),
+            col("__open").sum().alias(f::COMPLAINTS_OPEN),
+            col("__recent").sum().alias(f::COMPLAINTS_6M),
+            col("__age").min().alias(f::DAYS_SINCE_COMPLAINT),
+        ]);
+        let referrals = per_event(
+            keyed(Table::Referrals),
+            col::REFERRED_AT,
+            vec![len().cast(DataType::Int32).alias(f::REFERRALS)],
+        );
+        // Referred by someone: the acquisition channel, or a referral naming
+        // the subscriber dated on or before the as-of date.
+        let referred = join(
+            ev.clone(),
+            dated(Table::Referrals)
+                .filter(col(col::REFERRED_ID).is_not_null())
+                .select([
+                    col(col::REFERRED_ID).alias(col::SUBSCRIBER_ID),
+                    col(col::REFERRED_AT),
+                ]),
+            &[col::SUBSCRIBER_ID],
+            JoinType::Inner,
+        )
+        .filter(col(col::REFERRED_AT).lt_eq(col(f::AS_OF)))
+        .group_by([col(f::EVENT)])
+        .agg([lit(true).first().alias("__named_referred")]);
+
+        x = join(x, complaints, &[f::EVENT], JoinType::Left);
+        x = join(x, referrals, &[f::EVENT], JoinType::Left);
+        x = join(x, referred, &[f::EVENT], JoinType::Left);
+    }
     let zero = |c: &str| col(c).fill_null(lit(0)).alias(c);
     let x = x.with_columns([
         zero(f::COMPLAINTS),
@@ -544,6 +558,52 @@ mod tests {
                 r_fee.push(plan.then_some(30.0));
             }
         }
+        // Defections, complaints (open, resolved before and after a date,
+        // satisfied or not or unknown), referrals (naming a subscriber, an
+        // id no table holds, or no one), and two extra subscriber columns.
+        let mut rng2 = ChaCha8Rng::seed_from_u64(seed ^ 0xc0ffee);
+        let (mut c_id, mut c_at) = (Vec::new(), Vec::new());
+        let (mut k_id, mut k_open, mut k_res, mut k_sat) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut f_id, mut f_at, mut f_to) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut age, mut segment) = (Vec::new(), Vec::new());
+        for (id, signup) in ids.iter().zip(&signups) {
+            let signup = signup.unwrap();
+            for _ in 0..rng2.random_range(0..3) {
+                c_id.push(id.clone());
+                c_at.push(Some(signup + rng2.random_range(10..2000)));
+            }
+            for _ in 0..rng2.random_range(0..4) {
+                let opened = signup + rng2.random_range(0..2000);
+                k_id.push(id.clone());
+                k_open.push(Some(opened));
+                k_res.push(if rng2.random_bool(0.2) {
+                    None
+                } else {
+                    Some(opened + rng2.random_range(0..200))
+                });
+                k_sat.push(match rng2.random_range(0..3) {
+                    0 => None,
+                    1 => Some(true),
+                    _ => Some(false),
+                });
+            }
+            for _ in 0..rng2.random_range(0..3) {
+                f_id.push(id.clone());
+                f_at.push(Some(signup + rng2.random_range(0..2000)));
+                f_to.push(match rng2.random_range(0..10) {
+                    0..=2 => None,
+                    3 => Some("zz-unknown".to_string()),
+                    _ => Some(format!("s{:04}", rng2.random_range(0..300))),
+                });
+            }
+            age.push(rng2.random_bool(0.9).then(|| rng2.random_range(18i64..90)));
+            segment.push(match rng2.random_range(0..3) {
+                0 => None,
+                1 => Some("a"),
+                _ => Some("b"),
+            });
+        }
         // Shuffle the bills' rows (odd seeds), or keep them grouped by
         // subscriber (even seeds, the ledger's fast path).
         let mut order: Vec<usize> = (0..b_id.len()).collect();
@@ -568,6 +628,8 @@ mod tests {
                 Column::new(col::MONTHLY_FEE.into(), vec![20.0; n]),
                 Column::new(col::REGION.into(), vec![Some("north"); n]),
                 Column::new(col::CHANNEL.into(), vec![Some("web"); n]),
+                Column::new("age".into(), age),
+                Column::new("segment".into(), segment),
             ],
         )
         .unwrap();
@@ -591,7 +653,39 @@ mod tests {
             ],
         )
         .unwrap();
+        let churn = DataFrame::new(
+            c_id.len(),
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), c_id.clone()),
+                date_column(col::CHURNED_AT, c_at),
+                Column::new(col::LEAVE_REASON.into(), vec!["price"; c_id.len()]),
+            ],
+        )
+        .unwrap();
+        let complaints = DataFrame::new(
+            k_id.len(),
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), k_id.clone()),
+                date_column(col::OPENED_AT, k_open),
+                date_column(col::RESOLVED_AT, k_res),
+                Column::new(col::SATISFIED.into(), k_sat),
+                Column::new(col::CATEGORY.into(), vec![Some("network"); k_id.len()]),
+            ],
+        )
+        .unwrap();
+        let referrals = DataFrame::new(
+            f_id.len(),
+            vec![
+                Column::new(col::REFERRER_ID.into(), f_id),
+                date_column(col::REFERRED_AT, f_at),
+                Column::new(col::REFERRED_ID.into(), f_to),
+            ],
+        )
+        .unwrap();
         let mut tables = BTreeMap::new();
+        tables.insert(Table::ChurnEvents, churn.lazy());
+        tables.insert(Table::Complaints, complaints.lazy());
+        tables.insert(Table::Referrals, referrals.lazy());
         tables.insert(Table::Subscribers, subscribers.lazy());
         tables.insert(Table::Billing, billing.lazy());
         tables.insert(Table::Reactivations, reactivations.lazy());
@@ -613,7 +707,8 @@ mod tests {
                     1 => d - chrono::Duration::days(1),
                     _ => d + chrono::Duration::days(rng.random_range(1..28)),
                 };
-                at.push(Some(epoch_days(d)));
+                // Now and then an event without a date.
+                at.push((ids.len() % 97 != 0).then(|| epoch_days(d)));
             }
         }
         let n = ids.len();
@@ -662,6 +757,8 @@ mod tests {
         ] {
             let s = FeatureSettings {
                 bill_known: rule,
+                extra_numeric: vec!["age".into()],
+                extra_categorical: vec!["segment".into()],
                 ..FeatureSettings::default()
             };
             let streamed = inputs(seed);
@@ -685,6 +782,7 @@ mod tests {
                 assert_eq!(a.get_column_names(), b.get_column_names());
                 for c in a.columns() {
                     let other = b.column(c.name()).unwrap();
+                    assert_eq!(c.dtype(), other.dtype(), "{path}: {}", c.name());
                     assert!(
                         c.equals_missing(other),
                         "seed {seed}, {path}: column {} differs:\n{c:?}\n{other:?}",
@@ -700,6 +798,27 @@ mod tests {
             assert!(billed.iter().any(|v| v == Some(0)));
             assert!(billed.iter().any(|v| v.is_some_and(|v| v > 12)));
             assert!(value.iter().zip(life.iter()).any(|(v, l)| v != l));
+            // And they read the smaller tables: counts above zero, named
+            // referrals, plans from returns, complaints still open.
+            let positive = |name: &str| {
+                let c = a.column(name).unwrap().i32().unwrap().clone();
+                c.iter().any(|v| v.is_some_and(|v| v > 0))
+            };
+            for name in [
+                f::EARLIER_DEFECTIONS,
+                f::COMPLAINTS,
+                f::COMPLAINTS_SATISFIED,
+                f::COMPLAINTS_OPEN,
+                f::COMPLAINTS_6M,
+                f::REFERRALS,
+            ] {
+                assert!(positive(name), "seed {seed}: no {name} above zero");
+            }
+            let referred = a.column(f::WAS_REFERRED).unwrap().bool().unwrap().clone();
+            assert!(referred.iter().any(|v| v == Some(true)));
+            let plan = a.column(f::PLAN).unwrap().str().unwrap().clone();
+            assert!(plan.iter().any(|v| v == Some("plus")));
+            assert!(a.column(f::DAYS_SINCE_COMPLAINT).unwrap().null_count() < a.height());
             assert!(a.column(f::REVENUE_TREND).unwrap().null_count() < a.height());
         }
     }

@@ -13,6 +13,7 @@ use crate::schema::{Table, col};
 
 use super::ids::Ids;
 use super::ledger::Ledger;
+use super::walk::Walk;
 
 /// Days per month used to express day counts in months.
 pub const DAYS_PER_MONTH: f64 = 30.4375;
@@ -31,6 +32,8 @@ pub struct Inputs {
     /// The subscriber ids' codes, when the smaller tables' ids are coded
     /// ([`Inputs::with_codes`]).
     ids: Option<Arc<Ids>>,
+    /// The coded smaller tables grouped by subscriber, built with the codes.
+    walk: Option<Arc<Walk>>,
 }
 
 /// An empty frame with `table`'s contract columns.
@@ -56,6 +59,7 @@ impl Inputs {
             ledger: None,
             joined_bills: false,
             ids: None,
+            walk: None,
         }
     }
 
@@ -70,7 +74,10 @@ impl Inputs {
         }
         let (ids, coded) = Ids::code(&self.tables)?;
         tracing::debug!(ids = ids.len(), "features: subscriber ids coded");
-        self.tables.extend(coded);
+        self.walk = Some(Arc::new(Walk::new(&coded, ids.len())?));
+        tracing::debug!("features: smaller tables grouped by subscriber");
+        self.tables
+            .extend(coded.into_iter().map(|(t, df)| (t, df.lazy())));
         self.ids = Some(Arc::new(ids));
         // A ledger built before is keyed on the text ids: built again.
         match self.ledger.take() {
@@ -163,6 +170,11 @@ impl Inputs {
                 col(col::REVENUE).alias("r"),
                 margin(margin_rate).alias("g"),
             ])
+    }
+
+    /// The smaller tables grouped by subscriber, when the ids are coded.
+    pub(crate) fn walk(&self) -> Option<&Walk> {
+        self.walk.as_deref()
     }
 
     /// The grouped bills, if built with the margin rate `margin_rate`.

@@ -52,7 +52,7 @@ impl Ids {
     /// codes with the coded tables (in memory, rows in their order).
     pub(crate) fn code(
         tables: &BTreeMap<Table, LazyFrame>,
-    ) -> Result<(Ids, BTreeMap<Table, LazyFrame>)> {
+    ) -> Result<(Ids, BTreeMap<Table, DataFrame>)> {
         let mut read = BTreeMap::new();
         for t in CODED {
             if let Some(lf) = tables.get(&t) {
@@ -103,7 +103,7 @@ impl Ids {
                         .map_err(err(t))?;
                 }
             }
-            coded.insert(t, df.lazy());
+            coded.insert(t, df);
         }
         drop(index);
         Ok((ids, coded))

@@ -36,6 +36,7 @@ pub mod labels;
 pub mod ledger;
 pub mod manifest;
 pub mod settings;
+mod walk;
 
 use std::collections::BTreeMap;
 
