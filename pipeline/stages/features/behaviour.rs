@@ -748,6 +748,60 @@ mod tests {
         df
     }
 
+    /// Churn snapshots from coded inputs (the active subscribers, their
+    /// features and churn labels walked) are those from the joins.
+    #[test]
+    fn walked_snapshots_are_the_joins() {
+        use super::super::labels::churn_snapshot;
+        let s = FeatureSettings::default();
+        let end = NaiveDate::from_ymd_opt(2024, 12, 31).unwrap();
+        for seed in [4, 5] {
+            let text = inputs(seed);
+            let coded = text.clone().with_codes().unwrap();
+            let mut churned = 0;
+            // Dates on the boundaries: a churn exactly a horizon later, a
+            // churn on the day, a signup on the day; and a plain date.
+            let day_of = |t: Table, c: &str, row: usize| {
+                let df = text.get(t).collect().unwrap();
+                let d = df.column(c).unwrap().cast(&DataType::Int32).unwrap();
+                from_epoch_days(d.i32().unwrap().get(row).unwrap())
+            };
+            let churn = day_of(Table::ChurnEvents, col::CHURNED_AT, 3);
+            let dates = [
+                churn - chrono::Duration::days(i64::from(s.churn_horizon_days)),
+                churn,
+                day_of(Table::Subscribers, col::SIGNUP_DATE, 5),
+                NaiveDate::from_ymd_opt(2023, 12, 31).unwrap(),
+            ];
+            for (i, date) in dates.into_iter().enumerate() {
+                let a = churn_snapshot(&text, date, i as u32, &s, end).unwrap();
+                let b = coded
+                    .decode(churn_snapshot(&coded, date, i as u32, &s, end).unwrap())
+                    .unwrap();
+                assert!(a.height() > 20, "{date}: {} active", a.height());
+                assert_eq!(a.get_column_names(), b.get_column_names());
+                assert_eq!(a.height(), b.height(), "seed {seed}, {date}");
+                for c in a.columns() {
+                    let other = b.column(c.name()).unwrap();
+                    assert_eq!(c.dtype(), other.dtype(), "{date}: {}", c.name());
+                    assert!(
+                        c.equals_missing(other),
+                        "seed {seed}, {date}: column {} differs",
+                        c.name()
+                    );
+                }
+                churned += a
+                    .column(f::CHURNED)
+                    .unwrap()
+                    .bool()
+                    .unwrap()
+                    .sum()
+                    .unwrap_or(0);
+            }
+            assert!(churned > 10, "seed {seed}: {churned} churned");
+        }
+    }
+
     #[test]
     fn grouped_and_streamed_bills_give_the_joins_features() {
         for (seed, rule) in [

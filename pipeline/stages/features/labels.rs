@@ -62,6 +62,18 @@ pub(crate) fn active_at(inputs: &Inputs, date: NaiveDate) -> LazyFrame {
     .select([col(col::SUBSCRIBER_ID), d.alias(f::AS_OF)])
 }
 
+/// The subscribers active at `date` as events (`__event`, `subscriber_id`,
+/// `as_of`), in the ids' order: walked where the ids are coded, else
+/// [`active_at`].
+pub(crate) fn active_events(inputs: &Inputs, date: NaiveDate) -> Result<LazyFrame> {
+    Ok(match inputs.walk() {
+        Some(walk) => walk.active_events(epoch_days(date))?.lazy(),
+        None => active_at(inputs, date)
+            .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
+            .with_row_index(f::EVENT, None),
+    })
+}
+
 /// Lapsed subscribers: features as of each defection.
 pub(crate) fn lapsed(inputs: &Inputs, s: &FeatureSettings) -> Result<LazyFrame> {
     let events = defection_events(inputs);
@@ -312,26 +324,28 @@ pub(crate) fn churn_snapshot(
     end: NaiveDate,
 ) -> Result<DataFrame> {
     let horizon = s.churn_horizon_days as i32;
-    let events = active_at(inputs, date)
-        .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
-        .with_row_index(f::EVENT, None);
-    let events = collect(events, "snapshot events")?.lazy();
-    let x = behaviour_through(inputs, events.clone(), s, Some(date))?;
-    let churned = join(
-        inputs
-            .get(Table::ChurnEvents)
-            .select([col(col::SUBSCRIBER_ID), col(col::CHURNED_AT)]),
-        events.select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]),
-        &[col::SUBSCRIBER_ID],
-        JoinType::Inner,
-    )
-    .filter(
-        days(col::CHURNED_AT)
-            .gt(days(f::AS_OF))
-            .and(days(col::CHURNED_AT).lt_eq(days(f::AS_OF) + lit(horizon))),
-    )
-    .group_by([col(f::EVENT)])
-    .agg([lit(true).first().alias(f::CHURNED)]);
+    let events = collect(active_events(inputs, date)?, "snapshot events")?;
+    let x = behaviour_through(inputs, events.clone().lazy(), s, Some(date))?;
+    let churned = match inputs.walk() {
+        Some(walk) => walk.churned_within(&events, horizon, f::CHURNED)?.lazy(),
+        None => join(
+            inputs
+                .get(Table::ChurnEvents)
+                .select([col(col::SUBSCRIBER_ID), col(col::CHURNED_AT)]),
+            events
+                .lazy()
+                .select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]),
+            &[col::SUBSCRIBER_ID],
+            JoinType::Inner,
+        )
+        .filter(
+            days(col::CHURNED_AT)
+                .gt(days(f::AS_OF))
+                .and(days(col::CHURNED_AT).lt_eq(days(f::AS_OF) + lit(horizon))),
+        )
+        .group_by([col(f::EVENT)])
+        .agg([lit(true).first().alias(f::CHURNED)]),
+    };
     let x = join(x, churned, &[f::EVENT], JoinType::Left)
         .with_columns([
             col(f::CHURNED).fill_null(lit(false)),

@@ -206,9 +206,7 @@ pub fn build(
     let lapsed = collect(lapsed(inputs, s)?, "lapsed subscribers")?;
     step("lapsed");
     let active = {
-        let events = active_at(inputs, as_of)
-            .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
-            .with_row_index(f::EVENT, None);
+        let events = active_events(inputs, as_of)?;
         collect(
             behaviour(inputs, events, s)?
                 .drop(cols([f::EVENT]))

@@ -328,3 +328,88 @@ impl Walk {
         DataFrame::new(rows.len(), columns).map_err(err("events' aggregates"))
     }
 }
+
+impl Walk {
+    /// The subscribers active on day `at`, as events in code order (which
+    /// is the ids' order): `__event` (0, 1, ...), `subscriber_id` (coded)
+    /// and `as_of`. What [`super::labels::active_at`] selects: signed up on
+    /// or before the day, and either never churned on or before it or
+    /// returned after their last churn by then.
+    pub(crate) fn active_events(&self, at: i32) -> Result<DataFrame> {
+        let n = self.by_subscriber.offsets.len().saturating_sub(1);
+        let signup = self.signup_days()?;
+        let active: Vec<u32> = (0..n as u32)
+            .into_par_iter()
+            .with_min_len(1 << 14)
+            .filter(|&c| {
+                let Some(&row) = self.by_subscriber.of(c).first() else {
+                    return false;
+                };
+                if signup[row as usize].is_none_or(|d| d > at) {
+                    return false;
+                }
+                let latest = |rows: &[u32], days: &[Option<i32>]| {
+                    rows.iter()
+                        .filter_map(|&i| days[i as usize].filter(|d| *d <= at))
+                        .max()
+                };
+                match latest(self.churn_by.of(c), &self.churned_at) {
+                    None => true,
+                    Some(churn) => latest(self.by_return.of(c), &self.returned_at)
+                        .is_some_and(|ret| ret > churn),
+                }
+            })
+            .collect();
+        let rows = active.len();
+        DataFrame::new(
+            rows,
+            vec![
+                Column::new(f::EVENT.into(), (0..rows as IdxSize).collect::<Vec<_>>()),
+                Column::new(col::SUBSCRIBER_ID.into(), active),
+                Column::new(f::AS_OF.into(), vec![at; rows])
+                    .cast(&DataType::Date)
+                    .map_err(err("active subscribers"))?,
+            ],
+        )
+        .map_err(err("active subscribers"))
+    }
+
+    /// Each subscriber row's signup day.
+    fn signup_days(&self) -> Result<Vec<Option<i32>>> {
+        day_numbers(&self.subscribers, col::SIGNUP_DATE)
+    }
+
+    /// `__event` and, for events whose subscriber churned within
+    /// `(as_of, as_of + horizon]` days, `true` (null otherwise) under
+    /// `name`: the churn label of [`super::labels::churn_snapshot`].
+    pub(crate) fn churned_within(
+        &self,
+        events: &DataFrame,
+        horizon: i32,
+        name: &str,
+    ) -> Result<DataFrame> {
+        let code = codes(events, col::SUBSCRIBER_ID)?;
+        let at = day_numbers(events, f::AS_OF)?;
+        let churned: Vec<Option<bool>> = (0..code.len())
+            .into_par_iter()
+            .with_min_len(4096)
+            .map(|i| {
+                let (Some(c), Some(a)) = (code[i], at[i]) else {
+                    return None;
+                };
+                let within = |r: &u32| {
+                    self.churned_at[*r as usize].is_some_and(|d| d > a && d <= a + horizon)
+                };
+                self.churn_by.of(c).iter().any(within).then_some(true)
+            })
+            .collect();
+        DataFrame::new(
+            code.len(),
+            vec![
+                events.column(f::EVENT).map_err(err("events"))?.clone(),
+                Column::new(name.into(), churned),
+            ],
+        )
+        .map_err(err("churn labels"))
+    }
+}
