@@ -147,6 +147,7 @@ pub fn behaviour_through(
     let ledger = inputs.ledger(s.margin_rate);
     // Built once: the billing aggregates read it, and so do the rows.
     base = collect(base, "events' lifetimes")?.lazy();
+    tracing::trace!("features: events' lifetimes");
     // Month indexes on the events' side (one row per event), so that the
     // joined bills compare integers only.
     let lifetimes = base.clone().select([
@@ -161,8 +162,13 @@ pub fn behaviour_through(
         billing_joined(keyed(Table::Billing), inputs.decode_lazy(lifetimes), s)
     } else {
         let lifetimes = collect(lifetimes, "events' lifetimes")?;
+        tracing::trace!("features: events' bill months");
         let sums = match ledger {
-            Some(ledger) => ledger.aggregate(lifetimes)?,
+            Some(ledger) => {
+                let sums = ledger.aggregate(lifetimes)?;
+                tracing::trace!("features: events' bills summed");
+                sums
+            }
             None => {
                 super::ledger::stream(inputs.bill_rows(s.margin_rate), inputs.decode(lifetimes)?)?
             }

@@ -325,6 +325,7 @@ pub(crate) fn churn_snapshot(
 ) -> Result<DataFrame> {
     let horizon = s.churn_horizon_days as i32;
     let events = collect(active_events(inputs, date)?, "snapshot events")?;
+    tracing::trace!(events = events.height(), "features: snapshot events");
     let x = behaviour_through(inputs, events.clone().lazy(), s, Some(date))?;
     let churned = match inputs.walk() {
         Some(walk) => walk.churned_within(&events, horizon, f::CHURNED)?.lazy(),
@@ -355,5 +356,7 @@ pub(crate) fn churn_snapshot(
         ])
         .sort([f::EVENT], SortMultipleOptions::default())
         .drop(cols([f::EVENT]));
-    collect(x, "churn snapshot")
+    let x = collect(x, "churn snapshot");
+    tracing::trace!("features: snapshot built");
+    x
 }

@@ -266,6 +266,7 @@ pub fn build(
         see(&mut seen, &df, &names);
         snapshot_rows += df.height();
         snapshot_sink(i, *d, &mut df)?;
+        tracing::trace!("features: snapshot written");
     }
     step("snapshots");
     let manifest = manifest(s, &lapsed, &seen);
