@@ -32,6 +32,9 @@ use super::manifest::f;
 pub struct Ledger {
     /// `subscriber_id` and `__code`, the subscriber's index in `offsets`.
     ids: DataFrame,
+    /// Keyed on coded ids ([`Ledger::rekey`]): each code's index in
+    /// `offsets` (`u32::MAX` for a code never billed).
+    by_code: Option<Vec<u32>>,
     /// Bills of subscriber `c` are `offsets[c]..offsets[c + 1]`.
     offsets: Vec<usize>,
     /// Month index (`year * 12 + month`) of each bill.
@@ -208,6 +211,7 @@ impl Ledger {
         drop(bills);
         Ok(Ledger {
             ids,
+            by_code: None,
             offsets,
             month,
             revenue,
@@ -233,6 +237,13 @@ impl Ledger {
             .map(|id| id.and_then(|id| index.get(id).copied()))
             .collect();
         drop(index);
+        let mut by_code = vec![u32::MAX; ids.len()];
+        for (ledger, code) in codes.iter().enumerate() {
+            if let Some(code) = code {
+                by_code[*code as usize] = ledger as u32;
+            }
+        }
+        self.by_code = Some(by_code);
         self.ids
             .with_column(Column::new(col::SUBSCRIBER_ID.into(), codes))
             .map_err(err())?;
@@ -245,6 +256,41 @@ impl Ledger {
     /// columns [`super::behaviour`] aggregates from the joined bills.
     pub fn aggregate(&self, events: DataFrame) -> Result<DataFrame> {
         let err = || Error::polars("features: billing aggregates");
+        // Coded events on a rekeyed ledger: each code is its index.
+        if let (Some(by_code), Ok(codes)) = (
+            &self.by_code,
+            events.column(col::SUBSCRIBER_ID).and_then(|c| c.u32()),
+        ) {
+            let codes = codes.rechunk();
+            let codes = codes.downcast_as_array();
+            let known = events
+                .column("__known")
+                .map_err(err())?
+                .i32()
+                .map_err(err())?
+                .rechunk();
+            let known = known.downcast_as_array();
+            let life = events
+                .column("__life_month")
+                .map_err(err())?
+                .i32()
+                .map_err(err())?
+                .rechunk();
+            let life = life.downcast_as_array();
+            let sums: Vec<Sums> = (0..codes.len())
+                .into_par_iter()
+                .with_min_len(4096)
+                .map(|i| {
+                    let c = codes.get(i).and_then(|c| by_code.get(c as usize).copied());
+                    match (c.filter(|c| *c != u32::MAX), known.get(i)) {
+                        (Some(c), Some(k)) => self.sums(c as usize, k, life.get(i)),
+                        _ => Sums::default(),
+                    }
+                })
+                .collect();
+            let event = events.column(f::EVENT).map_err(err())?.clone();
+            return sums_frame(event, &sums);
+        }
         let coded = events
             .lazy()
             .join(
