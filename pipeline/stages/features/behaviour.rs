@@ -111,20 +111,8 @@ pub fn behaviour_through(
         .filter(col(col::CHURNED_AT).lt(col(f::AS_OF)))
         .group_by([col(f::EVENT)])
         .agg([len().cast(DataType::Int32).alias(f::EARLIER_DEFECTIONS)]);
-        let mut subs_cols = vec![
-            col(col::SUBSCRIBER_ID),
-            col(col::SIGNUP_DATE),
-            col(col::PLAN).alias("__plan0"),
-            col(col::MONTHLY_FEE).alias("__fee0"),
-            col(col::REGION),
-            col(col::CHANNEL),
-        ];
-        for extra in s.extra_numeric.iter() {
-            subs_cols.push(col(extra.as_str()).cast(DataType::Float64));
-        }
-        for extra in s.extra_categorical.iter() {
-            subs_cols.push(col(extra.as_str()).cast(DataType::String));
-        }
+        let mut subs_cols = vec![col(col::SUBSCRIBER_ID)];
+        subs_cols.extend(s.subscriber_columns());
         let subs = inputs.get(Table::Subscribers).select(subs_cols);
         let base = join(ev.clone(), subs, &[col::SUBSCRIBER_ID], JoinType::Left);
         let base = join(base, returns, &[f::EVENT], JoinType::Left);

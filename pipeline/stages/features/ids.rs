@@ -20,7 +20,9 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
 
-use super::frames::collect;
+fn collect(lf: LazyFrame, step: &str) -> Result<DataFrame> {
+    crate::stages::collect(lf, format!("features: {step}"))
+}
 
 /// Every subscriber id the smaller tables hold, sorted; an id's code is its
 /// position.

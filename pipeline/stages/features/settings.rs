@@ -57,3 +57,28 @@ impl Default for FeatureSettings {
         }
     }
 }
+
+impl FeatureSettings {
+    /// The subscriber's own columns an event's features take, as the
+    /// joins and the walk both select them: signup date, plan and fee at
+    /// signup (`__plan0`, `__fee0`), region, channel, and the extra
+    /// columns (numeric as Float64, categorical as text).
+    pub(crate) fn subscriber_columns(&self) -> Vec<polars::prelude::Expr> {
+        use crate::schema::col;
+        use polars::prelude::{DataType, col as c};
+        let mut out = vec![
+            c(col::SIGNUP_DATE),
+            c(col::PLAN).alias("__plan0"),
+            c(col::MONTHLY_FEE).alias("__fee0"),
+            c(col::REGION),
+            c(col::CHANNEL),
+        ];
+        for extra in self.extra_numeric.iter() {
+            out.push(c(extra.as_str()).cast(DataType::Float64));
+        }
+        for extra in self.extra_categorical.iter() {
+            out.push(c(extra.as_str()).cast(DataType::String));
+        }
+        out
+    }
+}

@@ -257,19 +257,7 @@ impl Walk {
             Column::new(name.into(), rows.iter().map(v).collect::<Vec<i32>>())
         };
         // The subscriber's own columns, as the join took them.
-        let mut subs_cols = vec![
-            col(col::SIGNUP_DATE),
-            col(col::PLAN).alias("__plan0"),
-            col(col::MONTHLY_FEE).alias("__fee0"),
-            col(col::REGION),
-            col(col::CHANNEL),
-        ];
-        for extra in s.extra_numeric.iter() {
-            subs_cols.push(col(extra.as_str()).cast(DataType::Float64));
-        }
-        for extra in s.extra_categorical.iter() {
-            subs_cols.push(col(extra.as_str()).cast(DataType::String));
-        }
+        let subs_cols = s.subscriber_columns();
         let subs = self
             .subscribers
             .take(&idx(|r| r.subscriber))
