@@ -1038,7 +1038,9 @@ fn hand_computed_fixtures_second_set() {
 #[test]
 fn the_stages_rows_as_of_the_date_are_those_scoring_builds() {
     use winback::schema::Table;
-    use winback::stages::features::{Dates, FeatureSettings, Inputs, build, current, data_end};
+    use winback::stages::features::{
+        Dates, FeatureSettings, Inputs, build, current, current_of, data_end,
+    };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     common::generate(&data, 3_000, 5);
@@ -1061,9 +1063,24 @@ fn the_stages_rows_as_of_the_date_are_those_scoring_builds() {
         let built = build(&inputs, &s, dates.clone(), &mut |_, _, _| Ok(())).unwrap();
         let derived = built.current(&s).unwrap();
         let direct = current(&inputs, &s, dates).unwrap();
+        // And from the rows as written and read back, as `run` takes them.
+        let mut active = built.active.clone();
+        let mut lapsed = built.lapsed.clone();
+        let (a_path, l_path) = (tmp.path().join("a.parquet"), tmp.path().join("l.parquet"));
+        winback::catalog::write_parquet(&a_path, &mut active).unwrap();
+        winback::catalog::write_parquet(&l_path, &mut lapsed).unwrap();
+        let read = |p: &Path| {
+            ParquetReader::new(std::fs::File::open(p).unwrap())
+                .finish()
+                .unwrap()
+        };
+        let reread = current_of(read(&a_path), &read(&l_path), as_of, end, &s).unwrap();
+        assert_eq!(reread.manifest, direct.manifest, "{as_of}");
         for (what, a, b) in [
             ("active", &derived.active, &direct.active),
             ("lapsed", &derived.lapsed, &direct.lapsed),
+            ("active read back", &reread.active, &direct.active),
+            ("lapsed read back", &reread.lapsed, &direct.lapsed),
         ] {
             assert!(a.height() > 200, "{as_of} {what}: {} rows", a.height());
             assert_eq!(a.get_column_names(), b.get_column_names(), "{as_of} {what}");

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::generate::GenerateOptions;
 
 use crate::artifact::ModelKind;
-use crate::catalog::{has_model, peak_rss_mib};
+use crate::catalog::{FeatureSet, has_model, peak_rss_mib};
 
 use super::common::{catalog, stdout};
 use super::report::RunNotes;
@@ -116,11 +116,12 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
     let validated = validate::validate(settings, out)?;
     clock.lap("validate");
     let tables = validated.tables.clone();
-    // The features as of the date for scoring and the simulation, taken
-    // from the features stage's active and lapsed rows (what `score`
-    // builds from the inputs); the stage's other rows are dropped before
-    // training.
-    let current = features::features(settings, validated, out)?.current(&settings.features)?;
+    // The features as of the date for scoring and the simulation are
+    // taken from the features stage's active and lapsed rows (what `score`
+    // builds from the inputs), read back after training.
+    let built = features::features(settings, validated, out)?;
+    let (as_of, data_end) = (built.as_of, built.data_end);
+    drop(built);
     clock.lap("features");
     let trained = train::train(settings, out)?;
     models::after_training(settings, &trained.version, out)?;
@@ -128,6 +129,16 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<()> {
     let version = catalog(settings).model_version(None)?;
     let scoring_started = std::time::Instant::now();
     let inputs = crate::stages::features::Inputs::new(tables);
+    let current = {
+        let cat = catalog(settings);
+        crate::stages::features::current_of(
+            cat.read_features(FeatureSet::Active)?,
+            &cat.read_features(FeatureSet::Lapsed)?,
+            as_of,
+            data_end,
+            &settings.features,
+        )?
+    };
     {
         let _progress = crate::progress::stage("score");
         score::score_current(settings, &current, None, scoring_started, out)?;

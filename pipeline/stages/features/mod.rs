@@ -324,12 +324,32 @@ impl Features {
     /// lapsed row's features are as of its defection, whatever the date,
     /// so they are the rows [`current`] computes.
     pub fn current(&self, s: &FeatureSettings) -> Result<Current> {
+        current_of(
+            self.active.clone(),
+            &self.lapsed,
+            self.as_of,
+            self.data_end,
+            s,
+        )
+    }
+}
+
+/// [`Features::current`] from the stage's active and lapsed rows as
+/// written (`run` reads them back after training rather than hold them
+/// through it).
+pub fn current_of(
+    active: DataFrame,
+    lapsed: &DataFrame,
+    as_of: NaiveDate,
+    data_end: NaiveDate,
+    s: &FeatureSettings,
+) -> Result<Current> {
+    {
         let err = || Error::polars("features: lapsed as of the date");
-        let sorted = self
-            .lapsed
+        let sorted = lapsed
             .clone()
             .lazy()
-            .filter(col(col::CHURNED_AT).lt_eq(date_lit(self.as_of)))
+            .filter(col(col::CHURNED_AT).lt_eq(date_lit(as_of)))
             .sort(
                 [col::SUBSCRIBER_ID, col::CHURNED_AT, col::LEAVE_REASON],
                 SortMultipleOptions::default().with_nulls_last(false),
@@ -349,26 +369,26 @@ impl Features {
         let latest = sorted.filter(&last).map_err(err())?;
         let lapsed = join(
             latest.lazy(),
-            self.active.clone().lazy().select([col(col::SUBSCRIBER_ID)]),
+            active.clone().lazy().select([col(col::SUBSCRIBER_ID)]),
             &[col::SUBSCRIBER_ID],
             JoinType::Anti,
         )
         .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
         .with_column(
-            (lit(epoch_days(self.as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
+            (lit(epoch_days(as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
                 .alias(f::DAYS_SINCE_DEFECTION),
         );
         let lapsed = collect(lapsed, "lapsed as of the date")?;
         let mut seen = Seen::new();
         let names = one_hot_names(s);
         see(&mut seen, &lapsed, &names);
-        see(&mut seen, &self.active, &names);
+        see(&mut seen, &active, &names);
         let manifest = manifest(s, &lapsed, &seen);
         Ok(Current {
             lapsed,
-            active: self.active.clone(),
-            as_of: self.as_of,
-            data_end: self.data_end,
+            active,
+            as_of,
+            data_end,
             manifest,
         })
     }
