@@ -379,18 +379,7 @@ pub fn current_of(
                 .alias(f::DAYS_SINCE_DEFECTION),
         );
         let lapsed = collect(lapsed, "lapsed as of the date")?;
-        let mut seen = Seen::new();
-        let names = one_hot_names(s);
-        see(&mut seen, &lapsed, &names);
-        see(&mut seen, &active, &names);
-        let manifest = manifest(s, &lapsed, &seen);
-        Ok(Current {
-            lapsed,
-            active,
-            as_of,
-            data_end,
-            manifest,
-        })
+        Ok(Current::new(lapsed, active, as_of, data_end, s))
     }
 }
 
@@ -424,6 +413,30 @@ pub struct Current {
     pub data_end: NaiveDate,
     /// Manifest of the features (categories seen in these rows).
     pub manifest: Manifest,
+}
+
+impl Current {
+    /// The rows with the manifest of the categories seen in them.
+    fn new(
+        lapsed: DataFrame,
+        active: DataFrame,
+        as_of: NaiveDate,
+        data_end: NaiveDate,
+        s: &FeatureSettings,
+    ) -> Current {
+        let mut seen = Seen::new();
+        let names = one_hot_names(s);
+        see(&mut seen, &lapsed, &names);
+        see(&mut seen, &active, &names);
+        let manifest = manifest(s, &lapsed, &seen);
+        Current {
+            lapsed,
+            active,
+            as_of,
+            data_end,
+            manifest,
+        }
+    }
 }
 
 /// Builds [`Current`] as of `dates.as_of`; no labels,
@@ -487,18 +500,7 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
     let active = active
         .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
         .map_err(Error::polars("active subscribers: order"))?;
-    let mut seen = Seen::new();
-    let names = one_hot_names(s);
-    see(&mut seen, &lapsed, &names);
-    see(&mut seen, &active, &names);
-    let manifest = manifest(s, &lapsed, &seen);
-    Ok(Current {
-        lapsed,
-        active,
-        as_of,
-        data_end: end,
-        manifest,
-    })
+    Ok(Current::new(lapsed, active, as_of, end, s))
 }
 
 #[cfg(test)]
