@@ -35,22 +35,44 @@ impl Standardizer {
     /// (once each without weights): a row of weight 3 standardises as
     /// three equal rows do.
     pub fn fit_weighted(x: ArrayView2<f64>, weights: Option<&[f64]>) -> Self {
+        let k = x.ncols();
+        let x = x.as_standard_layout();
+        let flat = x.as_slice().expect("standard layout");
         let w = |i: usize| weights.map_or(1.0, |w| w[i]);
         let n = (0..x.nrows()).map(w).sum::<f64>().max(f64::MIN_POSITIVE);
-        let mean: Vec<f64> = x
-            .axis_iter(Axis(1))
-            .map(|c| c.iter().enumerate().map(|(i, v)| w(i) * v).sum::<f64>() / n)
-            .collect();
-        let scale = x
-            .axis_iter(Axis(1))
-            .zip(&mean)
-            .map(|(c, m)| {
-                let v = c
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| w(i) * (x - m).powi(2))
-                    .sum::<f64>()
-                    / n;
+        // Weighted sums per column over blocks of rows (each row read
+        // whole, in memory order), blocks in parallel and added in order.
+        let sums = |f: &(dyn Fn(usize, f64) -> f64 + Sync)| -> Vec<f64> {
+            if k == 0 {
+                return Vec::new();
+            }
+            const BLOCK: usize = 4096;
+            flat.par_chunks(BLOCK * k)
+                .enumerate()
+                .map(|(b, rows)| {
+                    let mut s = vec![0.0; k];
+                    for (i, row) in rows.chunks_exact(k).enumerate() {
+                        let wi = w(b * BLOCK + i);
+                        for (j, (sj, v)) in s.iter_mut().zip(row).enumerate() {
+                            *sj += wi * f(j, *v);
+                        }
+                    }
+                    s
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .fold(vec![0.0; k], |mut a, b| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                    a
+                })
+        };
+        let mean: Vec<f64> = sums(&|_, v| v).into_iter().map(|s| s / n).collect();
+        let scale = sums(&|j, v| (v - mean[j]).powi(2))
+            .into_iter()
+            .map(|s| {
+                let v = s / n;
                 if v > 1e-24 { v.sqrt() } else { 1.0 }
             })
             .collect();
@@ -155,6 +177,14 @@ pub fn check(x: ArrayView2<f64>, y: Option<&[bool]>, names: usize) -> Result<(),
             x.nrows(),
             y.len()
         )));
+    }
+    // In memory order when the rows are contiguous (the usual case).
+    if let Some(flat) = x.as_slice() {
+        if let Some(at) = flat.iter().position(|v| !v.is_finite()) {
+            let k = x.ncols().max(1);
+            return Err(FitError::NonFinite(at / k, at % k));
+        }
+        return Ok(());
     }
     for ((r, c), v) in x.indexed_iter() {
         if !v.is_finite() {
@@ -1099,6 +1129,32 @@ mod tests {
                 (numeric - g[j]).abs() < 1e-6 * (1.0 + g[j].abs()),
                 "theta {j}: {numeric} against {}",
                 g[j]
+            );
+        }
+    }
+
+    #[test]
+    fn the_weighted_standardisation_over_many_blocks_is_the_columns_moments() {
+        let (x, _) = sample(10_000, 4);
+        let w: Vec<f64> = (0..x.nrows()).map(|i| 0.5 + (i % 4) as f64).collect();
+        let s = Standardizer::fit_weighted(x.view(), Some(&w));
+        let total: f64 = w.iter().sum();
+        for j in 0..x.ncols() {
+            let c = x.column(j);
+            let mean: f64 = c.iter().zip(&w).map(|(v, w)| v * w).sum::<f64>() / total;
+            let var: f64 = c
+                .iter()
+                .zip(&w)
+                .map(|(v, w)| w * (v - mean).powi(2))
+                .sum::<f64>()
+                / total;
+            assert!(
+                (s.mean[j] - mean).abs() < 1e-12 * mean.abs().max(1.0),
+                "column {j}"
+            );
+            assert!(
+                (s.scale[j] - var.sqrt()).abs() < 1e-12 * var.sqrt().max(1.0),
+                "column {j}"
             );
         }
     }

@@ -12,6 +12,7 @@
 //! The [`Design`] is fitted on training rows and stored with the model.
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -248,48 +249,151 @@ impl Design {
         let (df, unseen) = conform_categories(df, &manifest)?;
         let n = df.height();
         let k = self.columns.len();
-        let mut x = vec![0.0; n * k];
-        for (j, c) in self.columns.iter().enumerate() {
+        // Each feature read once for all its columns: a number (with
+        // whether it is there) per row, or the position of the row's level
+        // among the feature's level columns.
+        let mut numbers: Vec<(&str, Vec<f64>, Vec<bool>)> = Vec::new();
+        let mut levels: Vec<(&str, Vec<u32>)> = Vec::new();
+        for c in &self.columns {
             match c {
-                DesignColumn::Numeric { feature, fill } => {
-                    for (i, v) in float_column(&df, feature)?.iter().enumerate() {
-                        let v = v.unwrap_or(*fill);
-                        if !v.is_finite() {
-                            return Err(self.non_finite(&df, feature, i, v));
-                        }
-                        x[i * k + j] = v;
+                DesignColumn::Level { feature, .. } => {
+                    if levels.iter().any(|(f, _)| f == feature) {
+                        continue;
                     }
-                }
-                DesignColumn::AtLeast { feature, threshold } => {
-                    for (i, v) in float_column(&df, feature)?.iter().enumerate() {
-                        x[i * k + j] = match v {
-                            Some(v) if v >= *threshold => 1.0,
-                            _ => 0.0,
-                        };
-                    }
-                }
-                DesignColumn::Missing { feature } => {
-                    for (i, v) in float_column(&df, feature)?.iter().enumerate() {
-                        x[i * k + j] = if v.is_none() { 1.0 } else { 0.0 };
-                    }
-                }
-                DesignColumn::Flag { feature } => {
-                    for (i, v) in float_column(&df, feature)?.iter().enumerate() {
-                        x[i * k + j] = v.unwrap_or(0.0);
-                    }
-                }
-                DesignColumn::Level { feature, level } => {
-                    let c = df
+                    let of_feature: Vec<&str> = self
+                        .columns
+                        .iter()
+                        .filter_map(|c| match c {
+                            DesignColumn::Level { feature: f, level } if f == feature => {
+                                Some(level.as_str())
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let s = df
                         .column(feature)
+                        .and_then(|c| c.str().cloned())
                         .map_err(Error::polars(format!("design: column {feature}")))?;
-                    let s = c
-                        .str()
-                        .map_err(Error::polars(format!("design: column {feature}")))?;
-                    for (i, v) in s.iter().enumerate() {
-                        x[i * k + j] = if v == Some(level.as_str()) { 1.0 } else { 0.0 };
+                    let codes = s
+                        .iter()
+                        .map(|v| {
+                            v.and_then(|v| of_feature.iter().position(|l| *l == v))
+                                .map_or(u32::MAX, |p| p as u32)
+                        })
+                        .collect();
+                    levels.push((feature.as_str(), codes));
+                }
+                DesignColumn::Numeric { feature, .. }
+                | DesignColumn::AtLeast { feature, .. }
+                | DesignColumn::Missing { feature }
+                | DesignColumn::Flag { feature } => {
+                    if numbers.iter().any(|(f, _, _)| f == feature) {
+                        continue;
                     }
+                    let c = float_column(&df, feature)?;
+                    let valid = c.iter().map(|v| v.is_some()).collect();
+                    let values = c.iter().map(|v| v.unwrap_or(0.0)).collect();
+                    numbers.push((feature.as_str(), values, valid));
                 }
             }
+        }
+        // How each column reads its feature.
+        enum Read<'a> {
+            Numeric(&'a [f64], &'a [bool], f64),
+            AtLeast(&'a [f64], &'a [bool], f64),
+            Missing(&'a [bool]),
+            Flag(&'a [f64], &'a [bool]),
+            Level(&'a [u32], u32),
+        }
+        let number = |feature: &str| {
+            let (_, v, ok) = numbers
+                .iter()
+                .find(|(f, _, _)| *f == feature)
+                .expect("read above");
+            (v.as_slice(), ok.as_slice())
+        };
+        let mut seen: Vec<(&str, u32)> = Vec::new();
+        let reads: Vec<Read<'_>> = self
+            .columns
+            .iter()
+            .map(|c| match c {
+                DesignColumn::Numeric { feature, fill } => {
+                    let (v, ok) = number(feature);
+                    Read::Numeric(v, ok, *fill)
+                }
+                DesignColumn::AtLeast { feature, threshold } => {
+                    let (v, ok) = number(feature);
+                    Read::AtLeast(v, ok, *threshold)
+                }
+                DesignColumn::Missing { feature } => Read::Missing(number(feature).1),
+                DesignColumn::Flag { feature } => {
+                    let (v, ok) = number(feature);
+                    Read::Flag(v, ok)
+                }
+                DesignColumn::Level { feature, .. } => {
+                    let (_, codes) = levels
+                        .iter()
+                        .find(|(f, _)| f == feature)
+                        .expect("read above");
+                    // The feature's level columns are numbered in order.
+                    let at = match seen.iter_mut().find(|(f, _)| f == feature) {
+                        Some((_, next)) => {
+                            *next += 1;
+                            *next
+                        }
+                        None => {
+                            seen.push((feature.as_str(), 0));
+                            0
+                        }
+                    };
+                    Read::Level(codes, at)
+                }
+            })
+            .collect();
+        // A numeric column's value must be finite once filled: the first
+        // that is not, in column order, is the error.
+        for (c, read) in self.columns.iter().zip(&reads) {
+            if let (DesignColumn::Numeric { feature, .. }, Read::Numeric(v, ok, fill)) = (c, read)
+                && let Some(i) = (0..n).find(|i| !(if ok[*i] { v[*i] } else { *fill }).is_finite())
+            {
+                return Err(self.non_finite(&df, feature, i, if ok[i] { v[i] } else { *fill }));
+            }
+        }
+        // Filled in blocks of rows (each block's rows stay in cache while
+        // every column is written into them), blocks in parallel.
+        const BLOCK: usize = 1024;
+        let mut x = vec![0.0; n * k];
+        if k > 0 {
+            x.par_chunks_mut(BLOCK * k)
+                .enumerate()
+                .for_each(|(b, block)| {
+                    let first = b * BLOCK;
+                    let rows = block.len() / k;
+                    for (j, read) in reads.iter().enumerate() {
+                        for i in 0..rows {
+                            let r = first + i;
+                            block[i * k + j] = match read {
+                                Read::Numeric(v, ok, fill) => {
+                                    if ok[r] {
+                                        v[r]
+                                    } else {
+                                        *fill
+                                    }
+                                }
+                                Read::AtLeast(v, ok, t) => f64::from(u8::from(ok[r] && v[r] >= *t)),
+                                Read::Missing(ok) => f64::from(u8::from(!ok[r])),
+                                Read::Flag(v, ok) => {
+                                    if ok[r] {
+                                        v[r]
+                                    } else {
+                                        0.0
+                                    }
+                                }
+                                Read::Level(codes, at) => f64::from(u8::from(codes[r] == *at)),
+                            };
+                        }
+                    }
+                });
         }
         Ok((x, unseen))
     }
@@ -392,6 +496,58 @@ mod tests {
         let few = DataFrame::new(3, vec![Column::new("tenure".into(), [1.0, 2.0, 2.0])]).unwrap();
         let d = Design::fit_binned(&manifest(), &few, &["tenure"], 4).unwrap();
         assert_eq!(d.names(), ["tenure"]);
+    }
+
+    #[test]
+    fn a_matrix_of_many_blocks_has_each_rows_own_values() {
+        let n = 2_600;
+        let plans = [
+            Some("basic"),
+            Some("premium"),
+            None,
+            Some("gold"),
+            Some("standard"),
+        ];
+        let df = DataFrame::new(
+            n,
+            vec![
+                Column::new(
+                    "tenure".into(),
+                    (0..n).map(|i| (i % 97) as f64).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "share".into(),
+                    (0..n)
+                        .map(|i| (i % 3 != 0).then_some((i % 11) as f64 / 10.0))
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "referred".into(),
+                    (0..n)
+                        .map(|i| (i % 5 != 0).then_some(i % 2 == 0))
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "plan".into(),
+                    (0..n).map(|i| plans[i % 5]).collect::<Vec<_>>(),
+                ),
+            ],
+        )
+        .unwrap();
+        let d = Design::fit_binned(
+            &manifest(),
+            &df,
+            &["tenure", "share", "referred", "plan"],
+            4,
+        )
+        .unwrap();
+        let k = d.columns.len();
+        let (x, _) = d.matrix(&df).unwrap();
+        assert_eq!(x.len(), n * k);
+        for i in [0, 1, 1023, 1024, 1025, 2047, 2048, 2599] {
+            let (row, _) = d.matrix(&df.slice(i as i64, 1)).unwrap();
+            assert_eq!(&x[i * k..(i + 1) * k], row.as_slice(), "row {i}");
+        }
     }
 
     #[test]
