@@ -969,16 +969,21 @@ pub fn choose_alpha(
 mod tests {
     use super::*;
 
-    /// Rows from a known model: intercept -1, coefficients 0.8 per unit of
-    /// x0 (mean 5, sd 2), -1.5 of a 0/1 flag, 0 of pure noise.
-    fn sample(n: usize, seed: u64) -> (Array2<f64>, Vec<bool>) {
+    /// A seeded stream of uniform numbers in (0, 1).
+    fn uniform(seed: u64) -> impl FnMut() -> f64 {
         let mut s = seed;
-        let mut u = move || {
+        move || {
             s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
+        }
+    }
+
+    /// Rows from a known model: intercept -1, coefficients 0.8 per unit of
+    /// x0 (mean 5, sd 2), -1.5 of a 0/1 flag, 0 of pure noise.
+    fn sample(n: usize, seed: u64) -> (Array2<f64>, Vec<bool>) {
+        let mut u = uniform(seed);
         let mut x = Array2::zeros((n, 3));
         let mut y = Vec::with_capacity(n);
         for i in 0..n {
@@ -1002,13 +1007,7 @@ mod tests {
     /// preconditioner is for. The label depends on the first two columns,
     /// a step and the category.
     fn stepped(n: usize, seed: u64) -> (Array2<f64>, Vec<bool>, Vec<String>) {
-        let mut s = seed;
-        let mut u = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
+        let mut u = uniform(seed);
         let (numeric, steps, levels) = (6, 5, 5);
         let k = numeric * (1 + steps) + levels - 1;
         let mut x = Array2::<f64>::zeros((n, k));
