@@ -135,16 +135,90 @@ impl BandShift {
     }
 }
 
+/// The month-by-month terms of one package over the horizon, the same for
+/// every row (index `t - 1` for month `t`): the discount factor `f_t`, the
+/// discounted offer cost `f_t c_t`, and their running sums `F_t` and `C_t`,
+/// so that a returner's discounted net margin to month `t` is
+/// `g_t = m F_t - C_t` for a monthly margin `m`.
+#[derive(Debug, Clone, PartialEq)]
+struct Schedule {
+    factor: Vec<f64>,
+    cost: Vec<f64>,
+    factor_sum: Vec<f64>,
+    cost_sum: Vec<f64>,
+}
+
+impl Schedule {
+    fn new(discounting: &Discounting, economics: &Economics, package: Package) -> Schedule {
+        let horizon = discounting.horizon();
+        let factor: Vec<f64> = (1..=horizon).map(|t| discounting.factor(t)).collect();
+        let cost: Vec<f64> = (1..=horizon)
+            .map(|t| {
+                let c = if package == Package::None {
+                    0.0
+                } else {
+                    economics.offer_cost_in_month(package, t)
+                };
+                discounting.factor(t) * c
+            })
+            .collect();
+        let running = |v: &[f64]| -> Vec<f64> {
+            v.iter()
+                .scan(0.0, |acc, x| {
+                    *acc += x;
+                    Some(*acc)
+                })
+                .collect()
+        };
+        Schedule {
+            factor_sum: running(&factor),
+            cost_sum: running(&cost),
+            factor,
+            cost,
+        }
+    }
+}
+
+/// The packages, in the order of [`Simulator`]'s schedules.
+const PACKAGES: [Package; 4] = [
+    Package::None,
+    Package::Discount,
+    Package::Upgrade,
+    Package::Both,
+];
+
 /// The simulation of a set of rows under every arm.
 #[derive(Debug, Clone)]
 pub struct Simulator {
     arms: Vec<ArmInputs>,
     /// Per arm, its hazard bands' shift when they have one.
     shifts: Vec<Option<BandShift>>,
-    bands: Vec<u32>,
-    discounting: Discounting,
+    /// The horizon's months in runs of one hazard band:
+    /// `(band, first month index, end)` with indices `t - 1`.
+    runs: Vec<(usize, usize, usize)>,
+    /// Per package of [`PACKAGES`], its terms over the horizon.
+    schedules: Vec<Schedule>,
     economics: Economics,
     posteriors: [Posterior; 3],
+}
+
+/// The horizon's months `1..=horizon` in runs of the band in force: band
+/// `b` from month `bands[b]` (band 0 from month 1) to the next band's first
+/// month; as `(band, t - 1 of the run's first month, of its end)`.
+fn band_runs(bands: &[u32], horizon: u32) -> Vec<(usize, usize, usize)> {
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    let mut band = 0;
+    for t in 1..=horizon {
+        while band + 1 < bands.len() && t >= bands[band + 1] {
+            band += 1;
+        }
+        let i = t as usize - 1;
+        match runs.last_mut() {
+            Some((b, _, end)) if *b == band => *end = i + 1,
+            _ => runs.push((band, i, i + 1)),
+        }
+    }
+    runs
 }
 
 /// Totals of one arm over the rows.
@@ -216,10 +290,14 @@ impl Simulator {
             Posterior::new(&first.margin.coef, &first.margin.covariance)?,
         ];
         let shifts = arms.iter().map(|a| BandShift::of(&a.hazard)).collect();
+        let discounting = economics.discounting();
         Ok(Simulator {
             shifts,
-            bands,
-            discounting: economics.discounting(),
+            runs: band_runs(&bands, discounting.horizon()),
+            schedules: PACKAGES
+                .iter()
+                .map(|p| Schedule::new(&discounting, economics, *p))
+                .collect(),
             economics: *economics,
             posteriors,
             arms,
@@ -269,32 +347,38 @@ impl Simulator {
             .clamp(0.0, 1.0)
         };
         let package = arm.package[i];
-        let horizon = self.discounting.horizon();
-        let (mut alive, mut value, mut cost, mut months) = (1.0, 0.0, 0.0, 0.0);
-        let (mut g, mut eg2) = (0.0, 0.0);
-        let mut band = 0;
-        let mut h = hazard(0);
-        for t in 1..=horizon {
-            if band + 1 < self.bands.len() && t >= self.bands[band + 1] {
-                while band + 1 < self.bands.len() && t >= self.bands[band + 1] {
-                    band += 1;
-                }
-                h = hazard(band);
+        let sched = &self.schedules[match package {
+            Package::None => 0,
+            Package::Discount => 1,
+            Package::Upgrade => 2,
+            Package::Both => 3,
+        }];
+        // Survival S(t-1) is `alive` at month t; the realised net margin
+        // to month t is g_t = m F_t - C_t; a returner who defects at the
+        // end of month t (probability S(t-1) h_t) has g_t, one who stays
+        // the horizon g_H.
+        let (mut alive, mut value, mut cost, mut months, mut eg2) = (1.0, 0.0, 0.0, 0.0, 0.0);
+        for &(band, lo, hi) in &self.runs {
+            let h = hazard(band);
+            let terms = sched.factor[lo..hi]
+                .iter()
+                .zip(&sched.cost[lo..hi])
+                .zip(sched.factor_sum[lo..hi].iter().zip(&sched.cost_sum[lo..hi]));
+            for ((f, fc), (big_f, big_c)) in terms {
+                value += f * alive;
+                cost += fc * alive;
+                months += alive;
+                let g = m * big_f - big_c;
+                let churn = alive * h;
+                eg2 += churn * g * g;
+                alive -= churn;
             }
-            let f = self.discounting.factor(t);
-            let c_t = if package == Package::None {
-                0.0
-            } else {
-                self.economics.offer_cost_in_month(package, t)
-            };
-            value += f * m * alive;
-            cost += f * c_t * alive;
-            months += alive;
-            g += f * (m - c_t);
-            let churn = alive * h;
-            eg2 += churn * g * g;
-            alive -= churn;
         }
+        let value = m * value;
+        let g = match (sched.factor_sum.last(), sched.cost_sum.last()) {
+            (Some(f), Some(c)) => m * f - c,
+            _ => 0.0,
+        };
         eg2 += alive * g * g;
         let net = value - cost;
         let contact = if arm.contact {
@@ -530,6 +614,97 @@ mod tests {
         let mut narrow = banded(n, 7);
         narrow[3].width = 3;
         assert!(BandShift::of(&narrow).is_none());
+    }
+
+    /// The month-by-month recursion as written in the module documentation,
+    /// month by month with each month's band, factor and cost looked up.
+    fn outcome_by_months(sim: &Simulator, bands: &[u32], a: usize, i: usize, c: &Coefs) -> Outcome {
+        let arm = &sim.arms[a];
+        let e = &sim.economics;
+        let d = e.discounting();
+        let p = arm.ret.predict_row(i, &c.ret).clamp(0.0, 1.0);
+        let m = arm.margin.predict_row(i, &c.margin);
+        let (mut alive, mut value, mut cost, mut months, mut g, mut eg2) =
+            (1.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for t in 1..=d.horizon() {
+            let band = bands.iter().rposition(|b| t >= *b).unwrap_or(0);
+            let h = arm.hazard[band].predict_row(i, &c.hazard).clamp(0.0, 1.0);
+            let f = d.factor(t);
+            let c_t = e.offer_cost_in_month(arm.package[i], t);
+            value += f * m * alive;
+            cost += f * c_t * alive;
+            months += alive;
+            g += f * (m - c_t);
+            eg2 += alive * h * g * g;
+            alive -= alive * h;
+        }
+        eg2 += alive * g * g;
+        let net = value - cost;
+        let contact = if arm.contact { e.contact_cost } else { 0.0 };
+        Outcome {
+            p_return: p,
+            value,
+            offer_cost: cost,
+            margin: m,
+            months,
+            profit: p * net - contact,
+            variance: (p * eg2 - (p * net).powi(2)).max(0.0),
+        }
+    }
+
+    #[test]
+    fn outcomes_match_the_month_by_month_recursion_for_every_package_and_band_layout() {
+        let n = 40;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
+        let margins: Vec<f64> = (0..n).map(|_| 30.0 + 10.0 * normal()).collect();
+        let packages: Vec<Package> = (0..n).map(|i| PACKAGES[i % 4]).collect();
+        let cases: [(Vec<u32>, u32); 4] = [
+            (vec![1, 4, 7, 13, 25, 37], 60),
+            (vec![1], 60),
+            // A horizon that ends inside a band, before the last bands.
+            (vec![1, 4, 7, 13, 25, 37], 10),
+            // A horizon shorter than the offers' terms.
+            (vec![1, 2, 3], 2),
+        ];
+        for (bands, horizon) in cases {
+            let e = Economics {
+                horizon_months: horizon,
+                ..Economics::default()
+            };
+            let mut hazard = banded(n, 5);
+            hazard.truncate(bands.len());
+            let arm = ArmInputs {
+                contact: true,
+                ret: constant(n, -0.4, true),
+                hazard,
+                margin: LinearPart {
+                    features: margins.clone(),
+                    width: 1,
+                    coef: vec![1.0],
+                    covariance: Vec::new(),
+                    logistic: false,
+                },
+                package: packages.clone(),
+            };
+            let sim = Simulator::new(vec![arm], bands.clone(), &e).unwrap();
+            let c = sim.fitted();
+            for i in 0..n {
+                let (got, want) = (
+                    sim.outcome(0, i, &c),
+                    outcome_by_months(&sim, &bands, 0, i, &c),
+                );
+                let close = |x: f64, y: f64| (x - y).abs() <= 1e-10 * (1.0 + y.abs());
+                assert!(
+                    close(got.value, want.value)
+                        && close(got.offer_cost, want.offer_cost)
+                        && close(got.months, want.months)
+                        && close(got.profit, want.profit)
+                        && close(got.variance, want.variance),
+                    "bands {bands:?}, horizon {horizon}, row {i}: {got:?} against {want:?}"
+                );
+            }
+        }
     }
 
     #[test]
