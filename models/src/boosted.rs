@@ -339,9 +339,14 @@ impl<'a> Tail<'a> {
 }
 
 /// The kept trees' nodes in one array (children as positions in it).
+/// A leaf's children are the leaf itself, so that a walk of a tree's depth
+/// from its root ends on the row's leaf whatever the path's length: the
+/// walk needs no test for leaves and no data-dependent branch.
 struct FlatTrees {
     nodes: Vec<FlatNode>,
     roots: Vec<u32>,
+    /// Per tree, the most splits on a path from its root to a leaf.
+    depths: Vec<u32>,
     /// The value that counts as missing (NaN: any NaN).
     missing: f64,
 }
@@ -352,42 +357,57 @@ impl FlatTrees {
             .prediction_iteration
             .unwrap_or(booster.trees.len())
             .min(booster.trees.len());
-        let mut nodes = Vec::new();
+        let mut nodes: Vec<FlatNode> = Vec::new();
         let mut roots = Vec::with_capacity(kept);
+        let mut depths = Vec::with_capacity(kept);
         for tree in &booster.trees[..kept] {
             let at = nodes.len() as u32;
             roots.push(at);
-            nodes.extend(tree.nodes.iter().map(|n| FlatNode {
-                split: n.split_value,
-                value: f64::from(n.weight_value),
-                feature: n.split_feature as u32,
-                left: at + n.left_child as u32,
-                right: at + n.right_child as u32,
-                missing: at + n.missing_node as u32,
-                leaf: n.is_leaf,
+            nodes.extend(tree.nodes.iter().enumerate().map(|(i, n)| {
+                if n.is_leaf {
+                    let me = at + i as u32;
+                    FlatNode {
+                        split: 0.0,
+                        value: f64::from(n.weight_value),
+                        feature: 0,
+                        left: me,
+                        right: me,
+                        missing: me,
+                        leaf: true,
+                    }
+                } else {
+                    FlatNode {
+                        split: n.split_value,
+                        value: f64::from(n.weight_value),
+                        feature: n.split_feature as u32,
+                        left: at + n.left_child as u32,
+                        right: at + n.right_child as u32,
+                        missing: at + n.missing_node as u32,
+                        leaf: false,
+                    }
+                }
             }));
+            // The depth: the longest path of splits from the root.
+            let mut depth = 0;
+            let mut stack = vec![(at as usize, 0u32)];
+            while let Some((i, d)) = stack.pop() {
+                let n = &nodes[i];
+                if n.leaf {
+                    depth = depth.max(d);
+                } else {
+                    for c in [n.left, n.right, n.missing] {
+                        stack.push((c as usize, d + 1));
+                    }
+                }
+            }
+            depths.push(depth);
         }
         FlatTrees {
             nodes,
             roots,
+            depths,
             missing: booster.missing,
         }
-    }
-
-    /// The leaf value a row reaches from `root` (forust-ml's rule: a
-    /// missing value to the missing branch, below the split left, else
-    /// right).
-    #[inline]
-    fn leaf(&self, root: u32, row: &[f64]) -> f64 {
-        self.leaf_by(root, |j| row[j])
-    }
-
-    /// [`FlatTrees::leaf`] of a row whose first columns are `row` and
-    /// whose last are `tail`.
-    #[inline]
-    fn leaf_split(&self, root: u32, row: &[f64], tail: &[f64]) -> f64 {
-        let k = row.len();
-        self.leaf_by(root, |j| if j < k { row[j] } else { tail[j - k] })
     }
 
     /// Whether the tree at `root` splits on a column at or after `from`.
@@ -406,28 +426,29 @@ impl FlatTrees {
         false
     }
 
+    /// The leaf value `row` reaches in tree `t` (forust-ml's rule: a
+    /// missing value to the missing branch, below the split left, else
+    /// right), by a walk of the tree's depth whose steps are selects, not
+    /// branches.
     #[inline]
-    fn leaf_by(&self, root: u32, value: impl Fn(usize) -> f64) -> f64 {
-        let mut i = root as usize;
-        loop {
-            let n = &self.nodes[i];
-            if n.leaf {
-                return n.value;
+    fn leaf(&self, t: usize, row: &[f64]) -> f64 {
+        let mut i = self.roots[t] as usize;
+        if self.missing.is_nan() {
+            for _ in 0..self.depths[t] {
+                let n = &self.nodes[i];
+                let v = row[n.feature as usize];
+                let next = if v < n.split { n.left } else { n.right };
+                i = if v.is_nan() { n.missing } else { next } as usize;
             }
-            let v = value(n.feature as usize);
-            let missing = if self.missing.is_nan() {
-                v.is_nan()
-            } else {
-                v == self.missing
-            };
-            i = if missing {
-                n.missing
-            } else if v < n.split {
-                n.left
-            } else {
-                n.right
-            } as usize;
+        } else {
+            for _ in 0..self.depths[t] {
+                let n = &self.nodes[i];
+                let v = row[n.feature as usize];
+                let next = if v < n.split { n.left } else { n.right };
+                i = if v == self.missing { n.missing } else { next } as usize;
+            }
         }
+        self.nodes[i].value
     }
 }
 
@@ -625,8 +646,8 @@ impl BoostedModel {
             .for_each(|(out, rows)| {
                 for (o, row) in out.iter_mut().zip(rows.chunks_exact(k)) {
                     let mut score = base;
-                    for root in &flat.roots {
-                        score += flat.leaf(*root, row);
+                    for t in 0..flat.roots.len() {
+                        score += flat.leaf(t, row);
                     }
                     *o = score;
                 }
@@ -675,17 +696,24 @@ impl BoostedModel {
             out.par_chunks_mut(BLOCK * v)
                 .enumerate()
                 .for_each(|(b, out)| {
+                    // Each row completed by each tail, for the trees
+                    // that split on a tail column.
+                    let mut full = vec![0.0; v * k];
                     for (i, o) in out.chunks_exact_mut(v).enumerate() {
                         let r = b * BLOCK + i;
                         let row = &rows[r * kb..(r + 1) * kb];
+                        for (f, tail) in full.chunks_exact_mut(k).zip(tails) {
+                            f[..kb].copy_from_slice(row);
+                            f[kb..].copy_from_slice(tail.row(r));
+                        }
                         o.fill(start);
-                        for (root, shared) in flat.roots.iter().zip(&shared) {
+                        for (t, shared) in shared.iter().enumerate() {
                             if *shared {
-                                let leaf = flat.leaf(*root, row);
+                                let leaf = flat.leaf(t, row);
                                 o.iter_mut().for_each(|s| *s += leaf);
                             } else {
-                                for (s, tail) in o.iter_mut().zip(tails) {
-                                    *s += flat.leaf_split(*root, row, tail.row(r));
+                                for (s, f) in o.iter_mut().zip(full.chunks_exact(k)) {
+                                    *s += flat.leaf(t, f);
                                 }
                             }
                         }
