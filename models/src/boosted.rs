@@ -426,30 +426,43 @@ impl FlatTrees {
         false
     }
 
-    /// The leaf value `row` reaches in tree `t` (forust-ml's rule: a
+    /// The leaf values that `rows` reach in tree `t` (forust-ml's rule: a
     /// missing value to the missing branch, below the split left, else
-    /// right), by a walk of the tree's depth whose steps are selects, not
-    /// branches.
+    /// right), by walks of the tree's depth whose steps are selects, not
+    /// branches, and interleaved: the rows' walks are independent chains
+    /// of loads that the processor overlaps.
     #[inline]
-    fn leaf(&self, t: usize, row: &[f64]) -> f64 {
-        let mut i = self.roots[t] as usize;
-        if self.missing.is_nan() {
-            for _ in 0..self.depths[t] {
-                let n = &self.nodes[i];
+    fn leaves(&self, t: usize, rows: [&[f64]; GROUP]) -> [f64; GROUP] {
+        let mut at = [self.roots[t] as usize; GROUP];
+        let nan = self.missing.is_nan();
+        for _ in 0..self.depths[t] {
+            for (i, row) in at.iter_mut().zip(&rows) {
+                let n = &self.nodes[*i];
                 let v = row[n.feature as usize];
                 let next = if v < n.split { n.left } else { n.right };
-                i = if v.is_nan() { n.missing } else { next } as usize;
-            }
-        } else {
-            for _ in 0..self.depths[t] {
-                let n = &self.nodes[i];
-                let v = row[n.feature as usize];
-                let next = if v < n.split { n.left } else { n.right };
-                i = if v == self.missing { n.missing } else { next } as usize;
+                let missing = if nan { v.is_nan() } else { v == self.missing };
+                *i = if missing { n.missing } else { next } as usize;
             }
         }
-        self.nodes[i].value
+        at.map(|i| self.nodes[i].value)
     }
+}
+
+/// Rows walked together through a tree by [`FlatTrees::leaves`].
+const GROUP: usize = 8;
+
+/// The rows of `rows` (row-major, `k` columns) in groups of [`GROUP`], the
+/// last group padded with its first row: per group, the rows and how many
+/// are real.
+fn groups(rows: &[f64], k: usize) -> impl Iterator<Item = ([&[f64]; GROUP], usize)> {
+    rows.chunks(GROUP * k).map(move |chunk| {
+        let real = chunk.len() / k;
+        let group = std::array::from_fn(|g| {
+            let g = if g < real { g } else { 0 };
+            &chunk[g * k..(g + 1) * k]
+        });
+        (group, real)
+    })
 }
 
 /// Column-major copy of a row set of `x`, as forust-ml takes it.
@@ -644,12 +657,17 @@ impl BoostedModel {
         out.par_chunks_mut(1024)
             .zip(rows.par_chunks(1024 * k))
             .for_each(|(out, rows)| {
-                for (o, row) in out.iter_mut().zip(rows.chunks_exact(k)) {
-                    let mut score = base;
+                // Each row's score is the base plus the trees' leaves in
+                // the trees' order, as forust-ml adds them.
+                for ((group, real), out) in groups(rows, k).zip(out.chunks_mut(GROUP)) {
+                    let mut score = [base; GROUP];
                     for t in 0..flat.roots.len() {
-                        score += flat.leaf(t, row);
+                        let leaves = flat.leaves(t, group);
+                        for (s, l) in score.iter_mut().zip(leaves) {
+                            *s += l;
+                        }
                     }
-                    *o = score;
+                    out.copy_from_slice(&score[..real]);
                 }
             });
         Ok(out)
@@ -696,27 +714,45 @@ impl BoostedModel {
             out.par_chunks_mut(BLOCK * v)
                 .enumerate()
                 .for_each(|(b, out)| {
-                    // Each row completed by each tail, for the trees
-                    // that split on a tail column.
-                    let mut full = vec![0.0; v * k];
-                    for (i, o) in out.chunks_exact_mut(v).enumerate() {
-                        let r = b * BLOCK + i;
-                        let row = &rows[r * kb..(r + 1) * kb];
-                        for (f, tail) in full.chunks_exact_mut(k).zip(tails) {
-                            f[..kb].copy_from_slice(row);
-                            f[kb..].copy_from_slice(tail.row(r));
+                    // Per group of rows, each row completed by each tail
+                    // (tail-major), for the trees that split on a tail
+                    // column.
+                    let mut full = vec![0.0; v * GROUP * k];
+                    let first = b * BLOCK;
+                    let block_rows = &rows[first * kb..(first + out.len() / v) * kb];
+                    for (g, ((group, real), out)) in groups(block_rows, kb)
+                        .zip(out.chunks_mut(GROUP * v))
+                        .enumerate()
+                    {
+                        let r0 = first + g * GROUP;
+                        for (j, tail) in tails.iter().enumerate() {
+                            for (i, row) in group.iter().enumerate().take(real) {
+                                let f = &mut full[(j * GROUP + i) * k..(j * GROUP + i + 1) * k];
+                                f[..kb].copy_from_slice(row);
+                                f[kb..].copy_from_slice(tail.row(r0 + i));
+                            }
                         }
-                        o.fill(start);
+                        let mut score = vec![start; GROUP * v];
                         for (t, shared) in shared.iter().enumerate() {
                             if *shared {
-                                let leaf = flat.leaf(t, row);
-                                o.iter_mut().for_each(|s| *s += leaf);
+                                let leaves = flat.leaves(t, group);
+                                for (s, l) in score.chunks_exact_mut(v).zip(leaves) {
+                                    s.iter_mut().for_each(|s| *s += l);
+                                }
                             } else {
-                                for (s, f) in o.iter_mut().zip(full.chunks_exact(k)) {
-                                    *s += flat.leaf(t, f);
+                                for j in 0..v {
+                                    let completed: [&[f64]; GROUP] = std::array::from_fn(|i| {
+                                        let i = if i < real { i } else { 0 };
+                                        &full[(j * GROUP + i) * k..(j * GROUP + i + 1) * k]
+                                    });
+                                    let leaves = flat.leaves(t, completed);
+                                    for (s, l) in score.chunks_exact_mut(v).zip(leaves) {
+                                        s[j] += l;
+                                    }
                                 }
                             }
                         }
+                        out.copy_from_slice(&score[..real * v]);
                     }
                 });
         }
@@ -949,6 +985,12 @@ mod tests {
         }
         let fortran = xt.t().to_owned();
         assert_eq!(m.raw_scores(fortran.t()).unwrap(), ours);
+        // Row counts that end inside a group and a block.
+        for n in [1, 7, 1_029] {
+            let head = Array2::from_shape_fn((n, xt.ncols()), |(i, j)| xt[[i, j]]);
+            let part = m.raw_scores(head.view()).unwrap();
+            assert_eq!(part, ours[..n], "{n} rows");
+        }
     }
 
     /// Scoring rows completed by tails (a hazard's month bands, the same
