@@ -73,11 +73,18 @@ pub(crate) fn score_current(
 ) -> Result<ScoreSummary> {
     let cat = run_catalog(settings);
     let dir = cat.model_version(model)?;
-    let models = catalog::load_models(&dir)?;
+    let models = {
+        let _span = tracing::debug_span!("load models").entered();
+        catalog::load_models(&dir)?
+    };
     for m in models.models() {
         m.check_manifest(&current.manifest, &catalog::model_file(&dir, m.model))?;
     }
-    let scores = stage::score(current, &models)?;
+    let scores = {
+        let _span = tracing::debug_span!("apply models").entered();
+        stage::score(current, &models)?
+    };
+    let _span = tracing::debug_span!("write scores").entered();
     let staged = cat.stage(Output::Score)?;
     let mut rows = Vec::new();
     for (name, df) in [

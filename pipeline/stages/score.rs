@@ -41,6 +41,8 @@ pub fn score(current: &Current, models: &ModelSet) -> Result<Scores> {
     };
     let churn = match &models.churn {
         Some(m) => {
+            let _span =
+                tracing::debug_span!("churn scores", rows = current.active.height()).entered();
             let df = &current.active;
             let (mut p, u) = m.predict_arms(df, &[None])?;
             note_unseen(m, u);
@@ -66,6 +68,8 @@ pub fn score(current: &Current, models: &ModelSet) -> Result<Scores> {
     };
     let returns = match &models.return_model {
         Some(m) => {
+            let _span =
+                tracing::debug_span!("return scores", rows = current.lapsed.height()).entered();
             let df = &current.lapsed;
             let mut columns = vec![
                 column(df, col::SUBSCRIBER_ID)?,
