@@ -343,10 +343,7 @@ impl Learner {
                     .map(|tail| m.predict_base(x, &m.arms_of_tail(n, tail)?))
                     .collect()
             }
-            Learner::Logistic(m) => tails
-                .iter()
-                .map(|tail| m.predict(completed(base, n, width, tail)?.view()))
-                .collect(),
+            Learner::Logistic(m) => m.predict_tails(view(base, n, width)?, tails),
         }
     }
 
@@ -560,6 +557,54 @@ mod tests {
             l.predict(x.view()).unwrap()
         );
         assert_eq!(back.names(), ["a"]);
+    }
+
+    /// A logistic model scores rows completed by tails (the same for every
+    /// row, or each row's own) to the bits of scoring each completed
+    /// matrix, over many row blocks, and names a value that is not finite
+    /// where the completed matrix would have it.
+    #[test]
+    fn logistic_tails_score_as_the_completed_rows() {
+        let n = 2_500;
+        let base = Array2::from_shape_fn((n, 3), |(i, j)| ((i * (j + 5)) % 13) as f64 - 6.0);
+        let own: Vec<f64> = (0..n)
+            .flat_map(|i| [(i % 3) as f64, (i % 7) as f64 / 7.0])
+            .collect();
+        let x = Array2::from_shape_fn((n, 5), |(i, j)| {
+            if j < 3 {
+                base[[i, j]]
+            } else {
+                own[i * 2 + j - 3]
+            }
+        });
+        let y: Vec<bool> = (0..n)
+            .map(|i| x[[i, 0]] - 2.0 * x[[i, 3]] + ((i * 7) % 11) as f64 / 3.0 - 1.0 > 0.0)
+            .collect();
+        let names: Vec<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = LogisticModel::fit(x.view(), &y, &names, 0.5).unwrap();
+        let l = Learner::Logistic(m.clone());
+        let flat: Vec<f64> = base.iter().copied().collect();
+        let same = [1.0, 0.25];
+        let tails = [Tail::same(&same), Tail::per_row(&own, 2)];
+        let got = l.predict_tails(&flat, 3, &tails).unwrap();
+        for (t, tail) in tails.iter().enumerate() {
+            let full = completed(&flat, n, 3, tail).unwrap();
+            let want = m.predict(full.view()).unwrap();
+            assert_eq!(got[t].len(), n);
+            for (i, (a, b)) in got[t].iter().zip(&want).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "tail {t}, row {i}: {a} vs {b}");
+            }
+        }
+        let mut bad = own.clone();
+        bad[2 * 1_700 + 1] = f64::NAN;
+        assert!(matches!(
+            l.predict_tails(&flat, 3, &[Tail::per_row(&bad, 2)]),
+            Err(FitError::NonFinite(1_700, 4))
+        ));
+        assert!(l.predict_tails(&flat, 3, &[Tail::same(&[1.0])]).is_err());
     }
 
     /// A T-learner scores each row by its own arm's learner, whichever

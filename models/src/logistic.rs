@@ -361,6 +361,65 @@ impl LogisticModel {
             .collect())
     }
 
+    /// [`LogisticModel::predict`] of the rows of `base` completed, for each
+    /// of `tails`, by that tail (see [`crate::boosted::Tail`]): one vector
+    /// per tail, the same bits as predicting each completed matrix, without
+    /// building it or its standardised copy: each row is completed,
+    /// standardised and scored in a buffer of its own, on row blocks in
+    /// parallel.
+    pub fn predict_tails(
+        &self,
+        base: ArrayView2<f64>,
+        tails: &[crate::boosted::Tail],
+    ) -> Result<Vec<Vec<f64>>, FitError> {
+        let (n, kb) = base.dim();
+        let k = self.names.len();
+        for t in tails {
+            t.check(n)?;
+            if kb + t.width() != k {
+                return Err(FitError::Shape(format!(
+                    "{} columns, {k} names",
+                    kb + t.width()
+                )));
+            }
+        }
+        let base = base.as_standard_layout();
+        let rows = base.as_slice().expect("standard layout");
+        // The first value that is not finite, as the completed matrix's
+        // check would name it.
+        for t in tails {
+            for r in 0..n {
+                let full = rows[r * kb..(r + 1) * kb].iter().chain(t.row(r));
+                if let Some(c) = full.into_iter().position(|v| !v.is_finite()) {
+                    return Err(FitError::NonFinite(r, c));
+                }
+            }
+        }
+        let w = ndarray::ArrayView1::from(&self.coefficients[..]);
+        let (mean, scale) = (&self.standardizer.mean, &self.standardizer.scale);
+        const BLOCK: usize = 1024;
+        Ok(tails
+            .iter()
+            .map(|tail| {
+                let mut out = vec![0.0; n];
+                out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, out)| {
+                    let mut z = vec![0.0; k];
+                    for (i, o) in out.iter_mut().enumerate() {
+                        let r = b * BLOCK + i;
+                        z[..kb].copy_from_slice(&rows[r * kb..(r + 1) * kb]);
+                        z[kb..].copy_from_slice(tail.row(r));
+                        for ((v, m), s) in z.iter_mut().zip(mean).zip(scale) {
+                            *v = (*v - m) / s;
+                        }
+                        let eta = ndarray::ArrayView1::from(&z[..]).dot(&w) + self.intercept;
+                        *o = 1.0 / (1.0 + (-eta).exp());
+                    }
+                });
+                out
+            })
+            .collect())
+    }
+
     /// The model with its coefficients' covariance computed on the rows it
     /// was fitted on, with their weights (the Laplace approximation, see
     /// [`crate::uncertainty`]).

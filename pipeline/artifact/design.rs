@@ -246,7 +246,10 @@ impl Design {
                 .collect(),
             ..self.manifest.clone()
         };
-        let (df, unseen) = conform_categories(df, &manifest)?;
+        let (df, unseen) = {
+            let _span = tracing::debug_span!("categories").entered();
+            conform_categories(df, &manifest)?
+        };
         let n = df.height();
         let k = self.columns.len();
         // Each feature read once for all its columns: a number (with

@@ -50,7 +50,10 @@ pub fn predict_arms(
     let mut unseen: Unseen = Vec::new();
     for start in (0..n).step_by(BLOCK) {
         let part = df.slice(start as i64, BLOCK.min(n - start));
-        let (x0, u) = layout.design.matrix(&part)?;
+        let (x0, u) = {
+            let _span = tracing::debug_span!("design", rows = part.height()).entered();
+            layout.design.matrix(&part)?
+        };
         for (name, count) in u {
             match unseen.iter_mut().find(|(f, _)| *f == name) {
                 Some((_, total)) => *total += count,
@@ -65,6 +68,7 @@ pub fn predict_arms(
             .map(|arm| layout.arm_tail(&x0, &part, *arm))
             .collect::<Result<Vec<_>>>()?;
         let tails: Vec<Tail> = values.iter().map(|v| Tail::per_row(v, k - k0)).collect();
+        let _span = tracing::debug_span!("predict", arms = tails.len()).entered();
         let p = learner
             .predict_tails(&x0, k0, &tails)
             .map_err(|e| Error::Fit {
