@@ -126,24 +126,24 @@ impl Layout {
         if self.arms.is_empty() {
             return Ok(Vec::new());
         }
-        let arms: Vec<Option<String>> = match arm {
-            Some(a) => vec![Some(a.to_string()); n],
+        // Each row's arm as a position in the layout's arms (none for a
+        // value that is none of them): looked up once for a given arm.
+        let position = |a: &str| self.arms.iter().position(|x| x == a);
+        let arms: Vec<Option<usize>> = match arm {
+            Some(a) => vec![position(a); n],
             None => df
                 .column(&self.arm_column)
                 .and_then(|c| c.str().cloned())
                 .map_err(Error::polars(format!("model: column {}", self.arm_column)))?
                 .iter()
-                .map(|v| v.map(str::to_string))
+                .map(|v| v.and_then(position))
                 .collect(),
         };
         let m = self.interact.len();
         let mut x = vec![0.0; n * ta];
-        for i in 0..n {
+        for (i, ai) in arms.iter().enumerate() {
             let row = &x0[i * k0..(i + 1) * k0];
-            if let Some(ai) = arms[i]
-                .as_deref()
-                .and_then(|a| self.arms.iter().position(|x| x == a))
-            {
+            if let Some(ai) = *ai {
                 x[i * ta + ai] = 1.0;
                 let start = i * ta + self.arms.len() + ai * m;
                 for (q, j) in self.interact.iter().enumerate() {
