@@ -19,6 +19,8 @@
 //! - [`survival`]: subscriber-month expansion, survival curves from
 //!   monthly hazards, restricted means, Kaplan–Meier.
 //! - [`uplift`]: Qini curve and coefficient, uplift by decile.
+//! - [`tail`]: the last columns that complete a base matrix's rows (an
+//!   arm's or a month band's), scored without building each matrix.
 //! - [`uncertainty`]: coefficient covariances and draws from them.
 //! - [`offers`]: per subscriber and arm, expected value, cost and profit of
 //!   an offer, and Monte Carlo replicates over the models' uncertainty.
@@ -45,5 +47,6 @@ pub mod metrics;
 pub mod offers;
 pub mod policy_value;
 pub mod survival;
+pub mod tail;
 pub mod uncertainty;
 pub mod uplift;

@@ -362,7 +362,7 @@ impl LogisticModel {
     }
 
     /// [`LogisticModel::predict`] of the rows of `base` completed, for each
-    /// of `tails`, by that tail (see [`crate::boosted::Tail`]): one vector
+    /// of `tails`, by that tail (see [`crate::tail::Tail`]): one vector
     /// per tail, the same bits as predicting each completed matrix, without
     /// building it or its standardised copy: each row is completed,
     /// standardised and scored in a buffer of its own, on row blocks in
@@ -370,7 +370,7 @@ impl LogisticModel {
     pub fn predict_tails(
         &self,
         base: ArrayView2<f64>,
-        tails: &[crate::boosted::Tail],
+        tails: &[crate::tail::Tail],
     ) -> Result<Vec<Vec<f64>>, FitError> {
         let (n, kb) = base.dim();
         let k = self.names.len();

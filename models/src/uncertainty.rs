@@ -68,8 +68,7 @@ impl LinearPart {
 
     /// The linear predictor of row `i` under coefficients `coef`.
     pub fn eta_row(&self, i: usize, coef: &[f64]) -> f64 {
-        let row = &self.features[i * self.width..(i + 1) * self.width];
-        row.iter().zip(coef).map(|(a, b)| a * b).sum()
+        dot(&self.features[i * self.width..(i + 1) * self.width], coef)
     }
 
     /// The link applied to a linear predictor.
@@ -85,6 +84,24 @@ impl LinearPart {
     pub fn rows(&self) -> usize {
         self.features.len() / self.width.max(1)
     }
+}
+
+/// `a . b` over their common length, in four interleaved partial sums
+/// (independent chains the processor runs side by side, where one running
+/// sum waits on each addition).
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let k = a.len().min(b.len());
+    let (a, b) = (&a[..k], &b[..k]);
+    let mut acc = [0.0; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for j in 0..4 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Draws coefficient vectors from `N(mean, covariance)`.
@@ -264,6 +281,21 @@ pub fn weighted_gram(z: ArrayView2<f64>, w: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_is_the_sum_of_products_at_every_length() {
+        for k in 0..=11 {
+            let a: Vec<f64> = (0..k).map(|i| 1.5 + i as f64).collect();
+            let b: Vec<f64> = (0..k).map(|i| 0.25 * (i as f64) - 1.0).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!(
+                (dot(&a, &b) - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                "{k}"
+            );
+            // The common length only.
+            assert_eq!(dot(&a, &b[..k / 2]), dot(&a[..k / 2], &b[..k / 2]));
+        }
+    }
 
     #[test]
     fn inverse_and_draws_have_the_stated_covariance() {

@@ -89,6 +89,7 @@ fn monthly_margins(
     history: &Economics,
     until: Option<NaiveDate>,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
+    let _span = tracing::debug_span!("monthly margins", rows = df.height()).entered();
     let err = |what: &str| Error::polars(format!("second-lifetime model: {what}"));
     let text = |name: &str| -> Result<Vec<Option<String>>> {
         Ok(df
@@ -107,17 +108,38 @@ fn monthly_margins(
         .map_err(err(f::RETURNED_AT))?
         .iter()
         .collect();
-    let list = |name: &str, inner: DataType| -> Result<Vec<Option<Series>>> {
+    // A list column as each row's span (null for a null list) in the
+    // column's values, read once for all rows.
+    type Spans = Vec<Option<(usize, usize)>>;
+    let list = |name: &str, inner: DataType| -> Result<(Spans, Series)> {
         let ca = df
             .column(name)
             .and_then(|c| c.cast(&DataType::List(Box::new(inner))))
             .and_then(|c| c.list().cloned())
             .map_err(err(name))?;
-        Ok((0..ca.len()).map(|i| ca.get_as_series(i)).collect())
+        let mut spans = Vec::with_capacity(ca.len());
+        let mut base = 0;
+        for arr in ca.downcast_iter() {
+            let offsets = arr.offsets().as_slice();
+            spans.extend((0..arr.len()).map(|i| {
+                arr.validity()
+                    .is_none_or(|v| v.get_bit(i))
+                    .then(|| (base + offsets[i] as usize, base + offsets[i + 1] as usize))
+            }));
+            base += arr.values().len();
+        }
+        Ok((spans, ca.get_inner()))
     };
-    let months = list(f::BILL_MONTHS, DataType::Int32)?;
-    let margins = list(f::BILL_MARGINS, DataType::Float64)?;
-    let costed = list(f::BILL_COSTED, DataType::Boolean)?;
+    let (month_spans, months) = list(f::BILL_MONTHS, DataType::Int32)?;
+    let (margin_spans, margins) = list(f::BILL_MARGINS, DataType::Float64)?;
+    let (costed_spans, costed) = list(f::BILL_COSTED, DataType::Boolean)?;
+    let months: Vec<Option<i32>> = months.i32().map_err(err(f::BILL_MONTHS))?.iter().collect();
+    let margins: Vec<Option<f64>> = margins
+        .f64()
+        .map_err(err(f::BILL_MARGINS))?
+        .iter()
+        .collect();
+    let costed: Vec<Option<bool>> = costed.bool().map_err(err(f::BILL_COSTED))?.iter().collect();
     // Month index (year * 12 + month) of a day number.
     let index = |day: i32| -> i64 {
         let d = from_epoch_days(day);
@@ -139,17 +161,16 @@ fn monthly_margins(
             .unwrap_or(LEAVE_REASONS.len() - 1);
         let package = history.package(a, r);
         let (mut sum, mut n) = (0.0, 0usize);
-        if let (Some(start), Some(m), Some(v), Some(c)) =
-            (returned[i], &months[i], &margins[i], &costed[i])
-        {
-            let (m, v, c) = (
-                m.i32().map_err(err(f::BILL_MONTHS))?,
-                v.f64().map_err(err(f::BILL_MARGINS))?,
-                c.bool().map_err(err(f::BILL_COSTED))?,
-            );
+        if let (Some(start), Some(m), Some(v), Some(c)) = (
+            returned[i],
+            month_spans[i],
+            margin_spans[i],
+            costed_spans[i],
+        ) {
+            let (m, v, c) = (&months[m.0..m.1], &margins[v.0..v.1], &costed[c.0..c.1]);
             let first = index(start);
-            for ((month, margin), has_cost) in m.iter().zip(v.iter()).zip(c.iter()) {
-                let (Some(month), Some(margin)) = (month, margin) else {
+            for ((month, margin), has_cost) in m.iter().zip(v).zip(c) {
+                let (Some(month), Some(margin)) = (*month, *margin) else {
                     continue;
                 };
                 let k = index(month);
@@ -468,4 +489,117 @@ pub fn fit_second_lifetime(
         margin.evaluated = Some(std::mem::replace(&mut margin.ridge, refit));
     }
     Ok(artifact)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use winback_models::economics::Package;
+
+    /// One return: arm, leave reason, return date, then its bills (month
+    /// start, margin, whether the bill had a cost to serve), or none.
+    type Return<'a> = (&'a str, &'a str, NaiveDate, Option<&'a [Bill]>);
+
+    /// A bill: month start, margin, whether it had a cost to serve.
+    type Bill = (NaiveDate, Option<f64>, bool);
+
+    /// A column of one value per bill.
+    type Of<'a> = &'a dyn Fn(&Bill) -> Series;
+
+    fn frame(rows: &[Return<'_>]) -> DataFrame {
+        fn concat(bills: &[Bill], f: Of<'_>) -> Series {
+            let mut s = f(&bills[0]);
+            for b in &bills[1..] {
+                s.append(&f(b)).unwrap();
+            }
+            s
+        }
+        let list = |f: Of<'_>| -> ListChunked {
+            rows.iter()
+                .map(|r| r.3.map(|bills| concat(bills, f)))
+                .collect()
+        };
+        let months = list(&|b| Series::new("".into(), &[epoch_days(b.0)]));
+        let margins = list(&|b| Series::new("".into(), &[b.1]));
+        let costed = list(&|b| Series::new("".into(), &[b.2]));
+        DataFrame::new(
+            rows.len(),
+            vec![
+                Column::new(
+                    WON_BACK_BY.into(),
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    f::LEAVE_REASON.into(),
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    f::RETURNED_AT.into(),
+                    rows.iter().map(|r| epoch_days(r.2)).collect::<Vec<_>>(),
+                )
+                .cast(&DataType::Date)
+                .unwrap(),
+                months.into_series().with_name(f::BILL_MONTHS.into()).into(),
+                margins
+                    .into_series()
+                    .with_name(f::BILL_MARGINS.into())
+                    .into(),
+                costed.into_series().with_name(f::BILL_COSTED.into()).into(),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    /// Each bill's margin has the past offer added back (the discount in
+    /// full and the upgrade's cost where the bill had a cost to serve, the
+    /// margin rate times the discount where not), bills with no month or
+    /// margin and bills not yet known are left out, a return without bills
+    /// has none; over a frame in two chunks.
+    #[test]
+    fn monthly_margins_add_the_past_offer_back_bill_by_bill() {
+        let e = Economics::default();
+        let t = e.terms;
+        let a: &[Bill] = &[
+            (day(2024, 3, 1), Some(10.0), true),
+            (day(2024, 4, 1), Some(20.0), false),
+            (day(2024, 5, 1), Some(30.0), true),
+        ];
+        let c: &[Bill] = &[
+            (day(2024, 1, 1), Some(5.0), true),
+            (day(2024, 2, 1), None, true),
+            (day(2024, 3, 1), Some(7.0), false),
+        ];
+        let mut df = frame(&[
+            ("discount", "price", day(2024, 3, 10), Some(a)),
+            ("control", "service", day(2024, 5, 2), None),
+        ]);
+        df.vstack_mut(&frame(&[("upgrade", "service", day(2024, 1, 15), Some(c))]))
+            .unwrap();
+        assert_eq!(df.first_col_n_chunks(), 2);
+        let (monthly, counted) = monthly_margins(&df, &e, None).unwrap();
+        let d = |p: Package, m: u32| t.discount_in_month(p, m);
+        let u = |p: Package, m: u32| t.upgrade_cost_in_month(p, m);
+        let first = (10.0 + d(Package::Discount, 1) + u(Package::Discount, 1))
+            + (20.0 + e.margin_rate * d(Package::Discount, 2))
+            + (30.0 + d(Package::Discount, 3) + u(Package::Discount, 3));
+        let third = (5.0 + d(Package::Upgrade, 1) + u(Package::Upgrade, 1))
+            + (7.0 + e.margin_rate * d(Package::Upgrade, 3));
+        assert_eq!(counted, [3.0, 0.0, 2.0]);
+        let want = [first / 3.0, 0.0, third / 2.0];
+        for (g, w) in monthly.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{monthly:?} against {want:?}");
+        }
+        // As of 2024-03-30 only the bills of months ended by then count:
+        // none of the first return's (from March), January's of the third
+        // (February's has no margin).
+        let (monthly, counted) = monthly_margins(&df, &e, Some(day(2024, 3, 30))).unwrap();
+        assert_eq!(counted, [0.0, 0.0, 1.0]);
+        assert!(
+            (monthly[2] - (5.0 + d(Package::Upgrade, 1) + u(Package::Upgrade, 1))).abs() < 1e-12
+        );
+    }
 }
