@@ -651,6 +651,8 @@ impl BoostedModel {
             .iter()
             .map(|r| !flat.splits_from(*r, kb))
             .collect();
+        // Rows are completed by their tails only when a tree splits on one.
+        let on_tails = shared.iter().any(|s| !s);
         let x = base.as_standard_layout();
         let rows = x.as_slice().expect("standard layout");
         let (n, v) = (x.nrows(), tails.len());
@@ -665,7 +667,7 @@ impl BoostedModel {
                     // Per group of rows, each row completed by each tail
                     // (tail-major), for the trees that split on a tail
                     // column.
-                    let mut full = vec![0.0; v * GROUP * k];
+                    let mut full = vec![0.0; if on_tails { v * GROUP * k } else { 0 }];
                     let first = b * BLOCK;
                     let block_rows = &rows[first * kb..(first + out.len() / v) * kb];
                     for (g, ((group, real), out)) in groups(block_rows, kb)
@@ -673,7 +675,7 @@ impl BoostedModel {
                         .enumerate()
                     {
                         let r0 = first + g * GROUP;
-                        for (j, tail) in tails.iter().enumerate() {
+                        for (j, tail) in tails.iter().enumerate().filter(|_| on_tails) {
                             for (i, row) in group.iter().enumerate().take(real) {
                                 let f = &mut full[(j * GROUP + i) * k..(j * GROUP + i + 1) * k];
                                 f[..kb].copy_from_slice(row);

@@ -604,6 +604,24 @@ mod tests {
             l.predict_tails(&flat, 3, &[Tail::per_row(&bad, 2)]),
             Err(FitError::NonFinite(1_700, 4))
         ));
+        // A base value that is not finite: named where it is when it comes
+        // first, the tail's when that comes first.
+        let mut early = flat.clone();
+        early[3 * 900 + 2] = f64::INFINITY;
+        assert!(matches!(
+            l.predict_tails(&early, 3, &[Tail::per_row(&bad, 2)]),
+            Err(FitError::NonFinite(900, 2))
+        ));
+        let mut late = flat.clone();
+        late[3 * 2_000] = f64::NAN;
+        assert!(matches!(
+            l.predict_tails(&late, 3, &[Tail::same(&same), Tail::per_row(&bad, 2)]),
+            Err(FitError::NonFinite(2_000, 0))
+        ));
+        assert!(matches!(
+            l.predict_tails(&late, 3, &[Tail::per_row(&bad, 2)]),
+            Err(FitError::NonFinite(1_700, 4))
+        ));
         assert!(l.predict_tails(&flat, 3, &[Tail::same(&[1.0])]).is_err());
     }
 

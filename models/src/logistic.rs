@@ -386,13 +386,22 @@ impl LogisticModel {
         let base = base.as_standard_layout();
         let rows = base.as_slice().expect("standard layout");
         // The first value that is not finite, as the completed matrix's
-        // check would name it.
+        // check would name it: the base's first (scanned once) or the
+        // tail's, whichever comes first in row-major order.
+        let first = |values: &[f64], width: usize, offset: usize| {
+            values
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|at| (at / width.max(1), offset + at % width.max(1)))
+        };
+        let in_base = first(rows, kb, 0);
         for t in tails {
-            for r in 0..n {
-                let full = rows[r * kb..(r + 1) * kb].iter().chain(t.row(r));
-                if let Some(c) = full.into_iter().position(|v| !v.is_finite()) {
-                    return Err(FitError::NonFinite(r, c));
-                }
+            let in_tail = (0..n).find_map(|r| first(t.row(r), t.width(), kb).map(|(_, c)| (r, c)));
+            if let Some((r, c)) = match (in_base, in_tail) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            } {
+                return Err(FitError::NonFinite(r, c));
             }
         }
         let w = ndarray::ArrayView1::from(&self.coefficients[..]);
