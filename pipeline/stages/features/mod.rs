@@ -439,24 +439,20 @@ impl Current {
     }
 }
 
-/// Builds [`Current`] as of `dates.as_of`; no labels,
-/// no snapshots.
+/// Builds [`Current`] as of `dates.as_of`; no labels, no snapshots. The
+/// active and the lapsed subscribers are one set of events, so that each
+/// table (billing above all) is read once for both.
 pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Current> {
     let (as_of, end) = (dates.as_of, dates.data_end);
+    let err = || Error::polars("features: events as of the date");
     let active_ids = active_at(inputs, as_of);
-    let active = {
-        let events = active_ids
+    let active = collect(
+        active_ids
             .clone()
-            .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
-            .with_row_index(f::EVENT, None);
-        collect(
-            behaviour(inputs, events, s)?
-                .drop(cols([f::EVENT]))
-                .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
-            "active subscribers",
-        )?
-    };
-    let events = defection_events(inputs)
+            .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default()),
+        "active subscribers",
+    )?;
+    let lapsed = defection_events(inputs)
         .filter(col(f::AS_OF).lt_eq(date_lit(as_of)))
         .group_by([col(col::SUBSCRIBER_ID)])
         .agg([
@@ -470,36 +466,53 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
                 )
                 .last(),
         ]);
-    let events = join(
-        events,
-        active_ids.select([col(col::SUBSCRIBER_ID)]),
-        &[col::SUBSCRIBER_ID],
-        JoinType::Anti,
-    )
-    .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
-    .with_row_index(f::EVENT, None);
-    let reasons = events
-        .clone()
-        .select([col(f::EVENT), col(col::LEAVE_REASON)]);
-    let lapsed = join(
-        behaviour(inputs, events, s)?,
-        reasons,
-        &[f::EVENT],
-        JoinType::Left,
-    )
-    .sort([f::EVENT], SortMultipleOptions::default())
-    .drop(cols([f::EVENT]))
-    .rename([f::AS_OF], [col::CHURNED_AT], true)
-    .with_column(
-        (lit(epoch_days(as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
-            .alias(f::DAYS_SINCE_DEFECTION),
-    );
-    // The lapsed rows are in event order, which is subscriber order; the
-    // active ones come in the streaming engine's order.
-    let lapsed = collect(lapsed, "lapsed subscribers")?;
-    let active = active
-        .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
-        .map_err(Error::polars("active subscribers: order"))?;
+    let lapsed = collect(
+        join(
+            lapsed,
+            active.clone().lazy().select([col(col::SUBSCRIBER_ID)]),
+            &[col::SUBSCRIBER_ID],
+            JoinType::Anti,
+        )
+        .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default()),
+        "lapsed subscribers",
+    )?;
+    // Events 0.. are the active subscribers, then the lapsed ones, each in
+    // subscriber order.
+    let n_active = active.height();
+    let events = active
+        .select([col::SUBSCRIBER_ID, f::AS_OF])
+        .map_err(err())?
+        .vstack(&lapsed.select([col::SUBSCRIBER_ID, f::AS_OF]).map_err(err())?)
+        .map_err(err())?
+        .lazy()
+        .with_row_index(f::EVENT, None);
+    let rows = collect(
+        behaviour(inputs, events, s)?.sort([f::EVENT], SortMultipleOptions::default()),
+        "subscribers as of the date",
+    )?
+    .drop(f::EVENT)
+    .map_err(err())?;
+    let active = collect(
+        rows.slice(0, n_active)
+            .lazy()
+            .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
+        "active subscribers",
+    )?;
+    let mut lapsed_rows = rows.slice(n_active as i64, lapsed.height());
+    drop(rows);
+    lapsed_rows
+        .with_column(lapsed.column(col::LEAVE_REASON).map_err(err())?.clone())
+        .map_err(err())?;
+    let lapsed = collect(
+        lapsed_rows
+            .lazy()
+            .rename([f::AS_OF], [col::CHURNED_AT], true)
+            .with_column(
+                (lit(epoch_days(as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
+                    .alias(f::DAYS_SINCE_DEFECTION),
+            ),
+        "lapsed subscribers",
+    )?;
     Ok(Current::new(lapsed, active, as_of, end, s))
 }
 
