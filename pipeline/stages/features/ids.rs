@@ -24,6 +24,43 @@ fn collect(lf: LazyFrame, step: &str) -> Result<DataFrame> {
     crate::stages::collect(lf, format!("features: {step}"))
 }
 
+/// The code [`codes_in_runs`] gives a null id or one it does not know.
+pub(crate) const NO_CODE: u32 = u32::MAX;
+
+/// The code `find` gives each id of `ids` ([`NO_CODE`] for a null or an
+/// unknown id), in parallel blocks. Within a block, a row whose id is the
+/// previous row's takes its code without a look-up: bills and most event
+/// tables come grouped by subscriber, so one hash in thirty is enough.
+pub(crate) fn codes_in_runs<F>(ids: &StringChunked, find: F) -> Vec<u32>
+where
+    F: Fn(&str) -> Option<u32> + Sync,
+{
+    const BLOCK: usize = 1 << 14;
+    let ids = ids.rechunk();
+    let ids = ids.downcast_as_array();
+    let mut out = vec![NO_CODE; ids.len()];
+    out.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(block, out)| {
+            let start = block * BLOCK;
+            let mut last: Option<(&str, u32)> = None;
+            for (k, code) in out.iter_mut().enumerate() {
+                let Some(id) = ids.get(start + k) else {
+                    continue;
+                };
+                *code = match last {
+                    Some((seen, c)) if seen == id => c,
+                    _ => {
+                        let c = find(id).unwrap_or(NO_CODE);
+                        last = Some((id, c));
+                        c
+                    }
+                };
+            }
+        });
+    out
+}
+
 /// Every subscriber id the smaller tables hold, sorted; an id's code is its
 /// position.
 pub struct Ids {
@@ -138,13 +175,10 @@ impl Ids {
             .map_err(Error::polars("features: subscriber ids"))?;
         let ids = ids
             .str()
-            .map_err(Error::polars("features: subscriber ids"))?
-            .rechunk();
-        let ids = ids.downcast_as_array();
-        Ok((0..ids.len())
-            .into_par_iter()
-            .with_min_len(1 << 14)
-            .map(|i| ids.get(i).and_then(|id| index.get(id).copied()))
+            .map_err(Error::polars("features: subscriber ids"))?;
+        Ok(codes_in_runs(ids, |id| index.get(id).copied())
+            .into_iter()
+            .map(|c| (c != NO_CODE).then_some(c))
             .collect())
     }
 
@@ -201,4 +235,41 @@ impl Ids {
 
 fn err(t: Table) -> impl FnOnce(PolarsError) -> Error {
     Error::polars(format!("features: {} ids", t.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs of one id that cross the parallel blocks' edges, a long id
+    /// (kept out of line by polars), nulls inside and between runs, and
+    /// unknown ids: every row gets the code a look-up of its own gives.
+    #[test]
+    fn codes_in_runs_are_each_rows_own_look_up() {
+        let names = ["a", "b", "a-long-subscriber-id-000017", "ghost", "c"];
+        let known: PlHashMap<&str, u32> = [
+            ("a", 0),
+            ("b", 1),
+            ("a-long-subscriber-id-000017", 2),
+            ("c", 3),
+        ]
+        .into_iter()
+        .collect();
+        let n = (1 << 14) * 2 + 999;
+        let ids: Vec<Option<&str>> = (0..n)
+            .map(|i| match i % 97 {
+                13 => None,
+                _ => Some(names[(i / 7 + i / 1000) % names.len()]),
+            })
+            .collect();
+        let column = StringChunked::from_iter_options("id".into(), ids.iter().copied());
+        let got = codes_in_runs(&column, |id| known.get(id).copied());
+        assert_eq!(got.len(), n);
+        for (i, (id, code)) in ids.iter().zip(&got).enumerate() {
+            let want = id.and_then(|id| known.get(id).copied()).unwrap_or(NO_CODE);
+            assert_eq!(*code, want, "row {i} ({id:?})");
+        }
+        // Rows both sides of a block's edge, in one run.
+        assert_eq!(got[(1 << 14) - 1], got[1 << 14]);
+    }
 }

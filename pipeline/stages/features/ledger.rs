@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::schema::col;
 use crate::stages::collect;
 
-use super::ids::Ids;
+use super::frames::month_of_day;
+use super::ids::{Ids, NO_CODE, codes_in_runs};
 use super::manifest::f;
 
 /// Every bill with a revenue, grouped by subscriber and sorted by month.
@@ -125,8 +126,8 @@ fn sums_frame(event: Column, sums: &[Sums]) -> Result<DataFrame> {
 }
 
 impl Ledger {
-    /// Groups `bills` (`subscriber_id`, `m`: the month index, `r`: the
-    /// revenue, `g`: the margin, computed with `margin_rate`; see
+    /// Groups `bills` (`subscriber_id`, `d`: the month's day number, `r`:
+    /// the revenue, `g`: the margin, computed with `margin_rate`; see
     /// [`super::frames::Inputs::with_ledger`]), read once.
     pub fn build(bills: LazyFrame, margin_rate: f64) -> Result<Ledger> {
         let err = || Error::polars("features: bills by subscriber");
@@ -143,13 +144,22 @@ impl Ledger {
         let mut codes: PlHashMap<&str, u32> = PlHashMap::default();
         let mut names: Vec<&str> = Vec::new();
         let mut code_of: Vec<u32> = Vec::with_capacity(rows);
+        // A bill of the previous bill's subscriber takes its code unhashed.
+        let mut last: Option<(&str, u32)> = None;
         for id in ids.iter() {
             let id = id.unwrap_or_default();
-            let next = names.len() as u32;
-            let code = *codes.entry(id).or_insert_with(|| {
-                names.push(id);
-                next
-            });
+            let code = match last {
+                Some((seen, c)) if seen == id => c,
+                _ => {
+                    let next = names.len() as u32;
+                    let c = *codes.entry(id).or_insert_with(|| {
+                        names.push(id);
+                        next
+                    });
+                    last = Some((id, c));
+                    c
+                }
+            };
             code_of.push(code);
         }
         drop(codes);
@@ -161,17 +171,18 @@ impl Ledger {
         for i in 1..offsets.len() {
             offsets[i] += offsets[i - 1];
         }
-        let m = bills.column("m").map_err(err())?.i32().map_err(err())?;
+        let d = bills.column("d").map_err(err())?.i32().map_err(err())?;
+        let m: Vec<i32> = values(d, i32::MAX)
+            .into_par_iter()
+            .with_min_len(1 << 16)
+            .map(|d| if d == i32::MAX { d } else { month_of_day(d) })
+            .collect();
         let r = bills.column("r").map_err(err())?.f64().map_err(err())?;
         let g = bills.column("g").map_err(err())?.f64().map_err(err())?;
         let (mut month, mut revenue, mut margins) = if code_of.is_sorted() {
             // Bills already grouped by subscriber (as most extracts are):
             // the columns are the ledger.
-            (
-                values(m, i32::MAX),
-                values(r, f64::NAN),
-                values(g, f64::NAN),
-            )
+            (m, values(r, f64::NAN), values(g, f64::NAN))
         } else {
             let mut place = vec![0u32; rows];
             let mut next = offsets.clone();
@@ -181,7 +192,7 @@ impl Ledger {
                 *at += 1;
             }
             (
-                gather(&values(m, i32::MAX), &place),
+                gather(&m, &place),
                 gather(&values(r, f64::NAN), &place),
                 gather(&values(g, f64::NAN), &place),
             )
@@ -404,27 +415,19 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
             PlanCallback::new(move |batch: DataFrame| {
                 let mut p = into.lock().unwrap_or_else(|e| e.into_inner());
                 let p = &mut *p;
-                let ids = batch.column(col::SUBSCRIBER_ID)?.str()?.rechunk();
-                let ids = ids.downcast_as_array();
-                let code: Vec<u32> = (0..ids.len())
-                    .into_par_iter()
-                    .with_min_len(1 << 14)
-                    .map(|i| {
-                        ids.get(i)
-                            .and_then(|id| p.codes.get(id).copied())
-                            .unwrap_or(u32::MAX)
-                    })
-                    .collect();
-                let m = batch.column("m")?.i32()?;
+                let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
+                let code = codes_in_runs(ids, |id| p.codes.get(id).copied());
+                let d = batch.column("d")?.i32()?;
                 let r = batch.column("r")?.f64()?;
                 let g = batch.column("g")?.f64()?;
-                for (((c, m), r), g) in code.iter().zip(m.iter()).zip(r.iter()).zip(g.iter()) {
-                    let (Some(m), Some(r), Some(g)) = (m, r, g) else {
+                for (((c, d), r), g) in code.iter().zip(d.iter()).zip(r.iter()).zip(g.iter()) {
+                    let (Some(d), Some(r), Some(g)) = (d, r, g) else {
                         continue;
                     };
-                    if *c == u32::MAX {
+                    if *c == NO_CODE {
                         continue;
                     }
+                    let m = month_of_day(d);
                     let (a, b) = (p.starts[*c as usize], p.starts[*c as usize + 1]);
                     for k in a..b {
                         let e = p.members[k as usize] as usize;

@@ -482,7 +482,11 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
     let events = active
         .select([col::SUBSCRIBER_ID, f::AS_OF])
         .map_err(err())?
-        .vstack(&lapsed.select([col::SUBSCRIBER_ID, f::AS_OF]).map_err(err())?)
+        .vstack(
+            &lapsed
+                .select([col::SUBSCRIBER_ID, f::AS_OF])
+                .map_err(err())?,
+        )
         .map_err(err())?
         .lazy()
         .with_row_index(f::EVENT, None);

@@ -17,15 +17,18 @@
 use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
-use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
 use crate::stages::collect;
-use crate::stages::features::frames::month_index;
+use crate::stages::features::frames::{month_index, month_of_day};
+use crate::stages::features::ids::{NO_CODE, codes_in_runs};
 
 /// The month index column (`year * 12 + month`) the duplicates are keyed on.
 pub(super) const MONTH_INDEX: &str = "__month_index";
+
+/// The bills' month as a day number, as the pass reads it.
+const MONTH_DAY: &str = "__month_day";
 
 /// What the pass found.
 pub(super) struct MonthCheck {
@@ -103,9 +106,11 @@ pub(super) fn check(
         unknown: 0,
         before_signup: 0,
     }));
+    // The month's day number: its index is computed as the rows are read
+    // ([`month_of_day`]), cheaper than as an expression.
     let plan = bills.filter(col(col::SUBSCRIBER_ID).is_not_null()).select([
         col(col::SUBSCRIBER_ID),
-        month_index(col(col::MONTH)).alias(MONTH_INDEX),
+        col(col::MONTH).cast(DataType::Int32).alias(MONTH_DAY),
     ]);
     let mut passes = 0;
     loop {
@@ -188,28 +193,18 @@ fn batch_into(
     budget: usize,
     st: &mut State,
 ) -> PolarsResult<()> {
-    let ids = batch.column(col::SUBSCRIBER_ID)?.str()?.rechunk();
-    let ids = ids.downcast_as_array();
-    let months: Vec<Option<i32>> = batch.column(MONTH_INDEX)?.i32()?.iter().collect();
-    const UNKNOWN: u32 = u32::MAX;
-    let rows: Vec<u32> = (0..ids.len())
-        .into_par_iter()
-        .with_min_len(1 << 14)
-        .map(|i| {
-            ids.get(i)
-                .and_then(|id| index.get(id).copied())
-                .unwrap_or(UNKNOWN)
-        })
-        .collect();
+    let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
+    let rows = codes_in_runs(ids, |id| index.get(id).copied());
+    let days = batch.column(MONTH_DAY)?.i32()?;
     let mut current: Option<(i32, bool)> = None;
-    for (i, &row) in rows.iter().enumerate() {
-        if row == UNKNOWN {
+    for (i, (&row, day)) in rows.iter().zip(days.iter()).enumerate() {
+        if row == NO_CODE {
             if st.first_pass && ids.get(i).is_some() {
                 st.unknown += 1;
             }
             continue;
         }
-        let Some(m) = months[i] else {
+        let Some(m) = day.map(month_of_day) else {
             continue;
         };
         // Whether this month's bits are filled in this pass (the last
