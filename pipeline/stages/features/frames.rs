@@ -11,6 +11,8 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
 
+#[cfg(test)]
+use super::calendar::{MonthMemo, month_of_day};
 use super::ids::Ids;
 use super::ledger::Ledger;
 use super::walk::Walk;
@@ -152,7 +154,7 @@ impl Inputs {
     }
 
     /// The bills as the billing aggregates read them: `subscriber_id`, `d`
-    /// (the month's day number; [`month_of_day`] gives its index, in the
+    /// (the month's day number; [`super::calendar::month_of_day`] gives its index, in the
     /// readers, cheaper than as an expression), `r` (the revenue) and `g`
     /// (the margin at
     /// `margin_rate` where the cost is missing). Bills without a
@@ -220,20 +222,6 @@ pub(crate) fn month_index(e: Expr) -> Expr {
     // Months since March of the year counted from 1 March (0 to 11).
     let mp = (doy * i(5) + i(2)).floor_div(i(153));
     ((era * i(400) + yoe) * i(12) + mp + i(3)).cast(DataType::Int32)
-}
-
-/// [`month_index`] of a day number (days since 1970-01-01): the same
-/// steps on one value, where the constant divisors compile to
-/// multiplications.
-pub(crate) fn month_of_day(day: i32) -> i32 {
-    // Days since 0000-03-01; `doe` and what follows are never negative.
-    let z = i64::from(day) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (yoe * 365 + yoe / 4 - yoe / 100);
-    let mp = (doy * 5 + 2) / 153;
-    ((era * 400 + yoe) * 12 + mp + 3) as i32
 }
 
 /// `value` where `mask` holds, null elsewhere.
@@ -378,11 +366,23 @@ mod tests {
             .unwrap()
             .into_no_null_iter()
             .collect();
-        for (d, m) in days.iter().zip(got) {
+        for (d, m) in days.iter().zip(&got) {
             let date = from_epoch_days(*d);
-            assert_eq!(m, date.year() * 12 + date.month() as i32, "{date}");
-            assert_eq!(month_of_day(*d), m, "{date}: the readers' version");
+            assert_eq!(*m, date.year() * 12 + date.month() as i32, "{date}");
+            assert_eq!(month_of_day(*d), *m, "{date}: the readers' version");
         }
+        // The memo, on days that share its slots, over and over.
+        let mut memo = MonthMemo::new();
+        for pass in 0..3 {
+            for (d, m) in days
+                .iter()
+                .step_by(29 + pass)
+                .zip(got.iter().step_by(29 + pass))
+            {
+                assert_eq!(memo.month(*d), *m, "day {d}, pass {pass}");
+            }
+        }
+        assert_eq!(memo.month(i32::MIN), month_of_day(i32::MIN));
         // The ends of a Date's range do not overflow.
         assert!(month_of_day(i32::MIN) < month_of_day(i32::MAX));
     }

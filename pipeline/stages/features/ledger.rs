@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::schema::col;
 use crate::stages::collect;
 
-use super::frames::month_of_day;
+use super::calendar::MonthMemo;
 use super::ids::{Ids, NO_CODE, codes_in_runs};
 use super::manifest::f;
 
@@ -175,7 +175,9 @@ impl Ledger {
         let m: Vec<i32> = values(d, i32::MAX)
             .into_par_iter()
             .with_min_len(1 << 16)
-            .map(|d| if d == i32::MAX { d } else { month_of_day(d) })
+            .map_init(MonthMemo::new, |memo, d| {
+                if d == i32::MAX { d } else { memo.month(d) }
+            })
             .collect();
         let r = bills.column("r").map_err(err())?.f64().map_err(err())?;
         let g = bills.column("g").map_err(err())?.f64().map_err(err())?;
@@ -420,6 +422,7 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
                 let d = batch.column("d")?.i32()?;
                 let r = batch.column("r")?.f64()?;
                 let g = batch.column("g")?.f64()?;
+                let mut memo = MonthMemo::new();
                 for (((c, d), r), g) in code.iter().zip(d.iter()).zip(r.iter()).zip(g.iter()) {
                     let (Some(d), Some(r), Some(g)) = (d, r, g) else {
                         continue;
@@ -427,7 +430,7 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
                     if *c == NO_CODE {
                         continue;
                     }
-                    let m = month_of_day(d);
+                    let m = memo.month(d);
                     let (a, b) = (p.starts[*c as usize], p.starts[*c as usize + 1]);
                     for k in a..b {
                         let e = p.members[k as usize] as usize;

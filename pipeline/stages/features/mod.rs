@@ -30,6 +30,7 @@
 //! forward-looking labels); [`build`] and [`current`] tie them together.
 
 pub mod behaviour;
+pub mod calendar;
 pub mod frames;
 pub mod ids;
 pub mod labels;

@@ -21,7 +21,8 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
 use crate::stages::collect;
-use crate::stages::features::frames::{month_index, month_of_day};
+use crate::stages::features::calendar::{MonthMemo, memo_slot};
+use crate::stages::features::frames::month_index;
 use crate::stages::features::ids::{NO_CODE, codes_in_runs};
 
 /// The month index column (`year * 12 + month`) the duplicates are keyed on.
@@ -45,9 +46,11 @@ pub(super) struct MonthCheck {
 
 /// The state the batches update.
 struct State {
-    /// The bits of each month of this pass: bit `i` of a month's words is
-    /// set once subscriber `i` has a bill for it.
-    bits: PlHashMap<i32, Vec<u64>>,
+    /// The months of this pass and their bits: bit `i` of a month's words
+    /// is set once subscriber `i` has a bill for it.
+    bits: Vec<(i32, Vec<u64>)>,
+    /// Each month's place in `bits`.
+    slot: PlHashMap<i32, usize>,
     /// Months whose bits were filled in an earlier pass.
     done: PlHashSet<i32>,
     /// A month was skipped for want of room: another pass is needed.
@@ -57,6 +60,27 @@ struct State {
     first_pass: bool,
     unknown: u64,
     before_signup: u64,
+}
+
+impl State {
+    /// Where month `m`'s bits are in this pass: made when there is room
+    /// (always for the pass's first month); none when they were filled in
+    /// an earlier pass, or wait for a later one.
+    fn place(&mut self, m: i32, month_bytes: usize, budget: usize) -> Option<usize> {
+        if let Some(&place) = self.slot.get(&m) {
+            return Some(place);
+        }
+        if self.done.contains(&m) {
+            return None;
+        }
+        if self.bits.is_empty() || (self.bits.len() + 1) * month_bytes <= budget {
+            self.bits.push((m, vec![0u64; month_bytes / 8]));
+            self.slot.insert(m, self.bits.len() - 1);
+            return Some(self.bits.len() - 1);
+        }
+        self.deferred = true;
+        None
+    }
 }
 
 /// Checks the bills (`bills` with `subscriber_id` and `month`) against the
@@ -98,7 +122,8 @@ pub(super) fn check(
     let index = Arc::new(index);
     let signup_month = Arc::new(signup_month);
     let state = Arc::new(Mutex::new(State {
-        bits: PlHashMap::default(),
+        bits: Vec::new(),
+        slot: PlHashMap::default(),
         done: PlHashSet::default(),
         deferred: false,
         duplicates: Vec::new(),
@@ -132,9 +157,10 @@ pub(super) fn check(
         if !st.deferred {
             break;
         }
-        let filled: Vec<i32> = st.bits.keys().copied().collect();
+        let filled: Vec<i32> = st.bits.iter().map(|b| b.0).collect();
         st.done.extend(filled);
         st.bits.clear();
+        st.slot.clear();
         st.deferred = false;
         tracing::debug!(
             pass = passes,
@@ -196,7 +222,11 @@ fn batch_into(
     let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
     let rows = codes_in_runs(ids, |id| index.get(id).copied());
     let days = batch.column(MONTH_DAY)?.i32()?;
-    let mut current: Option<(i32, bool)> = None;
+    let mut months = MonthMemo::new();
+    // Each month's place in `st.bits` (none: not filled in this pass), as
+    // decided for its first bill; the decision holds for the whole pass, so
+    // a direct-mapped memo keeps it for the batch.
+    let mut places: [Option<(i32, Option<usize>)>; 64] = [None; 64];
     for (i, (&row, day)) in rows.iter().zip(days.iter()).enumerate() {
         if row == NO_CODE {
             if st.first_pass && ids.get(i).is_some() {
@@ -204,39 +234,25 @@ fn batch_into(
             }
             continue;
         }
-        let Some(m) = day.map(month_of_day) else {
+        let Some(m) = day.map(|d| months.month(d)) else {
             continue;
         };
-        // Whether this month's bits are filled in this pass (the last
-        // month's answer kept: bills come in runs of one month).
-        let live = match current {
-            Some((cm, live)) if cm == m => live,
+        let memo = &mut places[memo_slot(m)];
+        let place = match *memo {
+            Some((seen, place)) if seen == m => place,
             _ => {
-                let live = if st.bits.contains_key(&m) {
-                    true
-                } else if st.done.contains(&m) {
-                    false
-                } else if st.bits.is_empty() || (st.bits.len() + 1) * month_bytes <= budget {
-                    st.bits.insert(m, vec![0u64; month_bytes / 8]);
-                    true
-                } else {
-                    st.deferred = true;
-                    false
-                };
-                current = Some((m, live));
-                live
+                let place = st.place(m, month_bytes, budget);
+                *memo = Some((m, place));
+                place
             }
         };
-        if !live {
+        let Some(place) = place else {
             continue;
-        }
+        };
         if signup_month[row as usize].is_some_and(|s| m < s) {
             st.before_signup += 1;
         }
-        let words = st
-            .bits
-            .get_mut(&m)
-            .expect("the month's bits were just made");
+        let words = &mut st.bits[place].1;
         let (w, b) = (row as usize / 64, row % 64);
         if words[w] >> b & 1 == 1 {
             st.duplicates.push((row, m));
@@ -255,7 +271,7 @@ pub(super) fn month_key(month: Expr) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDate;
+    use chrono::{Datelike, NaiveDate};
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
@@ -340,5 +356,85 @@ mod tests {
         }
         // Months 1999-12, 2023-05, 2024-02 and 2024-03: one a pass at one byte.
         assert_eq!(seen, vec![1, 4]);
+    }
+
+    /// Bills over 300 months (more than the memos' 64 slots, so months
+    /// share slots), in an order that mixes subscribers and months, some
+    /// pairs billed twice or three times: the duplicated pairs are those a
+    /// count of every pair finds, in one pass or in many.
+    #[test]
+    fn duplicates_over_many_months_are_every_pair_billed_twice() {
+        let names = ["a", "b", "c", "d"];
+        let keys = DataFrame::new(
+            names.len(),
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), names),
+                dates(&[Some(date(1990, 1, 1)); 4]).with_name(col::SIGNUP_DATE.into()),
+            ],
+        )
+        .unwrap();
+        let mut rows: Vec<(usize, NaiveDate)> = Vec::new();
+        let mut x: u64 = 7;
+        for k in 0..2_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let who = (x >> 33) as usize % names.len();
+            let month = ((x >> 40) % 300) as i32 + k as i32 % 2;
+            let (y, m) = (1995 + month / 12, month % 12 + 1);
+            rows.push((who, date(y, m as u32, 1 + (x >> 20) as u32 % 28)));
+        }
+        let mut count: std::collections::BTreeMap<(String, i32), u32> = Default::default();
+        for (who, d) in &rows {
+            let m = d.year() * 12 + d.month() as i32;
+            *count.entry((names[*who].to_string(), m)).or_default() += 1;
+        }
+        let want: Vec<(String, i32)> = count
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(pair, _)| pair)
+            .collect();
+        assert!(
+            want.len() > 100,
+            "{} pairs billed more than once",
+            want.len()
+        );
+        let bills = DataFrame::new(
+            rows.len(),
+            vec![
+                Column::new(
+                    col::SUBSCRIBER_ID.into(),
+                    rows.iter().map(|r| names[r.0]).collect::<Vec<_>>(),
+                ),
+                dates(&rows.iter().map(|r| Some(r.1)).collect::<Vec<_>>())
+                    .with_name(col::MONTH.into()),
+            ],
+        )
+        .unwrap();
+        for budget in [1 << 20, 1, 8 * 7] {
+            let found = check(bills.clone().lazy(), &keys, col::SIGNUP_DATE, budget).unwrap();
+            let ids = found
+                .duplicates
+                .column(col::SUBSCRIBER_ID)
+                .unwrap()
+                .str()
+                .unwrap()
+                .clone();
+            let months = found
+                .duplicates
+                .column(MONTH_INDEX)
+                .unwrap()
+                .i32()
+                .unwrap()
+                .clone();
+            let mut got: Vec<(String, i32)> = ids
+                .iter()
+                .zip(months.iter())
+                .map(|(a, m)| (a.unwrap().to_string(), m.unwrap()))
+                .collect();
+            got.sort();
+            assert_eq!(got, want, "budget {budget}");
+            assert_eq!(found.unknown + found.before_signup, 0, "budget {budget}");
+        }
     }
 }
