@@ -459,6 +459,99 @@ fn rare_event_sample(
     (kept, common, drawn / all)
 }
 
+/// The rows a boosted fit reads, decided from the labels (with the groups
+/// and weights) before any matrix is built: the seeded validation share,
+/// whole, and the other rows after the rare-event draw
+/// ([`BoostedParams::rare_event_ratio`]). Building only these rows' design
+/// ([`BoostedModel::fit_read`]) gives the trees of building every row's.
+#[derive(Debug, Clone)]
+pub struct RowPlan {
+    /// Rows planned over.
+    rows: usize,
+    /// Rows the trees are grown on, after the draw.
+    train: Vec<usize>,
+    /// Rows held back for early stopping and calibration.
+    valid: Vec<usize>,
+    /// The commoner class, and the share of its fitting rows drawn.
+    common: bool,
+    kept: f64,
+}
+
+impl RowPlan {
+    /// The plan for rows labelled `y` (`groups[i]`: row `i`'s group, whose
+    /// rows fall on one side of the validation split; `weights[i]`: the
+    /// rows it stands for).
+    pub fn new(
+        y: &[bool],
+        params: CheckedBoostedParams,
+        groups: Option<&[usize]>,
+        weights: Option<&[f64]>,
+    ) -> Result<RowPlan, FitError> {
+        if let Some(w) = weights
+            && (w.len() != y.len() || w.iter().any(|v| !(v.is_finite() && *v > 0.0)))
+        {
+            return Err(FitError::Shape(format!(
+                "{} weights for {} rows, each must be finite and above zero",
+                w.len(),
+                y.len()
+            )));
+        }
+        if let Some(g) = groups
+            && g.len() != y.len()
+        {
+            return Err(FitError::Shape(format!(
+                "{} groups for {} rows",
+                g.len(),
+                y.len()
+            )));
+        }
+        let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
+        let params = *params.get();
+        if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
+            return Err(FitError::OneClass);
+        }
+        let n = y.len();
+        let cut = (params.validation_share.clamp(0.05, 0.5) * u64::MAX as f64) as u64;
+        let (valid, train): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| row_key(params.seed, groups.map_or(i, |g| g[i])) < cut);
+        let both = |rows: &[usize]| rows.iter().any(|&i| y[i]) && rows.iter().any(|&i| !y[i]);
+        if valid.len() < 20 || !both(&train) || !both(&valid) {
+            return Err(FitError::Shape(format!(
+                "{n} rows: too few to hold {:.0}% back for early stopping and calibration",
+                params.validation_share * 100.0
+            )));
+        }
+        // Rare-event sampling of the fitting rows (validation rows are all
+        // kept: early stopping and calibration see the true mix).
+        let (train, common, kept) =
+            rare_event_sample(&train, y, params.rare_event_ratio, params.seed, &weight);
+        Ok(RowPlan {
+            rows: n,
+            train,
+            valid,
+            common,
+            kept,
+        })
+    }
+
+    /// The rows read, in increasing order.
+    pub fn read(&self) -> Vec<usize> {
+        let mut read = Vec::with_capacity(self.train.len() + self.valid.len());
+        let (mut a, mut b) = (self.train.iter().peekable(), self.valid.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&t), Some(&&v)) if t < v => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            read.extend(next.copied());
+        }
+        read
+    }
+}
+
 /// A seeded pseudo-random key per row (splitmix64).
 pub fn row_key(seed: u64, i: usize) -> u64 {
     let mut z = seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15));
@@ -495,45 +588,65 @@ impl BoostedModel {
         groups: Option<&[usize]>,
         weights: Option<&[f64]>,
     ) -> Result<Self, FitError> {
-        if let Some(w) = weights
-            && (w.len() != y.len() || w.iter().any(|v| !(v.is_finite() && *v > 0.0)))
-        {
+        crate::logistic::check(x, Some(y), names.len())?;
+        let plan = RowPlan::new(y, params, groups, weights)?;
+        Self::fit_plan(x, |i| i, y, names, params, &plan, weights)
+    }
+
+    /// [`BoostedModel::fit_grouped`] from the rows it reads only: `x` holds
+    /// the rows of [`RowPlan::read`], in that order, while `y` and
+    /// `weights` are every row's, as given to [`RowPlan::new`]. The same
+    /// trees as from every row, without building the rows the rare-event
+    /// draw leaves out.
+    pub fn fit_read(
+        x: ArrayView2<f64>,
+        y: &[bool],
+        names: &[String],
+        params: CheckedBoostedParams,
+        plan: &RowPlan,
+        weights: Option<&[f64]>,
+    ) -> Result<Self, FitError> {
+        let read = plan.read();
+        if x.nrows() != read.len() || y.len() != plan.rows {
             return Err(FitError::Shape(format!(
-                "{} weights for {} rows, each must be finite and above zero",
-                w.len(),
-                y.len()
+                "{} rows for the {} the plan reads; {} labels for its {} rows",
+                x.nrows(),
+                read.len(),
+                y.len(),
+                plan.rows
             )));
         }
+        crate::logistic::check(x, None, names.len())?;
+        let mut place = vec![0u32; plan.rows];
+        for (p, &i) in read.iter().enumerate() {
+            place[i] = p as u32;
+        }
+        Self::fit_plan(x, |i| place[i] as usize, y, names, params, plan, weights)
+    }
+
+    /// The fit: `x`'s row `at(i)` is row `i` of the plan's.
+    fn fit_plan(
+        x: ArrayView2<f64>,
+        at: impl Fn(usize) -> usize,
+        y: &[bool],
+        names: &[String],
+        params: CheckedBoostedParams,
+        plan: &RowPlan,
+        weights: Option<&[f64]>,
+    ) -> Result<Self, FitError> {
         let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
         let params = *params.get();
-        crate::logistic::check(x, Some(y), names.len())?;
-        if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
-            return Err(FitError::OneClass);
-        }
-        let n = x.nrows();
-        let cut = (params.validation_share.clamp(0.05, 0.5) * u64::MAX as f64) as u64;
-        let (valid, train): (Vec<usize>, Vec<usize>) =
-            (0..n).partition(|&i| row_key(params.seed, groups.map_or(i, |g| g[i])) < cut);
-        let both = |rows: &[usize]| rows.iter().any(|&i| y[i]) && rows.iter().any(|&i| !y[i]);
-        if valid.len() < 20 || !both(&train) || !both(&valid) {
-            return Err(FitError::Shape(format!(
-                "{n} rows: too few to hold {:.0}% back for early stopping and calibration",
-                params.validation_share * 100.0
-            )));
-        }
+        let (train, valid) = (&plan.train, &plan.valid);
         let label = |rows: &[usize]| -> Vec<f64> {
             rows.iter().map(|&i| if y[i] { 1.0 } else { 0.0 }).collect()
         };
-        // Rare-event sampling of the fitting rows (validation rows are all
-        // kept: early stopping and calibration see the true mix).
-        let (train, common, kept) =
-            rare_event_sample(&train, y, params.rare_event_ratio, params.seed, &weight);
-        let (xt, yt) = (column_major(x, &train), label(&train));
-        let (xv, yv) = (column_major(x, &valid), label(&valid));
+        let positions = |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| at(i)).collect() };
+        let (xt, yt) = (column_major(x, &positions(train)), label(train));
+        let (xv, yv) = (column_major(x, &positions(valid)), label(valid));
         let wt: Vec<f64> = train.iter().map(|&i| weight(i)).collect();
         let wv: Vec<f64> = valid
             .iter()
-            .map(|&i| weight(i) * if y[i] == common { kept } else { 1.0 })
+            .map(|&i| weight(i) * if y[i] == plan.common { plan.kept } else { 1.0 })
             .collect();
         let mut booster = GradientBooster::default()
             .set_objective_type(ObjectiveType::LogLoss)
@@ -1235,5 +1348,50 @@ mod tests {
             raw_mean > 2.0 * rate,
             "the trees saw every row: {raw_mean} vs {rate}"
         );
+    }
+
+    /// The plan says, from the labels and weights alone, which rows a fit
+    /// reads; fitted on those rows' matrix only, the trees, calibration and
+    /// importances are those fitted on every row's, bit for bit, weighted
+    /// or not.
+    #[test]
+    fn trees_from_the_planned_rows_are_those_from_every_row() {
+        let (mut x, y, _) = rare(30_000, 7);
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let params = BoostedParams {
+            rare_event_ratio: 5.0,
+            max_trees: 40,
+            ..BoostedParams::default()
+        }
+        .check()
+        .unwrap();
+        let weights: Vec<f64> = (0..y.len()).map(|i| 1.0 + (i % 3) as f64).collect();
+        let (xt, _, _) = rare(2_000, 8);
+        for w in [None, Some(weights.as_slice())] {
+            let plan = RowPlan::new(&y, params, None, w).unwrap();
+            let read = plan.read();
+            assert!(read.windows(2).all(|p| p[0] < p[1]), "in order, once each");
+            assert!(
+                read.len() < y.len() / 2,
+                "{} of {} rows read",
+                read.len(),
+                y.len()
+            );
+            let every = BoostedModel::fit_grouped(x.view(), &y, &names, params, None, w).unwrap();
+            let part = x.select(ndarray::Axis(0), &read);
+            let planned =
+                BoostedModel::fit_read(part.view(), &y, &names, params, &plan, w).unwrap();
+            assert_eq!(planned.trees, every.trees);
+            assert_eq!(planned.importance, every.importance);
+            assert_eq!(planned.platt, every.platt);
+            assert_eq!(
+                planned.predict(xt.view()).unwrap(),
+                every.predict(xt.view()).unwrap()
+            );
+        }
+        // A matrix of other rows than the plan's is refused.
+        let plan = RowPlan::new(&y, params, None, None).unwrap();
+        x = x.select(ndarray::Axis(0), &plan.read()[1..]);
+        assert!(BoostedModel::fit_read(x.view(), &y, &names, params, &plan, None).is_err());
     }
 }

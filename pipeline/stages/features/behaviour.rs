@@ -158,7 +158,12 @@ pub fn behaviour_through(
                 sums
             }
             None => {
-                super::ledger::stream(inputs.bill_rows(s.margin_rate), inputs.decode(lifetimes)?)?
+                let sums = super::ledger::stream(
+                    inputs.bill_rows(s.margin_rate),
+                    inputs.decode(lifetimes)?,
+                )?;
+                tracing::trace!("features: events' bills streamed");
+                sums
             }
         };
         let mean = |sum: &str, n: &str| mean_of(col(sum), col(n));

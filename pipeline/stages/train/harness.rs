@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use ndarray::Array2;
 use polars::prelude::*;
-use winback_models::boosted::{BoostedModel, BoostedParams, CheckedBoostedParams, row_key};
+use winback_models::boosted::{
+    BoostedModel, BoostedParams, CheckedBoostedParams, RowPlan, row_key,
+};
 use winback_models::error::FitError;
 use winback_models::learner::{Classifier, Learner, PerArm};
 use winback_models::logistic::{LogisticModel, Precision, Start, choose_alpha};
@@ -100,19 +102,12 @@ struct Fitting {
 impl Fitting {
     /// The rows they stand for (subscriber-months where weighted).
     fn count(&self) -> usize {
-        self.weights
-            .as_ref()
-            .map_or(self.y.len(), |w| w.iter().sum::<f64>().round() as usize)
+        weighted_count(&self.y, self.weights.as_deref())
     }
 
     /// Of them, the positives.
     fn positives(&self) -> usize {
-        let w = |i: usize| self.weights.as_ref().map_or(1.0, |w| w[i]);
-        (0..self.y.len())
-            .filter(|i| self.y[*i])
-            .map(w)
-            .sum::<f64>()
-            .round() as usize
+        weighted_positives(&self.y, self.weights.as_deref())
     }
 
     /// [`fingerprint`] of the matrix and labels, with the weights.
@@ -390,6 +385,17 @@ pub(crate) fn rare_event_frame(
         .with_column(Column::new(ROW_WEIGHT.into(), weights))
         .map_err(Error::polars("model: rare-event sample"))?;
     Ok(sample)
+}
+
+/// The rows labelled `y` stand for, with their weights.
+fn weighted_count(y: &[bool], weights: Option<&[f64]>) -> usize {
+    weights.map_or(y.len(), |w| w.iter().sum::<f64>().round() as usize)
+}
+
+/// Of them, the positives.
+fn weighted_positives(y: &[bool], weights: Option<&[f64]>) -> usize {
+    let w = |i: usize| weights.map_or(1.0, |w| w[i]);
+    (0..y.len()).filter(|i| y[*i]).map(w).sum::<f64>().round() as usize
 }
 
 /// A fingerprint of a matrix and its labels (hex): FNV-1a over the shape
@@ -682,18 +688,60 @@ pub(crate) fn fit_candidates(
         crate::progress::note(format!("{} model: boosted candidate", problem.name));
         let _span = tracing::debug_span!("boosted fit", model = problem.name).entered();
         let layout = layout_for(problem, 0)?;
-        let trees = rows.fitting(&layout, &problem.train)?;
-        if training.0 == 0 {
-            training = (trees.count(), trees.positives(), trees.fingerprint());
-        }
         let params = BoostedParams {
             seed: s.seed,
             ..s.boosted
         };
-        let model = trees
-            .fit_trees(&layout.names(), params.check().map_err(fit_err)?)
-            .map_err(fit_err)?;
-        drop(trees);
+        let checked = params.check().map_err(fit_err)?;
+        let model = match rows {
+            // Rows the rare-event draw leaves out are never built: the
+            // plan, from the labels alone, says which rows the trees read.
+            Rows::Plain { label } if params.rare_event_ratio > 0.0 => {
+                let y = bool_column(&problem.train, label)?;
+                let weights = match problem.train.column(ROW_WEIGHT) {
+                    Ok(_) => Some(f64_column(&problem.train, ROW_WEIGHT)?),
+                    Err(_) => None,
+                };
+                let plan = RowPlan::new(&y, checked, None, weights.as_deref()).map_err(fit_err)?;
+                let read = plan.read();
+                let idx = IdxCa::from_vec(
+                    "".into(),
+                    read.iter().map(|&i| i as IdxSize).collect::<Vec<_>>(),
+                );
+                let part = problem
+                    .train
+                    .take(&idx)
+                    .map_err(Error::polars("model: the rows the trees read"))?;
+                let (x, _) = rows.build(&layout, &part)?;
+                let model = BoostedModel::fit_read(
+                    x.view(),
+                    &y,
+                    &layout.names(),
+                    checked,
+                    &plan,
+                    weights.as_deref(),
+                )
+                .map_err(fit_err)?;
+                if training.0 == 0 {
+                    // Every training row counted; the rows read printed.
+                    let w = weights.as_deref();
+                    let read_y: Vec<bool> = read.iter().map(|&i| y[i]).collect();
+                    training = (
+                        weighted_count(&y, w),
+                        weighted_positives(&y, w),
+                        fingerprint(&x, &read_y),
+                    );
+                }
+                model
+            }
+            _ => {
+                let trees = rows.fitting(&layout, &problem.train)?;
+                if training.0 == 0 {
+                    training = (trees.count(), trees.positives(), trees.fingerprint());
+                }
+                trees.fit_trees(&layout.names(), checked).map_err(fit_err)?
+            }
+        };
         let (xv, yv) = rows.build(&layout, &problem.test)?;
         let holdout = evaluate(&model.predict(xv.view()).map_err(fit_err)?, &yv)?;
         tracing::info!(
