@@ -368,6 +368,42 @@ fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
 
 /// Rules of `table`, and the frame with the columns they need joined on.
 #[allow(clippy::too_many_arguments)]
+/// A table's rules, with the frame they read, notes from any pass of their
+/// own, and what that pass counted.
+type TableRules = (LazyFrame, Vec<Rule>, Vec<String>, Option<Precounted>);
+
+/// Counts of a table's rules (by name) and notes (by [`note_aggs`]'s
+/// names) that a pass of its own took (billing's, [`months::check`]), and
+/// the rows it read: when it counted every rule, and each found none, the
+/// counting pass over the rows is not needed.
+struct Precounted {
+    read: u64,
+    rules: BTreeMap<String, u64>,
+    notes: Vec<(&'static str, u64)>,
+}
+
+impl Precounted {
+    /// The one-row frame of counts the counting pass would give
+    /// ([`check_rows`] reads it), when every rule of `rules` was counted
+    /// and found no row.
+    fn counts(&self, rules: &[Rule]) -> Option<DataFrame> {
+        if !rules.iter().all(|r| self.rules.get(&r.name) == Some(&0)) {
+            return None;
+        }
+        let mut columns = vec![
+            Column::new("__read".into(), [self.read]),
+            Column::new("__rejected".into(), [0u64]),
+        ];
+        columns.extend((0..rules.len()).map(|i| Column::new(format!("__v{i}").into(), [0u64])));
+        columns.extend(
+            self.notes
+                .iter()
+                .map(|(name, n)| Column::new((*name).into(), [*n])),
+        );
+        DataFrame::new(1, columns).ok()
+    }
+}
+
 fn rules_for(
     table: Table,
     lf: LazyFrame,
@@ -375,7 +411,8 @@ fn rules_for(
     first_churn: Option<&DataFrame>,
     settings: &ValidateSettings,
     dates: (NaiveDate, NaiveDate),
-) -> Result<(LazyFrame, Vec<Rule>, Vec<String>)> {
+    files: &[String],
+) -> Result<TableRules> {
     let id = table.id_column();
     let mut rules: Vec<Rule> = table
         .columns()
@@ -428,10 +465,10 @@ fn rules_for(
             "`monthly_fee` must be >= 0",
             col(col::MONTHLY_FEE).lt(lit(0.0)),
         ));
-        return Ok((lf, rules, Vec::new()));
+        return Ok((lf, rules, Vec::new(), None));
     }
     if table == Table::Billing {
-        return billing_rules(lf, rules, subs, settings);
+        return billing_rules(lf, rules, subs, settings, dates, files);
     }
     let keys = subs.clone().lazy().select([
         col(col::SUBSCRIBER_ID).alias(id),
@@ -538,7 +575,7 @@ fn rules_for(
         }
         Table::Referrals | Table::Subscribers | Table::Billing => {}
     }
-    Ok((lf, rules, Vec::new()))
+    Ok((lf, rules, Vec::new(), None))
 }
 
 /// Billing's rules. The rules that need the accepted subscribers come from
@@ -551,13 +588,17 @@ fn billing_rules(
     mut rules: Vec<Rule>,
     subs: &DataFrame,
     settings: &ValidateSettings,
-) -> Result<(LazyFrame, Vec<Rule>, Vec<String>)> {
+    dates: (NaiveDate, NaiveDate),
+    files: &[String],
+) -> Result<TableRules> {
     let id = col::SUBSCRIBER_ID;
     let found = months::check(
         lf.clone(),
         subs,
         col::SIGNUP_DATE,
         settings.duplicate_check_bytes,
+        (epoch_days(dates.0), epoch_days(dates.1)),
+        files,
     )?;
     tracing::debug!(
         unknown = found.unknown,
@@ -590,6 +631,7 @@ fn billing_rules(
         col(col::MONTH).dt().day().neq(lit(1)),
     ));
     let mut lf = lf;
+    let duplicates = found.duplicates.height() as u64;
     let duplicated = if found.duplicates.height() == 0 {
         lit(false)
     } else {
@@ -614,7 +656,27 @@ fn billing_rules(
             found.before_signup
         ));
     }
-    Ok((lf, rules, notes))
+    let precounted = found.rows.map(|r| Precounted {
+        read: r.rows,
+        rules: [
+            (format!("null_{}", col::SUBSCRIBER_ID), r.null_id),
+            (format!("null_{}", col::MONTH), r.null_month),
+            (format!("null_{}", col::REVENUE), r.null_revenue),
+            (format!("non_finite_{}", col::REVENUE), r.non_finite_revenue),
+            (
+                format!("non_finite_{}", col::COST_TO_SERVE),
+                r.non_finite_cost,
+            ),
+            ("date_out_of_range".to_string(), r.out_of_range),
+            ("month_not_first_day".to_string(), r.not_first_day),
+            ("unknown_subscriber".to_string(), found.unknown),
+            ("duplicate_month".to_string(), duplicates),
+        ]
+        .into_iter()
+        .collect(),
+        notes: vec![("refunds", r.refunds), ("no_cost", r.no_cost)],
+    });
+    Ok((lf, rules, notes, precounted))
 }
 
 /// The first value of column `c` as a count (0 when absent or null).
@@ -701,8 +763,15 @@ pub fn check_rows(
             None => unreachable!("subscribers are required and checked first"),
         };
         let conformed_scan = lf.clone();
-        let (joined, rules, pass_notes) =
-            rules_for(table, lf, &subs, first_churn.as_ref(), settings, plausible)?;
+        let (joined, rules, pass_notes, precounted) = rules_for(
+            table,
+            lf,
+            &subs,
+            first_churn.as_ref(),
+            settings,
+            plausible,
+            &conformed.files,
+        )?;
         let flag = |i: usize| format!("__v{i}");
         let flagged = joined.with_columns(
             rules
@@ -729,8 +798,13 @@ pub fn check_rows(
         aggs.extend(note_aggs(table));
         // The first pass over every row: a page that cannot be decoded
         // (corrupt, invalid UTF-8) fails here, and is the input's fault.
-        let counts = super::collect(flagged.clone().select(aggs), ctx("count"))
-            .map_err(unreadable(table, &conformed.files))?;
+        // Not needed when a pass of the table's own counted every rule and
+        // found no row breaking one (billing's, which read every row).
+        let counts = match precounted.as_ref().and_then(|p| p.counts(&rules)) {
+            Some(counts) => counts,
+            None => super::collect(flagged.clone().select(aggs), ctx("count"))
+                .map_err(unreadable(table, &conformed.files))?,
+        };
         let count = |c: &str| first_u64(&counts, c);
         let read = count("__read");
         let rejected = count("__rejected");

@@ -447,8 +447,24 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
         )
         .map_err(err())?;
     collect(sink, "features: bills")?;
-    let p = pass.lock().unwrap_or_else(|e| e.into_inner());
-    sums_frame(event, &p.sums)
+    // The sums taken out, and the look-ups freed, before their columns are
+    // built (at 10M subscribers the map of ids alone holds hundreds of MB).
+    let sums = {
+        let mut p = pass.lock().unwrap_or_else(|e| e.into_inner());
+        let p = &mut *p;
+        let sums = std::mem::take(&mut p.sums);
+        *p = Pass {
+            codes: PlHashMap::default(),
+            starts: Vec::new(),
+            members: Vec::new(),
+            known: Vec::new(),
+            life: Vec::new(),
+            sums: Vec::new(),
+        };
+        sums
+    };
+    drop(pass);
+    sums_frame(event, &sums)
 }
 
 /// A column's values, nulls as `null`.

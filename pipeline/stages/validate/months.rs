@@ -42,7 +42,36 @@ pub(super) struct MonthCheck {
     /// Passes over billing (more than one when the months' bits did not
     /// fit in the budget at once).
     pub passes: usize,
+    /// Billing's row rules counted in the first pass; none when the bills
+    /// lack the `revenue` or `cost_to_serve` column.
+    pub rows: Option<RowCounts>,
 }
+
+/// Counts of billing's rules on each row alone, and of its notes, taken in
+/// the first pass: when every count is zero, validation needs no pass of
+/// its own to count them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RowCounts {
+    /// Rows read.
+    pub rows: u64,
+    pub null_id: u64,
+    pub null_month: u64,
+    pub null_revenue: u64,
+    pub non_finite_revenue: u64,
+    pub non_finite_cost: u64,
+    /// Months outside the plausible range.
+    pub out_of_range: u64,
+    /// Months not dated on their first day.
+    pub not_first_day: u64,
+    /// Negative revenues (a note).
+    pub refunds: u64,
+    /// Bills without a cost to serve (a note).
+    pub no_cost: u64,
+}
+
+/// The bills' revenue and cost to serve, as the first pass reads them.
+const REVENUE: &str = "__revenue";
+const COST: &str = "__cost";
 
 /// The state the batches update.
 struct State {
@@ -60,6 +89,9 @@ struct State {
     first_pass: bool,
     unknown: u64,
     before_signup: u64,
+    rows: RowCounts,
+    /// The plausible months' range, in day numbers.
+    range: (i32, i32),
 }
 
 impl State {
@@ -83,15 +115,19 @@ impl State {
     }
 }
 
-/// Checks the bills (`bills` with `subscriber_id` and `month`) against the
+/// Checks the bills (`bills` with `subscriber_id` and `month`, and
+/// `revenue` and `cost_to_serve` for [`MonthCheck::rows`]) against the
 /// accepted subscribers `keys` (`subscriber_id`, unique, and `signup`, the
 /// name of their signup date column), holding at most `budget` bytes of
-/// bits (and always one month's).
+/// bits (and always one month's); `range`: the first and last plausible
+/// days; `files`: the bills' files, named when they cannot be read.
 pub(super) fn check(
     bills: LazyFrame,
     keys: &DataFrame,
     signup: &str,
     budget: usize,
+    range: (i32, i32),
+    files: &[String],
 ) -> Result<MonthCheck> {
     let err = || Error::polars("validate billing: subscribers' months");
     let ids = keys
@@ -130,18 +166,37 @@ pub(super) fn check(
         first_pass: true,
         unknown: 0,
         before_signup: 0,
+        rows: RowCounts::default(),
+        range,
     }));
     // The month's day number: its index is computed as the rows are read
-    // ([`month_of_day`]), cheaper than as an expression.
-    let plan = bills.filter(col(col::SUBSCRIBER_ID).is_not_null()).select([
+    // ([`MonthMemo`]), cheaper than as an expression. The first pass also
+    // reads the amounts, for the row rules' counts.
+    let mut bills = bills;
+    let schema = bills.collect_schema().map_err(err())?;
+    let amounts = schema.contains(col::REVENUE) && schema.contains(col::COST_TO_SERVE);
+    let keyed = [
         col(col::SUBSCRIBER_ID),
         col(col::MONTH).cast(DataType::Int32).alias(MONTH_DAY),
-    ]);
+    ];
+    let mut first = keyed.to_vec();
+    if amounts {
+        first.push(col(col::REVENUE).cast(DataType::Float64).alias(REVENUE));
+        first.push(col(col::COST_TO_SERVE).cast(DataType::Float64).alias(COST));
+    }
     let mut passes = 0;
     loop {
         passes += 1;
+        let plan = if passes == 1 {
+            bills.clone().select(first.clone())
+        } else {
+            bills
+                .clone()
+                .filter(col(col::SUBSCRIBER_ID).is_not_null())
+                .select(keyed.clone())
+        };
         let (index, signup_month, state_in) = (index.clone(), signup_month.clone(), state.clone());
-        let sink = plan.clone().sink_batches(
+        let sink = plan.sink_batches(
             PlanCallback::new(move |batch: DataFrame| {
                 let mut st = state_in.lock().unwrap_or_else(|e| e.into_inner());
                 batch_into(&batch, &index, &signup_month, month_bytes, budget, &mut st)?;
@@ -151,7 +206,7 @@ pub(super) fn check(
             None,
         );
         let sink = sink.map_err(err())?;
-        read_rows(sink, "validate billing: subscribers' months".into())?;
+        read_rows(sink, files)?;
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.first_pass = false;
         if !st.deferred {
@@ -191,22 +246,60 @@ pub(super) fn check(
         unknown: st.unknown,
         before_signup: st.before_signup,
         passes,
+        rows: amounts.then_some(st.rows),
     })
 }
 
 /// [`collect`] of a plan over billing's rows, its read failures the
-/// input's fault.
-fn read_rows(lf: LazyFrame, context: String) -> Result<DataFrame> {
-    collect(lf, context).map_err(|e| match e {
+/// input's fault, naming its files.
+fn read_rows(lf: LazyFrame, files: &[String]) -> Result<DataFrame> {
+    collect(lf, "validate billing: subscribers' months").map_err(|e| match e {
         Error::Polars { source, .. } => Error::Data {
             table: Table::Billing.name().into(),
             message: format!(
-                "cannot read its rows: {}",
+                "cannot read its rows from {}: {}",
+                files.join(", "),
                 source.to_string().lines().next().unwrap_or_default()
             ),
         },
         other => other,
     })
+}
+
+/// The row rules' counts of one batch (the first pass's).
+fn count_rows(batch: &DataFrame, st: &mut State) -> PolarsResult<()> {
+    let rc = &mut st.rows;
+    rc.rows += batch.height() as u64;
+    rc.null_id += batch.column(col::SUBSCRIBER_ID)?.null_count() as u64;
+    let days = batch.column(MONTH_DAY)?.i32()?;
+    rc.null_month += days.null_count() as u64;
+    let (lo, hi) = st.range;
+    let mut months = MonthMemo::new();
+    for d in days.iter().flatten() {
+        if d < lo || d > hi {
+            rc.out_of_range += 1;
+        }
+        // The first of a month is in another month than the day before.
+        if d.checked_sub(1)
+            .is_some_and(|p| months.month(p) == months.month(d))
+        {
+            rc.not_first_day += 1;
+        }
+    }
+    let (Ok(revenue), Ok(cost)) = (batch.column(REVENUE), batch.column(COST)) else {
+        return Ok(());
+    };
+    let (revenue, cost) = (revenue.f64()?, cost.f64()?);
+    rc.null_revenue += revenue.null_count() as u64;
+    rc.no_cost += cost.null_count() as u64;
+    for v in revenue.iter().flatten() {
+        rc.non_finite_revenue += u64::from(!v.is_finite());
+        rc.refunds += u64::from(v < 0.0);
+    }
+    for v in cost.iter().flatten() {
+        rc.non_finite_cost += u64::from(!v.is_finite());
+    }
+    Ok(())
 }
 
 /// One batch: row numbers looked up in parallel, then each known bill's
@@ -219,6 +312,9 @@ fn batch_into(
     budget: usize,
     st: &mut State,
 ) -> PolarsResult<()> {
+    if st.first_pass {
+        count_rows(batch, st)?;
+    }
     let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
     let rows = codes_in_runs(ids, |id| index.get(id).copied());
     let days = batch.column(MONTH_DAY)?.i32()?;
@@ -285,6 +381,117 @@ mod tests {
         Column::new("d".into(), days).cast(&DataType::Date).unwrap()
     }
 
+    const ANY_DAY: (i32, i32) = (i32::MIN, i32::MAX);
+
+    /// The first pass counts each row rule as its expression over the rows
+    /// does (nulls, non-finite amounts, months out of range or not on their
+    /// first day, refunds, missing costs), over batches of any size; bills
+    /// without the amounts have no counts.
+    #[test]
+    fn the_row_counts_are_the_rules_counts() {
+        let keys = DataFrame::new(
+            1,
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), ["a"]),
+                dates(&[Some(date(2000, 1, 1))]).with_name(col::SIGNUP_DATE.into()),
+            ],
+        )
+        .unwrap();
+        let n = 5_000;
+        let months: Vec<Option<NaiveDate>> = (0..n)
+            .map(|i| match i % 11 {
+                0 => None,
+                1 => Some(date(2020, 1 + (i % 12) as u32, 2 + (i % 27) as u32)),
+                2 => Some(date(1960, 3, 1)),
+                3 => Some(date(2031, 12, 31)),
+                4 => Some(date(2024, 2, 29)),
+                _ => Some(date(2010 + (i % 13) as i32, 1 + (i % 12) as u32, 1)),
+            })
+            .collect();
+        let revenue: Vec<Option<f64>> = (0..n)
+            .map(|i| match i % 7 {
+                0 => None,
+                1 => Some(f64::NAN),
+                2 => Some(-3.5),
+                3 => Some(f64::NEG_INFINITY),
+                _ => Some(i as f64),
+            })
+            .collect();
+        let cost: Vec<Option<f64>> = (0..n)
+            .map(|i| match i % 5 {
+                0 => None,
+                1 => Some(f64::INFINITY),
+                _ => Some(1.0),
+            })
+            .collect();
+        let ids: Vec<Option<&str>> = (0..n)
+            .map(|i| match i % 13 {
+                0 => None,
+                1 => Some("ghost"),
+                _ => Some("a"),
+            })
+            .collect();
+        let bills = DataFrame::new(
+            n,
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), ids),
+                dates(&months).with_name(col::MONTH.into()),
+                Column::new(col::REVENUE.into(), revenue),
+                Column::new(col::COST_TO_SERVE.into(), cost),
+            ],
+        )
+        .unwrap();
+        let (lo, hi) = (date(1990, 1, 1), date(2030, 12, 31));
+        let day = |d: NaiveDate| (d - date(1970, 1, 1)).num_days() as i32;
+        let found = check(
+            bills.clone().lazy(),
+            &keys,
+            col::SIGNUP_DATE,
+            1 << 20,
+            (day(lo), day(hi)),
+            &[],
+        )
+        .unwrap();
+        let sum = |e: Expr| -> u64 {
+            let df = bills
+                .clone()
+                .lazy()
+                .select([e.fill_null(lit(false)).sum().alias("n")])
+                .collect()
+                .unwrap();
+            df.column("n")
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .extract::<u64>()
+                .unwrap()
+        };
+        let (m, r, c) = (col(col::MONTH), col(col::REVENUE), col(col::COST_TO_SERVE));
+        let want = RowCounts {
+            rows: n as u64,
+            null_id: sum(col(col::SUBSCRIBER_ID).is_null()),
+            null_month: sum(m.clone().is_null()),
+            null_revenue: sum(r.clone().is_null()),
+            non_finite_revenue: sum(r.clone().is_not_null().and(r.clone().is_finite().not())),
+            non_finite_cost: sum(c.clone().is_not_null().and(c.clone().is_finite().not())),
+            out_of_range: sum(m
+                .clone()
+                .cast(DataType::Int32)
+                .lt(lit(day(lo)))
+                .or(m.clone().cast(DataType::Int32).gt(lit(day(hi))))),
+            not_first_day: sum(m.clone().dt().day().neq(lit(1))),
+            refunds: sum(r.clone().lt(lit(0.0))),
+            no_cost: sum(c.clone().is_null()),
+        };
+        assert!(want.not_first_day > 0 && want.out_of_range > 0 && want.refunds > 0);
+        assert_eq!(found.rows, Some(want));
+        // The unknown ids are still counted once.
+        assert_eq!(found.unknown, sum(col(col::SUBSCRIBER_ID).eq(lit("ghost"))));
+        let plain = bills.select([col::SUBSCRIBER_ID, col::MONTH]).unwrap();
+        let found = check(plain.lazy(), &keys, col::SIGNUP_DATE, 1 << 20, ANY_DAY, &[]).unwrap();
+        assert_eq!(found.rows, None);
+    }
+
     #[test]
     fn one_pass_and_many_find_the_same_months() {
         let keys = DataFrame::new(
@@ -323,7 +530,15 @@ mod tests {
         .unwrap();
         let mut seen = Vec::new();
         for budget in [1 << 20, 1] {
-            let found = check(bills.clone().lazy(), &keys, col::SIGNUP_DATE, budget).unwrap();
+            let found = check(
+                bills.clone().lazy(),
+                &keys,
+                col::SIGNUP_DATE,
+                budget,
+                ANY_DAY,
+                &[],
+            )
+            .unwrap();
             assert_eq!(found.unknown, 2, "budget {budget}: the ghost's bills, once");
             assert_eq!(found.before_signup, 1, "budget {budget}");
             let pairs: Vec<(String, i32)> = found
@@ -412,7 +627,15 @@ mod tests {
         )
         .unwrap();
         for budget in [1 << 20, 1, 8 * 7] {
-            let found = check(bills.clone().lazy(), &keys, col::SIGNUP_DATE, budget).unwrap();
+            let found = check(
+                bills.clone().lazy(),
+                &keys,
+                col::SIGNUP_DATE,
+                budget,
+                ANY_DAY,
+                &[],
+            )
+            .unwrap();
             let ids = found
                 .duplicates
                 .column(col::SUBSCRIBER_ID)
