@@ -17,37 +17,65 @@ pub(crate) fn month_of_day(day: i32) -> i32 {
     ((era * 400 + yoe) * 12 + mp + 3) as i32
 }
 
-/// [`month_of_day`] behind a small direct-mapped memo: bills fall on a few
-/// dozen distinct days (their months' first), so nearly every bill finds
-/// its day's month without the arithmetic.
+/// Slots of a direct-mapped memo ([`MonthMemo`], validation's month
+/// places): a few thousand bytes, with room for a history's hundred or so
+/// distinct days (months' firsts and the days before them) without many
+/// sharing a slot. With 64 slots they did, and the memo thrashed.
+pub(crate) const MEMO_SLOTS: usize = 1 << MEMO_BITS;
+const MEMO_BITS: u32 = 10;
+
+/// [`month_of_day`] behind a direct-mapped memo: bills fall on a few dozen
+/// distinct days (their months' first), so nearly every bill finds its
+/// day's month, and whether the day is its month's first, without the
+/// arithmetic.
 pub(crate) struct MonthMemo {
-    days: [i32; 64],
-    months: [i32; 64],
+    days: Box<[i32; MEMO_SLOTS]>,
+    months: Box<[i32; MEMO_SLOTS]>,
+    firsts: Box<[bool; MEMO_SLOTS]>,
 }
 
 impl MonthMemo {
     pub(crate) fn new() -> MonthMemo {
         MonthMemo {
-            days: [i32::MIN; 64],
-            months: [month_of_day(i32::MIN); 64],
+            days: Box::new([i32::MIN; MEMO_SLOTS]),
+            months: Box::new([month_of_day(i32::MIN); MEMO_SLOTS]),
+            firsts: Box::new([true; MEMO_SLOTS]),
         }
+    }
+
+    /// The slot of `day`, filled.
+    #[inline]
+    fn slot(&mut self, day: i32) -> usize {
+        let slot = memo_slot(day);
+        if self.days[slot] != day {
+            let month = month_of_day(day);
+            self.days[slot] = day;
+            self.months[slot] = month;
+            // The first of a month is in another month than the day
+            // before (the earliest day a Date holds counts as a first).
+            self.firsts[slot] = day.checked_sub(1).is_none_or(|p| month_of_day(p) != month);
+        }
+        slot
     }
 
     /// [`month_of_day`] of `day`.
     #[inline]
     pub(crate) fn month(&mut self, day: i32) -> i32 {
-        let slot = memo_slot(day);
-        if self.days[slot] != day {
-            self.days[slot] = day;
-            self.months[slot] = month_of_day(day);
-        }
+        let slot = self.slot(day);
         self.months[slot]
+    }
+
+    /// Whether `day` is the first of its month.
+    #[inline]
+    pub(crate) fn is_first(&mut self, day: i32) -> bool {
+        let slot = self.slot(day);
+        self.firsts[slot]
     }
 }
 
-/// The slot (0 to 63) of a day or month in a direct-mapped memo: the top
-/// six bits of a Fibonacci hash, so that nearby values spread out.
+/// The slot of a day or month in a direct-mapped memo of [`MEMO_SLOTS`]:
+/// the top bits of a Fibonacci hash, so that nearby values spread out.
 #[inline]
 pub(crate) fn memo_slot(v: i32) -> usize {
-    ((v as u32).wrapping_mul(0x9E37_79B1) >> 26) as usize
+    ((v as u32).wrapping_mul(0x9E37_79B1) >> (32 - MEMO_BITS)) as usize
 }

@@ -382,6 +382,11 @@ mod tests {
                 assert_eq!(memo.month(*d), *m, "day {d}, pass {pass}");
             }
         }
+        // Whether a day is its month's first, on every day.
+        for d in &days {
+            let first = from_epoch_days(*d).day() == 1;
+            assert_eq!(memo.is_first(*d), first, "day {d}");
+        }
         assert_eq!(memo.month(i32::MIN), month_of_day(i32::MIN));
         // The ends of a Date's range do not overflow.
         assert!(month_of_day(i32::MIN) < month_of_day(i32::MAX));

@@ -21,7 +21,7 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
 use crate::stages::collect;
-use crate::stages::features::calendar::{MonthMemo, memo_slot};
+use crate::stages::features::calendar::{MEMO_SLOTS, MonthMemo, memo_slot};
 use crate::stages::features::frames::month_index;
 use crate::stages::features::ids::{NO_CODE, codes_in_runs};
 
@@ -275,31 +275,38 @@ fn count_rows(batch: &DataFrame, st: &mut State) -> PolarsResult<()> {
     rc.null_month += days.null_count() as u64;
     let (lo, hi) = st.range;
     let mut months = MonthMemo::new();
-    for d in days.iter().flatten() {
-        if d < lo || d > hi {
-            rc.out_of_range += 1;
-        }
-        // The first of a month is in another month than the day before.
-        if d.checked_sub(1)
-            .is_some_and(|p| months.month(p) == months.month(d))
-        {
-            rc.not_first_day += 1;
-        }
-    }
+    for_values(days, |d| {
+        rc.out_of_range += u64::from(d < lo || d > hi);
+        rc.not_first_day += u64::from(!months.is_first(d));
+    });
     let (Ok(revenue), Ok(cost)) = (batch.column(REVENUE), batch.column(COST)) else {
         return Ok(());
     };
     let (revenue, cost) = (revenue.f64()?, cost.f64()?);
     rc.null_revenue += revenue.null_count() as u64;
     rc.no_cost += cost.null_count() as u64;
-    for v in revenue.iter().flatten() {
+    for_values(revenue, |v| {
         rc.non_finite_revenue += u64::from(!v.is_finite());
         rc.refunds += u64::from(v < 0.0);
-    }
-    for v in cost.iter().flatten() {
-        rc.non_finite_cost += u64::from(!v.is_finite());
-    }
+    });
+    for_values(cost, |v| rc.non_finite_cost += u64::from(!v.is_finite()));
     Ok(())
+}
+
+/// `f` of each non-null value of `ca`, straight from each chunk's values
+/// where it has no nulls.
+fn for_values<T: PolarsNumericType>(ca: &ChunkedArray<T>, mut f: impl FnMut(T::Native)) {
+    for chunk in ca.downcast_iter() {
+        match chunk.validity().filter(|v| v.unset_bits() > 0) {
+            None => chunk.values().iter().for_each(|v| f(*v)),
+            Some(valid) => chunk
+                .values()
+                .iter()
+                .zip(valid.iter())
+                .filter(|(_, ok)| *ok)
+                .for_each(|(v, _)| f(*v)),
+        }
+    }
 }
 
 /// One batch: row numbers looked up in parallel, then each known bill's
@@ -322,7 +329,7 @@ fn batch_into(
     // Each month's place in `st.bits` (none: not filled in this pass), as
     // decided for its first bill; the decision holds for the whole pass, so
     // a direct-mapped memo keeps it for the batch.
-    let mut places: [Option<(i32, Option<usize>)>; 64] = [None; 64];
+    let mut places: Vec<Option<(i32, Option<usize>)>> = vec![None; MEMO_SLOTS];
     for (i, (&row, day)) in rows.iter().zip(days.iter()).enumerate() {
         if row == NO_CODE {
             if st.first_pass && ids.get(i).is_some() {
