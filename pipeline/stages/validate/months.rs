@@ -390,6 +390,19 @@ mod tests {
 
     const ANY_DAY: (i32, i32) = (i32::MIN, i32::MAX);
 
+    /// [`check`] of `bills` with every day plausible.
+    fn any_day(bills: &DataFrame, keys: &DataFrame, budget: usize) -> MonthCheck {
+        check(
+            bills.clone().lazy(),
+            keys,
+            col::SIGNUP_DATE,
+            budget,
+            ANY_DAY,
+            &[],
+        )
+        .unwrap()
+    }
+
     /// The first pass counts each row rule as its expression over the rows
     /// does (nulls, non-finite amounts, months out of range or not on their
     /// first day, refunds, missing costs), over batches of any size; bills
@@ -495,7 +508,7 @@ mod tests {
         // The unknown ids are still counted once.
         assert_eq!(found.unknown, sum(col(col::SUBSCRIBER_ID).eq(lit("ghost"))));
         let plain = bills.select([col::SUBSCRIBER_ID, col::MONTH]).unwrap();
-        let found = check(plain.lazy(), &keys, col::SIGNUP_DATE, 1 << 20, ANY_DAY, &[]).unwrap();
+        let found = any_day(&plain, &keys, 1 << 20);
         assert_eq!(found.rows, None);
     }
 
@@ -537,15 +550,7 @@ mod tests {
         .unwrap();
         let mut seen = Vec::new();
         for budget in [1 << 20, 1] {
-            let found = check(
-                bills.clone().lazy(),
-                &keys,
-                col::SIGNUP_DATE,
-                budget,
-                ANY_DAY,
-                &[],
-            )
-            .unwrap();
+            let found = any_day(&bills, &keys, budget);
             assert_eq!(found.unknown, 2, "budget {budget}: the ghost's bills, once");
             assert_eq!(found.before_signup, 1, "budget {budget}");
             let pairs: Vec<(String, i32)> = found
@@ -634,15 +639,7 @@ mod tests {
         )
         .unwrap();
         for budget in [1 << 20, 1, 8 * 7] {
-            let found = check(
-                bills.clone().lazy(),
-                &keys,
-                col::SIGNUP_DATE,
-                budget,
-                ANY_DAY,
-                &[],
-            )
-            .unwrap();
+            let found = any_day(&bills, &keys, budget);
             let ids = found
                 .duplicates
                 .column(col::SUBSCRIBER_ID)
