@@ -267,21 +267,20 @@ fn read_rows(lf: LazyFrame, files: &[String]) -> Result<DataFrame> {
 }
 
 /// The row rules' counts of one batch (the first pass's).
-fn count_rows(batch: &DataFrame, range: (i32, i32)) -> PolarsResult<RowCounts> {
-    let mut counts = RowCounts::default();
-    let rc = &mut counts;
+fn count_rows(batch: &DataFrame, st: &mut State) -> PolarsResult<()> {
+    let rc = &mut st.rows;
     rc.rows += batch.height() as u64;
     rc.null_id += batch.column(col::SUBSCRIBER_ID)?.null_count() as u64;
     let days = batch.column(MONTH_DAY)?.i32()?;
     rc.null_month += days.null_count() as u64;
-    let (lo, hi) = range;
+    let (lo, hi) = st.range;
     let mut months = MonthMemo::new();
     for_values(days, |d| {
         rc.out_of_range += u64::from(d < lo || d > hi);
         rc.not_first_day += u64::from(!months.is_first(d));
     });
     let (Ok(revenue), Ok(cost)) = (batch.column(REVENUE), batch.column(COST)) else {
-        return Ok(counts);
+        return Ok(());
     };
     let (revenue, cost) = (revenue.f64()?, cost.f64()?);
     rc.null_revenue += revenue.null_count() as u64;
@@ -291,22 +290,7 @@ fn count_rows(batch: &DataFrame, range: (i32, i32)) -> PolarsResult<RowCounts> {
         rc.refunds += u64::from(v < 0.0);
     });
     for_values(cost, |v| rc.non_finite_cost += u64::from(!v.is_finite()));
-    Ok(counts)
-}
-
-impl std::ops::AddAssign for RowCounts {
-    fn add_assign(&mut self, o: RowCounts) {
-        self.rows += o.rows;
-        self.null_id += o.null_id;
-        self.null_month += o.null_month;
-        self.null_revenue += o.null_revenue;
-        self.non_finite_revenue += o.non_finite_revenue;
-        self.non_finite_cost += o.non_finite_cost;
-        self.out_of_range += o.out_of_range;
-        self.not_first_day += o.not_first_day;
-        self.refunds += o.refunds;
-        self.no_cost += o.no_cost;
-    }
+    Ok(())
 }
 
 /// `f` of each non-null value of `ca`, straight from each chunk's values
@@ -335,15 +319,11 @@ fn batch_into(
     budget: usize,
     st: &mut State,
 ) -> PolarsResult<()> {
-    // The row rules' counts (first pass) beside the ids' look-ups.
-    let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
-    let (counts, rows) = rayon::join(
-        || st.first_pass.then(|| count_rows(batch, st.range)),
-        || codes_in_runs(ids, |id| index.get(id).copied()),
-    );
-    if let Some(counts) = counts {
-        st.rows += counts?;
+    if st.first_pass {
+        count_rows(batch, st)?;
     }
+    let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
+    let rows = codes_in_runs(ids, |id| index.get(id).copied());
     let days = batch.column(MONTH_DAY)?.i32()?;
     let mut months = MonthMemo::new();
     // Each month's place in `st.bits` (none: not filled in this pass), as
