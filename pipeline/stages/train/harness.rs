@@ -260,6 +260,24 @@ impl Rows<'_> {
         })
     }
 
+    /// `predict` of the design of `df`'s rows ([`Rows::build`]), with its
+    /// labels, built and predicted [`HOLDOUT_BLOCK`] frame rows at a time:
+    /// a holdout's design (a million rows of a step design at 1M
+    /// subscribers, with the standardised copy a prediction makes) is never
+    /// whole in memory. Each row's prediction is its own, so the values are
+    /// those of the whole design.
+    fn predict(
+        &self,
+        layout: &Layout,
+        df: &DataFrame,
+        predict: impl Fn(ndarray::ArrayView2<f64>) -> Result<Vec<f64>>,
+    ) -> Result<(Vec<f64>, Vec<bool>)> {
+        in_blocks(df, HOLDOUT_BLOCK, |part| {
+            let (x, y) = self.build(layout, part)?;
+            Ok((predict(x.view())?, y))
+        })
+    }
+
     fn build(&self, layout: &Layout, df: &DataFrame) -> Result<(Array2<f64>, Vec<bool>)> {
         let (base, _) = layout.base(df, None)?;
         let kb = layout.base_width();
@@ -286,6 +304,25 @@ impl Rows<'_> {
             }
         }
     }
+}
+
+/// Frame rows of a holdout predicted at a time ([`Rows::predict`]).
+const HOLDOUT_BLOCK: usize = 1 << 18;
+
+/// `each` of consecutive slices of at most `block` rows of `df`, their
+/// outputs end to end (none for a frame without rows).
+fn in_blocks(
+    df: &DataFrame,
+    block: usize,
+    each: impl Fn(&DataFrame) -> Result<(Vec<f64>, Vec<bool>)>,
+) -> Result<(Vec<f64>, Vec<bool>)> {
+    let (mut p, mut y) = (Vec::new(), Vec::new());
+    for start in (0..df.height()).step_by(block.max(1)) {
+        let (bp, by) = each(&df.slice(start as i64, block))?;
+        p.extend(bp);
+        y.extend(by);
+    }
+    Ok((p, y))
 }
 
 /// A fitted binary model with its selection record.
@@ -669,8 +706,10 @@ pub(crate) fn fit_candidates(
         )
         .map_err(fit_err)?;
         drop(span);
-        let (xv, yv) = rows.build(&layout, &problem.test)?;
-        let holdout = evaluate(&model.predict(xv.view()).map_err(fit_err)?, &yv)?;
+        let (p, yv) = rows.predict(&layout, &problem.test, |x| {
+            model.predict(x).map_err(fit_err)
+        })?;
+        let holdout = evaluate(&p, &yv)?;
         effects = logistic_effects(&layout, &model);
         candidates.push(Candidate {
             learner: "logistic".into(),
@@ -742,8 +781,10 @@ pub(crate) fn fit_candidates(
                 trees.fit_trees(&layout.names(), checked).map_err(fit_err)?
             }
         };
-        let (xv, yv) = rows.build(&layout, &problem.test)?;
-        let holdout = evaluate(&model.predict(xv.view()).map_err(fit_err)?, &yv)?;
+        let (p, yv) = rows.predict(&layout, &problem.test, |x| {
+            model.predict(x).map_err(fit_err)
+        })?;
+        let holdout = evaluate(&p, &yv)?;
         tracing::info!(
             model = problem.name,
             trees = model.trees,
@@ -1045,8 +1086,10 @@ fn fit_groups(
         PerArm::new(names, width, learners)
     };
     let learner = Learner::PerArm(per.map_err(fit_err)?);
-    let (xv, yv) = rows.build(&layout, &problem.test)?;
-    let holdout = evaluate(&learner.predict(xv.view()).map_err(fit_err)?, &yv)?;
+    let (p, yv) = rows.predict(&layout, &problem.test, |x| {
+        learner.predict(x).map_err(fit_err)
+    })?;
+    let holdout = evaluate(&p, &yv)?;
     tracing::info!(
         model = problem.name,
         learner = label,
@@ -1516,6 +1559,33 @@ pub(crate) fn stored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Slices of a frame cover its rows once, in order, whatever the block
+    /// (one row, a block that does not divide them, more than them), and a
+    /// frame without rows gives nothing.
+    #[test]
+    fn blocks_cover_the_rows_in_order() {
+        let n = 10;
+        let df = DataFrame::new(
+            n,
+            vec![Column::new(
+                "v".into(),
+                (0..n).map(|i| i as f64).collect::<Vec<_>>(),
+            )],
+        )
+        .unwrap();
+        let each = |part: &DataFrame| -> Result<(Vec<f64>, Vec<bool>)> {
+            let v = f64_column(part, "v")?;
+            let y = v.iter().map(|x| *x as usize % 3 == 0).collect();
+            Ok((v, y))
+        };
+        let whole = each(&df).unwrap();
+        for block in [1, 3, 10, 11, 1 << 18] {
+            assert_eq!(in_blocks(&df, block, each).unwrap(), whole, "block {block}");
+        }
+        let empty = df.slice(0, 0);
+        assert_eq!(in_blocks(&empty, 3, each).unwrap(), (vec![], vec![]));
+    }
 
     /// Every rare row is kept with weight 1; the common rows are thinned to
     /// about `ratio` per rare row and weighted back to their number, by the
