@@ -1576,7 +1576,7 @@ mod tests {
         .unwrap();
         let each = |part: &DataFrame| -> Result<(Vec<f64>, Vec<bool>)> {
             let v = f64_column(part, "v")?;
-            let y = v.iter().map(|x| *x as usize % 3 == 0).collect();
+            let y = v.iter().map(|x| (*x as usize).is_multiple_of(3)).collect();
             Ok((v, y))
         };
         let whole = each(&df).unwrap();
