@@ -1109,3 +1109,49 @@ fn the_stages_rows_as_of_the_date_are_those_scoring_builds() {
     // end's with other day counts only.
     assert_ne!(lapsed_days[0], lapsed_days[1]);
 }
+
+/// Scoring's features take the active and the lapsed subscribers as one
+/// set of events and slice it back: a subscriber id twice (which
+/// validation never lets through) is refused with the table named, not
+/// sliced into the wrong set.
+#[test]
+fn scoring_features_refuse_a_subscriber_twice() {
+    use winback::schema::Table;
+    use winback::stages::features::{Dates, FeatureSettings, Inputs, current};
+    let d = |s: &str| {
+        let day = (chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+            - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+        .num_days() as i32;
+        Column::new("d".into(), [day, day])
+            .cast(&DataType::Date)
+            .unwrap()
+    };
+    let subscribers = DataFrame::new(
+        2,
+        vec![
+            Column::new("subscriber_id".into(), ["a", "a"]),
+            d("2024-01-01").with_name("signup_date".into()),
+            Column::new("plan".into(), ["basic", "basic"]),
+            Column::new("monthly_fee".into(), [20.0, 20.0]),
+            Column::new("region".into(), ["north", "north"]),
+            Column::new("channel".into(), ["web", "web"]),
+        ],
+    )
+    .unwrap();
+    let mut tables = BTreeMap::new();
+    tables.insert(Table::Subscribers, subscribers.lazy());
+    let as_of = chrono::NaiveDate::from_ymd_opt(2025, 6, 30).unwrap();
+    let dates = Dates {
+        as_of,
+        data_end: as_of,
+        data_end_set_by: "test".into(),
+    };
+    let err = match current(&Inputs::new(tables), &FeatureSettings::default(), dates) {
+        Ok(c) => panic!("accepted: {} active rows", c.active.height()),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("subscribers") && err.contains("not unique"),
+        "{err}"
+    );
+}

@@ -497,6 +497,18 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
     )?
     .drop(f::EVENT)
     .map_err(err())?;
+    // One row per event (validation leaves each subscriber id once), or
+    // the slices below would mix the two sets.
+    if rows.height() != n_active + lapsed.height() {
+        return Err(Error::Data {
+            table: Table::Subscribers.name().into(),
+            message: format!(
+                "{} rows of features for {} subscribers as of {as_of}: a `subscriber_id` is not unique",
+                rows.height(),
+                n_active + lapsed.height()
+            ),
+        });
+    }
     let active = collect(
         rows.slice(0, n_active)
             .lazy()
