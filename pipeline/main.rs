@@ -9,6 +9,12 @@ use winback::Error;
 use winback::cli::{Cli, Command, LogFormat};
 use winback::progress;
 
+/// mimalloc instead of the system allocator: polars' kernels and the
+/// stages allocate and free large buffers from both cores at once, which
+/// glibc's malloc serves with fresh mappings and their page faults.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Panics seen, for the report of one that is not caught.
 static PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
