@@ -487,15 +487,7 @@ impl RowPlan {
         groups: Option<&[usize]>,
         weights: Option<&[f64]>,
     ) -> Result<RowPlan, FitError> {
-        if let Some(w) = weights
-            && (w.len() != y.len() || w.iter().any(|v| !(v.is_finite() && *v > 0.0)))
-        {
-            return Err(FitError::Shape(format!(
-                "{} weights for {} rows, each must be finite and above zero",
-                w.len(),
-                y.len()
-            )));
-        }
+        crate::logistic::check_weights(weights, y.len())?;
         if let Some(g) = groups
             && g.len() != y.len()
         {

@@ -153,14 +153,7 @@ impl Schedule {
         let horizon = discounting.horizon();
         let factor: Vec<f64> = (1..=horizon).map(|t| discounting.factor(t)).collect();
         let cost: Vec<f64> = (1..=horizon)
-            .map(|t| {
-                let c = if package == Package::None {
-                    0.0
-                } else {
-                    economics.offer_cost_in_month(package, t)
-                };
-                discounting.factor(t) * c
-            })
+            .map(|t| discounting.factor(t) * economics.offer_cost_in_month(package, t))
             .collect();
         let running = |v: &[f64]| -> Vec<f64> {
             v.iter()
@@ -179,13 +172,22 @@ impl Schedule {
     }
 }
 
-/// The packages, in the order of [`Simulator`]'s schedules.
+/// The packages, in the order of [`Simulator`]'s schedules: the enum's
+/// own, so that a package's schedule is at `package as usize` (checked when
+/// compiled).
 const PACKAGES: [Package; 4] = [
     Package::None,
     Package::Discount,
     Package::Upgrade,
     Package::Both,
 ];
+const _: () = {
+    let mut i = 0;
+    while i < PACKAGES.len() {
+        assert!(PACKAGES[i] as usize == i);
+        i += 1;
+    }
+};
 
 /// The simulation of a set of rows under every arm.
 #[derive(Debug, Clone)]
@@ -347,12 +349,7 @@ impl Simulator {
             .clamp(0.0, 1.0)
         };
         let package = arm.package[i];
-        let sched = &self.schedules[match package {
-            Package::None => 0,
-            Package::Discount => 1,
-            Package::Upgrade => 2,
-            Package::Both => 3,
-        }];
+        let sched = &self.schedules[package as usize];
         // Survival S(t-1) is `alive` at month t; the realised net margin
         // to month t is g_t = m F_t - C_t; a returner who defects at the
         // end of month t (probability S(t-1) h_t) has g_t, one who stays

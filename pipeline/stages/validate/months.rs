@@ -266,15 +266,15 @@ fn read_rows(lf: LazyFrame, files: &[String]) -> Result<DataFrame> {
     })
 }
 
-/// The row rules' counts of one batch (the first pass's).
-fn count_rows(batch: &DataFrame, st: &mut State) -> PolarsResult<()> {
+/// The row rules' counts of one batch (the first pass's), its days' months
+/// through the batch's memo.
+fn count_rows(batch: &DataFrame, st: &mut State, months: &mut MonthMemo) -> PolarsResult<()> {
     let rc = &mut st.rows;
     rc.rows += batch.height() as u64;
     rc.null_id += batch.column(col::SUBSCRIBER_ID)?.null_count() as u64;
     let days = batch.column(MONTH_DAY)?.i32()?;
     rc.null_month += days.null_count() as u64;
     let (lo, hi) = st.range;
-    let mut months = MonthMemo::new();
     for_values(days, |d| {
         rc.out_of_range += u64::from(d < lo || d > hi);
         rc.not_first_day += u64::from(!months.is_first(d));
@@ -319,13 +319,13 @@ fn batch_into(
     budget: usize,
     st: &mut State,
 ) -> PolarsResult<()> {
+    let mut months = MonthMemo::new();
     if st.first_pass {
-        count_rows(batch, st)?;
+        count_rows(batch, st, &mut months)?;
     }
     let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
     let rows = codes_in_runs(ids, |id| index.get(id).copied());
     let days = batch.column(MONTH_DAY)?.i32()?;
-    let mut months = MonthMemo::new();
     // Each month's place in `st.bits` (none: not filled in this pass), as
     // decided for its first bill; the decision holds for the whole pass, so
     // a direct-mapped memo keeps it for the batch.
