@@ -491,24 +491,16 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
         .map_err(err())?
         .lazy()
         .with_row_index(f::EVENT, None);
-    let rows = collect(
-        behaviour(inputs, events, s)?.sort([f::EVENT], SortMultipleOptions::default()),
-        "subscribers as of the date",
-    )?
-    .drop(f::EVENT)
-    .map_err(err())?;
+    let rows = collect(behaviour(inputs, events, s)?, "subscribers as of the date")?;
     // One row per event (validation leaves each subscriber id once), or
     // the slices below would mix the two sets.
-    if rows.height() != n_active + lapsed.height() {
-        return Err(Error::Data {
-            table: Table::Subscribers.name().into(),
-            message: format!(
-                "{} rows of features for {} subscribers as of {as_of}: a `subscriber_id` is not unique",
-                rows.height(),
-                n_active + lapsed.height()
-            ),
-        });
-    }
+    let n_events = n_active + lapsed.height();
+    let rows = in_event_order(rows, n_events)?.map_err(|height| Error::Data {
+        table: Table::Subscribers.name().into(),
+        message: format!(
+            "{height} rows of features for {n_events} subscribers as of {as_of}: a `subscriber_id` is not unique"
+        ),
+    })?;
     let active = collect(
         rows.slice(0, n_active)
             .lazy()
@@ -531,6 +523,35 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
         "lapsed subscribers",
     )?;
     Ok(Current::new(lapsed, active, as_of, end, s))
+}
+
+/// The rows of `rows` in the order of their [`f::EVENT`] (dropped), when
+/// they are one row for each event `0..events`; otherwise their number, as
+/// the error. Column by column, each freed once taken, so that memory
+/// holds one column twice, not the whole frame, as a sort does.
+fn in_event_order(rows: DataFrame, events: usize) -> Result<std::result::Result<DataFrame, usize>> {
+    let err = || Error::polars("features: rows in event order");
+    let height = rows.height();
+    if height != events {
+        return Ok(Err(height));
+    }
+    let mut place: Vec<IdxSize> = vec![IdxSize::MAX; events];
+    let event = rows.column(f::EVENT).map_err(err())?;
+    let event = event.cast(&IDX_DTYPE).map_err(err())?;
+    for (row, e) in event.idx().map_err(err())?.iter().enumerate() {
+        match e.and_then(|e| place.get_mut(e as usize)) {
+            Some(p) if *p == IdxSize::MAX => *p = row as IdxSize,
+            _ => return Ok(Err(height)),
+        }
+    }
+    let order = IdxCa::from_vec("".into(), place);
+    let mut out = Vec::with_capacity(rows.width());
+    for c in rows.into_columns() {
+        if c.name().as_str() != f::EVENT {
+            out.push(c.take(&order).map_err(err())?);
+        }
+    }
+    DataFrame::new(events, out).map(Ok).map_err(err())
 }
 
 #[cfg(test)]
@@ -594,6 +615,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("plan"), "{err}");
+    }
+
+    /// Rows in any order come back in their events' order, the event
+    /// column dropped, as a sort by it gives; a missing, repeated or
+    /// unknown event is refused with the number of rows.
+    #[test]
+    fn rows_come_back_in_event_order_or_are_refused() {
+        let rows = |events: Vec<u32>| {
+            let n = events.len();
+            let x: Vec<f64> = events.iter().map(|e| f64::from(*e) * 1.5).collect();
+            let id: Vec<String> = events.iter().map(|e| format!("s{e}")).collect();
+            DataFrame::new(
+                n,
+                vec![
+                    Column::new("x".into(), x),
+                    Column::new(f::EVENT.into(), events),
+                    Column::new(col::SUBSCRIBER_ID.into(), id),
+                ],
+            )
+            .unwrap()
+        };
+        for n in [0u32, 1, 2, 7, 1000] {
+            let mut events: Vec<u32> = (0..n).collect();
+            // A fixed shuffle: each event's place by a multiplicative step.
+            events
+                .sort_by_key(|e| (u64::from(*e) * 7919) % u64::from(n.max(1)) + u64::from(*e % 3));
+            let df = rows(events);
+            let want = df
+                .sort([f::EVENT], SortMultipleOptions::default())
+                .unwrap()
+                .drop(f::EVENT)
+                .unwrap();
+            let got = in_event_order(df, n as usize).unwrap().unwrap();
+            assert!(got.equals(&want), "{n} rows: {got} against {want}");
+            let names: Vec<&str> = got.get_column_names().iter().map(|c| c.as_str()).collect();
+            assert_eq!(names, ["x", col::SUBSCRIBER_ID]);
+        }
+        let refused = |events: Vec<u32>, n: usize| in_event_order(rows(events), n).unwrap();
+        assert_eq!(refused(vec![0, 1, 1], 3).unwrap_err(), 3);
+        assert_eq!(refused(vec![0, 1, 3], 3).unwrap_err(), 3);
+        assert_eq!(refused(vec![0, 1, 2, 2], 3).unwrap_err(), 4);
+        assert_eq!(refused(vec![0, 1], 3).unwrap_err(), 2);
     }
 
     #[test]
