@@ -21,6 +21,7 @@
 //! `p E[g^2] - p^2 E[g]^2`, summed over subscribers for the outcome noise
 //! of a total.
 
+use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -88,6 +89,17 @@ struct BandShift {
 }
 
 impl BandShift {
+    /// Band `b`'s part of the linear form under the hazard's coefficients
+    /// `coef`: the same for every row.
+    fn part(&self, b: usize, coef: &[f64]) -> f64 {
+        let tail = &coef[self.start..];
+        self.shift[b]
+            .iter()
+            .zip(tail)
+            .map(|(x, c)| x * c)
+            .sum::<f64>()
+    }
+
     /// The shift of `parts`, when they have one.
     fn of(parts: &[LinearPart]) -> Option<BandShift> {
         let first = parts.first()?;
@@ -172,6 +184,15 @@ impl Schedule {
     }
 }
 
+/// One arm's linear forms over a block of rows, rows x draws: the
+/// return's, the margin's, and the hazard's per band (band 0's alone where
+/// the bands shift it).
+type Forms = (Array2<f64>, Array2<f64>, Vec<Array2<f64>>);
+
+/// Rows whose outcomes under many draws of the coefficients are computed
+/// together ([`Simulator::totals_at`]).
+const REPLICATE_BLOCK: usize = 256;
+
 /// The packages, in the order of [`Simulator`]'s schedules: the enum's
 /// own, so that a package's schedule is at `package as usize` (checked when
 /// compiled).
@@ -239,6 +260,14 @@ pub struct ArmTotals {
 }
 
 impl ArmTotals {
+    fn merge(&mut self, o: &ArmTotals) {
+        self.recaptures += o.recaptures;
+        self.offer_spend += o.offer_spend;
+        self.second_lifetime_value += o.second_lifetime_value;
+        self.profit += o.profit;
+        self.variance += o.variance;
+    }
+
     fn add(&mut self, o: &Outcome) {
         self.recaptures += o.p_return;
         self.offer_spend += o.p_return * o.offer_cost;
@@ -339,15 +368,25 @@ impl Simulator {
         let eta0 = shift.map(|_| arm.hazard[0].eta_row(i, &c.hazard));
         let hazard = |b: usize| {
             match (shift, eta0) {
-                (Some(s), Some(eta0)) => {
-                    let tail = &c.hazard[s.start..];
-                    let eta = eta0 + s.shift[b].iter().zip(tail).map(|(x, c)| x * c).sum::<f64>();
-                    arm.hazard[b].link(eta)
-                }
+                (Some(s), Some(eta0)) => arm.hazard[b].link(eta0 + s.part(b, &c.hazard)),
                 _ => arm.hazard[b].predict_row(i, &c.hazard),
             }
             .clamp(0.0, 1.0)
         };
+        self.outcome_of(a, i, p, m, hazard)
+    }
+
+    /// Row `i`'s outcome under arm `a` from its probability of returning
+    /// `p`, its monthly margin `m` and its hazard in each band.
+    fn outcome_of(
+        &self,
+        a: usize,
+        i: usize,
+        p: f64,
+        m: f64,
+        hazard: impl Fn(usize) -> f64,
+    ) -> Outcome {
+        let arm = &self.arms[a];
         let package = arm.package[i];
         let sched = &self.schedules[package as usize];
         // Survival S(t-1) is `alive` at month t; the realised net margin
@@ -438,13 +477,8 @@ impl Simulator {
         seed: u64,
         policies: &[Vec<Option<usize>>],
     ) -> Vec<Replicate> {
-        (0..count as u64)
-            .into_par_iter()
-            .map(|r| {
-                let c = self.draw(seed, r);
-                self.totals(&c, policies)
-            })
-            .collect()
+        let draws: Vec<Coefs> = (0..count as u64).map(|r| self.draw(seed, r)).collect();
+        self.totals_at(&draws, policies)
     }
 
     /// Per row and arm, the share of `count` replicates (the same draws as
@@ -475,24 +509,117 @@ impl Simulator {
 
     /// Totals at coefficients `c`.
     pub fn totals(&self, c: &Coefs, policies: &[Vec<Option<usize>>]) -> Replicate {
-        let n = self.rows();
-        let k = self.arms.len();
-        let mut arms = vec![ArmTotals::default(); k];
-        let mut pol = vec![0.0; policies.len()];
-        let mut row = vec![Outcome::default(); k];
-        for i in 0..n {
-            for (a, o) in row.iter_mut().enumerate() {
-                *o = self.outcome(a, i, c);
-                arms[a].add(o);
-            }
-            for (v, p) in pol.iter_mut().zip(policies) {
-                *v += row[p[i].unwrap_or(0)].profit;
+        let mut one = self.totals_at(std::slice::from_ref(c), policies);
+        one.pop().unwrap_or_else(|| Replicate {
+            arms: vec![ArmTotals::default(); self.arms.len()],
+            policies: vec![0.0; policies.len()],
+        })
+    }
+
+    /// Totals at each of `draws`, in their order. Rows go in blocks of
+    /// [`REPLICATE_BLOCK`]: a block's linear forms under every draw are one
+    /// matrix product per model and arm (the rows' features times the
+    /// draws' coefficients), where each outcome took a dot product of its
+    /// own per model; the blocks' totals are added in the rows' order.
+    pub fn totals_at(&self, draws: &[Coefs], policies: &[Vec<Option<usize>>]) -> Vec<Replicate> {
+        let (n, k, reps) = (self.rows(), self.arms.len(), draws.len());
+        let zero = || Replicate {
+            arms: vec![ArmTotals::default(); k],
+            policies: vec![0.0; policies.len()],
+        };
+        if reps == 0 {
+            return Vec::new();
+        }
+        // Each model's coefficients, a column per draw.
+        let columns = |pick: fn(&Coefs) -> &[f64]| -> Array2<f64> {
+            let w = pick(&draws[0]).len();
+            Array2::from_shape_fn((w, reps), |(j, r)| pick(&draws[r])[j])
+        };
+        let (c_ret, c_hazard, c_margin) = (
+            columns(|c| &c.ret),
+            columns(|c| &c.hazard),
+            columns(|c| &c.margin),
+        );
+        // Per arm with a band shift, each band's part per draw.
+        let parts: Vec<Option<Vec<Vec<f64>>>> = self
+            .shifts
+            .iter()
+            .map(|s| {
+                s.as_ref().map(|s| {
+                    (0..s.shift.len())
+                        .map(|b| draws.iter().map(|c| s.part(b, &c.hazard)).collect())
+                        .collect()
+                })
+            })
+            .collect();
+        let blocks: Vec<Vec<Replicate>> = (0..n.div_ceil(REPLICATE_BLOCK))
+            .into_par_iter()
+            .map(|block| {
+                let lo = block * REPLICATE_BLOCK;
+                let hi = (lo + REPLICATE_BLOCK).min(n);
+                let forms = |part: &LinearPart, c: &Array2<f64>| -> Array2<f64> {
+                    let w = part.width;
+                    ArrayView2::from_shape((hi - lo, w), &part.features[lo * w..hi * w])
+                        .expect("rows of the part's width")
+                        .dot(c)
+                };
+                let arms: Vec<Forms> = self
+                    .arms
+                    .iter()
+                    .zip(&parts)
+                    .map(|(arm, part)| {
+                        let bands = if part.is_some() {
+                            vec![forms(&arm.hazard[0], &c_hazard)]
+                        } else {
+                            arm.hazard.iter().map(|h| forms(h, &c_hazard)).collect()
+                        };
+                        (
+                            forms(&arm.ret, &c_ret),
+                            forms(&arm.margin, &c_margin),
+                            bands,
+                        )
+                    })
+                    .collect();
+                let mut out: Vec<Replicate> = (0..reps).map(|_| zero()).collect();
+                let mut row = vec![Outcome::default(); k];
+                for (r, rep) in out.iter_mut().enumerate() {
+                    for i in lo..hi {
+                        let j = i - lo;
+                        for (a, o) in row.iter_mut().enumerate() {
+                            let arm = &self.arms[a];
+                            let (ret, margin, bands) = &arms[a];
+                            let p = arm.ret.link(ret[[j, r]]).clamp(0.0, 1.0);
+                            let m = arm.margin.link(margin[[j, r]]);
+                            let hazard = |b: usize| {
+                                match &parts[a] {
+                                    Some(part) => arm.hazard[b].link(bands[0][[j, r]] + part[b][r]),
+                                    None => arm.hazard[b].link(bands[b][[j, r]]),
+                                }
+                                .clamp(0.0, 1.0)
+                            };
+                            *o = self.outcome_of(a, i, p, m, hazard);
+                            rep.arms[a].add(o);
+                        }
+                        for (v, p) in rep.policies.iter_mut().zip(policies) {
+                            *v += row[p[i].unwrap_or(0)].profit;
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+        let mut totals: Vec<Replicate> = (0..reps).map(|_| zero()).collect();
+        for block in blocks {
+            for (t, b) in totals.iter_mut().zip(block) {
+                for (ta, ba) in t.arms.iter_mut().zip(&b.arms) {
+                    ta.merge(ba);
+                }
+                for (tp, bp) in t.policies.iter_mut().zip(&b.policies) {
+                    *tp += bp;
+                }
             }
         }
-        Replicate {
-            arms,
-            policies: pol,
-        }
+        totals
     }
 
     /// Totals per arm of point outcomes (`[arm][row]`) over `rows`.
@@ -806,6 +933,108 @@ mod tests {
             "{lo} {hi}"
         );
         assert_eq!(a[0].policies[0], a[0].arms[0].profit);
+    }
+
+    /// Totals at many draws, from each block's matrix products, are the
+    /// sums of each row's own outcome at each draw, over rows that fill
+    /// some blocks and part of another, arms whose hazard bands shift and
+    /// one whose bands do not, every package and two policies.
+    #[test]
+    fn totals_at_many_draws_are_the_rows_own_outcomes_summed() {
+        let n = 2 * REPLICATE_BLOCK + 37;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
+        let mut features = |width: usize| -> Vec<f64> {
+            (0..n)
+                .flat_map(|_| {
+                    let mut row = vec![1.0];
+                    row.extend((1..width).map(|_| normal()));
+                    row
+                })
+                .collect()
+        };
+        let ret = |features: Vec<f64>| LinearPart {
+            features,
+            width: 4,
+            coef: vec![-0.3, 0.4, -0.2, 0.1],
+            covariance: Vec::new(),
+            logistic: true,
+        };
+        let margin = |features: Vec<f64>| LinearPart {
+            features,
+            width: 2,
+            coef: vec![30.0, 4.0],
+            covariance: Vec::new(),
+            logistic: false,
+        };
+        let mut unshifted = banded(n, 9);
+        for (b, part) in unshifted.iter_mut().enumerate() {
+            for i in 0..n {
+                part.features[i * 9 + 8] += 0.01 * (i % 7) as f64 * b as f64;
+            }
+        }
+        assert!(BandShift::of(&unshifted).is_none());
+        let arm =
+            |contact: bool, hazard: Vec<LinearPart>, shift: usize, r: Vec<f64>, m: Vec<f64>| {
+                ArmInputs {
+                    contact,
+                    ret: ret(r),
+                    hazard,
+                    margin: margin(m),
+                    package: (0..n).map(|i| PACKAGES[(i + shift) % 4]).collect(),
+                }
+            };
+        let arms = vec![
+            arm(false, banded(n, 3), 0, features(4), features(2)),
+            arm(true, banded(n, 3), 1, features(4), features(2)),
+            arm(true, unshifted, 2, features(4), features(2)),
+        ];
+        let sim = Simulator::new(arms, vec![1, 4, 7, 13, 25, 37], &Economics::default()).unwrap();
+        assert!(sim.shifts[0].is_some() && sim.shifts[2].is_none());
+        let fitted = sim.fitted();
+        let mut jitter = |v: &[f64], scale: f64| -> Vec<f64> {
+            v.iter().map(|x| x + scale * normal()).collect()
+        };
+        let draws: Vec<Coefs> = (0..5)
+            .map(|_| Coefs {
+                ret: jitter(&fitted.ret, 0.2),
+                hazard: jitter(&fitted.hazard, 0.1),
+                margin: jitter(&fitted.margin, 2.0),
+            })
+            .collect();
+        let policies = vec![
+            (0..n)
+                .map(|i| (i % 3 != 0).then_some(i % 3))
+                .collect::<Vec<_>>(),
+            vec![Some(2); n],
+        ];
+        let got = sim.totals_at(&draws, &policies);
+        assert_eq!(got.len(), draws.len());
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-11 * (1.0 + y.abs());
+        for (c, rep) in draws.iter().zip(&got) {
+            for (a, totals) in rep.arms.iter().enumerate() {
+                let mut want = ArmTotals::default();
+                for i in 0..n {
+                    want.add(&sim.outcome(a, i, c));
+                }
+                assert!(
+                    close(totals.recaptures, want.recaptures)
+                        && close(totals.offer_spend, want.offer_spend)
+                        && close(totals.second_lifetime_value, want.second_lifetime_value)
+                        && close(totals.profit, want.profit)
+                        && close(totals.variance, want.variance),
+                    "arm {a}: {totals:?} against {want:?}"
+                );
+            }
+            for (p, value) in policies.iter().zip(&rep.policies) {
+                let want: f64 = (0..n)
+                    .map(|i| sim.outcome(p[i].unwrap_or(0), i, c).profit)
+                    .sum();
+                assert!(close(*value, want), "{value} against {want}");
+            }
+        }
+        assert_eq!(sim.totals(&draws[1], &policies), got[1]);
+        assert!(sim.totals_at(&[], &policies).is_empty());
     }
 
     #[test]
