@@ -21,7 +21,7 @@
 //! `p E[g^2] - p^2 E[g]^2`, summed over subscribers for the outcome noise
 //! of a total.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis, Slice};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -557,11 +557,15 @@ impl Simulator {
             .map(|block| {
                 let lo = block * REPLICATE_BLOCK;
                 let hi = (lo + REPLICATE_BLOCK).min(n);
+                // Over the columns the part and the coefficients have in
+                // common, as [`crate::uncertainty::dot`] takes them.
                 let forms = |part: &LinearPart, c: &Array2<f64>| -> Array2<f64> {
                     let w = part.width;
+                    let common = w.min(c.nrows());
                     ArrayView2::from_shape((hi - lo, w), &part.features[lo * w..hi * w])
                         .expect("rows of the part's width")
-                        .dot(c)
+                        .slice_axis(Axis(1), Slice::from(..common))
+                        .dot(&c.slice_axis(Axis(0), Slice::from(..common)))
                 };
                 let arms: Vec<Forms> = self
                     .arms
@@ -1035,6 +1039,20 @@ mod tests {
         }
         assert_eq!(sim.totals(&draws[1], &policies), got[1]);
         assert!(sim.totals_at(&[], &policies).is_empty());
+        // Coefficients longer than a part's rows (and shorter) are taken
+        // over their common columns, as each outcome's dot product does.
+        let mut odd = draws[0].clone();
+        odd.margin.push(3.0);
+        odd.ret.pop();
+        let got = sim.totals(&odd, &policies);
+        for (a, totals) in got.arms.iter().enumerate() {
+            let want: f64 = (0..n).map(|i| sim.outcome(a, i, &odd).profit).sum();
+            assert!(
+                close(totals.profit, want),
+                "arm {a}: {} against {want}",
+                totals.profit
+            );
+        }
     }
 
     #[test]
