@@ -11,7 +11,7 @@
 
 use forust_ml::objective::ObjectiveType;
 use forust_ml::{GradientBooster, Matrix};
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::uncertainty::LinearPart;
@@ -413,6 +413,20 @@ fn groups(rows: &[f64], k: usize) -> impl Iterator<Item = ([&[f64]; GROUP], usiz
     })
 }
 
+/// The plan's training and validation rows of `x` (the plan's row `i` is
+/// `x`'s row `at(i)`), each column-major, as forust-ml reads them.
+fn plan_columns(
+    x: ArrayView2<f64>,
+    at: impl Fn(usize) -> usize,
+    plan: &RowPlan,
+) -> (Vec<f64>, Vec<f64>) {
+    let positions = |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| at(i)).collect() };
+    (
+        column_major(x, &positions(&plan.train)),
+        column_major(x, &positions(&plan.valid)),
+    )
+}
+
 /// Column-major copy of a row set of `x`, as forust-ml takes it.
 fn column_major(x: ArrayView2<f64>, rows: &[usize]) -> Vec<f64> {
     let mut out = Vec::with_capacity(rows.len() * x.ncols());
@@ -582,16 +596,18 @@ impl BoostedModel {
     ) -> Result<Self, FitError> {
         crate::logistic::check(x, Some(y), names.len())?;
         let plan = RowPlan::new(y, params, groups, weights)?;
-        Self::fit_plan(x, |i| i, y, names, params, &plan, weights)
+        let columns = plan_columns(x, |i| i, &plan);
+        Self::fit_plan(columns, x.ncols(), y, names, params, &plan, weights)
     }
 
     /// [`BoostedModel::fit_grouped`] from the rows it reads only: `x` holds
     /// the rows of [`RowPlan::read`], in that order, while `y` and
     /// `weights` are every row's, as given to [`RowPlan::new`]. The same
     /// trees as from every row, without building the rows the rare-event
-    /// draw leaves out.
+    /// draw leaves out. `x` is dropped once copied into the column-major
+    /// rows forust-ml reads, so it is not held through the fit.
     pub fn fit_read(
-        x: ArrayView2<f64>,
+        x: Array2<f64>,
         y: &[bool],
         names: &[String],
         params: CheckedBoostedParams,
@@ -608,18 +624,23 @@ impl BoostedModel {
                 plan.rows
             )));
         }
-        crate::logistic::check(x, None, names.len())?;
+        crate::logistic::check(x.view(), None, names.len())?;
         let mut place = vec![0u32; plan.rows];
         for (p, &i) in read.iter().enumerate() {
             place[i] = p as u32;
         }
-        Self::fit_plan(x, |i| place[i] as usize, y, names, params, plan, weights)
+        let columns = plan_columns(x.view(), |i| place[i] as usize, plan);
+        let k = x.ncols();
+        drop(x);
+        Self::fit_plan(columns, k, y, names, params, plan, weights)
     }
 
-    /// The fit: `x`'s row `at(i)` is row `i` of the plan's.
+    /// The fit on the plan's training and validation rows of `k` columns
+    /// each ([`plan_columns`]).
+    #[allow(clippy::too_many_arguments)]
     fn fit_plan(
-        x: ArrayView2<f64>,
-        at: impl Fn(usize) -> usize,
+        (xt, xv): (Vec<f64>, Vec<f64>),
+        k: usize,
         y: &[bool],
         names: &[String],
         params: CheckedBoostedParams,
@@ -632,9 +653,7 @@ impl BoostedModel {
         let label = |rows: &[usize]| -> Vec<f64> {
             rows.iter().map(|&i| if y[i] { 1.0 } else { 0.0 }).collect()
         };
-        let positions = |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| at(i)).collect() };
-        let (xt, yt) = (column_major(x, &positions(train)), label(train));
-        let (xv, yv) = (column_major(x, &positions(valid)), label(valid));
+        let (yt, yv) = (label(train), label(valid));
         let wt: Vec<f64> = train.iter().map(|&i| weight(i)).collect();
         let wv: Vec<f64> = valid
             .iter()
@@ -657,13 +676,13 @@ impl BoostedModel {
                 .set_sample_method(forust_ml::sampler::SampleMethod::Random)
                 .set_subsample(params.subsample as f32);
         }
-        let mt = Matrix::new(&xt, train.len(), x.ncols());
-        let mv = Matrix::new(&xv, valid.len(), x.ncols());
+        let mt = Matrix::new(&xt, train.len(), k);
+        let mv = Matrix::new(&xv, valid.len(), k);
         booster
             .fit(&mt, &yt, &wt, Some(vec![(mv, &yv, &wv)]))
             .map_err(|e| FitError::Solver(e.to_string()))?;
         let trees = booster.prediction_iteration.unwrap_or(booster.trees.len());
-        let raw = booster.predict(&Matrix::new(&xv, valid.len(), x.ncols()), true);
+        let raw = booster.predict(&Matrix::new(&xv, valid.len(), k), true);
         let yb: Vec<bool> = valid.iter().map(|&i| y[i]).collect();
         let platt = match weights {
             Some(_) => {
@@ -672,7 +691,7 @@ impl BoostedModel {
             }
             None => Platt::fit(&raw, &yb),
         };
-        let mut importance = vec![0.0; x.ncols()];
+        let mut importance = vec![0.0; k];
         for (j, g) in booster.calculate_feature_importance(
             forust_ml::gradientbooster::ImportanceMethod::TotalGain,
             false,
@@ -893,7 +912,6 @@ impl BoostedModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array2;
 
     #[test]
     fn parameters_are_checked_before_a_fit() {
@@ -1371,8 +1389,7 @@ mod tests {
             );
             let every = BoostedModel::fit_grouped(x.view(), &y, &names, params, None, w).unwrap();
             let part = x.select(ndarray::Axis(0), &read);
-            let planned =
-                BoostedModel::fit_read(part.view(), &y, &names, params, &plan, w).unwrap();
+            let planned = BoostedModel::fit_read(part, &y, &names, params, &plan, w).unwrap();
             assert_eq!(planned.trees, every.trees);
             assert_eq!(planned.importance, every.importance);
             assert_eq!(planned.platt, every.platt);
@@ -1384,6 +1401,6 @@ mod tests {
         // A matrix of other rows than the plan's is refused.
         let plan = RowPlan::new(&y, params, None, None).unwrap();
         x = x.select(ndarray::Axis(0), &plan.read()[1..]);
-        assert!(BoostedModel::fit_read(x.view(), &y, &names, params, &plan, None).is_err());
+        assert!(BoostedModel::fit_read(x, &y, &names, params, &plan, None).is_err());
     }
 }

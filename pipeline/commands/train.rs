@@ -154,6 +154,12 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
     let t = Instant::now();
     crate::progress::note("churn model");
     let snapshots = cat.read_features(FeatureSet::ChurnSnapshots)?;
+    // The drift reference needs only the latest snapshot's rows; the
+    // whole frame goes to the fit, which drops it once split.
+    let latest = match snapshots.height() {
+        0 => None,
+        _ => Some(latest_snapshot(&snapshots)?),
+    };
     let fit = if snapshots.height() == 0 {
         Err(skipped_reason(
             ModelKind::Churn,
@@ -161,7 +167,7 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         ))
     } else {
         stage::fit_churn(
-            &snapshots,
+            snapshots,
             &manifest,
             settings.features.churn_horizon_days,
             s,
@@ -173,11 +179,11 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         })
     };
     attempt(ModelKind::Churn, fit)?;
-    let drift_reference = match &set.churn {
-        Some(m) => Some(drift_reference(m, &snapshots)?),
-        None => None,
+    let drift_reference = match (&set.churn, &latest) {
+        (Some(m), Some(latest)) => Some(drift_reference(m, latest)?),
+        _ => None,
     };
-    drop(snapshots);
+    drop(latest);
     let t = Instant::now();
     crate::progress::note("second lifetime model");
     let second = cat.read_features(FeatureSet::SecondLifetime)?;
@@ -298,20 +304,27 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
 /// and on the model's score: what `nightly` measures drift against. The
 /// calendar feature (`horizon_quarter`) is left out: it changes with the
 /// date by design.
-fn drift_reference(m: &Model, snapshots: &DataFrame) -> Result<drift::DriftReference> {
-    let rows = snapshots
+/// The rows of the latest snapshot date, which the drift reference
+/// describes.
+fn latest_snapshot(snapshots: &DataFrame) -> Result<DataFrame> {
+    snapshots
         .clone()
         .lazy()
         .filter(col(f::SNAPSHOT).eq(col(f::SNAPSHOT).max()))
         .collect()
-        .map_err(Error::polars("train: latest snapshot"))?;
+        .map_err(Error::polars("train: latest snapshot"))
+}
+
+/// The drift reference of the churn model: its features and score on
+/// `rows`, the latest snapshot's ([`latest_snapshot`]).
+fn drift_reference(m: &Model, rows: &DataFrame) -> Result<drift::DriftReference> {
     let day = rows
         .column(f::AS_OF)
         .or_else(|_| rows.column(f::SNAPSHOT))
         .ok()
         .and_then(|c| c.get(0).ok().map(|v| v.to_string()))
         .unwrap_or_default();
-    let (mut p, _) = m.predict_arms(&rows, &[None])?;
+    let (mut p, _) = m.predict_arms(rows, &[None])?;
     let score = p.pop().unwrap_or_default();
     let features: Vec<(String, bool)> = m
         .layout
@@ -323,7 +336,7 @@ fn drift_reference(m: &Model, snapshots: &DataFrame) -> Result<drift::DriftRefer
         .map(|x| (x.name.clone(), x.encoding == Encoding::OneHot))
         .collect();
     drift::reference(
-        &rows,
+        rows,
         &features,
         Some(&score),
         format!("subscribers active at the latest training snapshot ({day})"),

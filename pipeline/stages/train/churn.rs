@@ -12,15 +12,20 @@ use super::harness::*;
 use super::settings::TrainSettings;
 
 /// Fits the churn model on the stacked snapshots whose horizon is observed.
+/// Takes the snapshots by value: they are dropped once split into the
+/// training and holdout rows, so the frame is not held twice while the
+/// candidates are fitted (at 1M subscribers, 4.6M rows).
 pub fn fit_churn(
-    snapshots: &DataFrame,
+    snapshots: DataFrame,
     manifest: &Manifest,
     horizon_days: u32,
     s: &TrainSettings,
     stamp: &Stamp,
 ) -> Result<ChurnModel> {
+    let observed = observed(&snapshots, f::HORIZON_OBSERVED, "churn")?;
+    drop(snapshots);
     let SplitRows { train, test, split } = split_rows(
-        &observed(snapshots, f::HORIZON_OBSERVED, "churn")?,
+        &observed,
         f::AS_OF,
         i64::from(horizon_days),
         s,
@@ -31,6 +36,7 @@ pub fn fit_churn(
         },
         None,
     )?;
+    drop(observed);
     let features = choose_features(
         manifest,
         &train,

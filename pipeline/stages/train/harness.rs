@@ -752,15 +752,7 @@ pub(crate) fn fit_candidates(
                     .take(&idx)
                     .map_err(Error::polars("model: the rows the trees read"))?;
                 let (x, _) = rows.build(&layout, &part)?;
-                let model = BoostedModel::fit_read(
-                    x.view(),
-                    &y,
-                    &layout.names(),
-                    checked,
-                    &plan,
-                    weights.as_deref(),
-                )
-                .map_err(fit_err)?;
+                drop(part);
                 if training.0 == 0 {
                     // Every training row counted; the rows read printed.
                     let w = weights.as_deref();
@@ -771,7 +763,9 @@ pub(crate) fn fit_candidates(
                         fingerprint(&x, &read_y),
                     );
                 }
-                model
+                // The matrix goes to the fit, which drops it once copied.
+                BoostedModel::fit_read(x, &y, &layout.names(), checked, &plan, weights.as_deref())
+                    .map_err(fit_err)?
             }
             _ => {
                 let trees = rows.fitting(&layout, &problem.train)?;
@@ -1304,12 +1298,17 @@ fn time_split(
     name: &str,
     train_before: Option<TrainBefore<'_>>,
 ) -> Result<TimeSplit> {
-    let sorted = df
-        .sort(
+    // Rows already in date order (stacked snapshots are) are not copied:
+    // a stable sort would give them back as they are.
+    let sorted = if in_date_order(df, date)? {
+        df.clone()
+    } else {
+        df.sort(
             [date],
             SortMultipleOptions::default().with_maintain_order(true),
         )
-        .map_err(Error::polars(format!("{name}: sort")))?;
+        .map_err(Error::polars(format!("{name}: sort")))?
+    };
     let n = sorted.height();
     let dates = sorted
         .column(date)
@@ -1332,26 +1331,73 @@ fn time_split(
     };
     let train = match train_before {
         Some(f) => f(&sorted, from)?,
-        None => sorted
-            .clone()
-            .lazy()
-            .filter(
-                (col(date).cast(DataType::Int32) + lit(window_days as i32))
-                    .lt_eq(lit(epoch_days(from))),
-            )
-            .collect()
-            .map_err(Error::polars(format!("{name}: training rows")))?,
+        None => rows_where(
+            &sorted,
+            (col(date).cast(DataType::Int32) + lit(window_days as i32))
+                .lt_eq(lit(epoch_days(from))),
+        )
+        .map_err(Error::polars(format!("{name}: training rows")))?,
     };
-    let test = sorted
-        .lazy()
-        .filter(col(date).gt_eq(date_lit(from)))
-        .collect()
+    let test = rows_where(&sorted, col(date).gt_eq(date_lit(from)))
         .map_err(Error::polars(format!("{name}: holdout rows")))?;
     Ok(Ok((train, test, from)))
 }
 
+/// Whether `df`'s `date` column has no nulls and never decreases.
+fn in_date_order(df: &DataFrame, date: &str) -> Result<bool> {
+    let days = df
+        .column(date)
+        .and_then(|c| c.cast(&DataType::Int64))
+        .map_err(Error::polars(format!("`{date}` as a number")))?;
+    let days = days
+        .i64()
+        .map_err(Error::polars(format!("`{date}` as a number")))?;
+    if days.null_count() > 0 {
+        return Ok(false);
+    }
+    let mut last = i64::MIN;
+    Ok(days.into_no_null_iter().all(|d| {
+        let ordered = d >= last;
+        last = d;
+        ordered
+    }))
+}
+
+/// The rows of `df` where `condition` is true, as `filter` keeps them;
+/// when they are one run of consecutive rows (a side of a split in time of
+/// rows in date order), a slice of `df` that shares its memory instead of
+/// a copy.
+fn rows_where(df: &DataFrame, condition: Expr) -> PolarsResult<DataFrame> {
+    let mask = df
+        .clone()
+        .lazy()
+        .select([condition.alias("keep")])
+        .collect()?;
+    let mask = mask.column("keep")?.bool()?.clone();
+    let kept = mask.sum().unwrap_or(0) as usize;
+    if kept == 0 {
+        return Ok(df.clear());
+    }
+    let first = mask.iter().position(|v| v == Some(true)).unwrap_or(0);
+    let last = mask.len() - 1 - mask.iter().rev().position(|v| v == Some(true)).unwrap_or(0);
+    // As many kept rows as rows from the first to the last: all of them.
+    if last + 1 - first == kept {
+        Ok(df.slice(first as i64, kept))
+    } else {
+        df.filter(&mask)
+    }
+}
+
 /// The rows of `df` whose label is observed (`observed` true).
 pub(crate) fn observed(df: &DataFrame, observed: &str, name: &str) -> Result<DataFrame> {
+    // Every row observed (the snapshots' horizons are chosen so): the
+    // frame itself, not a copy.
+    if let Ok(c) = df.column(observed).and_then(|c| c.bool().cloned())
+        && c.null_count() == 0
+        && c.all()
+    {
+        return Ok(df.clone());
+    }
     df.clone()
         .lazy()
         .filter(col(observed))
@@ -1559,6 +1605,78 @@ pub(crate) fn stored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rows a condition keeps are those `filter` keeps, whether they
+    /// are one run of rows (a slice) or not, with nulls among the dates;
+    /// and the split in time is the same whether the rows come in date
+    /// order (not copied) or not (sorted first).
+    #[test]
+    fn rows_where_keeps_what_filter_keeps_and_splits_alike_in_any_order() {
+        let day = |d: i32| d;
+        let frame = |days: &[Option<i32>]| {
+            let n = days.len();
+            DataFrame::new(
+                n,
+                vec![
+                    Column::new("as_of".into(), days.to_vec())
+                        .cast(&DataType::Date)
+                        .unwrap(),
+                    Column::new("i".into(), (0..n as i64).collect::<Vec<_>>()),
+                ],
+            )
+            .unwrap()
+        };
+        let sorted: Vec<Option<i32>> = (0..400).map(|i| Some(day(19_000 + i / 10))).collect();
+        let mut shuffled = sorted.clone();
+        shuffled.reverse();
+        shuffled.swap(3, 200);
+        let mut nulls = sorted.clone();
+        nulls[0] = None;
+        nulls[250] = None;
+        for days in [&sorted, &shuffled, &nulls, &Vec::new()] {
+            let df = frame(days);
+            for cut in [18_990, 19_000, 19_013, 19_020, 19_039, 19_050] {
+                for condition in [
+                    col("as_of").cast(DataType::Int32).lt_eq(lit(cut)),
+                    col("as_of").cast(DataType::Int32).gt_eq(lit(cut)),
+                    (col("as_of").cast(DataType::Int32) % lit(7)).eq(lit(0)),
+                ] {
+                    let want = df
+                        .clone()
+                        .lazy()
+                        .filter(condition.clone())
+                        .collect()
+                        .unwrap();
+                    let got = rows_where(&df, condition).unwrap();
+                    assert!(got.equals_missing(&want), "{cut}: {got} against {want}");
+                }
+            }
+        }
+        assert!(in_date_order(&frame(&sorted), "as_of").unwrap());
+        assert!(!in_date_order(&frame(&shuffled), "as_of").unwrap());
+        assert!(!in_date_order(&frame(&nulls), "as_of").unwrap());
+        // The split of the rows in date order and of the same rows out of
+        // order: the same training and holdout rows, in date order.
+        let settle = |df: &DataFrame| {
+            let Ok((train, test, from)) = time_split(df, "as_of", 5, 0.25, "test", None).unwrap()
+            else {
+                panic!("a split in time");
+            };
+            (train, test, from)
+        };
+        let (a, b) = (settle(&frame(&sorted)), settle(&frame(&shuffled)));
+        assert_eq!(a.2, b.2);
+        // 10 rows a day from day 19,000; the holdout from day 19,030 (the
+        // latest quarter), training on days whose 5-day window ends by it.
+        assert_eq!((a.0.height(), a.1.height()), (260, 100));
+        for (x, y) in [(&a.0, &b.0), (&a.1, &b.1)] {
+            assert!(
+                x.column("as_of")
+                    .unwrap()
+                    .equals_missing(y.column("as_of").unwrap())
+            );
+        }
+    }
 
     /// Slices of a frame cover its rows once, in order, whatever the block
     /// (one row, a block that does not divide them, more than them), and a
