@@ -399,6 +399,10 @@ impl FlatTrees {
 /// Rows walked together through a tree by [`FlatTrees::leaves`].
 const GROUP: usize = 8;
 
+/// Rows scored a tree at a time (a block of 256 rows of 60 columns is
+/// 120 KiB, within a core's second-level cache beside the tree's nodes).
+const TREE_BLOCK: usize = 256;
+
 /// The rows of `rows` (row-major, `k` columns) in groups of [`GROUP`], the
 /// last group padded with its first row: per group, the rows and how many
 /// are real.
@@ -726,21 +730,25 @@ impl BoostedModel {
         let rows = x.as_slice().expect("standard layout");
         let base = self.booster.base_score;
         let mut out = vec![0.0; x.nrows()];
-        out.par_chunks_mut(1024)
-            .zip(rows.par_chunks(1024 * k))
+        out.par_chunks_mut(TREE_BLOCK)
+            .zip(rows.par_chunks(TREE_BLOCK * k))
             .for_each(|(out, rows)| {
                 // Each row's score is the base plus the trees' leaves in
-                // the trees' order, as forust-ml adds them.
-                for ((group, real), out) in groups(rows, k).zip(out.chunks_mut(GROUP)) {
-                    let mut score = [base; GROUP];
-                    for t in 0..flat.roots.len() {
-                        let leaves = flat.leaves(t, group);
+                // the trees' order, as forust-ml adds them: a tree at a
+                // time over the block's rows, so that its nodes stay in
+                // the nearest cache.
+                let groups: Vec<_> = groups(rows, k).collect();
+                let mut score = vec![base; groups.len() * GROUP];
+                for t in 0..flat.roots.len() {
+                    for ((group, _), score) in groups.iter().zip(score.chunks_mut(GROUP)) {
+                        let leaves = flat.leaves(t, *group);
                         for (s, l) in score.iter_mut().zip(leaves) {
                             *s += l;
                         }
                     }
-                    out.copy_from_slice(&score[..real]);
                 }
+                // Only the last group is padded.
+                out.copy_from_slice(&score[..out.len()]);
             });
         Ok(out)
     }
@@ -783,41 +791,44 @@ impl BoostedModel {
         let start = self.booster.base_score;
         // Row-major n x tails, then split by tail.
         let mut out = vec![0.0; n * v];
-        const BLOCK: usize = 1024;
         if v > 0 {
-            out.par_chunks_mut(BLOCK * v)
+            out.par_chunks_mut(TREE_BLOCK * v)
                 .enumerate()
                 .for_each(|(b, out)| {
+                    let first = b * TREE_BLOCK;
+                    let m = out.len() / v;
+                    let groups: Vec<_> = groups(&rows[first * kb..(first + m) * kb], kb).collect();
                     // Per group of rows, each row completed by each tail
                     // (tail-major), for the trees that split on a tail
                     // column.
-                    let mut full = vec![0.0; if on_tails { v * GROUP * k } else { 0 }];
-                    let first = b * BLOCK;
-                    let block_rows = &rows[first * kb..(first + out.len() / v) * kb];
-                    for (g, ((group, real), out)) in groups(block_rows, kb)
-                        .zip(out.chunks_mut(GROUP * v))
-                        .enumerate()
-                    {
-                        let r0 = first + g * GROUP;
-                        for (j, tail) in tails.iter().enumerate().filter(|_| on_tails) {
-                            for (i, row) in group.iter().enumerate().take(real) {
-                                let f = &mut full[(j * GROUP + i) * k..(j * GROUP + i + 1) * k];
+                    let at = |g: usize, j: usize, i: usize| ((g * v + j) * GROUP + i) * k;
+                    let mut full = vec![0.0; if on_tails { at(groups.len(), 0, 0) } else { 0 }];
+                    for (g, (group, real)) in groups.iter().enumerate().filter(|_| on_tails) {
+                        for (j, tail) in tails.iter().enumerate() {
+                            for (i, row) in group.iter().enumerate().take(*real) {
+                                let f = &mut full[at(g, j, i)..at(g, j, i) + k];
                                 f[..kb].copy_from_slice(row);
-                                f[kb..].copy_from_slice(tail.row(r0 + i));
+                                f[kb..].copy_from_slice(tail.row(first + g * GROUP + i));
                             }
                         }
-                        let mut score = vec![start; GROUP * v];
-                        for (t, shared) in shared.iter().enumerate() {
+                    }
+                    // Row-major rows x tails; each row's sum in the trees'
+                    // order, a tree at a time over the block's rows.
+                    let mut score = vec![start; groups.len() * GROUP * v];
+                    for (t, shared) in shared.iter().enumerate() {
+                        for ((g, (group, real)), score) in
+                            groups.iter().enumerate().zip(score.chunks_mut(GROUP * v))
+                        {
                             if *shared {
-                                let leaves = flat.leaves(t, group);
+                                let leaves = flat.leaves(t, *group);
                                 for (s, l) in score.chunks_exact_mut(v).zip(leaves) {
                                     s.iter_mut().for_each(|s| *s += l);
                                 }
                             } else {
                                 for j in 0..v {
                                     let completed: [&[f64]; GROUP] = std::array::from_fn(|i| {
-                                        let i = if i < real { i } else { 0 };
-                                        &full[(j * GROUP + i) * k..(j * GROUP + i + 1) * k]
+                                        let i = if i < *real { i } else { 0 };
+                                        &full[at(g, j, i)..at(g, j, i) + k]
                                     });
                                     let leaves = flat.leaves(t, completed);
                                     for (s, l) in score.chunks_exact_mut(v).zip(leaves) {
@@ -826,8 +837,9 @@ impl BoostedModel {
                                 }
                             }
                         }
-                        out.copy_from_slice(&score[..real * v]);
                     }
+                    // Only the last group is padded.
+                    out.copy_from_slice(&score[..m * v]);
                 });
         }
         Ok((0..v)
