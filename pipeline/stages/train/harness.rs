@@ -1300,7 +1300,7 @@ fn time_split(
 ) -> Result<TimeSplit> {
     // Rows already in date order (stacked snapshots are) are not copied:
     // a stable sort would give them back as they are.
-    let sorted = if in_date_order(df, date)? {
+    let sorted = if in_date_order(df, date) {
         df.clone()
     } else {
         df.sort(
@@ -1343,24 +1343,25 @@ fn time_split(
     Ok(Ok((train, test, from)))
 }
 
-/// Whether `df`'s `date` column has no nulls and never decreases.
-fn in_date_order(df: &DataFrame, date: &str) -> Result<bool> {
-    let days = df
-        .column(date)
-        .and_then(|c| c.cast(&DataType::Int64))
-        .map_err(Error::polars(format!("`{date}` as a number")))?;
-    let days = days
-        .i64()
-        .map_err(Error::polars(format!("`{date}` as a number")))?;
+/// Whether `df`'s `date` column has no nulls and never decreases; false
+/// when it cannot be read as a number (the rows are then sorted, as any
+/// column can be).
+fn in_date_order(df: &DataFrame, date: &str) -> bool {
+    let Ok(days) = df.column(date).and_then(|c| c.cast(&DataType::Int64)) else {
+        return false;
+    };
+    let Ok(days) = days.i64() else {
+        return false;
+    };
     if days.null_count() > 0 {
-        return Ok(false);
+        return false;
     }
     let mut last = i64::MIN;
-    Ok(days.into_no_null_iter().all(|d| {
+    days.into_no_null_iter().all(|d| {
         let ordered = d >= last;
         last = d;
         ordered
-    }))
+    })
 }
 
 /// The rows of `df` where `condition` is true, as `filter` keeps them;
@@ -1652,9 +1653,10 @@ mod tests {
                 }
             }
         }
-        assert!(in_date_order(&frame(&sorted), "as_of").unwrap());
-        assert!(!in_date_order(&frame(&shuffled), "as_of").unwrap());
-        assert!(!in_date_order(&frame(&nulls), "as_of").unwrap());
+        assert!(in_date_order(&frame(&sorted), "as_of"));
+        assert!(!in_date_order(&frame(&shuffled), "as_of"));
+        assert!(!in_date_order(&frame(&nulls), "as_of"));
+        assert!(!in_date_order(&frame(&sorted), "no such column"));
         // The split of the rows in date order and of the same rows out of
         // order: the same training and holdout rows, in date order.
         let settle = |df: &DataFrame| {
