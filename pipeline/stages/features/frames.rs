@@ -15,6 +15,7 @@ use crate::schema::{Table, col};
 use super::calendar::{MonthMemo, month_of_day};
 use super::ids::Ids;
 use super::ledger::Ledger;
+use super::manifest::f;
 use super::walk::Walk;
 
 /// Days per month used to express day counts in months.
@@ -260,6 +261,76 @@ pub(crate) fn join(a: LazyFrame, b: LazyFrame, on: &[&str], how: JoinType) -> La
     a.join(b, k.clone(), k, JoinArgs::new(how))
 }
 
+/// `base` (one row per event, by [`f::EVENT`]) with the columns of each of
+/// `parts` (at most one row per event, which they drop) beside its rows,
+/// null where a part has no row of the event: the left joins of the parts
+/// on the event, by placing each part's rows at their events' rows rather
+/// than hashing them. `None` when an event is null or repeated in `base` or
+/// in a part, the events are sparse (more than twice the rows), or a part
+/// brings a column `base` or an earlier part has: the caller joins then.
+pub(crate) fn beside(base: &DataFrame, parts: &[DataFrame]) -> Result<Option<DataFrame>> {
+    let err = || Error::polars("features: events' columns");
+    let events = |df: &DataFrame| -> Result<Option<Vec<IdxSize>>> {
+        let c = df
+            .column(f::EVENT)
+            .map_err(err())?
+            .cast(&IDX_DTYPE)
+            .map_err(err())?;
+        let c = c.idx().map_err(err())?;
+        if c.null_count() > 0 {
+            return Ok(None);
+        }
+        Ok(Some(c.into_no_null_iter().collect()))
+    };
+    let Some(of_base) = events(base)? else {
+        return Ok(None);
+    };
+    let top = of_base.iter().max().map_or(0, |e| *e as usize + 1);
+    if top > 2 * of_base.len() + 1024 {
+        return Ok(None);
+    }
+    // The base row of each event.
+    let mut row = vec![IdxSize::MAX; top];
+    for (r, e) in of_base.iter().enumerate() {
+        let slot = &mut row[*e as usize];
+        if *slot != IdxSize::MAX {
+            return Ok(None);
+        }
+        *slot = r as IdxSize;
+    }
+    let mut names: PlHashSet<PlSmallStr> = base.get_column_names().into_iter().cloned().collect();
+    let mut columns: Vec<Column> = base.columns().to_vec();
+    for part in parts {
+        let Some(of_part) = events(part)? else {
+            return Ok(None);
+        };
+        // The part's row of each base row, if any.
+        let mut take: Vec<Option<IdxSize>> = vec![None; of_base.len()];
+        for (q, e) in of_part.iter().enumerate() {
+            // An event the base lacks is left out, as a left join does.
+            let Some(&r) = row.get(*e as usize).filter(|r| **r != IdxSize::MAX) else {
+                continue;
+            };
+            if take[r as usize].replace(q as IdxSize).is_some() {
+                return Ok(None);
+            }
+        }
+        let take: IdxCa = take.into_iter().collect();
+        for c in part.columns() {
+            if c.name().as_str() == f::EVENT {
+                continue;
+            }
+            if !names.insert(c.name().clone()) {
+                return Ok(None);
+            }
+            columns.push(c.rechunk().take(&take).map_err(err())?);
+        }
+    }
+    DataFrame::new(of_base.len(), columns)
+        .map(Some)
+        .map_err(err())
+}
+
 pub(crate) fn collect(lf: LazyFrame, step: &str) -> Result<DataFrame> {
     crate::stages::collect(lf, format!("features: {step}"))
 }
@@ -339,6 +410,88 @@ fn month_end(n: i32) -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    /// The left joins of `parts` to `base` on the event, rows by event.
+    fn joined(base: &DataFrame, parts: &[DataFrame]) -> DataFrame {
+        let x = parts.iter().fold(base.clone().lazy(), |x, p| {
+            join(x, p.clone().lazy(), &[f::EVENT], JoinType::Left)
+        });
+        x.sort([f::EVENT], SortMultipleOptions::default())
+            .collect()
+            .unwrap()
+    }
+
+    #[test]
+    fn beside_gives_the_left_joins_or_declines() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (n, gap) in [(0usize, 0u32), (1, 0), (57, 0), (400, 3), (1000, 0)] {
+            // Events 0..n (every `gap`-th left out of the base), shuffled.
+            let mut events: Vec<u32> = (0..n as u32).filter(|e| gap == 0 || e % gap != 0).collect();
+            events.shuffle(&mut rng);
+            let m = events.len();
+            let base = df!(
+                f::EVENT => events.clone(),
+                "id" => events.iter().map(|e| format!("S{e:05}")).collect::<Vec<_>>(),
+                "fee" => (0..m).map(|i| (i % 7 != 0).then_some(i as f64 * 0.5)).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            // Parts over a random share of the events 0..n + 5 (some
+            // absent from the base), in their own random order.
+            let part = |rng: &mut rand_chacha::ChaCha8Rng, share: f64| {
+                let mut own: Vec<u32> = (0..n as u32 + 5)
+                    .filter(|_| rng.random_bool(share))
+                    .collect();
+                own.shuffle(rng);
+                own
+            };
+            let a = part(&mut rng, 0.9);
+            let b = part(&mut rng, 0.2);
+            let c = part(&mut rng, 0.0);
+            let parts = vec![
+                df!(
+                    f::EVENT => a.clone(),
+                    "sum" => a.iter().map(|e| *e as f64 * 1.25).collect::<Vec<_>>(),
+                    "n" => a.iter().map(|e| (e % 3 != 0).then_some(*e as i32)).collect::<Vec<_>>(),
+                )
+                .unwrap(),
+                df!(
+                    "flag" => b.iter().map(|e| e % 2 == 0).collect::<Vec<_>>(),
+                    f::EVENT => b.clone(),
+                    "plan" => b.iter().map(|e| (e % 5 != 0).then(|| format!("p{e}"))).collect::<Vec<_>>(),
+                )
+                .unwrap(),
+                df!(f::EVENT => c.clone(), "k" => c.iter().map(|e| *e as i64).collect::<Vec<_>>())
+                    .unwrap(),
+            ];
+            let placed = beside(&base, &parts).unwrap().expect("unique events");
+            assert_eq!(placed.height(), m, "one row per base row");
+            let placed = placed
+                .sort([f::EVENT], SortMultipleOptions::default())
+                .unwrap();
+            let expected = joined(&base, &parts);
+            assert_eq!(placed.get_column_names(), expected.get_column_names());
+            assert_eq!(placed.dtypes(), expected.dtypes());
+            assert!(
+                placed.equals_missing(&expected),
+                "n {n}: {placed} {expected}"
+            );
+        }
+        // Declined: an event twice in a part, twice in the base, a null
+        // event, a column name taken twice, sparse events.
+        let base = df!(f::EVENT => [0u32, 1, 2], "x" => [1.0, 2.0, 3.0]).unwrap();
+        let twice = df!(f::EVENT => [2u32, 2], "y" => [1, 2]).unwrap();
+        assert!(beside(&base, &[twice]).unwrap().is_none());
+        let base_twice = df!(f::EVENT => [0u32, 1, 1], "x" => [1.0, 2.0, 3.0]).unwrap();
+        assert!(beside(&base_twice, &[]).unwrap().is_none());
+        let null = df!(f::EVENT => [Some(0u32), None], "y" => [1, 2]).unwrap();
+        assert!(beside(&base, &[null]).unwrap().is_none());
+        let taken = df!(f::EVENT => [0u32], "x" => [9.0]).unwrap();
+        assert!(beside(&base, &[taken]).unwrap().is_none());
+        let sparse = df!(f::EVENT => [0u32, 5_000_000], "x" => [1.0, 2.0]).unwrap();
+        assert!(beside(&sparse, &[]).unwrap().is_none());
+    }
 
     #[test]
     fn month_index_matches_the_calendar() {

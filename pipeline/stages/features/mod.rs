@@ -492,6 +492,7 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
         .lazy()
         .with_row_index(f::EVENT, None);
     let rows = collect(behaviour(inputs, events, s)?, "subscribers as of the date")?;
+    tracing::trace!("features: events' rows collected");
     // One row per event (validation leaves each subscriber id once), or
     // the slices below would mix the two sets.
     let n_events = n_active + lapsed.height();
@@ -507,6 +508,7 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
             .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
         "active subscribers",
     )?;
+    tracing::trace!("features: rows in event order");
     let mut lapsed_rows = rows.slice(n_active as i64, lapsed.height());
     drop(rows);
     lapsed_rows
@@ -548,6 +550,10 @@ fn in_event_order(rows: DataFrame, events: usize) -> Result<std::result::Result<
     let mut out = Vec::with_capacity(rows.width());
     for c in rows.into_columns() {
         if c.name().as_str() != f::EVENT {
+            // One chunk first: the streaming engine leaves a hundred or so,
+            // and a gather across them cost four times as much (at 10M
+            // subscribers 10.5 s against 2.5 s for the 31 columns).
+            let c = c.rechunk();
             out.push(c.take(&order).map_err(err())?);
         }
     }
