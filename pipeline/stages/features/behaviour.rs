@@ -114,9 +114,16 @@ pub fn behaviour_through(
         let mut subs_cols = vec![col(col::SUBSCRIBER_ID)];
         subs_cols.extend(s.subscriber_columns());
         let subs = inputs.get(Table::Subscribers).select(subs_cols);
-        let base = join(ev.clone(), subs, &[col::SUBSCRIBER_ID], JoinType::Left);
-        let base = join(base, returns, &[f::EVENT], JoinType::Left);
-        join(base, defections, &[f::EVENT], JoinType::Left)
+        let base = collect(
+            join(ev.clone(), subs, &[col::SUBSCRIBER_ID], JoinType::Left),
+            "events' subscribers",
+        )?;
+        tracing::trace!("features: events' subscribers");
+        let parts = vec![
+            collect(returns, "events' returns")?,
+            collect(defections, "events' defections")?,
+        ];
+        beside_or_joined(base, parts)?
     };
     let base = base.with_columns([
         when(
@@ -252,12 +259,7 @@ pub fn behaviour_through(
     // to them on the event. At 10M subscribers (`winback score`) the query
     // of the joins took 15 to 21 s and held 6.5 GB at its peak; placed,
     // the rows took 3.4 s and the peak was 4.2 GB (anonymous memory).
-    let x = match beside(&base, &parts)? {
-        Some(x) => x.lazy(),
-        None => parts.into_iter().fold(base.lazy(), |x, part| {
-            join(x, part.lazy(), &[f::EVENT], JoinType::Left)
-        }),
-    };
+    let x = beside_or_joined(base, parts)?;
     let zero = |c: &str| col(c).fill_null(lit(0)).alias(c);
     let x = x.with_columns([
         zero(f::COMPLAINTS),

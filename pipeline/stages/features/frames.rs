@@ -331,6 +331,17 @@ pub(crate) fn beside(base: &DataFrame, parts: &[DataFrame]) -> Result<Option<Dat
         .map_err(err())
 }
 
+/// [`beside`], or where it declines the left joins of the parts on the
+/// event.
+pub(crate) fn beside_or_joined(base: DataFrame, parts: Vec<DataFrame>) -> Result<LazyFrame> {
+    Ok(match beside(&base, &parts)? {
+        Some(x) => x.lazy(),
+        None => parts.into_iter().fold(base.lazy(), |x, part| {
+            join(x, part.lazy(), &[f::EVENT], JoinType::Left)
+        }),
+    })
+}
+
 pub(crate) fn collect(lf: LazyFrame, step: &str) -> Result<DataFrame> {
     crate::stages::collect(lf, format!("features: {step}"))
 }

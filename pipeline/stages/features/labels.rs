@@ -16,18 +16,22 @@ use super::settings::FeatureSettings;
 
 /// Defections as events: one per churn event, as of its date.
 pub(crate) fn defection_events(inputs: &Inputs) -> LazyFrame {
-    inputs
-        .get(Table::ChurnEvents)
-        .select([
-            col(col::SUBSCRIBER_ID),
-            col(col::CHURNED_AT).alias(f::AS_OF),
-            col(col::LEAVE_REASON).fill_null(lit("unknown")),
-        ])
+    defections(inputs)
         .sort(
             [col::SUBSCRIBER_ID, f::AS_OF],
             SortMultipleOptions::default(),
         )
         .with_row_index(f::EVENT, None)
+}
+
+/// The churn events as [`defection_events`] has them, in the table's
+/// order and not numbered.
+pub(crate) fn defections(inputs: &Inputs) -> LazyFrame {
+    inputs.get(Table::ChurnEvents).select([
+        col(col::SUBSCRIBER_ID),
+        col(col::CHURNED_AT).alias(f::AS_OF),
+        col(col::LEAVE_REASON).fill_null(lit("unknown")),
+    ])
 }
 
 /// Subscribers active at `date`: signed up on or before it, and either never

@@ -453,7 +453,10 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
             .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default()),
         "active subscribers",
     )?;
-    let lapsed = defection_events(inputs)
+    tracing::trace!(rows = active.height(), "features: active subscribers");
+    // Not sorted first: the maximum and the last reason in sort order do
+    // not depend on the rows' order.
+    let lapsed = defections(inputs)
         .filter(col(f::AS_OF).lt_eq(date_lit(as_of)))
         .group_by([col(col::SUBSCRIBER_ID)])
         .agg([
@@ -477,6 +480,7 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
         .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default()),
         "lapsed subscribers",
     )?;
+    tracing::trace!(rows = lapsed.height(), "features: lapsed subscribers");
     // Events 0.. are the active subscribers, then the lapsed ones, each in
     // subscriber order.
     let n_active = active.height();
