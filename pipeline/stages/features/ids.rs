@@ -31,6 +31,10 @@ pub(crate) const NO_CODE: u32 = u32::MAX;
 /// unknown id), in parallel blocks. Within a block, a row whose id is the
 /// previous row's takes its code without a look-up: bills and most event
 /// tables come grouped by subscriber, so one hash in thirty is enough.
+/// The previous row's id is first compared by its view (16 bytes: the
+/// length and the bytes inline, or where in the array's buffers they are):
+/// equal views are equal ids, and only rows whose views differ compare
+/// their text.
 pub(crate) fn codes_in_runs<F>(ids: &StringChunked, find: F) -> Vec<u32>
 where
     F: Fn(&str) -> Option<u32> + Sync,
@@ -38,27 +42,41 @@ where
     const BLOCK: usize = 1 << 14;
     let ids = ids.rechunk();
     let ids = ids.downcast_as_array();
+    let views = ids.views();
+    let valid = is_valid(ids);
     let mut out = vec![NO_CODE; ids.len()];
     out.par_chunks_mut(BLOCK)
         .enumerate()
         .for_each(|(block, out)| {
             let start = block * BLOCK;
-            let mut last: Option<(&str, u32)> = None;
+            let mut last = None;
             for (k, code) in out.iter_mut().enumerate() {
-                let Some(id) = ids.get(start + k) else {
+                let i = start + k;
+                if !valid(i) {
                     continue;
-                };
+                }
+                let view = views[i];
                 *code = match last {
-                    Some((seen, c)) if seen == id => c,
+                    Some((seen, _, c)) if seen == view => c,
                     _ => {
-                        let c = find(id).unwrap_or(NO_CODE);
-                        last = Some((id, c));
+                        let id = ids.value(i);
+                        let c = match last {
+                            Some((_, seen, c)) if seen == id => c,
+                            _ => find(id).unwrap_or(NO_CODE),
+                        };
+                        last = Some((view, id, c));
                         c
                     }
                 };
             }
         });
     out
+}
+
+/// Whether row `i` of `a` holds a value (not null).
+pub(crate) fn is_valid<A: StaticArray>(a: &A) -> impl Fn(usize) -> bool + '_ {
+    let validity = a.validity();
+    move |i| validity.is_none_or(|v| v.get_bit(i))
 }
 
 /// Every subscriber id the smaller tables hold, sorted; an id's code is its

@@ -26,7 +26,7 @@ use crate::schema::col;
 use crate::stages::collect;
 
 use super::calendar::MonthMemo;
-use super::ids::{Ids, NO_CODE, codes_in_runs};
+use super::ids::{Ids, NO_CODE, codes_in_runs, is_valid};
 use super::manifest::f;
 
 /// Every bill with a revenue, grouped by subscriber and sorted by month.
@@ -419,17 +419,25 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
                 let p = &mut *p;
                 let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
                 let code = codes_in_runs(ids, |id| p.codes.get(id).copied());
-                let d = batch.column("d")?.i32()?;
-                let r = batch.column("r")?.f64()?;
-                let g = batch.column("g")?.f64()?;
+                let (d, r, g) = (
+                    batch.column("d")?.i32()?.rechunk(),
+                    batch.column("r")?.f64()?.rechunk(),
+                    batch.column("g")?.f64()?.rechunk(),
+                );
+                let (d, r, g) = (
+                    d.downcast_as_array(),
+                    r.downcast_as_array(),
+                    g.downcast_as_array(),
+                );
+                let (days, revenues, margins) = (d.values(), r.values(), g.values());
+                let valid = (is_valid(d), is_valid(r), is_valid(g));
+                let valid = |i: usize| valid.0(i) && valid.1(i) && valid.2(i);
                 let mut memo = MonthMemo::new();
-                for (((c, d), r), g) in code.iter().zip(d.iter()).zip(r.iter()).zip(g.iter()) {
-                    let (Some(d), Some(r), Some(g)) = (d, r, g) else {
-                        continue;
-                    };
-                    if *c == NO_CODE {
+                for (i, c) in code.iter().enumerate() {
+                    if *c == NO_CODE || !valid(i) {
                         continue;
                     }
+                    let (d, r, g) = (days[i], revenues[i], margins[i]);
                     let m = memo.month(d);
                     let (a, b) = (p.starts[*c as usize], p.starts[*c as usize + 1]);
                     for k in a..b {

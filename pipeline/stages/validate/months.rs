@@ -23,7 +23,7 @@ use crate::schema::{Table, col};
 use crate::stages::collect;
 use crate::stages::features::calendar::{MEMO_SLOTS, MonthMemo, memo_slot};
 use crate::stages::features::frames::month_index;
-use crate::stages::features::ids::{NO_CODE, codes_in_runs};
+use crate::stages::features::ids::{NO_CODE, codes_in_runs, is_valid};
 
 /// The month index column (`year * 12 + month`) the duplicates are keyed on.
 pub(super) const MONTH_INDEX: &str = "__month_index";
@@ -325,21 +325,24 @@ fn batch_into(
     }
     let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
     let rows = codes_in_runs(ids, |id| index.get(id).copied());
-    let days = batch.column(MONTH_DAY)?.i32()?;
+    let days = batch.column(MONTH_DAY)?.i32()?.rechunk();
+    let days = days.downcast_as_array();
+    let day_valid = is_valid(days);
     // Each month's place in `st.bits` (none: not filled in this pass), as
     // decided for its first bill; the decision holds for the whole pass, so
     // a direct-mapped memo keeps it for the batch.
     let mut places: Vec<Option<(i32, Option<usize>)>> = vec![None; MEMO_SLOTS];
-    for (i, (&row, day)) in rows.iter().zip(days.iter()).enumerate() {
+    for (i, &row) in rows.iter().enumerate() {
         if row == NO_CODE {
             if st.first_pass && ids.get(i).is_some() {
                 st.unknown += 1;
             }
             continue;
         }
-        let Some(m) = day.map(|d| months.month(d)) else {
+        if !day_valid(i) {
             continue;
-        };
+        }
+        let m = months.month(days.value(i));
         let memo = &mut places[memo_slot(m)];
         let place = match *memo {
             Some((seen, place)) if seen == m => place,
