@@ -297,10 +297,12 @@ struct FlatTrees {
     depths: Vec<u32>,
     /// The value that counts as missing (NaN: any NaN).
     missing: f64,
+    /// The model's columns.
+    columns: usize,
 }
 
 impl FlatTrees {
-    fn of(booster: &GradientBooster) -> FlatTrees {
+    fn of(booster: &GradientBooster, columns: usize) -> FlatTrees {
         let kept = booster
             .prediction_iteration
             .unwrap_or(booster.trees.len())
@@ -355,11 +357,12 @@ impl FlatTrees {
             roots,
             depths,
             missing: booster.missing,
+            columns,
         }
     }
 
     /// Whether the tree at `root` splits on a column at or after `from`.
-    fn splits_from(&self, root: u32, from: usize) -> bool {
+    fn root_splits_from(&self, root: u32, from: usize) -> bool {
         let mut stack = vec![root as usize];
         while let Some(i) = stack.pop() {
             let n = &self.nodes[i];
@@ -399,23 +402,318 @@ impl FlatTrees {
 /// Rows walked together through a tree by [`FlatTrees::leaves`].
 const GROUP: usize = 8;
 
-/// Rows scored a tree at a time (a block of 256 rows of 60 columns is
-/// 120 KiB, within a core's second-level cache beside the tree's nodes).
-const TREE_BLOCK: usize = 256;
-
-/// The rows of `rows` (row-major, `k` columns) in groups of [`GROUP`], the
-/// last group padded with its first row: per group, the rows and how many
-/// are real.
-fn groups(rows: &[f64], k: usize) -> impl Iterator<Item = ([&[f64]; GROUP], usize)> {
-    rows.chunks(GROUP * k).map(move |chunk| {
-        let real = chunk.len() / k;
-        let group = std::array::from_fn(|g| {
-            let g = if g < real { g } else { 0 };
-            &chunk[g * k..(g + 1) * k]
-        });
-        (group, real)
-    })
+/// A way to walk the kept trees over a block of rows: the cells it reads
+/// each row as, made from the model's columns, and each tree's leaves for
+/// a group of rows.
+trait Walk: Sync {
+    type Cell: Copy + Default + Send + Sync;
+    /// Cells per row.
+    fn width(&self) -> usize;
+    /// Kept trees.
+    fn trees(&self) -> usize;
+    /// Whether tree `t` splits on a column at or after `from`.
+    fn splits_from(&self, t: usize, from: usize) -> bool;
+    /// The cells of a row's columns `from..from + values.len()` (its
+    /// `values`) written into `cells`, the row's cells.
+    fn put(&self, values: &[f64], from: usize, cells: &mut [Self::Cell]);
+    /// The leaf values that `rows` reach in tree `t`.
+    fn leaves(&self, t: usize, rows: [&[Self::Cell]; GROUP]) -> [f64; GROUP];
 }
+
+impl Walk for FlatTrees {
+    type Cell = f64;
+
+    fn width(&self) -> usize {
+        self.columns
+    }
+
+    fn trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    fn splits_from(&self, t: usize, from: usize) -> bool {
+        self.root_splits_from(self.roots[t], from)
+    }
+
+    fn put(&self, values: &[f64], from: usize, cells: &mut [f64]) {
+        cells[from..from + values.len()].copy_from_slice(values);
+    }
+
+    #[inline]
+    fn leaves(&self, t: usize, rows: [&[f64]; GROUP]) -> [f64; GROUP] {
+        FlatTrees::leaves(self, t, rows)
+    }
+}
+
+/// Deepest trees [`BinnedTrees`] lays out whole (2^depth leaves a tree).
+const BINNED_MAX_DEPTH: u32 = 10;
+
+/// The bin of a missing value: each split sends it its own way.
+const MISSING_BIN: u16 = u16::MAX;
+
+/// The bin of a NaN that is not the missing value: right of every split,
+/// as `NaN < split` is false.
+const NAN_BIN: u16 = u16::MAX - 1;
+
+/// A split of [`BinnedTrees`]: right when the row's bin at `at` is
+/// `split` or more, or, for a missing value, when `missing_right`.
+#[derive(Debug, Clone, Copy, Default)]
+struct BinNode {
+    at: u16,
+    split: u16,
+    missing_right: bool,
+}
+
+/// The kept trees over binned rows: each column a tree splits on is cut
+/// at its split values (all trees' together), so a row reads as one small
+/// integer per such column, and `v < split` is `bin(v) < bin of split`
+/// exactly. Each tree is laid out complete to the deepest tree's depth
+/// (a shorter branch's leaf repeated below it), so a walk needs no child
+/// pointers: from node `i`, left is `2i + 1` and right `2i + 2`. A block
+/// of 256 binned rows of 60 columns is 30 KiB, within a core's first-level
+/// cache beside a tree's nodes (6 bytes each); the rows of floats were
+/// four times that, read from the second level at every step.
+#[derive(Debug)]
+struct BinnedTrees {
+    depth: u32,
+    /// The columns split on, in order: a binned row's cell `p` is column
+    /// `columns[p]`'s bin.
+    columns: Vec<usize>,
+    /// Per column split on, its distinct split values, sorted.
+    thresholds: Vec<Vec<f64>>,
+    /// Per tree, its `2^depth - 1` splits.
+    nodes: Vec<BinNode>,
+    /// Per tree, its `2^depth` leaves.
+    leaves: Vec<f64>,
+    /// Per tree, the last column it splits on.
+    last_column: Vec<Option<usize>>,
+    missing: f64,
+}
+
+impl BinnedTrees {
+    /// The binned layout of `flat`; none where it cannot hold it: a tree
+    /// deeper than [`BINNED_MAX_DEPTH`], a missing branch of its own (not
+    /// the left or the right one), or more split values on one column than
+    /// bins.
+    fn of(flat: &FlatTrees) -> Option<BinnedTrees> {
+        let depth = flat.depths.iter().copied().max().unwrap_or(0);
+        if depth > BINNED_MAX_DEPTH {
+            return None;
+        }
+        let splits = || flat.nodes.iter().filter(|n| !n.leaf);
+        if splits().any(|n| n.missing != n.left && n.missing != n.right) {
+            return None;
+        }
+        let mut columns: Vec<usize> = splits().map(|n| n.feature as usize).collect();
+        columns.sort_unstable();
+        columns.dedup();
+        let place = |c: usize| columns.binary_search(&c).expect("a split column");
+        let mut thresholds = vec![Vec::new(); columns.len()];
+        for n in splits().filter(|n| !n.split.is_nan()) {
+            thresholds[place(n.feature as usize)].push(n.split);
+        }
+        for t in &mut thresholds {
+            t.sort_by(f64::total_cmp);
+            // -0.0 and 0.0 split alike.
+            t.dedup_by(|a, b| a == b);
+            if t.len() >= usize::from(NAN_BIN) {
+                return None;
+            }
+        }
+        let inner = (1usize << depth) - 1;
+        let mut nodes = vec![BinNode::default(); flat.roots.len() * inner];
+        let mut leaves = vec![0.0; flat.roots.len() << depth];
+        let mut last_column = vec![None; flat.roots.len()];
+        for (t, root) in flat.roots.iter().enumerate() {
+            let nodes = &mut nodes[t * inner..(t + 1) * inner];
+            let leaves = &mut leaves[t << depth..(t + 1) << depth];
+            // (flat node, complete node, level)
+            let mut stack = vec![(*root as usize, 0usize, 0u32)];
+            while let Some((i, at, level)) = stack.pop() {
+                let n = &flat.nodes[i];
+                if n.leaf {
+                    // Every leaf below `at` at the full depth.
+                    let below = depth - level;
+                    let first = ((at + 1) << below) - 1 - inner;
+                    leaves[first..first + (1 << below)].fill(n.value);
+                    continue;
+                }
+                let p = place(n.feature as usize);
+                last_column[t] = last_column[t].max(Some(n.feature as usize));
+                let split = if n.split.is_nan() {
+                    0
+                } else {
+                    thresholds[p].partition_point(|v| *v < n.split) + 1
+                };
+                nodes[at] = BinNode {
+                    at: u16::try_from(p).ok()?,
+                    split: split as u16,
+                    missing_right: n.missing == n.right && n.missing != n.left,
+                };
+                stack.push((n.left as usize, 2 * at + 1, level + 1));
+                stack.push((n.right as usize, 2 * at + 2, level + 1));
+            }
+        }
+        Some(BinnedTrees {
+            depth,
+            columns,
+            thresholds,
+            nodes,
+            leaves,
+            last_column,
+            missing: flat.missing,
+        })
+    }
+
+    /// The bin of value `v` of the column split on at cell `p`: how many of
+    /// its split values are at most `v`.
+    #[inline]
+    fn bin(&self, p: usize, v: f64) -> u16 {
+        let missing = if self.missing.is_nan() {
+            v.is_nan()
+        } else {
+            v == self.missing
+        };
+        if missing {
+            MISSING_BIN
+        } else if v.is_nan() {
+            NAN_BIN
+        } else {
+            self.thresholds[p].partition_point(|t| *t <= v) as u16
+        }
+    }
+}
+
+impl Walk for BinnedTrees {
+    type Cell = u16;
+
+    fn width(&self) -> usize {
+        self.columns.len()
+    }
+
+    fn trees(&self) -> usize {
+        self.leaves.len() >> self.depth
+    }
+
+    fn splits_from(&self, t: usize, from: usize) -> bool {
+        self.last_column[t].is_some_and(|c| c >= from)
+    }
+
+    fn put(&self, values: &[f64], from: usize, cells: &mut [u16]) {
+        let lo = self.columns.partition_point(|c| *c < from);
+        let hi = self.columns.partition_point(|c| *c < from + values.len());
+        for p in lo..hi {
+            cells[p] = self.bin(p, values[self.columns[p] - from]);
+        }
+    }
+
+    #[inline]
+    fn leaves(&self, t: usize, rows: [&[u16]; GROUP]) -> [f64; GROUP] {
+        let inner = (1usize << self.depth) - 1;
+        let nodes = &self.nodes[t * inner..(t + 1) * inner];
+        let mut at = [0usize; GROUP];
+        for _ in 0..self.depth {
+            for (i, row) in at.iter_mut().zip(&rows) {
+                let n = nodes[*i];
+                let b = row[usize::from(n.at)];
+                let right = if b == MISSING_BIN {
+                    n.missing_right
+                } else {
+                    b >= n.split
+                };
+                *i = 2 * *i + 1 + usize::from(right);
+            }
+        }
+        let leaves = &self.leaves[t << self.depth..(t + 1) << self.depth];
+        at.map(|i| leaves[i - inner])
+    }
+}
+
+/// Group `g` of `cells` (rows of `w` cells).
+fn group<C>(cells: &[C], g: usize, w: usize) -> [&[C]; GROUP] {
+    std::array::from_fn(|i| &cells[(g * GROUP + i) * w..(g * GROUP + i + 1) * w])
+}
+
+/// The trees' raw scores of `n` rows (`base`, row-major, `kb` columns each)
+/// completed by each of `tails` (none: the rows alone), row-major `n x
+/// tails` (`n x 1` without tails): each score `start` plus each tree's leaf
+/// in the trees' order, as forust-ml adds them. Blocks of rows in
+/// parallel; within a block, a tree at a time over its rows, so that the
+/// tree's nodes stay in the nearest cache; a tree that splits on no tail
+/// column walks each row once for all its tails.
+fn walk_scores<W: Walk>(
+    walk: &W,
+    base: &[f64],
+    n: usize,
+    kb: usize,
+    tails: &[Tail],
+    start: f64,
+) -> Vec<f64> {
+    use rayon::prelude::*;
+    let v = tails.len().max(1);
+    let w = walk.width();
+    let shared: Vec<bool> = (0..walk.trees())
+        .map(|t| tails.is_empty() || !walk.splits_from(t, kb))
+        .collect();
+    let on_tails = shared.iter().any(|s| !s);
+    let mut out = vec![0.0; n * v];
+    out.par_chunks_mut(TREE_BLOCK * v)
+        .enumerate()
+        .for_each(|(b, out)| {
+            let first = b * TREE_BLOCK;
+            let m = out.len() / v;
+            let groups = m.div_ceil(GROUP);
+            // The block's rows as cells, the last group padded with
+            // copies of the block's first row.
+            let mut cells = vec![W::Cell::default(); groups * GROUP * w];
+            for (i, row) in cells.chunks_exact_mut(w.max(1)).take(m).enumerate() {
+                let r = first + i;
+                walk.put(&base[r * kb..(r + 1) * kb], 0, row);
+            }
+            for i in m..groups * GROUP {
+                cells.copy_within(0..w, i * w);
+            }
+            // Per tail, the rows completed by it (tail-major), for the
+            // trees that split on a tail column.
+            let mut full = Vec::new();
+            if on_tails {
+                for tail in tails {
+                    let at = full.len();
+                    full.extend_from_slice(&cells);
+                    for i in 0..m {
+                        let row = &mut full[at + i * w..at + (i + 1) * w];
+                        walk.put(tail.row(first + i), kb, row);
+                    }
+                }
+            }
+            let mut score = vec![start; groups * GROUP * v];
+            for (t, shared) in shared.iter().enumerate() {
+                for (g, score) in score.chunks_exact_mut(GROUP * v).enumerate() {
+                    if *shared {
+                        let leaves = walk.leaves(t, group(&cells, g, w));
+                        for (s, l) in score.chunks_exact_mut(v).zip(leaves) {
+                            s.iter_mut().for_each(|s| *s += l);
+                        }
+                    } else {
+                        for (j, full) in full.chunks_exact(cells.len().max(1)).enumerate() {
+                            let leaves = walk.leaves(t, group(full, g, w));
+                            for (s, l) in score.chunks_exact_mut(v).zip(leaves) {
+                                s[j] += l;
+                            }
+                        }
+                    }
+                }
+            }
+            // Only the last group is padded.
+            out.copy_from_slice(&score[..m * v]);
+        });
+    out
+}
+
+/// Rows scored a tree at a time (a block of 256 rows of 60 columns is
+/// 120 KiB as floats, within a core's second-level cache beside the tree's
+/// nodes; 30 KiB binned).
+const TREE_BLOCK: usize = 256;
 
 /// The plan's training and validation rows of `x` (the plan's row `i` is
 /// `x`'s row `at(i)`), each column-major, as forust-ml reads them.
@@ -722,35 +1020,21 @@ impl BoostedModel {
     /// a vector per tree: scoring the hazard's bands for every arm spent
     /// most of the offer simulation there.
     fn raw_scores(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, FitError> {
-        use rayon::prelude::*;
         crate::logistic::check(x, None, self.names.len())?;
-        let flat = FlatTrees::of(&self.booster);
         let x = x.as_standard_layout();
-        let k = x.ncols().max(1);
         let rows = x.as_slice().expect("standard layout");
-        let base = self.booster.base_score;
-        let mut out = vec![0.0; x.nrows()];
-        out.par_chunks_mut(TREE_BLOCK)
-            .zip(rows.par_chunks(TREE_BLOCK * k))
-            .for_each(|(out, rows)| {
-                // Each row's score is the base plus the trees' leaves in
-                // the trees' order, as forust-ml adds them: a tree at a
-                // time over the block's rows, so that its nodes stay in
-                // the nearest cache.
-                let groups: Vec<_> = groups(rows, k).collect();
-                let mut score = vec![base; groups.len() * GROUP];
-                for t in 0..flat.roots.len() {
-                    for ((group, _), score) in groups.iter().zip(score.chunks_mut(GROUP)) {
-                        let leaves = flat.leaves(t, *group);
-                        for (s, l) in score.iter_mut().zip(leaves) {
-                            *s += l;
-                        }
-                    }
-                }
-                // Only the last group is padded.
-                out.copy_from_slice(&score[..out.len()]);
-            });
-        Ok(out)
+        Ok(self.walk(rows, x.nrows(), x.ncols(), &[]))
+    }
+
+    /// [`walk_scores`] over the kept trees, binned ([`BinnedTrees`]) where
+    /// they can be, else flattened.
+    fn walk(&self, base: &[f64], n: usize, kb: usize, tails: &[Tail]) -> Vec<f64> {
+        let flat = FlatTrees::of(&self.booster, self.names.len());
+        let start = self.booster.base_score;
+        match BinnedTrees::of(&flat) {
+            Some(binned) => walk_scores(&binned, base, n, kb, tails, start),
+            None => walk_scores(&flat, base, n, kb, tails, start),
+        }
     }
 
     /// [`BoostedModel::raw_scores`] of the rows of `base` completed, for
@@ -764,7 +1048,6 @@ impl BoostedModel {
         base: ArrayView2<f64>,
         tails: &[Tail],
     ) -> Result<Vec<Vec<f64>>, FitError> {
-        use rayon::prelude::*;
         let kb = base.ncols();
         let k = self.names.len();
         for t in tails {
@@ -777,71 +1060,14 @@ impl BoostedModel {
             }
         }
         crate::logistic::check(base, None, kb)?;
-        let flat = FlatTrees::of(&self.booster);
-        let shared: Vec<bool> = flat
-            .roots
-            .iter()
-            .map(|r| !flat.splits_from(*r, kb))
-            .collect();
-        // Rows are completed by their tails only when a tree splits on one.
-        let on_tails = shared.iter().any(|s| !s);
         let x = base.as_standard_layout();
         let rows = x.as_slice().expect("standard layout");
         let (n, v) = (x.nrows(), tails.len());
-        let start = self.booster.base_score;
-        // Row-major n x tails, then split by tail.
-        let mut out = vec![0.0; n * v];
-        if v > 0 {
-            out.par_chunks_mut(TREE_BLOCK * v)
-                .enumerate()
-                .for_each(|(b, out)| {
-                    let first = b * TREE_BLOCK;
-                    let m = out.len() / v;
-                    let groups: Vec<_> = groups(&rows[first * kb..(first + m) * kb], kb).collect();
-                    // Per group of rows, each row completed by each tail
-                    // (tail-major), for the trees that split on a tail
-                    // column.
-                    let at = |g: usize, j: usize, i: usize| ((g * v + j) * GROUP + i) * k;
-                    let mut full = vec![0.0; if on_tails { at(groups.len(), 0, 0) } else { 0 }];
-                    for (g, (group, real)) in groups.iter().enumerate().filter(|_| on_tails) {
-                        for (j, tail) in tails.iter().enumerate() {
-                            for (i, row) in group.iter().enumerate().take(*real) {
-                                let f = &mut full[at(g, j, i)..at(g, j, i) + k];
-                                f[..kb].copy_from_slice(row);
-                                f[kb..].copy_from_slice(tail.row(first + g * GROUP + i));
-                            }
-                        }
-                    }
-                    // Row-major rows x tails; each row's sum in the trees'
-                    // order, a tree at a time over the block's rows.
-                    let mut score = vec![start; groups.len() * GROUP * v];
-                    for (t, shared) in shared.iter().enumerate() {
-                        for ((g, (group, real)), score) in
-                            groups.iter().enumerate().zip(score.chunks_mut(GROUP * v))
-                        {
-                            if *shared {
-                                let leaves = flat.leaves(t, *group);
-                                for (s, l) in score.chunks_exact_mut(v).zip(leaves) {
-                                    s.iter_mut().for_each(|s| *s += l);
-                                }
-                            } else {
-                                for j in 0..v {
-                                    let completed: [&[f64]; GROUP] = std::array::from_fn(|i| {
-                                        let i = if i < *real { i } else { 0 };
-                                        &full[at(g, j, i)..at(g, j, i) + k]
-                                    });
-                                    let leaves = flat.leaves(t, completed);
-                                    for (s, l) in score.chunks_exact_mut(v).zip(leaves) {
-                                        s[j] += l;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    // Only the last group is padded.
-                    out.copy_from_slice(&score[..m * v]);
-                });
+        if v == 0 {
+            return Ok(Vec::new());
         }
+        // Row-major n x tails, then split by tail.
+        let out = self.walk(rows, n, kb, tails);
         Ok((0..v)
             .map(|t| (0..n).map(|r| out[r * v + t]).collect())
             .collect())
@@ -1057,16 +1283,44 @@ mod tests {
         )
         .unwrap();
         assert!(m.trees > 1, "{} trees", m.trees);
-        let (xt, _, _) = groups_of_twenty(300, 99);
+        let (mut xt, _, _) = groups_of_twenty(300, 99);
+        // Values equal to split values (which go right) and next to them
+        // (NaN and infinities the model refuses; the test below walks them).
+        let flat = FlatTrees::of(&m.booster, 2);
+        let splits: Vec<(usize, f64)> = flat
+            .nodes
+            .iter()
+            .filter(|n| !n.leaf)
+            .map(|n| (n.feature as usize, n.split))
+            .collect();
+        assert!(BinnedTrees::of(&flat).is_some());
+        for i in 0..xt.nrows() {
+            let (j, v) = splits[i % splits.len()];
+            match i % 5 {
+                1 | 2 => xt[[i, j]] = v,
+                3 => xt[[i, j]] = v.next_down(),
+                4 => xt[[i, j]] = v.next_up(),
+                _ => {}
+            }
+        }
         let rows: Vec<usize> = (0..xt.nrows()).collect();
         let cm = column_major(xt.view(), &rows);
         let theirs = m
             .booster
             .predict(&Matrix::new(&cm, xt.nrows(), xt.ncols()), true);
         let ours = m.raw_scores(xt.view()).unwrap();
+        let flat_walk = walk_scores(
+            &flat,
+            xt.as_slice().unwrap(),
+            xt.nrows(),
+            2,
+            &[],
+            m.booster.base_score,
+        );
         assert_eq!(theirs.len(), ours.len());
-        for (a, b) in theirs.iter().zip(&ours) {
+        for ((a, b), c) in theirs.iter().zip(&ours).zip(&flat_walk) {
             assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
+            assert_eq!(a.to_bits(), c.to_bits(), "{a} vs {c}");
         }
         let fortran = xt.t().to_owned();
         assert_eq!(m.raw_scores(fortran.t()).unwrap(), ours);
@@ -1110,11 +1364,11 @@ mod tests {
             BoostedParams::default().check().unwrap(),
         )
         .unwrap();
-        let flat = FlatTrees::of(&m.booster);
+        let flat = FlatTrees::of(&m.booster, m.names.len());
         let on_tail = flat
             .roots
             .iter()
-            .filter(|r| flat.splits_from(**r, 2))
+            .filter(|r| flat.root_splits_from(**r, 2))
             .count();
         assert!(
             on_tail > 0 && on_tail < flat.roots.len(),
@@ -1414,5 +1668,178 @@ mod tests {
         let plan = RowPlan::new(&y, params, None, None).unwrap();
         x = x.select(ndarray::Axis(0), &plan.read()[1..]);
         assert!(BoostedModel::fit_read(x, &y, &names, params, &plan, None).is_err());
+    }
+
+    /// Random trees as [`FlatTrees`]: unbalanced, of depth up to `depth`,
+    /// splitting columns `0..k` at values from `values` (some NaN), each
+    /// missing value sent left or right, and missing taken as `missing`.
+    fn random_trees(
+        rng: &mut impl rand::Rng,
+        trees: usize,
+        depth: u32,
+        k: usize,
+        values: &[f64],
+        missing: f64,
+    ) -> FlatTrees {
+        fn grow(
+            rng: &mut impl rand::Rng,
+            nodes: &mut Vec<FlatNode>,
+            level: u32,
+            depth: u32,
+            k: usize,
+            values: &[f64],
+        ) -> (u32, u32) {
+            let me = nodes.len() as u32;
+            let leaf = level == depth || (level > 0 && rng.random_bool(0.3));
+            nodes.push(FlatNode {
+                split: 0.0,
+                value: rng.random_range(-1.0..1.0),
+                feature: 0,
+                left: me,
+                right: me,
+                missing: me,
+                leaf: true,
+            });
+            if leaf {
+                return (me, 0);
+            }
+            let (left, dl) = grow(rng, nodes, level + 1, depth, k, values);
+            let (right, dr) = grow(rng, nodes, level + 1, depth, k, values);
+            let split = if rng.random_bool(0.05) {
+                f64::NAN
+            } else {
+                values[rng.random_range(0..values.len())]
+            };
+            nodes[me as usize] = FlatNode {
+                split,
+                value: 0.0,
+                feature: rng.random_range(0..k) as u32,
+                left,
+                right,
+                missing: if rng.random_bool(0.5) { left } else { right },
+                leaf: false,
+            };
+            (me, 1 + dl.max(dr))
+        }
+        let mut nodes = Vec::new();
+        let mut roots = Vec::new();
+        let mut depths = Vec::new();
+        for _ in 0..trees {
+            let (root, d) = grow(rng, &mut nodes, 0, depth, k, values);
+            roots.push(root);
+            depths.push(d);
+        }
+        FlatTrees {
+            nodes,
+            roots,
+            depths,
+            missing,
+            columns: k,
+        }
+    }
+
+    /// The binned walk gives the flattened walk's scores bit for bit, on
+    /// unbalanced trees of several depths, rows holding the split values
+    /// themselves, both zeros, infinities, NaN and the missing value (NaN,
+    /// or a number), with and without tails (the same for every row, or a
+    /// row's own), on row counts that end inside a group and a block.
+    #[test]
+    fn binned_trees_walk_as_the_flattened_trees() {
+        use rand::{Rng, SeedableRng};
+        let values = [
+            -2.5,
+            -1.0,
+            -0.0,
+            0.0,
+            0.5,
+            1.0,
+            3.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        let k = 6;
+        for (case, (depth, missing)) in [(1, f64::NAN), (4, f64::NAN), (4, -1.0), (7, 0.5)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(case as u64);
+            let flat = random_trees(&mut rng, 40, depth, k, &values, missing);
+            let binned = BinnedTrees::of(&flat).expect("binned");
+            for n in [1, 9, 700] {
+                let rows: Vec<f64> = (0..n * k)
+                    .map(|_| match rng.random_range(0..10) {
+                        0 => f64::NAN,
+                        1 => missing,
+                        2..=6 => values[rng.random_range(0..values.len())],
+                        _ => rng.random_range(-3.0..3.0),
+                    })
+                    .collect();
+                let tail_rows: Vec<f64> = (0..n * 2).map(|i| values[i % values.len()]).collect();
+                let same = [f64::NAN, 0.5];
+                let tails = [Tail::same(&same), Tail::per_row(&tail_rows, 2)];
+                for (kb, tails) in [(k, &tails[..0]), (k - 2, &tails[..])] {
+                    let base: Vec<f64> = rows.chunks(k).flat_map(|r| r[..kb].to_vec()).collect();
+                    let a = walk_scores(&flat, &base, n, kb, tails, 0.25);
+                    let b = walk_scores(&binned, &base, n, kb, tails, 0.25);
+                    assert_eq!(a.len(), n * tails.len().max(1));
+                    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+                        assert_eq!(
+                            a.to_bits(),
+                            b.to_bits(),
+                            "case {case}, {n} rows, {} tails, score {i}: {a} vs {b}",
+                            tails.len()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Trees the binned layout cannot hold are walked flattened: a missing
+    /// branch of its own, or a tree deeper than the layout's limit.
+    #[test]
+    fn binned_trees_decline_what_they_cannot_hold() {
+        let leaf = |me: u32| FlatNode {
+            split: 0.0,
+            value: f64::from(me),
+            feature: 0,
+            left: me,
+            right: me,
+            missing: me,
+            leaf: true,
+        };
+        let split = |left: u32, right: u32, missing: u32| FlatNode {
+            split: 0.5,
+            value: 0.0,
+            feature: 1,
+            left,
+            right,
+            missing,
+            leaf: false,
+        };
+        let trees = |nodes: Vec<FlatNode>, depth: u32| FlatTrees {
+            nodes,
+            roots: vec![0],
+            depths: vec![depth],
+            missing: f64::NAN,
+            columns: 2,
+        };
+        let two = vec![split(1, 2, 2), leaf(1), leaf(2)];
+        assert!(BinnedTrees::of(&trees(two, 1)).is_some());
+        let three = vec![split(1, 2, 3), leaf(1), leaf(2), leaf(3)];
+        assert!(BinnedTrees::of(&trees(three, 1)).is_none());
+        // A chain: each split's left child a leaf, its right the next split.
+        let chain = |depth: u32| {
+            let mut nodes = Vec::new();
+            for d in 0..depth {
+                let me = 2 * d;
+                nodes.push(split(me + 1, me + 2, me + 1));
+                nodes.push(leaf(me + 1));
+            }
+            nodes.push(leaf(2 * depth));
+            trees(nodes, depth)
+        };
+        assert!(BinnedTrees::of(&chain(BINNED_MAX_DEPTH)).is_some());
+        assert!(BinnedTrees::of(&chain(BINNED_MAX_DEPTH + 1)).is_none());
     }
 }
