@@ -756,6 +756,7 @@ pub fn check_rows(
     let plausible = plausible_dates(settings);
     for (conformed, lf) in inputs {
         let table = conformed.table;
+        let _span = tracing::debug_span!("validate", table = table.name()).entered();
         let ctx = |step: &str| format!("validate {table}: {step}");
         let subs = match &subs_keys {
             Some(s) => s.clone(),

@@ -26,7 +26,7 @@ use crate::schema::col;
 use crate::stages::collect;
 
 use super::calendar::MonthMemo;
-use super::ids::{Ids, NO_CODE, codes_in_runs, is_valid};
+use super::ids::{Ids, NO_CODE, StrIndex, codes_in_runs, is_valid};
 use super::manifest::f;
 
 /// Every bill with a revenue, grouped by subscriber and sorted by month.
@@ -368,35 +368,27 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
     let known: Vec<Option<i32>> = get("__known")?.i32().map_err(err())?.iter().collect();
     let life: Vec<Option<i32>> = get("__life_month")?.i32().map_err(err())?.iter().collect();
     // The events of each subscriber: `members[starts[c]..starts[c + 1]]`
-    // for the subscriber coded `c` (a counting sort of the events by code).
-    let mut codes: PlHashMap<PlSmallStr, u32> = PlHashMap::default();
-    let code_of: Vec<Option<u32>> = ids
-        .iter()
-        .map(|id| {
-            id.map(|id| {
-                let next = codes.len() as u32;
-                *codes.entry(PlSmallStr::from(id)).or_insert(next)
-            })
-        })
-        .collect();
-    let mut starts = vec![0u32; codes.len() + 1];
-    for c in code_of.iter().flatten() {
+    // for the subscriber coded `c`, the first event's row with its id (a
+    // counting sort of the events by code).
+    let (codes, code_of) = StrIndex::build(&ids);
+    let mut starts = vec![0u32; code_of.len() + 1];
+    for c in code_of.iter().filter(|c| **c != NO_CODE) {
         starts[*c as usize + 1] += 1;
     }
     for i in 1..starts.len() {
         starts[i] += starts[i - 1];
     }
-    let mut members = vec![0u32; starts[codes.len()] as usize];
+    let mut members = vec![0u32; starts[code_of.len()] as usize];
     let mut next = starts.clone();
     for (e, c) in code_of.iter().enumerate() {
-        if let Some(c) = c {
+        if *c != NO_CODE {
             members[next[*c as usize] as usize] = e as u32;
             next[*c as usize] += 1;
         }
     }
     drop((code_of, next));
     struct Pass {
-        codes: PlHashMap<PlSmallStr, u32>,
+        codes: StrIndex,
         starts: Vec<u32>,
         members: Vec<u32>,
         known: Vec<Option<i32>>,
@@ -418,7 +410,7 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
                 let mut p = into.lock().unwrap_or_else(|e| e.into_inner());
                 let p = &mut *p;
                 let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
-                let code = codes_in_runs(ids, |id| p.codes.get(id).copied());
+                let code = codes_in_runs(ids, |id| p.codes.get(id));
                 let (d, r, g) = (
                     batch.column("d")?.i32()?.rechunk(),
                     batch.column("r")?.f64()?.rechunk(),
@@ -462,7 +454,7 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
         let p = &mut *p;
         let sums = std::mem::take(&mut p.sums);
         *p = Pass {
-            codes: PlHashMap::default(),
+            codes: StrIndex::empty(),
             starts: Vec::new(),
             members: Vec::new(),
             known: Vec::new(),

@@ -23,7 +23,7 @@ use crate::schema::{Table, col};
 use crate::stages::collect;
 use crate::stages::features::calendar::{MEMO_SLOTS, MonthMemo, memo_slot};
 use crate::stages::features::frames::month_index;
-use crate::stages::features::ids::{NO_CODE, codes_in_runs, is_valid};
+use crate::stages::features::ids::{NO_CODE, StrIndex, codes_in_runs, is_valid};
 
 /// The month index column (`year * 12 + month`) the duplicates are keyed on.
 pub(super) const MONTH_INDEX: &str = "__month_index";
@@ -146,13 +146,11 @@ pub(super) fn check(
         .map_err(err())?
         .iter()
         .collect();
-    let mut index: PlHashMap<PlSmallStr, u32> = PlHashMap::default();
-    index.reserve(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        if let Some(id) = id {
-            index.insert(PlSmallStr::from(id), i as u32);
-        }
-    }
+    let (index, _) = StrIndex::build(&ids);
+    tracing::trace!(
+        subscribers = ids.len(),
+        "validate billing: subscribers indexed"
+    );
     let subscribers = ids.len();
     let month_bytes = subscribers.div_ceil(64) * 8;
     let index = Arc::new(index);
@@ -313,7 +311,7 @@ fn for_values<T: PolarsNumericType>(ca: &ChunkedArray<T>, mut f: impl FnMut(T::N
 /// bit set in turn.
 fn batch_into(
     batch: &DataFrame,
-    index: &PlHashMap<PlSmallStr, u32>,
+    index: &StrIndex,
     signup_month: &[Option<i32>],
     month_bytes: usize,
     budget: usize,
@@ -324,7 +322,7 @@ fn batch_into(
         count_rows(batch, st, &mut months)?;
     }
     let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
-    let rows = codes_in_runs(ids, |id| index.get(id).copied());
+    let rows = codes_in_runs(ids, |id| index.get(id));
     let days = batch.column(MONTH_DAY)?.i32()?.rechunk();
     let days = days.downcast_as_array();
     let day_valid = is_valid(days);
