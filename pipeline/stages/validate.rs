@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, Violation};
 use crate::schema::{ARMS, ColumnSpec, Kind, LEAVE_REASONS, Table, col};
+use crate::stages::features::ids::{NO_CODE, StrIndex, codes_in_runs};
+use std::sync::Arc;
 
 mod months;
 
@@ -366,6 +368,103 @@ fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
     lf.join(other, keys.clone(), keys, args)
 }
 
+/// The accepted subscribers as the other tables' rules read them: `keys`
+/// (`subscriber_id`, unique, `signup_date` and [`KNOWN`], the row number),
+/// an index of their ids, and by row number each one's signup day and
+/// (once the churn events are checked) first churn day.
+#[derive(Clone)]
+struct Subscribers {
+    keys: DataFrame,
+    index: Arc<StrIndex>,
+    signup: Arc<Vec<Option<i32>>>,
+    first_churn: Option<Arc<Vec<Option<i32>>>>,
+}
+
+impl Subscribers {
+    fn new(keys: DataFrame) -> Result<Subscribers> {
+        let err = || Error::polars("validate subscribers: accepted ids");
+        let ids = keys
+            .column(col::SUBSCRIBER_ID)
+            .and_then(|c| c.str().cloned())
+            .map_err(err())?;
+        let signup = keys
+            .column(col::SIGNUP_DATE)
+            .and_then(|c| c.cast(&DataType::Int32))
+            .map_err(err())?;
+        let signup = signup.i32().map_err(err())?.iter().collect();
+        Ok(Subscribers {
+            index: Arc::new(StrIndex::build(&ids).0),
+            keys,
+            signup: Arc::new(signup),
+            first_churn: None,
+        })
+    }
+
+    /// The subscriber's row number of each id of column `id` ([`KNOWN`]):
+    /// null for a null or unknown id. Each batch of rows is looked up in
+    /// the index, as billing's are, in place of a join that hashed every
+    /// accepted id again for every table.
+    fn known(&self, id: &str) -> Expr {
+        let index = self.index.clone();
+        col(id)
+            .map(
+                move |c| {
+                    let codes = codes_in_runs(c.str()?, |id| index.get(id));
+                    let known: UInt32Chunked = codes
+                        .into_iter()
+                        .map(|c| (c != NO_CODE).then_some(c))
+                        .collect();
+                    Ok(known.with_name(c.name().clone()).into_column())
+                },
+                |_, f| Ok(Field::new(f.name().clone(), DataType::UInt32)),
+            )
+            .alias(KNOWN)
+    }
+
+    /// The day of `days` (by row number) of each row's subscriber (by the
+    /// [`KNOWN`] column), as a date named `name`.
+    fn by_known(days: Arc<Vec<Option<i32>>>, name: &str) -> Expr {
+        col(KNOWN)
+            .map(
+                move |c| {
+                    let day: Int32Chunked = c
+                        .u32()?
+                        .iter()
+                        .map(|k| k.and_then(|k| days.get(k as usize).copied().flatten()))
+                        .collect();
+                    day.into_column().cast(&DataType::Date)
+                },
+                |_, f| Ok(Field::new(f.name().clone(), DataType::Date)),
+            )
+            .alias(name)
+    }
+
+    /// Each subscriber's first churn day, from the churn events `events`
+    /// (`subscriber_id`, `churned_at`).
+    fn with_first_churn(mut self, events: &DataFrame) -> Result<Subscribers> {
+        let err = || Error::polars("validate churn_events: churn dates");
+        let ids = events
+            .column(col::SUBSCRIBER_ID)
+            .and_then(|c| c.str().cloned())
+            .map_err(err())?;
+        let days = events
+            .column(col::CHURNED_AT)
+            .and_then(|c| c.cast(&DataType::Int32))
+            .map_err(err())?;
+        let days = days.i32().map_err(err())?;
+        let mut first: Vec<Option<i32>> = vec![None; self.signup.len()];
+        let codes = codes_in_runs(&ids, |id| self.index.get(id));
+        for (code, day) in codes.iter().zip(days.iter()) {
+            if let (true, Some(day)) = (*code != NO_CODE, day) {
+                let f = &mut first[*code as usize];
+                *f = Some(f.map_or(day, |f| f.min(day)));
+            }
+        }
+        self.first_churn = Some(Arc::new(first));
+        Ok(self)
+    }
+}
+
 /// Rules of `table`, and the frame with the columns they need joined on.
 #[allow(clippy::too_many_arguments)]
 /// A table's rules, with the frame they read, notes from any pass of their
@@ -407,8 +506,7 @@ impl Precounted {
 fn rules_for(
     table: Table,
     lf: LazyFrame,
-    subs: &DataFrame,
-    first_churn: Option<&DataFrame>,
+    subs: Option<&Subscribers>,
     settings: &ValidateSettings,
     dates: (NaiveDate, NaiveDate),
     files: &[String],
@@ -467,15 +565,13 @@ fn rules_for(
         ));
         return Ok((lf, rules, Vec::new(), None));
     }
+    let subs = subs.expect("subscribers are checked first");
     if table == Table::Billing {
         return billing_rules(lf, rules, subs, settings, dates, files);
     }
-    let keys = subs.clone().lazy().select([
-        col(col::SUBSCRIBER_ID).alias(id),
-        col(col::SIGNUP_DATE).alias(SIGNUP),
-        col(KNOWN),
-    ]);
-    lf = left_join(lf, keys, &[id]);
+    lf = lf
+        .with_column(subs.known(id))
+        .with_column(Subscribers::by_known(subs.signup.clone(), SIGNUP));
     rules.push(rule(
         "unknown_subscriber",
         id,
@@ -522,17 +618,11 @@ fn rules_for(
             } else {
                 col::OFFERED_AT
             };
-            let churns = first_churn.cloned().unwrap_or_else(|| {
-                DataFrame::new(
-                    0,
-                    vec![
-                        Column::new_empty(col::SUBSCRIBER_ID.into(), &DataType::String),
-                        Column::new_empty(FIRST_CHURN.into(), &DataType::Date),
-                    ],
-                )
-                .expect("empty frame")
-            });
-            lf = left_join(lf, churns.lazy(), &[col::SUBSCRIBER_ID]);
+            let churns = subs
+                .first_churn
+                .clone()
+                .unwrap_or_else(|| Arc::new(Vec::new()));
+            lf = lf.with_column(Subscribers::by_known(churns, FIRST_CHURN));
             let name = if table == Table::Reactivations {
                 "return_without_churn"
             } else {
@@ -586,7 +676,7 @@ fn rules_for(
 fn billing_rules(
     lf: LazyFrame,
     mut rules: Vec<Rule>,
-    subs: &DataFrame,
+    subs: &Subscribers,
     settings: &ValidateSettings,
     dates: (NaiveDate, NaiveDate),
     files: &[String],
@@ -594,7 +684,8 @@ fn billing_rules(
     let id = col::SUBSCRIBER_ID;
     let found = months::check(
         lf.clone(),
-        subs,
+        &subs.keys,
+        &subs.index,
         col::SIGNUP_DATE,
         settings.duplicate_check_bytes,
         (epoch_days(dates.0), epoch_days(dates.1)),
@@ -610,6 +701,7 @@ fn billing_rules(
         lit(false)
     } else {
         let ids = subs
+            .keys
             .column(col::SUBSCRIBER_ID)
             .map_err(Error::polars("validate billing: ids"))?
             .as_materialized_series()
@@ -751,24 +843,17 @@ pub fn check_rows(
         reports: Vec::new(),
         rejected: BTreeMap::new(),
     };
-    let mut subs_keys: Option<DataFrame> = None;
-    let mut first_churn: Option<DataFrame> = None;
+    let mut subscribers: Option<Subscribers> = None;
     let plausible = plausible_dates(settings);
     for (conformed, lf) in inputs {
         let table = conformed.table;
         let _span = tracing::debug_span!("validate", table = table.name()).entered();
         let ctx = |step: &str| format!("validate {table}: {step}");
-        let subs = match &subs_keys {
-            Some(s) => s.clone(),
-            None if table == Table::Subscribers => DataFrame::empty(),
-            None => unreachable!("subscribers are required and checked first"),
-        };
         let conformed_scan = lf.clone();
         let (joined, rules, pass_notes, precounted) = rules_for(
             table,
             lf,
-            &subs,
-            first_churn.as_ref(),
+            subscribers.as_ref(),
             settings,
             plausible,
             &conformed.files,
@@ -894,18 +979,19 @@ pub fn check_rows(
                     .with_row_index(KNOWN, None),
                 ctx("accepted ids"),
             )?;
-            subs_keys = Some(keys);
+            subscribers = Some(Subscribers::new(keys)?);
         }
-        if table == Table::ChurnEvents {
-            let first = super::collect(
+        if table == Table::ChurnEvents
+            && let Some(subs) = subscribers.take()
+        {
+            let events = super::collect(
                 reference
                     .clone()
                     .filter(col(col::CHURNED_AT).is_not_null())
-                    .group_by([col(col::SUBSCRIBER_ID)])
-                    .agg([col(col::CHURNED_AT).min().alias(FIRST_CHURN)]),
+                    .select([col(col::SUBSCRIBER_ID), col(col::CHURNED_AT)]),
                 ctx("churn dates"),
             )?;
-            first_churn = Some(first);
+            subscribers = Some(subs.with_first_churn(&events)?);
         }
         out.reports.push(TableReport {
             table: table.name().into(),

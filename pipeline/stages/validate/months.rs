@@ -7,7 +7,7 @@
 //! join of 314M bills to 10M subscribers passed 10 GB within 25 s, where an
 //! `is_in` on the same ids stayed at 2.1 GB), and grouping the bills by
 //! (subscriber, month) holds a key per bill. Here each batch of bills goes
-//! through a hash map of the subscriber ids to a row number, and each
+//! through an index of the subscriber ids to a row number ([`StrIndex`]), and each
 //! (row number, calendar month) to one bit: a bit found already set is a
 //! duplicate. The bits of a month take a bit per subscriber; the months
 //! that do not fit in `validate.duplicate_check_bytes` wait for another
@@ -118,12 +118,13 @@ impl State {
 /// Checks the bills (`bills` with `subscriber_id` and `month`, and
 /// `revenue` and `cost_to_serve` for [`MonthCheck::rows`]) against the
 /// accepted subscribers `keys` (`subscriber_id`, unique, and `signup`, the
-/// name of their signup date column), holding at most `budget` bytes of
+/// name of their signup date column; `index`, their ids' index), holding at most `budget` bytes of
 /// bits (and always one month's); `range`: the first and last plausible
 /// days; `files`: the bills' files, named when they cannot be read.
 pub(super) fn check(
     bills: LazyFrame,
     keys: &DataFrame,
+    index: &Arc<StrIndex>,
     signup: &str,
     budget: usize,
     range: (i32, i32),
@@ -146,14 +147,8 @@ pub(super) fn check(
         .map_err(err())?
         .iter()
         .collect();
-    let (index, _) = StrIndex::build(&ids);
-    tracing::trace!(
-        subscribers = ids.len(),
-        "validate billing: subscribers indexed"
-    );
     let subscribers = ids.len();
     let month_bytes = subscribers.div_ceil(64) * 8;
-    let index = Arc::new(index);
     let signup_month = Arc::new(signup_month);
     let state = Arc::new(Mutex::new(State {
         bits: Vec::new(),
@@ -391,11 +386,16 @@ mod tests {
 
     const ANY_DAY: (i32, i32) = (i32::MIN, i32::MAX);
 
+    fn index_of(keys: &DataFrame) -> Arc<StrIndex> {
+        Arc::new(StrIndex::build(keys.column(col::SUBSCRIBER_ID).unwrap().str().unwrap()).0)
+    }
+
     /// [`check`] of `bills` with every day plausible.
     fn any_day(bills: &DataFrame, keys: &DataFrame, budget: usize) -> MonthCheck {
         check(
             bills.clone().lazy(),
             keys,
+            &index_of(keys),
             col::SIGNUP_DATE,
             budget,
             ANY_DAY,
@@ -467,6 +467,7 @@ mod tests {
         let found = check(
             bills.clone().lazy(),
             &keys,
+            &index_of(&keys),
             col::SIGNUP_DATE,
             1 << 20,
             (day(lo), day(hi)),
