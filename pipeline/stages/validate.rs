@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, Violation};
 use crate::schema::{ARMS, ColumnSpec, Kind, LEAVE_REASONS, Table, col};
-use crate::stages::features::ids::{NO_CODE, StrIndex, codes_in_runs};
+use crate::stages::features::ids::{NO_CODE, StrIndex, codes_in_runs, ids_and_days};
 use std::sync::Arc;
 
 mod months;
@@ -382,16 +382,12 @@ struct Subscribers {
 
 impl Subscribers {
     fn new(keys: DataFrame) -> Result<Subscribers> {
-        let err = || Error::polars("validate subscribers: accepted ids");
-        let ids = keys
-            .column(col::SUBSCRIBER_ID)
-            .and_then(|c| c.str().cloned())
-            .map_err(err())?;
-        let signup = keys
-            .column(col::SIGNUP_DATE)
-            .and_then(|c| c.cast(&DataType::Int32))
-            .map_err(err())?;
-        let signup = signup.i32().map_err(err())?.iter().collect();
+        let (ids, signup) = ids_and_days(
+            &keys,
+            col::SUBSCRIBER_ID,
+            col::SIGNUP_DATE,
+            "validate subscribers: accepted ids",
+        )?;
         Ok(Subscribers {
             index: Arc::new(StrIndex::build(&ids).0),
             keys,
@@ -442,19 +438,15 @@ impl Subscribers {
     /// Each subscriber's first churn day, from the churn events `events`
     /// (`subscriber_id`, `churned_at`).
     fn with_first_churn(mut self, events: &DataFrame) -> Result<Subscribers> {
-        let err = || Error::polars("validate churn_events: churn dates");
-        let ids = events
-            .column(col::SUBSCRIBER_ID)
-            .and_then(|c| c.str().cloned())
-            .map_err(err())?;
-        let days = events
-            .column(col::CHURNED_AT)
-            .and_then(|c| c.cast(&DataType::Int32))
-            .map_err(err())?;
-        let days = days.i32().map_err(err())?;
+        let (ids, days) = ids_and_days(
+            events,
+            col::SUBSCRIBER_ID,
+            col::CHURNED_AT,
+            "validate churn_events: churn dates",
+        )?;
         let mut first: Vec<Option<i32>> = vec![None; self.signup.len()];
         let codes = codes_in_runs(&ids, |id| self.index.get(id));
-        for (code, day) in codes.iter().zip(days.iter()) {
+        for (code, day) in codes.iter().zip(days) {
             if let (true, Some(day)) = (*code != NO_CODE, day) {
                 let f = &mut first[*code as usize];
                 *f = Some(f.map_or(day, |f| f.min(day)));

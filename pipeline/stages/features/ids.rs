@@ -145,6 +145,27 @@ impl StrIndex {
     }
 }
 
+/// Column `id` of `df` as text and column `day` as day numbers (dates
+/// since 1970-01-01), as the look-ups by [`StrIndex`] read them; `step`
+/// names a failure.
+pub(crate) fn ids_and_days(
+    df: &DataFrame,
+    id: &str,
+    day: &str,
+    step: &str,
+) -> Result<(StringChunked, Vec<Option<i32>>)> {
+    let ids = df
+        .column(id)
+        .and_then(|c| c.str().cloned())
+        .map_err(Error::polars(step))?;
+    let days = df
+        .column(day)
+        .and_then(|c| c.cast(&DataType::Int32))
+        .map_err(Error::polars(step))?;
+    let days = days.i32().map_err(Error::polars(step))?.iter().collect();
+    Ok((ids, days))
+}
+
 /// Whether row `i` of `a` holds a value (not null).
 pub(crate) fn is_valid<A: StaticArray>(a: &A) -> impl Fn(usize) -> bool + '_ {
     let validity = a.validity();

@@ -451,16 +451,9 @@ impl Current {
 /// the active ones found through another (null ids are a subscriber of
 /// their own, never active, as in the join).
 fn lapsed_at(defections: &DataFrame, active: &StringChunked) -> Result<DataFrame> {
-    let err = || Error::polars("features: lapsed subscribers");
-    let ids = defections
-        .column(col::SUBSCRIBER_ID)
-        .and_then(|c| c.str().cloned())
-        .map_err(err())?;
-    let days = defections
-        .column(f::AS_OF)
-        .and_then(|c| c.cast(&DataType::Int32))
-        .map_err(err())?;
-    let days: Vec<Option<i32>> = days.i32().map_err(err())?.iter().collect();
+    let step = "features: lapsed subscribers";
+    let err = || Error::polars(step);
+    let (ids, days) = ids::ids_and_days(defections, col::SUBSCRIBER_ID, f::AS_OF, step)?;
     let reasons = defections
         .column(col::LEAVE_REASON)
         .and_then(|c| c.str().cloned())
