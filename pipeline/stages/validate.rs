@@ -369,10 +369,10 @@ fn left_join(lf: LazyFrame, other: LazyFrame, on: &[&str]) -> LazyFrame {
 }
 
 /// The accepted subscribers as the other tables' rules read them: `keys`
-/// (`subscriber_id`, unique, `signup_date` and [`KNOWN`], the row number),
-/// an index of their ids, and by row number each one's signup day and
-/// (once the churn events are checked) first churn day.
-#[derive(Clone)]
+/// (`subscriber_id`, unique, and `signup_date`; a key's row is the
+/// subscriber's number, [`KNOWN`]), an index of their ids, and by number
+/// each one's signup day and (once the churn events are checked) first
+/// churn day.
 struct Subscribers {
     keys: DataFrame,
     index: Arc<StrIndex>,
@@ -965,10 +965,9 @@ pub fn check_rows(
                     .clone()
                     .filter(col(col::SUBSCRIBER_ID).is_not_null())
                     .select([col(col::SUBSCRIBER_ID), col(col::SIGNUP_DATE)])
-                    // One key per id (strict mode sees duplicates), so that
-                    // joining on it never multiplies rows.
-                    .unique_stable(Some(cols([col::SUBSCRIBER_ID])), UniqueKeepStrategy::First)
-                    .with_row_index(KNOWN, None),
+                    // One key per id (strict mode sees duplicates): its
+                    // row is the subscriber's number ([`KNOWN`]).
+                    .unique_stable(Some(cols([col::SUBSCRIBER_ID])), UniqueKeepStrategy::First),
                 ctx("accepted ids"),
             )?;
             subscribers = Some(Subscribers::new(keys)?);
