@@ -161,6 +161,40 @@ impl Fitting {
     }
 }
 
+/// A row of the subscriber-months grouped by subscriber, month band and
+/// outcome ([`Rows::month_rows`]).
+#[derive(Debug, Clone, Copy)]
+struct MonthRow {
+    /// The frame's row (the subscriber's lifetime): the row's group.
+    row: usize,
+    /// The band's first month, which sets its step columns.
+    first: u32,
+    /// Whether these months end with the event.
+    label: bool,
+    /// The months the row stands for: its weight.
+    months: f64,
+}
+
+/// The fitting rows of `grouped` (of [`Rows::month_rows`] on `df`): each
+/// its frame row's base columns and its band's step columns, weighted by
+/// its months and grouped by its frame row.
+fn month_fitting(layout: &Layout, df: &DataFrame, grouped: &[MonthRow]) -> Result<Fitting> {
+    let (base, _) = layout.base(df, None)?;
+    let kb = layout.base_width();
+    let k = kb + layout.bands.len().saturating_sub(1);
+    let mut x = Vec::with_capacity(grouped.len() * k);
+    for r in grouped {
+        x.extend_from_slice(&base[r.row * kb..(r.row + 1) * kb]);
+        x.extend(layout.band_row(r.first));
+    }
+    Ok(Fitting {
+        x: to_array(x, k)?,
+        y: grouped.iter().map(|r| r.label).collect(),
+        weights: Some(grouped.iter().map(|r| r.months).collect()),
+        groups: Some(grouped.iter().map(|r| r.row).collect()),
+    })
+}
+
 impl Rows<'_> {
     /// The rows a model is fitted on: for plain rows the matrix of
     /// [`Rows::build`] with no weights or groups; for subscriber-months,
@@ -170,12 +204,7 @@ impl Rows<'_> {
     /// of every month, from a fraction of the rows), grouped by subscriber
     /// (the frame's row).
     fn fitting(&self, layout: &Layout, df: &DataFrame) -> Result<Fitting> {
-        let Rows::Months {
-            duration,
-            censored,
-            max_months,
-        } = self
-        else {
+        let Rows::Months { .. } = self else {
             let (x, y) = self.build(layout, df)?;
             let weights = match df.column(ROW_WEIGHT) {
                 Ok(_) => Some(f64_column(df, ROW_WEIGHT)?),
@@ -188,17 +217,31 @@ impl Rows<'_> {
                 groups: None,
             });
         };
-        let (base, _) = layout.base(df, None)?;
-        let kb = layout.base_width();
+        let grouped = self.month_rows(layout, df)?;
+        month_fitting(layout, df, &grouped)
+    }
+
+    /// For subscriber-months, the rows of [`Rows::fitting`] without their
+    /// columns, in its order: per frame row and month band, the band's
+    /// first month and the months without, then with, the event (a row
+    /// for each count that is not zero). Empty for plain rows.
+    fn month_rows(&self, layout: &Layout, df: &DataFrame) -> Result<Vec<MonthRow>> {
+        let Rows::Months {
+            duration,
+            censored,
+            max_months,
+        } = self
+        else {
+            return Ok(Vec::new());
+        };
         let d = f64_column(df, duration)?;
         let c = bool_column(df, censored)?;
         let bands = layout.bands.len().max(1);
-        let k = kb + layout.bands.len().saturating_sub(1);
-        let (mut x, mut y, mut weights, mut groups) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut rows = Vec::new();
+        let mut count: Vec<(u32, f64, f64)> = vec![(0, 0.0, 0.0); bands];
         for i in 0..df.height() {
             // Per band: its first month, months without and with the event.
-            let mut count: Vec<(u32, f64, f64)> = vec![(0, 0.0, 0.0); bands];
+            count.fill((0, 0.0, 0.0));
             for (t, e) in survival::person_months(d[i], c[i], *max_months) {
                 let b = layout
                     .bands
@@ -215,29 +258,26 @@ impl Rows<'_> {
                     slot.1 += 1.0;
                 }
             }
-            for (first, without, with) in count {
-                for (label, w) in [(false, without), (true, with)] {
-                    if w > 0.0 {
-                        x.extend_from_slice(&base[i * kb..(i + 1) * kb]);
-                        x.extend(layout.band_row(first));
-                        y.push(label);
-                        weights.push(w);
-                        groups.push(i);
+            for &(first, without, with) in &count {
+                for (label, months) in [(false, without), (true, with)] {
+                    if months > 0.0 {
+                        rows.push(MonthRow {
+                            row: i,
+                            first,
+                            label,
+                            months,
+                        });
                     }
                 }
             }
         }
-        Ok(Fitting {
-            x: to_array(x, k)?,
-            y,
-            weights: Some(weights),
-            groups: Some(groups),
-        })
+        Ok(rows)
     }
 
     /// A seeded subsample of at most `max` of [`Rows::fitting`]'s rows
-    /// (the cross-validation's): for plain rows the frame's rows are drawn
-    /// first, so the matrix of the rest is never built.
+    /// (the cross-validation's): the frame's rows, or the subscriber-months'
+    /// grouped rows, are drawn first, so the matrix of the rest is never
+    /// built.
     fn sample(&self, layout: &Layout, df: &DataFrame, max: usize, seed: u64) -> Result<Fitting> {
         if let Rows::Plain { .. } = self {
             let sub = subsample(df.height(), max, seed);
@@ -251,13 +291,12 @@ impl Rows<'_> {
             }
             return self.fitting(layout, df);
         }
-        let f = self.fitting(layout, df)?;
-        let sub = subsample(f.x.nrows(), max, seed);
-        Ok(if sub.len() < f.x.nrows() {
-            f.select(&sub)
-        } else {
-            f
-        })
+        let mut grouped = self.month_rows(layout, df)?;
+        let sub = subsample(grouped.len(), max, seed);
+        if sub.len() < grouped.len() {
+            grouped = sub.iter().map(|&i| grouped[i]).collect();
+        }
+        month_fitting(layout, df, &grouped)
     }
 
     /// `predict` of the design of `df`'s rows ([`Rows::build`]), with its
