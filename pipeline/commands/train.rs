@@ -14,12 +14,14 @@ use tracing::{info, warn};
 
 use crate::artifact::evaluation::{Candidate, DurationCheck, Effect};
 use crate::artifact::split::Split;
-use crate::artifact::{FitRole, Model, ModelKind, ModelSet, ReturnModel, SecondLifetimeModel};
+use crate::artifact::{
+    ChurnModel, FitRole, Model, ModelKind, ModelSet, ReturnModel, SecondLifetimeModel,
+};
 use crate::catalog::{self, FeatureSet};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::stages::drift;
-use crate::stages::features::{Encoding, f};
+use crate::stages::features::{Encoding, Manifest, f};
 use crate::stages::simulate::policy::candidate_values;
 use crate::stages::train::{self as stage, Stamp};
 
@@ -100,7 +102,6 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
         });
     }
     let manifest = cat.read_manifest()?;
-    let s = &settings.train;
     let stamp = Stamp {
         config_hash: settings.config_hash.clone(),
         trained_at: now_utc(),
@@ -123,105 +124,42 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
             Err(e) => Err(e),
         }
     };
-    // The return model's candidates now; the choice among them waits for
-    // the second lifetime, whose value on past offers it is judged by.
-    let t = Instant::now();
-    crate::progress::note("return model");
-    let offers = cat.read_features(FeatureSet::Offers)?;
-    let fit = if offers.height() == 0 {
-        Err(skipped_reason(
-            ModelKind::Return,
-            "no win-back offers in the data (no winback_offers table, or it is empty)",
-        ))
-    } else {
-        stage::fit_return_candidates(
-            &offers,
-            &manifest,
-            settings.features.response_window_days,
-            s,
-        )
-        .map(Some)
-    };
-    drop(offers);
-    let return_seconds = t.elapsed();
-    let mut return_candidates = None;
+    // The churn model needs nothing of the others: it is fitted on a
+    // thread of its own while this one fits the return model's candidates
+    // and the second lifetime, which the return model's choice waits for.
+    // The two chains' serial steps (reading, designs, the trees' rounds)
+    // then share the cores. Each fit is the same either way: the parallel
+    // sums are added in a fixed order, whatever the threads.
+    let (churn, (return_fit, second_fit, choice)) = std::thread::scope(|scope| {
+        let churn = scope.spawn(|| churn_model(&cat, &manifest, settings, &stamp));
+        let others = return_and_second(&cat, &manifest, settings, &stamp);
+        let churn = churn
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        others.map(|o| (churn, o))
+    })?;
+    let (churn_fit, drift_reference) = churn?;
+    // Recorded in the models' order, as when they were fitted one by one.
+    attempt(ModelKind::Return, return_fit.map(|_| ()))?;
     attempt(
-        ModelKind::Return,
-        fit.map(|c| {
-            return_candidates = c;
+        ModelKind::Churn,
+        churn_fit.map(|m| {
+            set.churn = Some(m);
         }),
     )?;
-    let t = Instant::now();
-    crate::progress::note("churn model");
-    let snapshots = cat.read_features(FeatureSet::ChurnSnapshots)?;
-    // The drift reference needs only the latest snapshot's rows; the
-    // whole frame goes to the fit, which drops it once split.
-    let latest = match snapshots.height() {
-        0 => None,
-        _ => Some(latest_snapshot(&snapshots)?),
-    };
-    let fit = if snapshots.height() == 0 {
-        Err(skipped_reason(
-            ModelKind::Churn,
-            "no churn snapshots (no subscribers active at the snapshot dates)",
-        ))
-    } else {
-        stage::fit_churn(
-            snapshots,
-            &manifest,
-            settings.features.churn_horizon_days,
-            s,
-            &stamp,
-        )
-        .map(|m| {
-            log_trained(&m, t);
-            set.churn = Some(m);
-        })
-    };
-    attempt(ModelKind::Churn, fit)?;
-    let drift_reference = match (&set.churn, &latest) {
-        (Some(m), Some(latest)) => Some(drift_reference(m, latest)?),
-        _ => None,
-    };
-    drop(latest);
-    let t = Instant::now();
-    crate::progress::note("second lifetime model");
-    let second = cat.read_features(FeatureSet::SecondLifetime)?;
-    let fit = if second.height() == 0 {
-        Err(skipped_reason(
-            ModelKind::SecondLifetime,
-            "no returns in the data (no reactivations table, or it is empty)",
-        ))
-    } else {
-        let lapsed = cat.read_features(FeatureSet::Lapsed)?;
-        stage::fit_second_lifetime(&second, &lapsed, &manifest, &settings.history, s, &stamp).map(
-            |m| {
-                log_trained(&m, t);
-                set.second_lifetime = Some(m);
-            },
-        )
-    };
-    attempt(ModelKind::SecondLifetime, fit)?;
-    if let Some(mut candidates) = return_candidates {
-        let t = Instant::now();
-        crate::progress::note("return model: choice");
-        let offers = cat.read_features(FeatureSet::Offers)?;
-        let fit = choose_return(
-            &mut candidates,
-            &offers,
-            set.second_lifetime.as_ref(),
-            settings,
-            &stamp,
-        )
-        .and_then(|choice| {
-            info!(model = "return", "{}", choice.note);
-            candidates.finish(choice, &offers, &stamp, s)
-        })
-        .map(|m| {
-            info!(model = "return", seconds = (t.elapsed() + return_seconds).as_secs_f64(), chosen = %m.model.chosen, "trained");
-            set.return_model = Some(m);
-        });
-        attempt(ModelKind::Return, fit)?;
+    attempt(
+        ModelKind::SecondLifetime,
+        second_fit.map(|m| {
+            set.second_lifetime = Some(m);
+        }),
+    )?;
+    if let Some(fit) = choice {
+        attempt(
+            ModelKind::Return,
+            fit.map(|m| {
+                set.return_model = Some(m);
+            }),
+        )?;
     }
     if set.is_empty() {
         return Err(Error::Fit {
@@ -444,6 +382,119 @@ fn choose_return(
         chosen: if gain.lo > 0.0 { best } else { reference },
         note,
     })
+}
+
+/// The churn model, on the stacked snapshots, and the drift reference
+/// of its latest snapshot. The outer error ends the run (the features
+/// could not be read); the inner one is the fit's, which may only skip
+/// the model.
+fn churn_model(
+    cat: &catalog::Catalog,
+    manifest: &Manifest,
+    settings: &Settings,
+    stamp: &Stamp,
+) -> Result<(Result<ChurnModel>, Option<drift::DriftReference>)> {
+    let t = Instant::now();
+    crate::progress::note("churn model");
+    let snapshots = cat.read_features(FeatureSet::ChurnSnapshots)?;
+    if snapshots.height() == 0 {
+        let reason = "no churn snapshots (no subscribers active at the snapshot dates)";
+        return Ok((Err(skipped_reason(ModelKind::Churn, reason)), None));
+    }
+    // The drift reference needs only the latest snapshot's rows; the
+    // whole frame goes to the fit, which drops it once split.
+    let latest = latest_snapshot(&snapshots)?;
+    let fit = stage::fit_churn(
+        snapshots,
+        manifest,
+        settings.features.churn_horizon_days,
+        &settings.train,
+        stamp,
+    );
+    Ok(match fit {
+        Ok(m) => {
+            log_trained(&m, t);
+            let reference = drift_reference(&m, &latest)?;
+            (Ok(m), Some(reference))
+        }
+        Err(e) => (Err(e), None),
+    })
+}
+
+/// What [`return_and_second`] fitted: the return model's candidates, the
+/// second lifetime, and the return model chosen among its candidates
+/// (`None` when they could not be fitted).
+type ReturnAndSecond = (
+    Result<()>,
+    Result<SecondLifetimeModel>,
+    Option<Result<ReturnModel>>,
+);
+
+/// The return model's candidates, then the second lifetime, then the
+/// return model's choice among its candidates, judged by their value on
+/// past offers, which needs the second lifetime. The outer error ends the
+/// run; the inner ones are the fits', which may only skip a model.
+fn return_and_second(
+    cat: &catalog::Catalog,
+    manifest: &Manifest,
+    settings: &Settings,
+    stamp: &Stamp,
+) -> Result<ReturnAndSecond> {
+    let s = &settings.train;
+    let t = Instant::now();
+    crate::progress::note("return model");
+    let offers = cat.read_features(FeatureSet::Offers)?;
+    let candidates = if offers.height() == 0 {
+        Err(skipped_reason(
+            ModelKind::Return,
+            "no win-back offers in the data (no winback_offers table, or it is empty)",
+        ))
+    } else {
+        stage::fit_return_candidates(&offers, manifest, settings.features.response_window_days, s)
+    };
+    drop(offers);
+    let return_seconds = t.elapsed();
+    let t = Instant::now();
+    crate::progress::note("second lifetime model");
+    let second = cat.read_features(FeatureSet::SecondLifetime)?;
+    let second_fit = if second.height() == 0 {
+        Err(skipped_reason(
+            ModelKind::SecondLifetime,
+            "no returns in the data (no reactivations table, or it is empty)",
+        ))
+    } else {
+        let lapsed = cat.read_features(FeatureSet::Lapsed)?;
+        stage::fit_second_lifetime(&second, &lapsed, manifest, &settings.history, s, stamp)
+            .inspect(|m| log_trained(m, t))
+    };
+    drop(second);
+    let mut candidates = match candidates {
+        Ok(c) => c,
+        Err(e) => return Ok((Err(e), second_fit, None)),
+    };
+    // A second lifetime that failed otherwise than by its fit ends the
+    // run (when its result is recorded): no choice is made without it.
+    if matches!(&second_fit, Err(e) if !matches!(e, Error::Fit { .. })) {
+        return Ok((Ok(()), second_fit, None));
+    }
+    let t = Instant::now();
+    crate::progress::note("return model: choice");
+    let offers = cat.read_features(FeatureSet::Offers)?;
+    let choice = choose_return(
+        &mut candidates,
+        &offers,
+        second_fit.as_ref().ok(),
+        settings,
+        stamp,
+    )
+    .and_then(|choice| {
+        info!(model = "return", "{}", choice.note);
+        candidates.finish(choice, &offers, stamp, s)
+    })
+    .inspect(|m| {
+        info!(model = "return", seconds = (t.elapsed() + return_seconds).as_secs_f64(), chosen = %m.model.chosen, "trained");
+    });
+    Ok((Ok(()), second_fit, Some(choice)))
 }
 
 fn log_trained(m: &Model, t: Instant) {
