@@ -1796,6 +1796,88 @@ mod tests {
         assert_eq!(y2.iter().filter(|v| !**v).count(), n / 25);
     }
 
+    /// Subscriber-months grouped by frame row, band and outcome, weighted
+    /// by their months; the cross-validation's sample of them drawn before
+    /// any matrix is built gives the rows drawn from the whole matrix.
+    #[test]
+    fn subscriber_months_group_by_band_and_sample_before_building() {
+        use crate::artifact::design::Design;
+        // Lifetimes of 0 to 40 months (fractions too), a third censored,
+        // with one numeric column that names the frame row.
+        let n = 400;
+        let df = df!(
+            "row" => (0..n).map(|i| i as f64).collect::<Vec<_>>(),
+            "duration" => (0..n).map(|i| ((i * 37) % 41) as f64 + (i % 4) as f64 * 0.25).collect::<Vec<_>>(),
+            "censored" => (0..n).map(|i| i % 3 == 0).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let layout = Layout {
+            design: Design {
+                manifest: Manifest {
+                    version: 1,
+                    features: Vec::new(),
+                    unseen_category_policy: "other".into(),
+                },
+                columns: vec![DesignColumn::Numeric {
+                    feature: "row".into(),
+                    fill: 0.0,
+                }],
+            },
+            arm_column: String::new(),
+            arms: Vec::new(),
+            interact: Vec::new(),
+            bands: vec![1, 4, 13],
+        };
+        let rows = Rows::Months {
+            duration: "duration",
+            censored: "censored",
+            max_months: 30,
+        };
+        let all = rows.fitting(&layout, &df).unwrap();
+        // Every subscriber-month (one row each) counted once, in the
+        // grouped row of its frame row, band and outcome.
+        let (months, labels) = rows.build(&layout, &df).unwrap();
+        let mut want: BTreeMap<(usize, Vec<u64>, bool), f64> = BTreeMap::new();
+        for (r, y) in months.rows().into_iter().zip(&labels) {
+            let key = (
+                r[0] as usize,
+                r.iter().skip(1).map(|v| v.to_bits()).collect(),
+                *y,
+            );
+            *want.entry(key).or_default() += 1.0;
+        }
+        let weights = all.weights.as_ref().unwrap();
+        let groups = all.groups.as_ref().unwrap();
+        let mut got = BTreeMap::new();
+        for (i, r) in all.x.rows().into_iter().enumerate() {
+            assert_eq!(groups[i], r[0] as usize, "grouped by frame row");
+            let key = (
+                r[0] as usize,
+                r.iter().skip(1).map(|v| v.to_bits()).collect(),
+                all.y[i],
+            );
+            assert!(got.insert(key, weights[i]).is_none(), "row {i} repeated");
+        }
+        assert_eq!(got, want);
+        assert!(all.x.nrows() < months.nrows());
+        // The sample is the same rows as drawing from the whole matrix.
+        for max in [
+            1,
+            10,
+            100,
+            all.x.nrows() - 1,
+            all.x.nrows(),
+            all.x.nrows() + 5,
+        ] {
+            let want = all.select(&subsample(all.x.nrows(), max, 7));
+            let got = rows.sample(&layout, &df, max, 7).unwrap();
+            assert_eq!(got.x, want.x, "max {max}");
+            assert_eq!(got.y, want.y);
+            assert_eq!(got.weights, want.weights);
+            assert_eq!(got.groups, want.groups);
+        }
+    }
+
     /// Rows split by their month band (the count of band steps set), each
     /// part with the columns before the bands only, labels, weights and
     /// groups following their rows.
