@@ -333,7 +333,7 @@ fn show(krate: &Crate, p: &Path) -> String {
 
 #[test]
 fn path_joins_are_told_from_string_and_frame_joins() {
-    let code = "let p = dir.join(\"features\");\nlet t = v.join(\", \");\nlet u = v.join(\"\\n\");\nlet f = a.join(\n    b,\n    on.clone(),\n    on,\n    args,\n);\nlet q = out\n    .join(format!(\"{x}.json\"));\n";
+    let code = "let p = dir.join(\"features\");\nlet t = v.join(\", \");\nlet u = v.join(\"\\n\");\nlet f = a.join(\n    b,\n    on.clone(),\n    on,\n    args,\n);\nlet q = out\n    .join(format!(\"{x}.json\"));\nlet r = handle.join();\n";
     assert_eq!(path_joins(code), vec![1, 11]);
 }
 
@@ -416,7 +416,7 @@ const FILE_SYSTEM: [&str; 14] = [
 /// Line numbers (1-based) of `.join(` calls in `code` that build a path:
 /// one argument that is not a separator literal of punctuation and spaces
 /// (`.join(", ")` joins strings; polars' `a.join(b, on, on, args)` joins
-/// frames).
+/// frames; a thread's `handle.join()` has no argument).
 fn path_joins(code: &str) -> Vec<usize> {
     let bytes = code.as_bytes();
     let mut found = Vec::new();
@@ -449,7 +449,7 @@ fn path_joins(code: &str) -> Vec<usize> {
             && arg.ends_with('"')
             && (!arg[1..arg.len() - 1].chars().any(char::is_alphanumeric)
                 || arg[1..].starts_with('\\'));
-        if commas == 0 && !separator {
+        if commas == 0 && !arg.is_empty() && !separator {
             found.push(code[..at].matches('\n').count() + 1);
         }
     }
