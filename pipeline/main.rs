@@ -15,10 +15,53 @@ use winback::progress;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's options for this workload, each unless the environment
+/// already sets it: no transparent huge pages. By default mimalloc asks
+/// the kernel for huge pages on its large regions, and the stages' large
+/// short-lived buffers, freed and allocated again, were faulted in over
+/// and over, each fault zeroing 2 MiB: at 1M subscribers a third of the
+/// features stage's samples were the kernel clearing pages, and `winback
+/// run` took 126 s against 98 s without them (README, Performance).
+const ALLOCATOR_OPTIONS: [(&str, &str); 1] = [("MIMALLOC_ALLOW_THP", "0")];
+
+/// mimalloc reads its options from the environment as the process starts,
+/// before `main`, and they cannot be set safely from here: the binary runs
+/// itself again, in place (same process id, arguments, standard streams),
+/// with [`ALLOCATOR_OPTIONS`] added to its environment. Once they are set,
+/// or if that fails, it goes on as it is.
+fn tune_allocator() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let missing: Vec<_> = ALLOCATOR_OPTIONS
+            .iter()
+            .filter(|(key, _)| std::env::var_os(key).is_none())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let mut again = std::process::Command::new(exe);
+        if let Some(name) = args.next() {
+            again.arg0(name);
+        }
+        again.args(args);
+        for (key, value) in missing {
+            again.env(key, value);
+        }
+        // Returns only when the program could not be started again.
+        let _ = again.exec();
+    }
+}
+
 /// Panics seen, for the report of one that is not caught.
 static PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let level = if cli.quiet {
         "warn"
@@ -56,6 +99,11 @@ fn main() -> ExitCode {
             .with_target(false)
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .init(),
+    }
+
+    for (key, _) in ALLOCATOR_OPTIONS {
+        let value = std::env::var_os(key).unwrap_or_default();
+        tracing::debug!("allocator: {key}={}", value.to_string_lossy());
     }
 
     // A panic that the code catches (polars' readers on a damaged file,

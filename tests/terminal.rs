@@ -151,3 +151,33 @@ fn json_logs_are_one_object_per_line_and_the_error_is_one_of_them() {
     );
     assert!(stderr.lines().all(|l| !l.starts_with("error:")), "{stderr}");
 }
+
+/// The binary runs itself again with mimalloc's transparent huge pages
+/// off (README, Performance), unless the environment already sets the
+/// option, which is kept; `-v` logs the value it runs with.
+#[test]
+fn the_allocator_runs_without_huge_pages_unless_the_environment_says() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo.toml");
+    let run = |thp: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(["config", "-v", "--config"])
+            .arg(&config)
+            .env_remove("MIMALLOC_ALLOW_THP")
+            .env("WINBACK_LOG", "winback=debug");
+        if let Some(v) = thp {
+            c.env("MIMALLOC_ALLOW_THP", v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (out, err) = texts(&o);
+        assert!(!out.is_empty(), "the settings printed");
+        err
+    };
+    let default = run(None);
+    assert!(
+        default.contains("allocator: MIMALLOC_ALLOW_THP=0"),
+        "{default}"
+    );
+    let told = run(Some("1"));
+    assert!(told.contains("allocator: MIMALLOC_ALLOW_THP=1"), "{told}");
+}
