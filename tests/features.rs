@@ -1060,7 +1060,7 @@ fn the_stages_rows_as_of_the_date_are_those_scoring_builds() {
             data_end: end,
             data_end_set_by: "test".into(),
         };
-        let built = build(&inputs, &s, dates.clone(), &mut |_, _, _| Ok(())).unwrap();
+        let built = build(&inputs, &s, dates.clone(), &mut |_, _| Ok(())).unwrap();
         let derived = built.current(&s).unwrap();
         let direct = current(&inputs, &s, dates).unwrap();
         // And from the rows as written and read back, as `run` takes them.

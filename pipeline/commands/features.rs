@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
+use chrono::NaiveDate;
+use polars::prelude::DataFrame;
 use serde::Serialize;
 use tracing::info;
 
@@ -13,7 +15,7 @@ use crate::catalog::{FeatureSet, Output};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::schema::Table;
-use crate::stages::features::{self as stage, Features, Inputs};
+use crate::stages::features::{self as stage, Features, Inputs, Part};
 use crate::stages::validate::Validated;
 
 use super::common::{catalog, dates, stdout};
@@ -105,22 +107,70 @@ pub fn features(
     let dates = dates(&inputs, settings)?;
     let data_end_set_by = dates.data_end_set_by.clone();
     let staged = catalog(settings).stage(Output::Features)?;
-    // Churn snapshots are written as parts of one table (the contract's
-    // directory layout), one per snapshot date, as they are built.
-    let mut sink = |i: usize, date: chrono::NaiveDate, df: &mut polars::prelude::DataFrame| {
-        info!(snapshot = %date, rows = df.height(), "churn snapshot");
-        staged.write_part(FeatureSet::ChurnSnapshots, i, df)
-    };
-    let mut built = stage::build(&inputs, s, dates, &mut sink)?;
+    // The outputs are written on threads of their own while the next is
+    // built (building is mostly one core's work; writing, LZ4 and the
+    // files' sync, another's): the four sets (held by the stage anyway)
+    // as they come, the churn snapshots through a rendezvous, so that
+    // memory holds at most the snapshot being written and the one being
+    // built. Snapshots are parts of one table (the contract's directory
+    // layout), one per snapshot date.
+    let built = std::thread::scope(|scope| -> Result<Features> {
+        let staged = &staged;
+        let (sets, sets_rx) = std::sync::mpsc::channel::<(FeatureSet, DataFrame)>();
+        let (snapshots, snapshots_rx) =
+            std::sync::mpsc::sync_channel::<(usize, NaiveDate, DataFrame)>(0);
+        let sets_writer = scope.spawn(move || -> Result<()> {
+            for (set, mut df) in sets_rx {
+                staged.write_parquet(set.name(), &mut df)?;
+            }
+            Ok(())
+        });
+        let snapshots_writer = scope.spawn(move || -> Result<()> {
+            for (i, date, mut df) in snapshots_rx {
+                staged.write_part(FeatureSet::ChurnSnapshots, i, &mut df)?;
+                info!(snapshot = %date, rows = df.height(), "churn snapshot");
+            }
+            Ok(())
+        });
+        let built = {
+            // A refused hand-over means a writer stopped on an error, which
+            // its join below reports.
+            let stopped = || Error::Setting {
+                key: "output.dir".into(),
+                message: "a writer of the features stopped".into(),
+            };
+            let mut sink = |part: Part, df: &DataFrame| -> Result<()> {
+                let set = match part {
+                    Part::Snapshot(i, date) => {
+                        return snapshots.send((i, date, df.clone())).map_err(|_| stopped());
+                    }
+                    Part::Lapsed => FeatureSet::Lapsed,
+                    Part::Active => FeatureSet::Active,
+                    Part::Offers => FeatureSet::Offers,
+                    Part::SecondLifetime => FeatureSet::SecondLifetime,
+                };
+                sets.send((set, df.clone())).map_err(|_| stopped())
+            };
+            stage::build(&inputs, s, dates, &mut sink)
+        };
+        drop((sets, snapshots));
+        let join = |w: std::thread::ScopedJoinHandle<'_, Result<()>>| {
+            w.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        };
+        // The writers' errors first: they are the cause when both failed.
+        join(sets_writer)?;
+        join(snapshots_writer)?;
+        built
+    })?;
     let mut rows = Vec::new();
     for (set, df) in [
-        (FeatureSet::Lapsed, &mut built.lapsed),
-        (FeatureSet::Active, &mut built.active),
-        (FeatureSet::Offers, &mut built.offers),
-        (FeatureSet::SecondLifetime, &mut built.second_lifetime),
+        (FeatureSet::Lapsed, &built.lapsed),
+        (FeatureSet::Active, &built.active),
+        (FeatureSet::Offers, &built.offers),
+        (FeatureSet::SecondLifetime, &built.second_lifetime),
     ] {
         rows.push((set.file_name(), df.height()));
-        staged.write_parquet(set.name(), df)?;
     }
     rows.push((FeatureSet::ChurnSnapshots.file_name(), built.snapshot_rows));
     let nulls = built

@@ -188,13 +188,32 @@ pub struct Dates {
     pub data_end_set_by: String,
 }
 
-/// Runs the stage. Each churn snapshot goes to `snapshot_sink` (index,
-/// date, rows) as soon as it is built; the other outputs come back.
+/// A part of the stage's output, handed to [`build`]'s sink with its rows
+/// as soon as it is built (the sets in their final order, before the
+/// first snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// [`Features::lapsed`].
+    Lapsed,
+    /// [`Features::active`].
+    Active,
+    /// [`Features::offers`].
+    Offers,
+    /// [`Features::second_lifetime`].
+    SecondLifetime,
+    /// Churn snapshot `index`, as of `date`.
+    Snapshot(usize, NaiveDate),
+}
+
+/// Runs the stage. Each output goes to `sink` as soon as it is built (the
+/// four sets first, in their final order, then each churn snapshot), so
+/// that the caller can write one while the next is built; the sets also
+/// come back in [`Features`], the snapshots only to the sink.
 pub fn build(
     inputs: &Inputs,
     s: &FeatureSettings,
     dates: Dates,
-    snapshot_sink: &mut dyn FnMut(usize, NaiveDate, &mut DataFrame) -> Result<()>,
+    sink: &mut dyn FnMut(Part, &DataFrame) -> Result<()>,
 ) -> Result<Features> {
     let step = |name: &str| tracing::debug!(step = name, "features");
     let (as_of, end) = (dates.as_of, dates.data_end);
@@ -220,6 +239,43 @@ pub fn build(
     step("offers");
     let second_lifetime = second_lifetimes(inputs, &lapsed, s, end)?;
     step("second lifetimes");
+    // Rows in a stable order: the streaming engine does not keep one, and
+    // the models' seeded splits and subsamples go by row position.
+    // Codes sort as their ids do, so the order is the same either way.
+    let order = |df: DataFrame, by: &[&str], what: &str| -> Result<DataFrame> {
+        inputs.decode(
+            df.sort(by.to_vec(), SortMultipleOptions::default())
+                .map_err(Error::polars(format!("features: order of {what}")))?,
+        )
+    };
+    let lapsed = order(
+        lapsed
+            .drop(f::EVENT)
+            .map_err(Error::polars("features: lapsed"))?,
+        &[col::SUBSCRIBER_ID, col::CHURNED_AT],
+        "lapsed",
+    )?;
+    let active = order(active, &[col::SUBSCRIBER_ID], "active")?;
+    let offers = order(
+        offers
+            .drop(f::EVENT)
+            .map_err(Error::polars("features: offers"))?,
+        &[col::SUBSCRIBER_ID, col::OFFERED_AT],
+        "offers",
+    )?;
+    let second_lifetime = order(
+        second_lifetime,
+        &[col::SUBSCRIBER_ID, col::RETURNED_AT],
+        "second lifetimes",
+    )?;
+    for (part, df) in [
+        (Part::Lapsed, &lapsed),
+        (Part::Active, &active),
+        (Part::Offers, &offers),
+        (Part::SecondLifetime, &second_lifetime),
+    ] {
+        sink(part, df)?;
+    }
     let mut snapshot_notes = Vec::new();
     let snapshots = if s.snapshots.is_empty() {
         // A default snapshot whose horizon ends before the first recorded
@@ -257,49 +313,21 @@ pub fn build(
         }
     }
     // One snapshot at a time, handed to the caller as soon as it is built,
-    // so that memory holds one snapshot's rows, whatever their number.
+    // so that memory holds a snapshot's rows or two (the one being built,
+    // and the one the caller is writing), whatever their number.
     let names = one_hot_names(s);
     let mut seen = Seen::new();
     see(&mut seen, &lapsed, &names);
     let mut snapshot_rows = 0;
     for (i, d) in snapshots.iter().enumerate() {
-        let mut df = inputs.decode(churn_snapshot(inputs, *d, i as u32, s, end)?)?;
+        let df = inputs.decode(churn_snapshot(inputs, *d, i as u32, s, end)?)?;
         see(&mut seen, &df, &names);
         snapshot_rows += df.height();
-        snapshot_sink(i, *d, &mut df)?;
-        tracing::trace!("features: snapshot written");
+        sink(Part::Snapshot(i, *d), &df)?;
+        tracing::trace!("features: snapshot handed on");
     }
     step("snapshots");
     let manifest = manifest(s, &lapsed, &seen);
-    // Rows in a stable order: the streaming engine does not keep one, and
-    // the models' seeded splits and subsamples go by row position.
-    // Codes sort as their ids do, so the order is the same either way.
-    let order = |df: DataFrame, by: &[&str], what: &str| -> Result<DataFrame> {
-        inputs.decode(
-            df.sort(by.to_vec(), SortMultipleOptions::default())
-                .map_err(Error::polars(format!("features: order of {what}")))?,
-        )
-    };
-    let lapsed = order(
-        lapsed
-            .drop(f::EVENT)
-            .map_err(Error::polars("features: lapsed"))?,
-        &[col::SUBSCRIBER_ID, col::CHURNED_AT],
-        "lapsed",
-    )?;
-    let active = order(active, &[col::SUBSCRIBER_ID], "active")?;
-    let offers = order(
-        offers
-            .drop(f::EVENT)
-            .map_err(Error::polars("features: offers"))?,
-        &[col::SUBSCRIBER_ID, col::OFFERED_AT],
-        "offers",
-    )?;
-    let second_lifetime = order(
-        second_lifetime,
-        &[col::SUBSCRIBER_ID, col::RETURNED_AT],
-        "second lifetimes",
-    )?;
     Ok(Features {
         lapsed,
         active,
