@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::boosted::{BoostedModel, Tail};
 use crate::error::FitError;
 use crate::logistic::{LogisticModel, Standardizer, check};
-use crate::uncertainty::LinearPart;
+use crate::uncertainty::{BandParts, LinearPart};
 
 /// A fitted model of P(label true | row).
 pub trait Classifier {
@@ -325,6 +325,58 @@ impl Learner {
         }
     }
 
+    /// [`Learner::linear_parts_tails`] as [`BandParts`]: for the logistic
+    /// and tails the same for every row (a pooled hazard's month bands),
+    /// band 0's part in full and each tail's standardised columns less
+    /// band 0's, taken from one row (standardising works column by column,
+    /// so every row's are the same); else every part in full.
+    pub fn band_parts(
+        &self,
+        base: &[f64],
+        width: usize,
+        tails: &[Tail],
+    ) -> Result<BandParts, FitError> {
+        let n = base.len().checked_div(width).unwrap_or(0);
+        match self {
+            Learner::Logistic(m) if n > 0 && tails.len() > 1 && tails.iter().all(Tail::is_same) => {
+                let first = m.linear_part(completed(base, n, width, &tails[0])?.view())?;
+                let rows = tails
+                    .iter()
+                    .map(|t| {
+                        Ok(
+                            m.linear_part(completed(&base[..width], 1, width, t)?.view())?
+                                .features,
+                        )
+                    })
+                    .collect::<Result<Vec<Vec<f64>>, FitError>>()?;
+                let w = first.width;
+                // As [`crate::offers`] finds it from every band's part: the
+                // first column in which any band differs from band 0.
+                let start = (0..w)
+                    .find(|&j| rows.iter().any(|r| r[j] != rows[0][j]))
+                    .unwrap_or(w);
+                let shift = rows
+                    .iter()
+                    .map(|r| {
+                        r[start..]
+                            .iter()
+                            .zip(&rows[0][start..])
+                            .map(|(b, a)| b - a)
+                            .collect()
+                    })
+                    .collect();
+                Ok(BandParts::Shifted {
+                    first,
+                    start,
+                    shift,
+                })
+            }
+            _ => self
+                .linear_parts_tails(base, width, tails)
+                .map(BandParts::Each),
+        }
+    }
+
     /// [`Learner::predict`] of the rows of `base` completed by each of
     /// `tails` in turn (see [`Learner::linear_parts_tails`]).
     pub fn predict_tails(
@@ -623,6 +675,69 @@ mod tests {
             Err(FitError::NonFinite(1_700, 4))
         ));
         assert!(l.predict_tails(&flat, 3, &[Tail::same(&[1.0])]).is_err());
+    }
+
+    /// A logistic's band parts are band 0's part to the bit and, per band,
+    /// a shift of the tail's columns that gives every row that band's part
+    /// (to rounding: band 0's standardised tail plus the difference); tails
+    /// that vary by row, or a single tail, give every part in full.
+    #[test]
+    fn logistic_band_parts_are_the_first_part_and_its_shifts() {
+        let n = 700;
+        let x = Array2::from_shape_fn((n, 5), |(i, j)| ((i * (j + 3)) % 11) as f64 - 5.0);
+        let y: Vec<bool> = (0..n)
+            .map(|i| x[[i, 0]] - 0.5 * x[[i, 3]] + x[[i, 4]] + ((i * 7) % 5) as f64 - 2.0 > 0.0)
+            .collect();
+        let names: Vec<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let l = Learner::Logistic(LogisticModel::fit(x.view(), &y, &names, 0.5).unwrap());
+        let base: Vec<f64> = x
+            .rows()
+            .into_iter()
+            .flat_map(|r| r.iter().take(3).copied().collect::<Vec<_>>())
+            .collect();
+        // Three bands whose first tail column is the same: the shift starts
+        // at the second.
+        let values = [[1.0, 0.0], [1.0, 1.0], [1.0, -2.0]];
+        let tails: Vec<Tail> = values.iter().map(|v| Tail::same(v)).collect();
+        let full = l.linear_parts_tails(&base, 3, &tails).unwrap();
+        let BandParts::Shifted {
+            first,
+            start,
+            shift,
+        } = l.band_parts(&base, 3, &tails).unwrap()
+        else {
+            panic!("a logistic with tails the same for every row is shifted");
+        };
+        assert_eq!(first, full[0]);
+        // Constant 1, three base columns, the first tail column: the same.
+        assert_eq!(start, 5);
+        assert_eq!(shift.len(), 3);
+        assert!(shift[0].iter().all(|d| *d == 0.0));
+        for (b, part) in full.iter().enumerate() {
+            assert_eq!(shift[b].len(), part.width - start);
+            for i in 0..n {
+                let row = &part.features[i * part.width..(i + 1) * part.width];
+                let ours = &first.features[i * first.width..(i + 1) * first.width];
+                assert_eq!(&row[..start], &ours[..start], "band {b}, row {i}");
+                for (j, d) in shift[b].iter().enumerate() {
+                    let want = row[start + j];
+                    let got = ours[start + j] + d;
+                    assert!(
+                        (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                        "band {b}, row {i}"
+                    );
+                }
+            }
+        }
+        let own: Vec<f64> = (0..n).flat_map(|i| [1.0, (i % 3) as f64]).collect();
+        let varying = [Tail::same(&values[0]), Tail::per_row(&own, 2)];
+        assert!(matches!(l.band_parts(&base, 3, &varying), Ok(BandParts::Each(p)) if p.len() == 2));
+        assert!(
+            matches!(l.band_parts(&base, 3, &tails[..1]), Ok(BandParts::Each(p)) if p.len() == 1)
+        );
     }
 
     /// A T-learner scores each row by its own arm's learner, whichever

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use crate::economics::{Discounting, Economics, Package};
 use crate::error::FitError;
-use crate::uncertainty::{LinearPart, Posterior};
+use crate::uncertainty::{BandParts, LinearPart, Posterior};
 
 /// One arm's model inputs for the same rows.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub struct ArmInputs {
     /// The return model under this arm.
     pub ret: LinearPart,
     /// The second-lifetime hazard under this arm, one part per month band.
-    pub hazard: Vec<LinearPart>,
+    pub hazard: BandParts,
     /// The monthly margin before offer cost under this arm.
     pub margin: LinearPart,
     /// The package each row receives under this arm.
@@ -193,6 +193,10 @@ type Forms = (Array2<f64>, Array2<f64>, Vec<Array2<f64>>);
 /// together ([`Simulator::totals_at`]).
 const REPLICATE_BLOCK: usize = 256;
 
+/// Draws whose month recursions run side by side
+/// ([`Simulator::totals_at`]).
+const LANES: usize = 4;
+
 /// The packages, in the order of [`Simulator`]'s schedules: the enum's
 /// own, so that a package's schedule is at `package as usize` (checked when
 /// compiled).
@@ -303,8 +307,18 @@ impl Simulator {
             let bad = a.ret.rows() != n
                 || a.margin.rows() != n
                 || a.package.len() != n
-                || a.hazard.len() != bands.len().max(1)
-                || a.hazard.iter().any(|h| h.rows() != n);
+                || a.hazard.bands() != bands.len().max(1)
+                || a.hazard.parts().iter().any(|h| h.rows() != n)
+                || match &a.hazard {
+                    BandParts::Each(_) => false,
+                    BandParts::Shifted {
+                        first,
+                        start,
+                        shift,
+                    } => {
+                        *start > first.width || shift.iter().any(|d| d.len() != first.width - start)
+                    }
+                };
             if bad {
                 return Err(FitError::Shape(
                     "the arms' inputs do not describe the same rows and bands".into(),
@@ -320,7 +334,16 @@ impl Simulator {
             Posterior::new(&hazard.coef, &hazard.covariance)?,
             Posterior::new(&first.margin.coef, &first.margin.covariance)?,
         ];
-        let shifts = arms.iter().map(|a| BandShift::of(&a.hazard)).collect();
+        let shifts = arms
+            .iter()
+            .map(|a| match &a.hazard {
+                BandParts::Each(parts) => BandShift::of(parts),
+                BandParts::Shifted { start, shift, .. } => Some(BandShift {
+                    start: *start,
+                    shift: shift.clone(),
+                }),
+            })
+            .collect();
         let discounting = economics.discounting();
         Ok(Simulator {
             shifts,
@@ -340,11 +363,16 @@ impl Simulator {
         self.arms[0].ret.rows()
     }
 
+    /// Arm `a`'s hazard part of band 0 (checked to exist when built).
+    fn first_hazard(&self, a: usize) -> &LinearPart {
+        &self.arms[a].hazard.parts()[0]
+    }
+
     /// The fitted coefficients.
     pub fn fitted(&self) -> Coefs {
         Coefs {
             ret: self.arms[0].ret.coef.clone(),
-            hazard: self.arms[0].hazard[0].coef.clone(),
+            hazard: self.first_hazard(0).coef.clone(),
             margin: self.arms[0].margin.coef.clone(),
         }
     }
@@ -354,38 +382,53 @@ impl Simulator {
         let a = &self.arms[0];
         [
             !a.ret.covariance.is_empty(),
-            !a.hazard[0].covariance.is_empty(),
+            !self.first_hazard(0).covariance.is_empty(),
             !a.margin.covariance.is_empty(),
         ]
     }
 
     /// Row `i` under arm `a` with coefficients `c`.
     pub fn outcome(&self, a: usize, i: usize, c: &Coefs) -> Outcome {
+        let [o] = self.outcome_group(a, i, [c]);
+        o
+    }
+
+    /// Row `i` under arm `a` with each of the coefficients `c`, their
+    /// month recursions side by side ([`Simulator::outcome_lanes`]).
+    fn outcome_group<const L: usize>(&self, a: usize, i: usize, c: [&Coefs; L]) -> [Outcome; L] {
         let arm = &self.arms[a];
-        let p = arm.ret.predict_row(i, &c.ret).clamp(0.0, 1.0);
-        let m = arm.margin.predict_row(i, &c.margin);
+        let p = c.map(|c| arm.ret.predict_row(i, &c.ret).clamp(0.0, 1.0));
+        let m = c.map(|c| arm.margin.predict_row(i, &c.margin));
         let shift = self.shifts[a].as_ref();
-        let eta0 = shift.map(|_| arm.hazard[0].eta_row(i, &c.hazard));
+        let first = self.first_hazard(a);
+        let eta0 = c.map(|c| shift.map(|_| first.eta_row(i, &c.hazard)));
         let hazard = |b: usize| {
-            match (shift, eta0) {
-                (Some(s), Some(eta0)) => arm.hazard[b].link(eta0 + s.part(b, &c.hazard)),
-                _ => arm.hazard[b].predict_row(i, &c.hazard),
-            }
-            .clamp(0.0, 1.0)
+            std::array::from_fn(|l| {
+                match (shift, eta0[l]) {
+                    (Some(s), Some(eta0)) => first.link(eta0 + s.part(b, &c[l].hazard)),
+                    _ => arm.hazard.parts()[b].predict_row(i, &c[l].hazard),
+                }
+                .clamp(0.0, 1.0)
+            })
         };
-        self.outcome_of(a, i, p, m, hazard)
+        self.outcome_lanes(a, i, p, m, hazard)
     }
 
     /// Row `i`'s outcome under arm `a` from its probability of returning
-    /// `p`, its monthly margin `m` and its hazard in each band.
-    fn outcome_of(
+    /// `p`, its monthly margin `m` and its hazard in each band, for `L`
+    /// lanes at once (the same row and arm under `L` draws of the
+    /// coefficients): the month recursion's chains side by side, where one
+    /// waits on each step. Each lane's arithmetic is the one-lane
+    /// recursion's, in its order, so that its outcome is the same to the
+    /// bit.
+    fn outcome_lanes<const L: usize>(
         &self,
         a: usize,
         i: usize,
-        p: f64,
-        m: f64,
-        hazard: impl Fn(usize) -> f64,
-    ) -> Outcome {
+        p: [f64; L],
+        m: [f64; L],
+        hazard: impl Fn(usize) -> [f64; L],
+    ) -> [Outcome; L] {
         let arm = &self.arms[a];
         let package = arm.package[i];
         let sched = &self.schedules[package as usize];
@@ -393,7 +436,8 @@ impl Simulator {
         // to month t is g_t = m F_t - C_t; a returner who defects at the
         // end of month t (probability S(t-1) h_t) has g_t, one who stays
         // the horizon g_H.
-        let (mut alive, mut value, mut cost, mut months, mut eg2) = (1.0, 0.0, 0.0, 0.0, 0.0);
+        let mut alive = [1.0; L];
+        let (mut value, mut cost, mut months, mut eg2) = ([0.0; L], [0.0; L], [0.0; L], [0.0; L]);
         for &(band, lo, hi) in &self.runs {
             let h = hazard(band);
             let terms = sched.factor[lo..hi]
@@ -401,36 +445,42 @@ impl Simulator {
                 .zip(&sched.cost[lo..hi])
                 .zip(sched.factor_sum[lo..hi].iter().zip(&sched.cost_sum[lo..hi]));
             for ((f, fc), (big_f, big_c)) in terms {
-                value += f * alive;
-                cost += fc * alive;
-                months += alive;
-                let g = m * big_f - big_c;
-                let churn = alive * h;
-                eg2 += churn * g * g;
-                alive -= churn;
+                for l in 0..L {
+                    value[l] += f * alive[l];
+                    cost[l] += fc * alive[l];
+                    months[l] += alive[l];
+                    let g = m[l] * big_f - big_c;
+                    let churn = alive[l] * h[l];
+                    eg2[l] += churn * g * g;
+                    alive[l] -= churn;
+                }
             }
         }
-        let value = m * value;
-        let g = match (sched.factor_sum.last(), sched.cost_sum.last()) {
-            (Some(f), Some(c)) => m * f - c,
-            _ => 0.0,
-        };
-        eg2 += alive * g * g;
-        let net = value - cost;
         let contact = if arm.contact {
             self.economics.contact_cost
         } else {
             0.0
         };
-        Outcome {
-            p_return: p,
-            value,
-            offer_cost: cost,
-            margin: m,
-            months,
-            profit: p * net - contact,
-            variance: (p * eg2 - (p * net).powi(2)).max(0.0),
-        }
+        std::array::from_fn(|l| {
+            let (p, m) = (p[l], m[l]);
+            let value = m * value[l];
+            let g = match (sched.factor_sum.last(), sched.cost_sum.last()) {
+                (Some(f), Some(c)) => m * f - c,
+                _ => 0.0,
+            };
+            let eg2 = eg2[l] + alive[l] * g * g;
+            let cost = cost[l];
+            let net = value - cost;
+            Outcome {
+                p_return: p,
+                value,
+                offer_cost: cost,
+                margin: m,
+                months: months[l],
+                profit: p * net - contact,
+                variance: (p * eg2 - (p * net).powi(2)).max(0.0),
+            }
+        })
     }
 
     /// Every row under every arm at the fitted coefficients: `[arm][row]`.
@@ -492,12 +542,20 @@ impl Simulator {
             .into_par_iter()
             .map(|i| {
                 let mut wins = vec![0usize; k];
-                for c in &draws {
-                    let base = self.outcome(default, i, c).profit;
+                // Draws in groups of [`LANES`], the last group's missing
+                // lanes repeating its last draw and not counted.
+                for group in draws.chunks(LANES) {
+                    let c: [&Coefs; LANES] =
+                        std::array::from_fn(|l| &group[l.min(group.len() - 1)]);
+                    let base = self.outcome_group(default, i, c);
                     for (a, w) in wins.iter_mut().enumerate() {
-                        if a != default && self.outcome(a, i, c).profit > base {
-                            *w += 1;
+                        if a == default {
+                            continue;
                         }
+                        let o = self.outcome_group(a, i, c);
+                        *w += (0..group.len())
+                            .filter(|l| o[*l].profit > base[*l].profit)
+                            .count();
                     }
                 }
                 wins.iter()
@@ -573,9 +631,13 @@ impl Simulator {
                     .zip(&parts)
                     .map(|(arm, part)| {
                         let bands = if part.is_some() {
-                            vec![forms(&arm.hazard[0], &c_hazard)]
+                            vec![forms(&arm.hazard.parts()[0], &c_hazard)]
                         } else {
-                            arm.hazard.iter().map(|h| forms(h, &c_hazard)).collect()
+                            arm.hazard
+                                .parts()
+                                .iter()
+                                .map(|h| forms(h, &c_hazard))
+                                .collect()
                         };
                         (
                             forms(&arm.ret, &c_ret),
@@ -585,27 +647,39 @@ impl Simulator {
                     })
                     .collect();
                 let mut out: Vec<Replicate> = (0..reps).map(|_| zero()).collect();
-                let mut row = vec![Outcome::default(); k];
-                for (r, rep) in out.iter_mut().enumerate() {
+                let mut row = vec![[Outcome::default(); LANES]; k];
+                // Draws in groups of [`LANES`] (the last group's missing
+                // lanes repeat its last draw and are dropped); each draw's
+                // totals add its rows and arms in the same order as alone.
+                for group in (0..reps).step_by(LANES) {
+                    let rs: [usize; LANES] = std::array::from_fn(|l| (group + l).min(reps - 1));
+                    let live = LANES.min(reps - group);
                     for i in lo..hi {
                         let j = i - lo;
                         for (a, o) in row.iter_mut().enumerate() {
                             let arm = &self.arms[a];
+                            let first = self.first_hazard(a);
                             let (ret, margin, bands) = &arms[a];
-                            let p = arm.ret.link(ret[[j, r]]).clamp(0.0, 1.0);
-                            let m = arm.margin.link(margin[[j, r]]);
+                            let p = rs.map(|r| arm.ret.link(ret[[j, r]]).clamp(0.0, 1.0));
+                            let m = rs.map(|r| arm.margin.link(margin[[j, r]]));
                             let hazard = |b: usize| {
-                                match &parts[a] {
-                                    Some(part) => arm.hazard[b].link(bands[0][[j, r]] + part[b][r]),
-                                    None => arm.hazard[b].link(bands[b][[j, r]]),
-                                }
-                                .clamp(0.0, 1.0)
+                                rs.map(|r| {
+                                    match &parts[a] {
+                                        Some(part) => first.link(bands[0][[j, r]] + part[b][r]),
+                                        None => arm.hazard.parts()[b].link(bands[b][[j, r]]),
+                                    }
+                                    .clamp(0.0, 1.0)
+                                })
                             };
-                            *o = self.outcome_of(a, i, p, m, hazard);
-                            rep.arms[a].add(o);
+                            *o = self.outcome_lanes(a, i, p, m, hazard);
+                            for l in 0..live {
+                                out[group + l].arms[a].add(&o[l]);
+                            }
                         }
-                        for (v, p) in rep.policies.iter_mut().zip(policies) {
-                            *v += row[p[i].unwrap_or(0)].profit;
+                        for l in 0..live {
+                            for (v, p) in out[group + l].policies.iter_mut().zip(policies) {
+                                *v += row[p[i].unwrap_or(0)][l].profit;
+                            }
                         }
                     }
                 }
@@ -712,7 +786,7 @@ mod tests {
         let arm = ArmInputs {
             contact: true,
             ret: constant(n, -0.5, true),
-            hazard,
+            hazard: hazard.into(),
             margin: constant(n, 25.0, false),
             package: vec![Package::Both; n],
         };
@@ -742,6 +816,57 @@ mod tests {
         let mut narrow = banded(n, 7);
         narrow[3].width = 3;
         assert!(BandShift::of(&narrow).is_none());
+        // Band 0's part with the shifts (what a pooled logistic hazard
+        // gives the simulation) simulates every row and draw to the bit as
+        // every band's part does; a shift of another width is refused.
+        let each = banded(n, 7);
+        let found = BandShift::of(&each).expect("a shift");
+        let shifted = BandParts::Shifted {
+            first: each[0].clone(),
+            start: found.start,
+            shift: found.shift.clone(),
+        };
+        let sim_of = |hazard: BandParts| {
+            let arm = |contact: bool, hazard: BandParts| ArmInputs {
+                contact,
+                ret: constant(n, -0.5, true),
+                hazard,
+                margin: constant(n, 25.0, false),
+                package: (0..n).map(|i| PACKAGES[i % 4]).collect(),
+            };
+            Simulator::new(
+                vec![arm(false, hazard.clone()), arm(true, hazard)],
+                vec![1, 4, 7, 13, 25, 37],
+                &e,
+            )
+        };
+        let (a, b) = (
+            sim_of(each.into()).unwrap(),
+            sim_of(shifted.clone()).unwrap(),
+        );
+        let bits = |o: &Outcome| [o.value.to_bits(), o.months.to_bits(), o.variance.to_bits()];
+        for (x, y) in a.point().iter().flatten().zip(b.point().iter().flatten()) {
+            assert_eq!(bits(x), bits(y));
+        }
+        let policies = vec![(0..n).map(|i| (i % 2 == 0).then_some(1)).collect()];
+        assert_eq!(a.replicates(7, 3, &policies), b.replicates(7, 3, &policies));
+        let BandParts::Shifted {
+            first,
+            start,
+            mut shift,
+        } = shifted
+        else {
+            unreachable!()
+        };
+        shift[2].push(0.0);
+        assert!(
+            sim_of(BandParts::Shifted {
+                first,
+                start,
+                shift
+            })
+            .is_err()
+        );
     }
 
     /// The month-by-month recursion as written in the module documentation,
@@ -756,7 +881,9 @@ mod tests {
             (1.0, 0.0, 0.0, 0.0, 0.0, 0.0);
         for t in 1..=d.horizon() {
             let band = bands.iter().rposition(|b| t >= *b).unwrap_or(0);
-            let h = arm.hazard[band].predict_row(i, &c.hazard).clamp(0.0, 1.0);
+            let h = arm.hazard.parts()[band]
+                .predict_row(i, &c.hazard)
+                .clamp(0.0, 1.0);
             let f = d.factor(t);
             let c_t = e.offer_cost_in_month(arm.package[i], t);
             value += f * m * alive;
@@ -805,7 +932,7 @@ mod tests {
             let arm = ArmInputs {
                 contact: true,
                 ret: constant(n, -0.4, true),
-                hazard,
+                hazard: hazard.into(),
                 margin: LinearPart {
                     features: margins.clone(),
                     width: 1,
@@ -845,7 +972,7 @@ mod tests {
         let arm = ArmInputs {
             contact: true,
             ret: constant(1, logit(0.4), true),
-            hazard: vec![constant(1, logit(0.05), true)],
+            hazard: vec![constant(1, logit(0.05), true)].into(),
             margin: constant(1, 30.0, false),
             package: vec![Package::Discount],
         };
@@ -912,7 +1039,7 @@ mod tests {
             ArmInputs {
                 contact: false,
                 ret,
-                hazard: vec![constant(n, logit(0.03), true)],
+                hazard: vec![constant(n, logit(0.03), true)].into(),
                 margin: constant(n, 20.0, false),
                 package: vec![Package::None; n],
             }
@@ -957,11 +1084,14 @@ mod tests {
                 })
                 .collect()
         };
+        // The return model uncertain (for the win rates' draws).
         let ret = |features: Vec<f64>| LinearPart {
             features,
             width: 4,
             coef: vec![-0.3, 0.4, -0.2, 0.1],
-            covariance: Vec::new(),
+            covariance: (0..16)
+                .map(|k| if k % 5 == 0 { 0.05 } else { 0.0 })
+                .collect(),
             logistic: true,
         };
         let margin = |features: Vec<f64>| LinearPart {
@@ -983,7 +1113,7 @@ mod tests {
                 ArmInputs {
                     contact,
                     ret: ret(r),
-                    hazard,
+                    hazard: hazard.into(),
                     margin: margin(m),
                     package: (0..n).map(|i| PACKAGES[(i + shift) % 4]).collect(),
                 }
@@ -1037,7 +1167,25 @@ mod tests {
                 assert!(close(*value, want), "{value} against {want}");
             }
         }
+        // A draw alone (its lanes padded) is the same to the bit as in a
+        // full group of lanes or in a group's remainder.
         assert_eq!(sim.totals(&draws[1], &policies), got[1]);
+        assert_eq!(sim.totals(&draws[4], &policies), got[4]);
+        // Win rates over seven draws (a group of lanes and three in the
+        // next): each arm's share of the draws in which it beats arm 1,
+        // counted draw by draw.
+        let rates = sim.win_rates(1, 7, 5);
+        let seeded: Vec<Coefs> = (0..7).map(|r| sim.draw(5, r)).collect();
+        for (i, row) in rates.iter().enumerate() {
+            for (a, rate) in row.iter().enumerate() {
+                let wins = seeded
+                    .iter()
+                    .filter(|c| a != 1 && sim.outcome(a, i, c).profit > sim.outcome(1, i, c).profit)
+                    .count();
+                assert_eq!(*rate, wins as f64 / 7.0, "row {i}, arm {a}");
+            }
+        }
+        assert!(rates.iter().flatten().any(|r| *r > 0.0 && *r < 1.0));
         assert!(sim.totals_at(&[], &policies).is_empty());
         // Coefficients longer than a part's rows (and shorter) are taken
         // over their common columns, as each outcome's dot product does.

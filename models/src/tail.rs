@@ -34,6 +34,11 @@ impl<'a> Tail<'a> {
         }
     }
 
+    /// Whether every row has the same tail.
+    pub fn is_same(&self) -> bool {
+        self.stride == 0
+    }
+
     /// Columns in the tail.
     pub fn width(&self) -> usize {
         self.width

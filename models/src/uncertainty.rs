@@ -86,6 +86,54 @@ impl LinearPart {
     }
 }
 
+/// A hazard's linear parts, one per month band.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BandParts {
+    /// Each band's part in full.
+    Each(Vec<LinearPart>),
+    /// Band 0's part in full, and per band what its rows' columns from
+    /// `start` on differ from band 0's by (the same for every row, such as
+    /// a pooled hazard's standardised month-band steps): one part built
+    /// where each band's took as long.
+    Shifted {
+        /// Band 0's part.
+        first: LinearPart,
+        /// The first column in which a band differs from band 0.
+        start: usize,
+        /// Per band, its columns from `start` on less band 0's.
+        shift: Vec<Vec<f64>>,
+    },
+}
+
+impl BandParts {
+    /// The parts built in full: every band's, or band 0's alone.
+    pub fn parts(&self) -> &[LinearPart] {
+        match self {
+            BandParts::Each(parts) => parts,
+            BandParts::Shifted { first, .. } => std::slice::from_ref(first),
+        }
+    }
+
+    /// Band 0's part.
+    pub fn first(&self) -> Option<&LinearPart> {
+        self.parts().first()
+    }
+
+    /// Bands.
+    pub fn bands(&self) -> usize {
+        match self {
+            BandParts::Each(parts) => parts.len(),
+            BandParts::Shifted { shift, .. } => shift.len(),
+        }
+    }
+}
+
+impl From<Vec<LinearPart>> for BandParts {
+    fn from(parts: Vec<LinearPart>) -> Self {
+        BandParts::Each(parts)
+    }
+}
+
 /// `a . b` over their common length, in four interleaved partial sums
 /// (independent chains the processor runs side by side, where one running
 /// sum waits on each addition).

@@ -4,8 +4,9 @@
 
 use polars::prelude::*;
 use winback_models::boosted::Tail;
+use winback_models::error::FitError;
 use winback_models::survival;
-use winback_models::uncertainty::LinearPart;
+use winback_models::uncertainty::{BandParts, LinearPart};
 
 use crate::error::{Error, Result};
 use crate::stages::features::Unseen;
@@ -189,6 +190,28 @@ impl Model {
     /// with `arm` as the winning arm when given (else the frame's own
     /// `won_back_by`).
     pub fn hazard_parts(&self, df: &DataFrame, arm: Option<&str>) -> Result<Vec<LinearPart>> {
+        self.with_bands(df, arm, |learner, base, kb, tails| {
+            learner.linear_parts_tails(base, kb, tails)
+        })
+    }
+
+    /// [`SecondLifetimeModel::hazard_parts`] as [`BandParts`]: a pooled
+    /// logistic hazard's band 0 in full and the other bands' shifts (the
+    /// simulation's inputs), else every band's part.
+    pub fn hazard_band_parts(&self, df: &DataFrame, arm: Option<&str>) -> Result<BandParts> {
+        self.with_bands(df, arm, |learner, base, kb, tails| {
+            learner.band_parts(base, kb, tails)
+        })
+    }
+
+    /// `parts` of the hazard's design of `df` (under `arm` as the winning
+    /// arm when given) completed by each month band's columns.
+    fn with_bands<T>(
+        &self,
+        df: &DataFrame,
+        arm: Option<&str>,
+        parts: impl Fn(&Learner, &[f64], usize, &[Tail]) -> std::result::Result<T, FitError>,
+    ) -> Result<T> {
         let frame;
         let df = match arm {
             Some(a) => {
@@ -215,12 +238,10 @@ impl Model {
             .map(|first| self.layout.band_row(*first))
             .collect();
         let tails: Vec<Tail> = rows.iter().map(|r| Tail::same(r)).collect();
-        self.learner
-            .linear_parts_tails(&base, kb, &tails)
-            .map_err(|e| Error::Fit {
-                model: self.model.name().into(),
-                message: e.to_string(),
-            })
+        parts(&self.learner, &base, kb, &tails).map_err(|e| Error::Fit {
+            model: self.model.name().into(),
+            message: e.to_string(),
+        })
     }
 
     /// Survival curves S(1..=months) of each row of `df` (a hazard model

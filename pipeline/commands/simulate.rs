@@ -107,18 +107,33 @@ pub(crate) fn simulate_current(
         &settings.economics,
     )?;
     let staged = cat.stage(Output::Simulate)?;
-    for (name, frame) in [
-        ("arm_summary", &mut result.arm_summary),
-        ("target_list", &mut result.target_list),
-        ("policy_evaluation", &mut result.policy_evaluation),
-    ] {
-        staged.write_parquet(name, frame)?;
-        staged.write_csv(name, &mut workbook::for_people(frame)?)?;
-    }
-    staged.write_bytes(
-        "target_list.xlsx",
-        &workbook::target_list(&result.target_list, current.as_of)?,
-    )?;
+    // The workbook (a zip of the target list's sheets, the longest write)
+    // on a thread of its own beside the tables.
+    let targets = result.target_list.clone();
+    std::thread::scope(|scope| -> Result<()> {
+        let staged = &staged;
+        let book = scope.spawn(move || {
+            staged.write_bytes(
+                "target_list.xlsx",
+                &workbook::target_list(&targets, current.as_of)?,
+            )
+        });
+        let tables = (|| -> Result<()> {
+            for (name, frame) in [
+                ("arm_summary", &mut result.arm_summary),
+                ("target_list", &mut result.target_list),
+                ("policy_evaluation", &mut result.policy_evaluation),
+            ] {
+                staged.write_parquet(name, frame)?;
+                staged.write_csv(name, &mut workbook::for_people(frame)?)?;
+            }
+            Ok(())
+        })();
+        let book = book
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        tables.and(book)
+    })?;
     staged.write_json("summary", &result.summary)?;
     let written = staged.commit()?;
     info!(seconds = started.elapsed().as_secs_f64(), "simulate done");

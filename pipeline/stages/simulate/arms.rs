@@ -55,7 +55,7 @@ pub fn simulator(df: &DataFrame, m: &Models<'_>, economics: &Economics) -> Resul
         arms.push(ArmInputs {
             contact: arm != Arm::Control,
             ret: ret.next().expect("a linear part per arm"),
-            hazard: m.second.hazard_parts(df, Some(arm.name()))?,
+            hazard: m.second.hazard_band_parts(df, Some(arm.name()))?,
             margin: margin.linear_part(&with_arm)?,
             package: reason.iter().map(|r| economics.package(arm, *r)).collect(),
         });
