@@ -130,8 +130,28 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
     // The two chains' serial steps (reading, designs, the trees' rounds)
     // then share the cores. Each fit is the same either way: the parallel
     // sums are added in a fixed order, whatever the threads.
+    //
+    // The churn chain runs its parallel loops on a pool of its own: on the
+    // one global pool, the other chain's loops (a prediction's, say) wait
+    // until a worker finds no task of the churn trees' own left, which can
+    // be most of their fit (one prediction of 116,356 rows took 30.2 s
+    // there against 0.3 s). Two pools leave the sharing of the cores to
+    // the operating system.
     let (churn, (return_fit, second_fit, choice)) = std::thread::scope(|scope| {
-        let churn = scope.spawn(|| churn_model(&cat, &manifest, settings, &stamp));
+        let churn = scope.spawn(|| {
+            let fit = || churn_model(&cat, &manifest, settings, &stamp);
+            match rayon::ThreadPoolBuilder::new()
+                .num_threads(rayon::current_num_threads())
+                .thread_name(|i| format!("churn-{i}"))
+                .build()
+            {
+                Ok(pool) => pool.install(fit),
+                Err(e) => {
+                    tracing::debug!("churn model on the global pool: {e}");
+                    fit()
+                }
+            }
+        });
         let others = return_and_second(&cat, &manifest, settings, &stamp);
         let churn = churn
             .join()
