@@ -242,27 +242,21 @@ pub fn build(
     // Rows in a stable order: the streaming engine does not keep one, and
     // the models' seeded splits and subsamples go by row position.
     // Codes sort as their ids do, so the order is the same either way.
+    // The internal event key goes where a set carries it.
     let order = |df: DataFrame, by: &[&str], what: &str| -> Result<DataFrame> {
+        let err = || Error::polars(format!("features: order of {what}"));
+        let df = match df.get_column_index(f::EVENT) {
+            Some(_) => df.drop(f::EVENT).map_err(err())?,
+            None => df,
+        };
         inputs.decode(
             df.sort(by.to_vec(), SortMultipleOptions::default())
-                .map_err(Error::polars(format!("features: order of {what}")))?,
+                .map_err(err())?,
         )
     };
-    let lapsed = order(
-        lapsed
-            .drop(f::EVENT)
-            .map_err(Error::polars("features: lapsed"))?,
-        &[col::SUBSCRIBER_ID, col::CHURNED_AT],
-        "lapsed",
-    )?;
+    let lapsed = order(lapsed, &[col::SUBSCRIBER_ID, col::CHURNED_AT], "lapsed")?;
     let active = order(active, &[col::SUBSCRIBER_ID], "active")?;
-    let offers = order(
-        offers
-            .drop(f::EVENT)
-            .map_err(Error::polars("features: offers"))?,
-        &[col::SUBSCRIBER_ID, col::OFFERED_AT],
-        "offers",
-    )?;
+    let offers = order(offers, &[col::SUBSCRIBER_ID, col::OFFERED_AT], "offers")?;
     let second_lifetime = order(
         second_lifetime,
         &[col::SUBSCRIBER_ID, col::RETURNED_AT],
