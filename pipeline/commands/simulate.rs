@@ -107,8 +107,8 @@ pub(crate) fn simulate_current(
         &settings.economics,
     )?;
     let staged = cat.stage(Output::Simulate)?;
-    // The workbook (a zip of the target list's sheets, the longest write)
-    // on a thread of its own beside the tables.
+    // The workbook (a zip of the target list's sheets, compressed) on a
+    // thread of its own beside the tables.
     let targets = result.target_list.clone();
     std::thread::scope(|scope| -> Result<()> {
         let staged = &staged;
