@@ -405,7 +405,7 @@ impl Subscribers {
         col(id)
             .map(
                 move |c| {
-                    let codes = codes_in_runs(c.str()?, |id| index.get(id));
+                    let codes = codes_in_runs(c.str()?, |id, before| index.get_after(id, before));
                     let known: UInt32Chunked = codes
                         .into_iter()
                         .map(|c| (c != NO_CODE).then_some(c))
@@ -445,7 +445,7 @@ impl Subscribers {
             "validate churn_events: churn dates",
         )?;
         let mut first: Vec<Option<i32>> = vec![None; self.signup.len()];
-        let codes = codes_in_runs(&ids, |id| self.index.get(id));
+        let codes = codes_in_runs(&ids, |id, before| self.index.get_after(id, before));
         for (code, day) in codes.iter().zip(days) {
             if let (true, Some(day)) = (*code != NO_CODE, day) {
                 let f = &mut first[*code as usize];

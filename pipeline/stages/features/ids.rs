@@ -34,10 +34,13 @@ pub(crate) const NO_CODE: u32 = u32::MAX;
 /// The previous row's id is first compared by its view (16 bytes: the
 /// length and the bytes inline, or where in the array's buffers they are):
 /// equal views are equal ids, and only rows whose views differ compare
-/// their text.
+/// their text. `find` also gets the code of the block's last id it found
+/// ([`NO_CODE`] before any): where `ids` come in the order of `find`'s
+/// codes, the next id is usually the next code, which it can check
+/// before hashing ([`StrIndex::get_after`]).
 pub(crate) fn codes_in_runs<F>(ids: &StringChunked, find: F) -> Vec<u32>
 where
-    F: Fn(&str) -> Option<u32> + Sync,
+    F: Fn(&str, u32) -> Option<u32> + Sync,
 {
     const BLOCK: usize = 1 << 14;
     let ids = ids.rechunk();
@@ -50,6 +53,7 @@ where
         .for_each(|(block, out)| {
             let start = block * BLOCK;
             let mut last = None;
+            let mut found = NO_CODE;
             for (k, code) in out.iter_mut().enumerate() {
                 let i = start + k;
                 if !valid(i) {
@@ -62,8 +66,11 @@ where
                         let id = ids.value(i);
                         let c = match last {
                             Some((_, seen, c)) if seen == id => c,
-                            _ => find(id).unwrap_or(NO_CODE),
+                            _ => find(id, found).unwrap_or(NO_CODE),
                         };
+                        if c != NO_CODE {
+                            found = c;
+                        }
                         last = Some((view, id, c));
                         c
                     }
@@ -83,6 +90,8 @@ pub(crate) struct StrIndex {
     /// Row + 1 of an id; 0 for an empty slot. A power of two long.
     slots: Vec<u32>,
     state: PlFixedStateQuality,
+    /// Whether no id is repeated (so each row is its id's first).
+    distinct: bool,
 }
 
 impl StrIndex {
@@ -98,6 +107,7 @@ impl StrIndex {
         let mask = slots.len() - 1;
         let state = PlFixedStateQuality::default();
         let mut firsts = vec![NO_CODE; n];
+        let mut distinct = true;
         {
             let arr = ids.downcast_as_array();
             let valid = is_valid(arr);
@@ -113,19 +123,46 @@ impl StrIndex {
                             slots[i] = row as u32 + 1;
                             break row as u32;
                         }
-                        s if arr.value(s as usize - 1) == id => break s - 1,
+                        s if arr.value(s as usize - 1) == id => {
+                            distinct = false;
+                            break s - 1;
+                        }
                         _ => i = (i + 1) & mask,
                     }
                 };
             }
         }
-        (StrIndex { ids, slots, state }, firsts)
+        let index = StrIndex {
+            ids,
+            slots,
+            state,
+            distinct,
+        };
+        (index, firsts)
     }
 
     /// An index of no id.
     pub(crate) fn empty() -> StrIndex {
         let none = StringChunked::from_iter_options("".into(), std::iter::empty::<Option<&str>>());
         StrIndex::build(&none).0
+    }
+
+    /// [`StrIndex::get`] of `id`, trying first the row after `before`
+    /// (none for [`NO_CODE`]): ids looked up in the order of the index's
+    /// rows (bills sorted by subscriber against subscribers in the same
+    /// order) then read the next row, in the nearest cache, instead of a
+    /// random slot and row each. Only where no id is repeated, so that the
+    /// row found is the id's first.
+    #[inline]
+    pub(crate) fn get_after(&self, id: &str, before: u32) -> Option<u32> {
+        let next = before.wrapping_add(1) as usize;
+        if self.distinct && before != NO_CODE && next < self.ids.len() {
+            let arr = self.ids.downcast_as_array();
+            if is_valid(arr)(next) && arr.value(next) == id {
+                return Some(next as u32);
+            }
+        }
+        self.get(id)
     }
 
     /// The (first) row of `id`.
@@ -287,10 +324,21 @@ impl Ids {
         let ids = ids
             .str()
             .map_err(Error::polars("features: subscriber ids"))?;
-        Ok(codes_in_runs(ids, |id| index.get(id).copied())
-            .into_iter()
-            .map(|c| (c != NO_CODE).then_some(c))
-            .collect())
+        let names = self.names.rechunk();
+        let names = names.downcast_as_array();
+        // The codes follow the ids' order: sorted ids take the next code.
+        let next = |before: u32| {
+            let next = before.wrapping_add(1) as usize;
+            (before != NO_CODE && next < names.len() && is_valid(names)(next))
+                .then(|| names.value(next))
+        };
+        Ok(codes_in_runs(ids, |id, before| match next(before) {
+            Some(name) if name == id => Some(before + 1),
+            _ => index.get(id).copied(),
+        })
+        .into_iter()
+        .map(|c| (c != NO_CODE).then_some(c))
+        .collect())
     }
 
     /// `df` with its `subscriber_id` codes replaced by the text ids (as is
@@ -388,6 +436,90 @@ mod tests {
         assert_eq!(empty.get("a"), None);
     }
 
+    /// [`StrIndex::get_after`] finds what [`StrIndex::get`] finds from
+    /// any row before, whether the next row holds the id, another id, a
+    /// null or nothing (the last row), and in an index with a repeated id,
+    /// where the next row may not be the id's first. Through
+    /// [`codes_in_runs`], ids sorted as the index and shuffled get the
+    /// codes of a look-up each.
+    #[test]
+    fn a_look_up_after_a_row_finds_what_a_look_up_finds() {
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for repeated in [false, true] {
+            let mut names: Vec<Option<String>> = (0..400)
+                .map(|i| (i % 53 != 11).then(|| format!("id-{i:05}")))
+                .collect();
+            if repeated {
+                // A later copy of row 30's id, right after row 40.
+                names.insert(41, names[30].clone());
+            }
+            let column =
+                StringChunked::from_iter_options("id".into(), names.iter().map(|s| s.as_deref()));
+            let (index, _) = StrIndex::build(&column);
+            let queries: Vec<&str> = names
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .chain(["ghost", ""])
+                .collect();
+            for id in &queries {
+                let want = index.get(id);
+                for before in (0..names.len() as u32).chain([NO_CODE, names.len() as u32 - 1]) {
+                    assert_eq!(index.get_after(id, before), want, "{id} after {before}");
+                }
+            }
+            // Bills: each name in runs, in the index's order, then shuffled.
+            let mut bills: Vec<Option<&str>> = names
+                .iter()
+                .flat_map(|n| std::iter::repeat_n(n.as_deref(), rng.random_range(1..4)))
+                .chain([Some("ghost")])
+                .collect();
+            for shuffle in [false, true] {
+                if shuffle {
+                    bills.shuffle(&mut rng);
+                }
+                let column = StringChunked::from_iter_options("id".into(), bills.iter().copied());
+                let got = codes_in_runs(&column, |id, before| index.get_after(id, before));
+                for (i, (id, code)) in bills.iter().zip(&got).enumerate() {
+                    let want = id.and_then(|id| index.get(id)).unwrap_or(NO_CODE);
+                    assert_eq!(*code, want, "row {i} ({id:?}), repeated {repeated}");
+                }
+            }
+        }
+    }
+
+    /// [`Ids::codes`] takes a sorted id's code from the code before it
+    /// where it can: ids in order, out of order, repeated, unknown and
+    /// null get the code of the id's position among the sorted ids.
+    #[test]
+    fn coded_ids_in_and_out_of_order_get_their_sorted_position() {
+        let names: Vec<String> = (0..300).map(|i| format!("s{i:04}")).collect();
+        let ids = Ids {
+            names: StringChunked::from_iter_values("id".into(), names.iter().map(String::as_str)),
+        };
+        let index = ids.index();
+        let mut column: Vec<Option<&str>> = names.iter().map(|n| Some(n.as_str())).collect();
+        column.extend([
+            Some("s0299"),
+            Some("s0000"),
+            None,
+            Some("zz"),
+            Some("s0150"),
+        ]);
+        column.extend(names.iter().rev().step_by(7).map(|n| Some(n.as_str())));
+        let got = ids
+            .codes(&index, &Column::new("subscriber_id".into(), column.clone()))
+            .unwrap();
+        for (i, (id, code)) in column.iter().zip(&got).enumerate() {
+            let want = id
+                .and_then(|id| names.iter().position(|n| n == id))
+                .map(|p| p as u32);
+            assert_eq!(*code, want, "row {i} ({id:?})");
+        }
+    }
+
     #[test]
     fn codes_in_runs_are_each_rows_own_look_up() {
         let names = ["a", "b", "a-long-subscriber-id-000017", "ghost", "c"];
@@ -407,7 +539,7 @@ mod tests {
             })
             .collect();
         let column = StringChunked::from_iter_options("id".into(), ids.iter().copied());
-        let got = codes_in_runs(&column, |id| known.get(id).copied());
+        let got = codes_in_runs(&column, |id, _| known.get(id).copied());
         assert_eq!(got.len(), n);
         for (i, (id, code)) in ids.iter().zip(&got).enumerate() {
             let want = id.and_then(|id| known.get(id).copied()).unwrap_or(NO_CODE);

@@ -367,10 +367,16 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
     let ids = get(col::SUBSCRIBER_ID)?.str().map_err(err())?.clone();
     let known: Vec<Option<i32>> = get("__known")?.i32().map_err(err())?.iter().collect();
     let life: Vec<Option<i32>> = get("__life_month")?.i32().map_err(err())?.iter().collect();
+    // The events' ids indexed in their sort order: bills sorted by
+    // subscriber then find each next subscriber at the index's next row
+    // ([`StrIndex::get_after`]) rather than at a random slot.
+    let order = ids.arg_sort(SortOptions::default());
+    let sorted = ids.take(&order).map_err(err())?;
+    let (codes, code_of) = StrIndex::build(&sorted);
+    drop(sorted);
     // The events of each subscriber: `members[starts[c]..starts[c + 1]]`
-    // for the subscriber coded `c`, the first event's row with its id (a
+    // for the subscriber coded `c`, the first sorted row with its id (a
     // counting sort of the events by code).
-    let (codes, code_of) = StrIndex::build(&ids);
     let mut starts = vec![0u32; code_of.len() + 1];
     for c in code_of.iter().filter(|c| **c != NO_CODE) {
         starts[*c as usize + 1] += 1;
@@ -380,9 +386,9 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
     }
     let mut members = vec![0u32; starts[code_of.len()] as usize];
     let mut next = starts.clone();
-    for (e, c) in code_of.iter().enumerate() {
+    for (e, c) in order.into_no_null_iter().zip(&code_of) {
         if *c != NO_CODE {
-            members[next[*c as usize] as usize] = e as u32;
+            members[next[*c as usize] as usize] = e;
             next[*c as usize] += 1;
         }
     }
@@ -410,7 +416,7 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
                 let mut p = into.lock().unwrap_or_else(|e| e.into_inner());
                 let p = &mut *p;
                 let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
-                let code = codes_in_runs(ids, |id| p.codes.get(id));
+                let code = codes_in_runs(ids, |id, before| p.codes.get_after(id, before));
                 let (d, r, g) = (
                     batch.column("d")?.i32()?.rechunk(),
                     batch.column("r")?.f64()?.rechunk(),

@@ -317,7 +317,7 @@ fn batch_into(
         count_rows(batch, st, &mut months)?;
     }
     let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
-    let rows = codes_in_runs(ids, |id| index.get(id));
+    let rows = codes_in_runs(ids, |id, before| index.get_after(id, before));
     let days = batch.column(MONTH_DAY)?.i32()?.rechunk();
     let days = days.downcast_as_array();
     let day_valid = is_valid(days);
