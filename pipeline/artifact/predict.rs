@@ -36,7 +36,10 @@ impl Model {
 }
 
 /// [`Model::predict_arms`] of a layout and learner (`name`, the model's,
-/// for messages).
+/// for messages). The next block's design is built on a thread of its
+/// own while the trees or coefficients score this one: the design is
+/// mostly one core's work and the scoring two, so beside each other they
+/// keep both cores busy (at most two blocks' designs are held).
 pub fn predict_arms(
     layout: &Layout,
     learner: &Learner,
@@ -44,42 +47,77 @@ pub fn predict_arms(
     df: &DataFrame,
     arms: &[Option<&str>],
 ) -> Result<(Vec<Vec<f64>>, Unseen)> {
-    const BLOCK: usize = 262_144;
+    predict_in_blocks(layout, learner, model, df, arms, 262_144)
+}
+
+/// [`predict_arms`] in blocks of `block` rows.
+fn predict_in_blocks(
+    layout: &Layout,
+    learner: &Learner,
+    model: &str,
+    df: &DataFrame,
+    arms: &[Option<&str>],
+    block: usize,
+) -> Result<(Vec<Vec<f64>>, Unseen)> {
+    let block = block.max(1);
     let n = df.height();
     let k = layout.base_width();
+    let k0 = layout.design.columns.len();
     let mut out = vec![Vec::with_capacity(n); arms.len()];
     let mut unseen: Unseen = Vec::new();
-    for start in (0..n).step_by(BLOCK) {
-        let part = df.slice(start as i64, BLOCK.min(n - start));
+    // A block's design, the counts of its values not seen in training, and
+    // each arm's columns.
+    type Designed = (Vec<f64>, Unseen, Vec<Vec<f64>>);
+    let design = |start: usize| -> Result<Designed> {
+        let part = df.slice(start as i64, block.min(n - start));
         let (x0, u) = {
             let _span = tracing::debug_span!("design", rows = part.height()).entered();
             layout.design.matrix(&part)?
         };
-        for (name, count) in u {
-            match unseen.iter_mut().find(|(f, _)| *f == name) {
-                Some((_, total)) => *total += count,
-                None => unseen.push((name, count)),
-            }
-        }
-        // Every arm's rows share the design columns: trees that split
-        // on no arm column are walked once for all arms.
-        let k0 = layout.design.columns.len();
         let values = arms
             .iter()
             .map(|arm| layout.arm_tail(&x0, &part, *arm))
             .collect::<Result<Vec<_>>>()?;
-        let tails: Vec<Tail> = values.iter().map(|v| Tail::per_row(v, k - k0)).collect();
-        let _span = tracing::debug_span!("predict", arms = tails.len()).entered();
-        let p = learner
-            .predict_tails(&x0, k0, &tails)
-            .map_err(|e| Error::Fit {
-                model: model.into(),
-                message: e.to_string(),
-            })?;
-        for (j, p) in p.into_iter().enumerate() {
-            out[j].extend(p);
+        Ok((x0, u, values))
+    };
+    let parent = tracing::Span::current();
+    std::thread::scope(|scope| -> Result<()> {
+        let (send, blocks) = std::sync::mpsc::sync_channel::<Result<Designed>>(0);
+        scope.spawn(move || {
+            let _parent = parent.enter();
+            for start in (0..n).step_by(block) {
+                let designed = design(start);
+                let failed = designed.is_err();
+                // A refused hand-over: the scoring stopped on an error.
+                if send.send(designed).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for designed in blocks {
+            let (x0, u, values) = designed?;
+            for (name, count) in u {
+                match unseen.iter_mut().find(|(f, _)| *f == name) {
+                    Some((_, total)) => *total += count,
+                    None => unseen.push((name, count)),
+                }
+            }
+            // Every arm's rows share the design columns: trees that split
+            // on no arm column are walked once for all arms.
+            let tails: Vec<Tail> = values.iter().map(|v| Tail::per_row(v, k - k0)).collect();
+            let _span = tracing::debug_span!("predict", arms = tails.len()).entered();
+            let p = learner
+                .predict_tails(&x0, k0, &tails)
+                .map_err(|e| Error::Fit {
+                    model: model.into(),
+                    message: e.to_string(),
+                })?;
+            for (j, p) in p.into_iter().enumerate() {
+                out[j].extend(p);
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok((out, unseen))
 }
 
@@ -266,5 +304,143 @@ impl Model {
                 survival::survival(&h)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::design::{Design, DesignColumn};
+    use crate::stages::features::{Encoding, FeatureSpec, Manifest};
+    use winback_models::logistic::{LogisticModel, Standardizer};
+
+    /// A layout of a number and a one-hot feature, and a logistic model
+    /// on it.
+    fn model() -> (Layout, Learner) {
+        let spec = |name: &str, encoding, categories: &[&str]| FeatureSpec {
+            name: name.into(),
+            dtype: String::new(),
+            encoding,
+            sources: vec![],
+            categories: categories.iter().map(|c| c.to_string()).collect(),
+        };
+        let layout = Layout {
+            design: Design {
+                manifest: Manifest {
+                    version: 1,
+                    features: vec![
+                        spec("x", Encoding::Numeric, &[]),
+                        spec("plan", Encoding::OneHot, &["basic", "premium"]),
+                    ],
+                    unseen_category_policy: "other".into(),
+                },
+                columns: vec![
+                    DesignColumn::Numeric {
+                        feature: "x".into(),
+                        fill: 0.5,
+                    },
+                    DesignColumn::Level {
+                        feature: "plan".into(),
+                        level: "premium".into(),
+                    },
+                ],
+            },
+            arm_column: String::new(),
+            arms: Vec::new(),
+            interact: Vec::new(),
+            bands: Vec::new(),
+        };
+        let learner = Learner::Logistic(LogisticModel {
+            names: vec!["x".into(), "plan=premium".into()],
+            standardizer: Standardizer {
+                mean: vec![0.1, 0.3],
+                scale: vec![2.0, 0.5],
+            },
+            intercept: -0.4,
+            coefficients: vec![0.8, -1.3],
+            alpha: 1.0,
+            covariance: Vec::new(),
+        });
+        (layout, learner)
+    }
+
+    /// Scored in blocks (each designed on its own thread while the one
+    /// before is scored), the rows keep their order and their own
+    /// probabilities, and the values not seen in training are counted
+    /// over every block: as one block scores them, for any block size
+    /// (one row, sizes that do and do not divide the rows, more than all).
+    #[test]
+    fn blocks_score_as_one_block_does() {
+        let (layout, learner) = model();
+        let n = 1_000;
+        let plans = ["basic", "premium", "gold"];
+        let df = DataFrame::new(
+            n,
+            vec![
+                Column::new(
+                    "x".into(),
+                    (0..n)
+                        .map(|i| (i % 13 != 0).then_some((i as f64 * 0.37).sin() * 3.0))
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "plan".into(),
+                    (0..n)
+                        .map(|i| (i % 17 != 0).then_some(plans[(i * 7 / 5) % 3]))
+                        .collect::<Vec<_>>(),
+                ),
+            ],
+        )
+        .unwrap();
+        let (whole, unseen) = predict_in_blocks(&layout, &learner, "m", &df, &[None], n).unwrap();
+        assert_eq!(whole[0].len(), n);
+        // Unseen: every null and every "gold".
+        let want = (0..n)
+            .filter(|i| i % 17 == 0 || plans[(i * 7 / 5) % 3] == "gold")
+            .count();
+        assert_eq!(unseen, vec![("plan".to_string(), want)]);
+        // Row by row, by hand: the filled number, the premium level.
+        for (i, p) in whole[0].iter().enumerate() {
+            let x = if i % 13 != 0 {
+                (i as f64 * 0.37).sin() * 3.0
+            } else {
+                0.5
+            };
+            let premium = i % 17 != 0 && plans[(i * 7 / 5) % 3] == "premium";
+            let z = -0.4 + 0.8 * (x - 0.1) / 2.0 - 1.3 * (f64::from(u8::from(premium)) - 0.3) / 0.5;
+            let want = 1.0 / (1.0 + (-z).exp());
+            assert!((p - want).abs() < 1e-12, "row {i}: {p} against {want}");
+        }
+        for block in [1, 7, 100, 999, 1_000, 4_096] {
+            let (got, u) = predict_in_blocks(&layout, &learner, "m", &df, &[None], block).unwrap();
+            assert_eq!(got, whole, "block {block}");
+            assert_eq!(u, unseen, "block {block}");
+        }
+    }
+
+    /// An error in a later block's design (a value that is not finite, in
+    /// the third block) ends the scoring with that error, not a panic or a
+    /// hang; the blocks before it score.
+    #[test]
+    fn an_error_in_a_later_block_is_returned() {
+        let (layout, learner) = model();
+        let n = 30;
+        let df = DataFrame::new(
+            n,
+            vec![
+                Column::new(
+                    "x".into(),
+                    (0..n)
+                        .map(|i| if i == 25 { f64::INFINITY } else { i as f64 })
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new("plan".into(), vec!["basic"; n]),
+            ],
+        )
+        .unwrap();
+        let err = predict_in_blocks(&layout, &learner, "m", &df, &[None], 10).unwrap_err();
+        assert!(err.to_string().contains('x'), "{err}");
+        let ok = predict_in_blocks(&layout, &learner, "m", &df.slice(0, 20), &[None], 10);
+        assert_eq!(ok.unwrap().0[0].len(), 20);
     }
 }
