@@ -408,13 +408,7 @@ mod tests {
     use crate::stages::features::FeatureSpec;
 
     fn manifest() -> Manifest {
-        let spec = |name: &str, encoding, categories: &[&str]| FeatureSpec {
-            name: name.into(),
-            dtype: String::new(),
-            encoding,
-            sources: vec![],
-            categories: categories.iter().map(|c| c.to_string()).collect(),
-        };
+        let spec = FeatureSpec::of;
         Manifest {
             version: 1,
             features: vec![

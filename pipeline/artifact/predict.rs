@@ -317,13 +317,7 @@ mod tests {
     /// A layout of a number and a one-hot feature, and a logistic model
     /// on it.
     fn model() -> (Layout, Learner) {
-        let spec = |name: &str, encoding, categories: &[&str]| FeatureSpec {
-            name: name.into(),
-            dtype: String::new(),
-            encoding,
-            sources: vec![],
-            categories: categories.iter().map(|c| c.to_string()).collect(),
-        };
+        let spec = FeatureSpec::of;
         let layout = Layout {
             design: Design {
                 manifest: Manifest {
@@ -420,7 +414,7 @@ mod tests {
 
     /// An error in a later block's design (a value that is not finite, in
     /// the third block) ends the scoring with that error, not a panic or a
-    /// hang; the blocks before it score.
+    /// hang; the rows before that block alone score.
     #[test]
     fn an_error_in_a_later_block_is_returned() {
         let (layout, learner) = model();
@@ -439,7 +433,11 @@ mod tests {
         )
         .unwrap();
         let err = predict_in_blocks(&layout, &learner, "m", &df, &[None], 10).unwrap_err();
-        assert!(err.to_string().contains('x'), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("feature `x`") && message.contains("is inf"),
+            "{message}"
+        );
         let ok = predict_in_blocks(&layout, &learner, "m", &df.slice(0, 20), &[None], 10);
         assert_eq!(ok.unwrap().0[0].len(), 20);
     }

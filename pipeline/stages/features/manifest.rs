@@ -88,6 +88,20 @@ pub struct FeatureSpec {
     pub categories: Vec<String>,
 }
 
+#[cfg(test)]
+impl FeatureSpec {
+    /// A feature of the tests' manifests: no type, no sources.
+    pub(crate) fn of(name: &str, encoding: Encoding, categories: &[&str]) -> FeatureSpec {
+        FeatureSpec {
+            name: name.into(),
+            dtype: String::new(),
+            encoding,
+            sources: vec![],
+            categories: categories.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
 /// The level unseen categories and nulls of a one-hot feature map to.
 pub const OTHER_LEVEL: &str = "other";
 
