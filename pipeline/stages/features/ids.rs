@@ -155,12 +155,10 @@ impl StrIndex {
     /// row found is the id's first.
     #[inline]
     pub(crate) fn get_after(&self, id: &str, before: u32) -> Option<u32> {
-        let next = before.wrapping_add(1) as usize;
-        if self.distinct && before != NO_CODE && next < self.ids.len() {
-            let arr = self.ids.downcast_as_array();
-            if is_valid(arr)(next) && arr.value(next) == id {
-                return Some(next as u32);
-            }
+        if self.distinct
+            && let Some(next) = next_row_holding(self.ids.downcast_as_array(), before, id)
+        {
+            return Some(next);
         }
         self.get(id)
     }
@@ -180,6 +178,19 @@ impl StrIndex {
             }
         }
     }
+}
+
+/// The row after `before` (none after [`NO_CODE`]) of `ids`, when it
+/// holds `id`.
+#[inline]
+fn next_row_holding(
+    ids: &<StringType as PolarsDataType>::Array,
+    before: u32,
+    id: &str,
+) -> Option<u32> {
+    let next = before.checked_add(1).filter(|_| before != NO_CODE)?;
+    let row = next as usize;
+    (row < ids.len() && is_valid(ids)(row) && ids.value(row) == id).then_some(next)
 }
 
 /// Column `id` of `df` as text and column `day` as day numbers (dates
@@ -326,15 +337,10 @@ impl Ids {
             .map_err(Error::polars("features: subscriber ids"))?;
         let names = self.names.rechunk();
         let names = names.downcast_as_array();
-        // The codes follow the ids' order: sorted ids take the next code.
-        let next = |before: u32| {
-            let next = before.wrapping_add(1) as usize;
-            (before != NO_CODE && next < names.len() && is_valid(names)(next))
-                .then(|| names.value(next))
-        };
-        Ok(codes_in_runs(ids, |id, before| match next(before) {
-            Some(name) if name == id => Some(before + 1),
-            _ => index.get(id).copied(),
+        // The codes follow the ids' order: sorted ids take the next code
+        // (the ids are distinct).
+        Ok(codes_in_runs(ids, |id, before| {
+            next_row_holding(names, before, id).or_else(|| index.get(id).copied())
         })
         .into_iter()
         .map(|c| (c != NO_CODE).then_some(c))
