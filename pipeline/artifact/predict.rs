@@ -37,9 +37,9 @@ impl Model {
 
 /// [`Model::predict_arms`] of a layout and learner (`name`, the model's,
 /// for messages). The next block's design is built on a thread of its
-/// own while the trees or coefficients score this one: the design is
-/// mostly one core's work and the scoring two, so beside each other they
-/// keep both cores busy (at most two blocks' designs are held).
+/// own while the trees or coefficients score this one, so that the two
+/// share the cores rather than take turns (at most two blocks' designs
+/// are held).
 pub fn predict_arms(
     layout: &Layout,
     learner: &Learner,
