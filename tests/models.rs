@@ -10,6 +10,7 @@ use std::path::Path;
 use common::{read, texts, winback};
 use polars::prelude::*;
 use winback::artifact::{Model, ReturnModel, SecondLifetimeModel};
+use winback::stages::drift::{DriftReference, bin_numbers};
 use winback_models::metrics::roc_auc;
 
 fn load<T: serde::de::DeserializeOwned>(path: &Path) -> T {
@@ -93,6 +94,20 @@ fn models_recover_the_truth_are_calibrated_and_evaluated_on_later_rows() {
         .iter()
         .map(|m| load(&version.join(format!("{m}.json"))))
         .collect();
+    // The drift reference's score is the stored churn model's on the
+    // latest snapshot (train takes it from the holdout's predictions of
+    // those rows rather than predicting them again): bin for bin.
+    let reference: DriftReference = load(&version.join("drift_reference.json"));
+    let snapshots = common::read_table(&out.join("features"), "churn_snapshots");
+    let latest = snapshots
+        .lazy()
+        .filter(col("snapshot").eq(col("snapshot").max()))
+        .collect()
+        .unwrap();
+    let (mut p, _) = models[1].predict_arms(&latest, &[None]).unwrap();
+    let scores: Vec<Option<f64>> = p.pop().unwrap().into_iter().map(Some).collect();
+    assert_eq!(reference.rows, latest.height());
+    assert_eq!(reference.score, Some(bin_numbers(&scores)));
     for m in &models {
         // Both learners evaluated side by side on the same later rows;
         // the return model also with a model per arm, the hazard with a

@@ -274,16 +274,24 @@ fn latest_snapshot(snapshots: &DataFrame) -> Result<DataFrame> {
 }
 
 /// The drift reference of the churn model: its features and score on
-/// `rows`, the latest snapshot's ([`latest_snapshot`]).
-fn drift_reference(m: &Model, rows: &DataFrame) -> Result<drift::DriftReference> {
+/// `rows`, the latest snapshot's ([`latest_snapshot`]); the score is
+/// `scores` where the fit kept them (its holdout's predictions of those
+/// rows), else predicted here.
+fn drift_reference(
+    m: &Model,
+    rows: &DataFrame,
+    scores: Option<Vec<f64>>,
+) -> Result<drift::DriftReference> {
     let day = rows
         .column(f::AS_OF)
         .or_else(|_| rows.column(f::SNAPSHOT))
         .ok()
         .and_then(|c| c.get(0).ok().map(|v| v.to_string()))
         .unwrap_or_default();
-    let (mut p, _) = m.predict_arms(rows, &[None])?;
-    let score = p.pop().unwrap_or_default();
+    let score = match scores {
+        Some(p) => p,
+        None => m.predict_arms(rows, &[None])?.0.pop().unwrap_or_default(),
+    };
     let features: Vec<(String, bool)> = m
         .layout
         .design
@@ -432,10 +440,13 @@ fn churn_model(
         stamp,
     );
     Ok(match fit {
-        Ok(m) => {
-            log_trained(&m, t);
-            let reference = drift_reference(&m, &latest)?;
-            (Ok(m), Some(reference))
+        Ok(stage::ChurnFit {
+            model,
+            latest_scores,
+        }) => {
+            log_trained(&model, t);
+            let reference = drift_reference(&model, &latest, latest_scores)?;
+            (Ok(model), Some(reference))
         }
         Err(e) => (Err(e), None),
     })

@@ -3,13 +3,25 @@
 
 use polars::prelude::*;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::stages::features::{Manifest, f};
 
 use crate::artifact::{ChurnModel, ModelKind};
 
 use super::harness::*;
 use super::settings::TrainSettings;
+
+/// The churn model, with its scores on the latest snapshot's rows.
+#[derive(Debug)]
+pub struct ChurnFit {
+    /// The model.
+    pub model: ChurnModel,
+    /// The kept learner's scores on every row of the latest snapshot, in
+    /// their order, when the holdout holds them all (a time split does:
+    /// they are its latest rows); `None` otherwise. The drift reference's
+    /// score then needs no second prediction of those rows.
+    pub latest_scores: Option<Vec<f64>>,
+}
 
 /// Fits the churn model on the stacked snapshots whose horizon is observed.
 /// Takes the snapshots by value: they are dropped once split into the
@@ -21,7 +33,11 @@ pub fn fit_churn(
     horizon_days: u32,
     s: &TrainSettings,
     stamp: &Stamp,
-) -> Result<ChurnModel> {
+) -> Result<ChurnFit> {
+    let days = snapshot_days(&snapshots)?;
+    let latest = days.max();
+    let latest_rows = days.iter().filter(|d| *d == latest).count();
+    drop(days);
     let observed = observed(&snapshots, f::HORIZON_OBSERVED, "churn")?;
     drop(snapshots);
     let SplitRows { train, test, split } = split_rows(
@@ -66,8 +82,31 @@ pub fn fit_churn(
         },
         ..s.clone()
     };
-    let fitted = fit_binary(&problem, &Rows::Plain { label: f::CHURNED }, &sampled)?;
-    Ok(ChurnModel {
-        model: stored(ModelKind::Churn, f::CHURNED, fitted, split, stamp, s),
+    let mut fitted = fit_binary(&problem, &Rows::Plain { label: f::CHURNED }, &sampled)?;
+    let scores = std::mem::take(&mut fitted.holdout_scores);
+    // Without the column in the holdout (never expected), the reference
+    // predicts the rows instead.
+    let in_holdout: Vec<f64> = match snapshot_days(&problem.test) {
+        Ok(days) => days
+            .iter()
+            .zip(scores)
+            .filter(|(d, _)| latest.is_some() && *d == latest)
+            .map(|(_, p)| p)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    Ok(ChurnFit {
+        model: ChurnModel {
+            model: stored(ModelKind::Churn, f::CHURNED, fitted, split, stamp, s),
+        },
+        latest_scores: (latest_rows > 0 && in_holdout.len() == latest_rows).then_some(in_holdout),
     })
+}
+
+/// The snapshot column's days (since the epoch).
+fn snapshot_days(df: &DataFrame) -> Result<Int32Chunked> {
+    df.column(f::SNAPSHOT)
+        .and_then(|c| c.cast(&DataType::Int32))
+        .and_then(|c| c.i32().cloned())
+        .map_err(Error::polars("churn: the snapshot dates"))
 }

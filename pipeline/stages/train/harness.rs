@@ -379,6 +379,9 @@ pub struct Fitted {
     pub steps: Vec<StepScore>,
     /// The kept learner's holdout evaluation.
     pub holdout: Evaluation,
+    /// The kept learner's predictions on the holdout's matrix rows (one
+    /// per frame row for [`Rows::Plain`]), in their order.
+    pub holdout_scores: Vec<f64>,
     /// Terms of the logistic candidate and the trees' importances.
     pub effects: Vec<Effect>,
     /// Training rows (matrix rows) and their positives.
@@ -555,6 +558,8 @@ pub(crate) struct Kept {
     pub layout: Layout,
     pub learner: Learner,
     pub holdout: Evaluation,
+    /// Its predictions on the holdout's matrix rows, in their order.
+    pub scores: Vec<f64>,
 }
 
 /// Every candidate of a model, fitted and evaluated on the holdout, with
@@ -614,6 +619,7 @@ impl Candidates {
             layout,
             learner,
             holdout,
+            scores,
         } = self.kept.swap_remove(best);
         // One learner's candidates share their terms (the logistic's
         // coefficients beside the trees' importances); a learner per arm
@@ -629,6 +635,7 @@ impl Candidates {
             candidates: self.candidates,
             steps: self.steps,
             holdout,
+            holdout_scores: scores,
             effects,
             training_rows: self.training.0,
             training_positives: self.training.1,
@@ -639,219 +646,321 @@ impl Candidates {
 
 /// Fits the candidate learners of `problem`, each evaluated on the
 /// holdout (see the module documentation).
+///
+/// The trees are fitted before the logistic candidate, though recorded
+/// after it. Their rounds have serial steps: alone on this 2-core machine
+/// the churn trees kept 150% of the cores busy at 1M subscribers, against
+/// 190 to 200% for the logistic's loops. `train` fits the churn model
+/// beside the others, so the trees, fitted first, share the cores with
+/// the other models' fits, and what runs alone at the end is the
+/// logistic. Each fit is the same in either order.
 pub(crate) fn fit_candidates(
     problem: &Problem<'_>,
     rows: &Rows<'_>,
     s: &TrainSettings,
 ) -> Result<Candidates> {
-    let fit_err = |e: winback_models::error::FitError| Error::Fit {
-        model: problem.name.to_string(),
-        message: e.to_string(),
+    let with_logistic = s.learner != LearnerChoice::Boosted;
+    let trees = if s.learner != LearnerChoice::Logistic {
+        Some(boosted_candidate(problem, rows, s, !with_logistic)?)
+    } else {
+        None
     };
-    let mut candidates = Vec::new();
+    let linear = if with_logistic {
+        Some(logistic_candidate(problem, rows, s)?)
+    } else {
+        None
+    };
+    let mut out = Candidates {
+        kept: Vec::new(),
+        candidates: Vec::new(),
+        steps: Vec::new(),
+        effects: Vec::new(),
+        training: (0, 0, String::new()),
+        step_bins: None,
+    };
+    if let Some(l) = linear {
+        out.steps = l.steps;
+        out.step_bins = Some(l.bins);
+        out.effects = l.effects;
+        out.training = l.fit.training.clone();
+        out.push_fit(l.fit);
+    }
+    if let Some(fit) = trees {
+        if let Learner::Boosted(m) = &fit.learner {
+            add_importances(&mut out.effects, m);
+        }
+        if out.training.0 == 0 {
+            out.training = fit.training.clone();
+        }
+        out.push_fit(fit);
+    }
+    Ok(out)
+}
+
+/// One candidate learner, fitted and evaluated on the holdout.
+struct CandidateFit {
+    layout: Layout,
+    learner: Learner,
+    holdout: Evaluation,
+    /// Its predictions on the holdout's matrix rows.
+    scores: Vec<f64>,
+    candidate: Candidate,
+    /// Training rows, positives and fingerprint (of the rows it was fitted
+    /// on; empty when not asked for).
+    training: (usize, usize, String),
+}
+
+impl Candidates {
+    fn push_fit(&mut self, fit: CandidateFit) {
+        self.push(
+            Kept {
+                layout: fit.layout,
+                learner: fit.learner,
+                holdout: fit.holdout,
+                scores: fit.scores,
+            },
+            fit.candidate,
+        );
+    }
+}
+
+/// The logistic candidate with its cross-validation.
+struct LogisticCandidate {
+    fit: CandidateFit,
+    /// Cross-validation of each step count.
+    steps: Vec<StepScore>,
+    /// The step count chosen.
+    bins: usize,
+    /// Its terms.
+    effects: Vec<Effect>,
+}
+
+fn candidate_error(name: &str) -> impl Fn(FitError) -> Error + '_ {
+    move |e| Error::Fit {
+        model: name.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The logistic candidate: the step count and penalty chosen by
+/// cross-validation on a subsample, then fitted on every training row (the
+/// rare-event draw's, weighted back, where the problem samples).
+fn logistic_candidate(
+    problem: &Problem<'_>,
+    rows: &Rows<'_>,
+    s: &TrainSettings,
+) -> Result<LogisticCandidate> {
+    let fit_err = candidate_error(problem.name);
     let mut steps = Vec::new();
-    let mut kept: Vec<(Layout, Learner, Evaluation)> = Vec::new();
-    let mut effects: Vec<Effect> = Vec::new();
-    let mut training = (0, 0, String::new());
-    let mut step_bins = None;
-    if s.learner != LearnerChoice::Boosted {
-        let sampled = match rows {
-            Rows::Plain { label } if problem.rare_event_ratio > 0.0 => Some(rare_event_frame(
-                &problem.train,
-                label,
-                problem.rare_event_ratio,
-                s.seed,
-            )?),
-            _ => None,
-        };
-        let train = sampled.as_ref().unwrap_or(&problem.train);
-        let mut best: Option<(f64, Layout, f64, usize)> = None;
-        for &bins in &s.step_bins {
-            let _span =
-                tracing::debug_span!("cross-validation", model = problem.name, bins).entered();
-            let layout = layout_for(problem, bins)?;
-            let cv = rows.sample(&layout, train, s.cv_max_rows, s.seed)?;
-            let (alpha, scores) = choose_alpha(
+    let sampled = match rows {
+        Rows::Plain { label } if problem.rare_event_ratio > 0.0 => Some(rare_event_frame(
+            &problem.train,
+            label,
+            problem.rare_event_ratio,
+            s.seed,
+        )?),
+        _ => None,
+    };
+    let train = sampled.as_ref().unwrap_or(&problem.train);
+    let mut best: Option<(f64, Layout, f64, usize)> = None;
+    for &bins in &s.step_bins {
+        let _span = tracing::debug_span!("cross-validation", model = problem.name, bins).entered();
+        let layout = layout_for(problem, bins)?;
+        let cv = rows.sample(&layout, train, s.cv_max_rows, s.seed)?;
+        let (alpha, scores) = choose_alpha(
+            cv.x.view(),
+            &cv.y,
+            cv.weights.as_deref(),
+            &layout.names(),
+            &s.alphas,
+            s.folds,
+            s.seed,
+        )
+        .map_err(&fit_err)?;
+        let loss = scores
+            .iter()
+            .find(|a| a.alpha == alpha)
+            .map(|a| a.mean_log_loss)
+            .unwrap_or(f64::INFINITY);
+        crate::progress::note(format!("{} model: logistic candidates", problem.name));
+        tracing::info!(
+            model = problem.name,
+            bins,
+            alpha,
+            cv_log_loss = loss,
+            "logistic candidate"
+        );
+        steps.push(StepScore {
+            step_bins: bins,
+            alpha,
+            cv_log_loss: loss,
+            alphas: scores,
+        });
+        if best.as_ref().is_none_or(|(l, _, _, _)| loss < *l) {
+            best = Some((loss, layout, alpha, bins));
+        }
+    }
+    let (_, layout, alpha, bins) = best.ok_or_else(|| Error::Setting {
+        key: "train.step_bins".into(),
+        message: "no candidate step counts".into(),
+    })?;
+    let span = tracing::debug_span!("logistic fit", model = problem.name, bins).entered();
+    let f = rows.fitting(&layout, train)?;
+    let training = (f.count(), f.positives(), f.fingerprint());
+    // Started from the chosen penalty's fit on the cross-validation
+    // subsample: the same optimum in fewer passes over every row.
+    let sub = subsample(f.x.nrows(), s.cv_max_rows, s.seed);
+    let names = layout.names();
+    let screening = if sub.len() < f.x.nrows() {
+        let cv = f.select(&sub);
+        Some(
+            LogisticModel::fit_to(
                 cv.x.view(),
                 &cv.y,
                 cv.weights.as_deref(),
-                &layout.names(),
-                &s.alphas,
-                s.folds,
-                s.seed,
-            )
-            .map_err(fit_err)?;
-            let loss = scores
-                .iter()
-                .find(|a| a.alpha == alpha)
-                .map(|a| a.mean_log_loss)
-                .unwrap_or(f64::INFINITY);
-            crate::progress::note(format!("{} model: logistic candidates", problem.name));
-            tracing::info!(
-                model = problem.name,
-                bins,
+                &names,
                 alpha,
-                cv_log_loss = loss,
-                "logistic candidate"
-            );
-            steps.push(StepScore {
-                step_bins: bins,
-                alpha,
-                cv_log_loss: loss,
-                alphas: scores,
-            });
-            if best.as_ref().is_none_or(|(l, _, _, _)| loss < *l) {
-                best = Some((loss, layout, alpha, bins));
-            }
-        }
-        let (_, layout, alpha, bins) = best.ok_or_else(|| Error::Setting {
-            key: "train.step_bins".into(),
-            message: "no candidate step counts".into(),
-        })?;
-        step_bins = Some(bins);
-        let span = tracing::debug_span!("logistic fit", model = problem.name, bins).entered();
-        let f = rows.fitting(&layout, train)?;
-        training = (f.count(), f.positives(), f.fingerprint());
-        // Started from the chosen penalty's fit on the cross-validation
-        // subsample: the same optimum in fewer passes over every row.
-        let sub = subsample(f.x.nrows(), s.cv_max_rows, s.seed);
-        let names = layout.names();
-        let screening = if sub.len() < f.x.nrows() {
-            let cv = f.select(&sub);
-            Some(
-                LogisticModel::fit_to(
-                    cv.x.view(),
-                    &cv.y,
-                    cv.weights.as_deref(),
-                    &names,
-                    alpha,
-                    None,
-                    Precision::Screening,
-                )
-                .map_err(fit_err)?,
+                None,
+                Precision::Screening,
             )
-        } else {
-            None
-        };
-        let model = LogisticModel::fit_owned(
-            f.x,
-            &f.y,
-            f.weights.as_deref(),
-            &names,
-            alpha,
-            screening.as_ref().map_or(Start::BaseRate, Start::From),
-            Precision::Final,
-            true,
+            .map_err(&fit_err)?,
         )
-        .map_err(fit_err)?;
-        drop(span);
-        let (p, yv) = rows.predict(&layout, &problem.test, |x| {
-            model.predict(x).map_err(fit_err)
-        })?;
-        let holdout = evaluate(&p, &yv)?;
-        effects = logistic_effects(&layout, &model);
-        candidates.push(Candidate {
-            learner: "logistic".into(),
-            hyper_parameters: BTreeMap::from([
-                ("step_bins".to_string(), bins as f64),
-                ("alpha".to_string(), alpha),
-            ]),
-            holdout: holdout.clone(),
-            uplift: Vec::new(),
-            policy_value: None,
-        });
-        kept.push((layout, Learner::Logistic(model), holdout));
-    }
-    if s.learner != LearnerChoice::Logistic {
-        crate::progress::note(format!("{} model: boosted candidate", problem.name));
-        let _span = tracing::debug_span!("boosted fit", model = problem.name).entered();
-        let layout = layout_for(problem, 0)?;
-        let params = BoostedParams {
-            seed: s.seed,
-            ..s.boosted
-        };
-        let checked = params.check().map_err(fit_err)?;
-        let model = match rows {
-            // Rows the rare-event draw leaves out are never built: the
-            // plan, from the labels alone, says which rows the trees read.
-            Rows::Plain { label } if params.rare_event_ratio > 0.0 => {
-                let y = bool_column(&problem.train, label)?;
-                let weights = match problem.train.column(ROW_WEIGHT) {
-                    Ok(_) => Some(f64_column(&problem.train, ROW_WEIGHT)?),
-                    Err(_) => None,
-                };
-                let plan = RowPlan::new(&y, checked, None, weights.as_deref()).map_err(fit_err)?;
-                let read = plan.read();
-                let idx = IdxCa::from_vec(
-                    "".into(),
-                    read.iter().map(|&i| i as IdxSize).collect::<Vec<_>>(),
-                );
-                let part = problem
-                    .train
-                    .take(&idx)
-                    .map_err(Error::polars("model: the rows the trees read"))?;
-                let (x, _) = rows.build(&layout, &part)?;
-                drop(part);
-                if training.0 == 0 {
-                    // Every training row counted; the rows read printed.
-                    let w = weights.as_deref();
-                    let read_y: Vec<bool> = read.iter().map(|&i| y[i]).collect();
-                    training = (
-                        weighted_count(&y, w),
-                        weighted_positives(&y, w),
-                        fingerprint(&x, &read_y),
-                    );
-                }
-                // The matrix goes to the fit, which drops it once copied.
-                BoostedModel::fit_read(x, &y, &layout.names(), checked, &plan, weights.as_deref())
-                    .map_err(fit_err)?
-            }
-            _ => {
-                let trees = rows.fitting(&layout, &problem.train)?;
-                if training.0 == 0 {
-                    training = (trees.count(), trees.positives(), trees.fingerprint());
-                }
-                trees.fit_trees(&layout.names(), checked).map_err(fit_err)?
-            }
-        };
-        let (p, yv) = rows.predict(&layout, &problem.test, |x| {
-            model.predict(x).map_err(fit_err)
-        })?;
-        let holdout = evaluate(&p, &yv)?;
-        tracing::info!(
-            model = problem.name,
-            trees = model.trees,
-            log_loss = holdout.log_loss,
-            "boosted candidate"
-        );
-        add_importances(&mut effects, &model);
-        candidates.push(Candidate {
-            learner: "boosted".into(),
-            hyper_parameters: BTreeMap::from([
-                ("trees".to_string(), model.trees as f64),
-                ("learning_rate".to_string(), model.params.learning_rate),
-                ("max_depth".to_string(), model.params.max_depth as f64),
-            ]),
-            holdout: holdout.clone(),
-            uplift: Vec::new(),
-            policy_value: None,
-        });
-        kept.push((layout, Learner::Boosted(Box::new(model)), holdout));
-    }
-    Ok(Candidates {
-        kept: kept
-            .into_iter()
-            .map(|(layout, learner, holdout)| Kept {
-                layout,
-                learner,
-                holdout,
-            })
-            .collect(),
-        candidates,
+    } else {
+        None
+    };
+    let model = LogisticModel::fit_owned(
+        f.x,
+        &f.y,
+        f.weights.as_deref(),
+        &names,
+        alpha,
+        screening.as_ref().map_or(Start::BaseRate, Start::From),
+        Precision::Final,
+        true,
+    )
+    .map_err(&fit_err)?;
+    drop(span);
+    let (p, yv) = rows.predict(&layout, &problem.test, |x| {
+        model.predict(x).map_err(&fit_err)
+    })?;
+    let holdout = evaluate(&p, &yv)?;
+    let effects = logistic_effects(&layout, &model);
+    let candidate = Candidate {
+        learner: "logistic".into(),
+        hyper_parameters: BTreeMap::from([
+            ("step_bins".to_string(), bins as f64),
+            ("alpha".to_string(), alpha),
+        ]),
+        holdout: holdout.clone(),
+        uplift: Vec::new(),
+        policy_value: None,
+    };
+    Ok(LogisticCandidate {
+        fit: CandidateFit {
+            layout,
+            learner: Learner::Logistic(model),
+            holdout,
+            scores: p,
+            candidate,
+            training,
+        },
         steps,
+        bins,
         effects,
-        training,
-        step_bins,
+    })
+}
+
+/// The boosted candidate; `training` asks for its training rows' count,
+/// positives and fingerprint.
+fn boosted_candidate(
+    problem: &Problem<'_>,
+    rows: &Rows<'_>,
+    s: &TrainSettings,
+    training: bool,
+) -> Result<CandidateFit> {
+    let fit_err = candidate_error(problem.name);
+    crate::progress::note(format!("{} model: boosted candidate", problem.name));
+    let _span = tracing::debug_span!("boosted fit", model = problem.name).entered();
+    let layout = layout_for(problem, 0)?;
+    let params = BoostedParams {
+        seed: s.seed,
+        ..s.boosted
+    };
+    let checked = params.check().map_err(&fit_err)?;
+    let mut counted = (0, 0, String::new());
+    let model = match rows {
+        // Rows the rare-event draw leaves out are never built: the
+        // plan, from the labels alone, says which rows the trees read.
+        Rows::Plain { label } if params.rare_event_ratio > 0.0 => {
+            let y = bool_column(&problem.train, label)?;
+            let weights = match problem.train.column(ROW_WEIGHT) {
+                Ok(_) => Some(f64_column(&problem.train, ROW_WEIGHT)?),
+                Err(_) => None,
+            };
+            let plan = RowPlan::new(&y, checked, None, weights.as_deref()).map_err(&fit_err)?;
+            let read = plan.read();
+            let idx = IdxCa::from_vec(
+                "".into(),
+                read.iter().map(|&i| i as IdxSize).collect::<Vec<_>>(),
+            );
+            let part = problem
+                .train
+                .take(&idx)
+                .map_err(Error::polars("model: the rows the trees read"))?;
+            let (x, _) = rows.build(&layout, &part)?;
+            drop(part);
+            if training {
+                // Every training row counted; the rows read printed.
+                let w = weights.as_deref();
+                let read_y: Vec<bool> = read.iter().map(|&i| y[i]).collect();
+                counted = (
+                    weighted_count(&y, w),
+                    weighted_positives(&y, w),
+                    fingerprint(&x, &read_y),
+                );
+            }
+            // The matrix goes to the fit, which drops it once copied.
+            BoostedModel::fit_read(x, &y, &layout.names(), checked, &plan, weights.as_deref())
+                .map_err(&fit_err)?
+        }
+        _ => {
+            let trees = rows.fitting(&layout, &problem.train)?;
+            if training {
+                counted = (trees.count(), trees.positives(), trees.fingerprint());
+            }
+            trees
+                .fit_trees(&layout.names(), checked)
+                .map_err(&fit_err)?
+        }
+    };
+    let (p, yv) = rows.predict(&layout, &problem.test, |x| {
+        model.predict(x).map_err(&fit_err)
+    })?;
+    let holdout = evaluate(&p, &yv)?;
+    tracing::info!(
+        model = problem.name,
+        trees = model.trees,
+        log_loss = holdout.log_loss,
+        "boosted candidate"
+    );
+    let candidate = Candidate {
+        learner: "boosted".into(),
+        hyper_parameters: BTreeMap::from([
+            ("trees".to_string(), model.trees as f64),
+            ("learning_rate".to_string(), model.params.learning_rate),
+            ("max_depth".to_string(), model.params.max_depth as f64),
+        ]),
+        holdout: holdout.clone(),
+        uplift: Vec::new(),
+        policy_value: None,
+    };
+    Ok(CandidateFit {
+        layout,
+        learner: Learner::Boosted(Box::new(model)),
+        holdout,
+        scores: p,
+        candidate,
+        training: counted,
     })
 }
 
@@ -1141,6 +1250,7 @@ fn fit_groups(
             layout,
             learner,
             holdout,
+            scores: p,
         },
         candidate,
     ))

@@ -42,7 +42,7 @@ pub mod return_model;
 pub mod second_lifetime;
 pub mod settings;
 
-pub use churn::fit_churn;
+pub use churn::{ChurnFit, fit_churn};
 pub use harness::Stamp;
 pub use return_model::{Choice, ReturnCandidates, fit_return, fit_return_candidates};
 pub use second_lifetime::fit_second_lifetime;
