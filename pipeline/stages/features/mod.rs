@@ -43,6 +43,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
@@ -593,8 +594,9 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
 
 /// The rows of `rows` in the order of their [`f::EVENT`] (dropped), when
 /// they are one row for each event `0..events`; otherwise their number, as
-/// the error. Column by column, each freed once taken, so that memory
-/// holds one column twice, not the whole frame, as a sort does.
+/// the error. A column at a time on each core, each freed once taken, so
+/// that memory holds a column twice per core, not the whole frame, as a
+/// sort does.
 fn in_event_order(rows: DataFrame, events: usize) -> Result<std::result::Result<DataFrame, usize>> {
     let err = || Error::polars("features: rows in event order");
     let height = rows.height();
@@ -611,16 +613,19 @@ fn in_event_order(rows: DataFrame, events: usize) -> Result<std::result::Result<
         }
     }
     let order = IdxCa::from_vec("".into(), place);
-    let mut out = Vec::with_capacity(rows.width());
-    for c in rows.into_columns() {
-        if c.name().as_str() != f::EVENT {
+    // A column per task: each gather is serial, and at 10M subscribers
+    // the 31 columns took 3 s on one core.
+    let out = rows
+        .into_columns()
+        .into_par_iter()
+        .filter(|c| c.name().as_str() != f::EVENT)
+        .map(|c| {
             // One chunk first: the streaming engine leaves a hundred or so,
             // and a gather across them cost four times as much (at 10M
             // subscribers 10.5 s against 2.5 s for the 31 columns).
-            let c = c.rechunk();
-            out.push(c.take(&order).map_err(err())?);
-        }
-    }
+            c.rechunk().take(&order).map_err(err())
+        })
+        .collect::<Result<Vec<_>>>()?;
     DataFrame::new(events, out).map(Ok).map_err(err())
 }
 
