@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -202,18 +203,20 @@ pub fn reference(
     score: Option<&[f64]>,
     population: String,
 ) -> Result<DriftReference> {
-    let mut out = Vec::new();
-    for (name, categorical) in features {
-        if df.column(name).is_err() {
-            continue;
-        }
-        let b = if *categorical {
-            bin_levels(&levels(df, name)?)
-        } else {
-            bin_numbers(&numbers(df, name)?)
-        };
-        out.push((name.clone(), b));
-    }
+    // A feature per task, in the features' order (each is a cast and a
+    // sort of the whole column).
+    let out = features
+        .par_iter()
+        .filter(|(name, _)| df.column(name).is_ok())
+        .map(|(name, categorical)| {
+            let b = if *categorical {
+                bin_levels(&levels(df, name)?)
+            } else {
+                bin_numbers(&numbers(df, name)?)
+            };
+            Ok((name.clone(), b))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(DriftReference {
         population,
         rows: df.height(),
@@ -242,19 +245,23 @@ pub fn psi(
         }
         .to_string()
     };
-    let mut out = Vec::new();
-    for (name, b) in &reference.features {
-        let p = match b {
-            _ if df.column(name).is_err() => continue,
-            Binned::Numeric { .. } => psi_numbers(b, &numbers(df, name)?),
-            Binned::Categorical { .. } => psi_levels(b, &levels(df, name)?),
-        };
-        out.push(Drift {
-            feature: name.clone(),
-            psi: p,
-            status: status(p),
-        });
-    }
+    // A feature per task, in the reference's order.
+    let mut out = reference
+        .features
+        .par_iter()
+        .filter(|(name, _)| df.column(name).is_ok())
+        .map(|(name, b)| {
+            let p = match b {
+                Binned::Numeric { .. } => psi_numbers(b, &numbers(df, name)?),
+                Binned::Categorical { .. } => psi_levels(b, &levels(df, name)?),
+            };
+            Ok(Drift {
+                feature: name.clone(),
+                psi: p,
+                status: status(p),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     if let (Some(b), Some(s)) = (&reference.score, score) {
         let p = psi_numbers(b, &s.iter().map(|v| Some(*v)).collect::<Vec<_>>());
         out.push(Drift {
