@@ -17,9 +17,10 @@ pub struct ChurnFit {
     /// The model.
     pub model: ChurnModel,
     /// The kept learner's scores on every row of the latest snapshot, in
-    /// their order, when the holdout holds them all (a time split does:
-    /// they are its latest rows); `None` otherwise. The drift reference's
-    /// score then needs no second prediction of those rows.
+    /// the holdout's order (the drift reference bins them, so any order
+    /// serves), when the holdout holds them all (a time split does: they
+    /// are its latest rows); `None` otherwise. The drift reference's score
+    /// then needs no second prediction of those rows.
     pub latest_scores: Option<Vec<f64>>,
 }
 
