@@ -262,19 +262,8 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
 /// and on the model's score: what `nightly` measures drift against. The
 /// calendar feature (`horizon_quarter`) is left out: it changes with the
 /// date by design.
-/// The rows of the latest snapshot date, which the drift reference
-/// describes.
-fn latest_snapshot(snapshots: &DataFrame) -> Result<DataFrame> {
-    snapshots
-        .clone()
-        .lazy()
-        .filter(col(f::SNAPSHOT).eq(col(f::SNAPSHOT).max()))
-        .collect()
-        .map_err(Error::polars("train: latest snapshot"))
-}
-
 /// The drift reference of the churn model: its features and score on
-/// `rows`, the latest snapshot's ([`latest_snapshot`]); the score is
+/// `rows`, the latest snapshot's ([`stage::ChurnFit::latest`]); the score is
 /// `scores` where the fit kept them (its holdout's predictions of those
 /// rows), else predicted here.
 fn drift_reference(
@@ -429,9 +418,6 @@ fn churn_model(
         let reason = "no churn snapshots (no subscribers active at the snapshot dates)";
         return Ok((Err(skipped_reason(ModelKind::Churn, reason)), None));
     }
-    // The drift reference needs only the latest snapshot's rows; the
-    // whole frame goes to the fit, which drops it once split.
-    let latest = latest_snapshot(&snapshots)?;
     let fit = stage::fit_churn(
         snapshots,
         manifest,
@@ -442,6 +428,7 @@ fn churn_model(
     Ok(match fit {
         Ok(stage::ChurnFit {
             model,
+            latest,
             latest_scores,
         }) => {
             log_trained(&model, t);

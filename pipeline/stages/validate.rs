@@ -495,6 +495,9 @@ impl Precounted {
     }
 }
 
+/// The rule that a subscriber id is unique.
+const DUPLICATE_ID: &str = "duplicate_id";
+
 fn rules_for(
     table: Table,
     lf: LazyFrame,
@@ -542,7 +545,7 @@ fn rules_for(
     let mut lf = lf;
     if table == Table::Subscribers {
         rules.push(rule(
-            "duplicate_id",
+            DUPLICATE_ID,
             col::SUBSCRIBER_ID,
             "`subscriber_id` must be unique",
             col(col::SUBSCRIBER_ID)
@@ -970,7 +973,7 @@ pub fn check_rows(
             // 10M subscribers a pass over 10M text ids).
             let repeated = rules
                 .iter()
-                .position(|r| r.name == "duplicate_id")
+                .position(|r| r.name == DUPLICATE_ID)
                 .is_none_or(|i| count(&flag(i)) > 0);
             let keys = super::collect(
                 if repeated {

@@ -11,11 +11,14 @@ use crate::artifact::{ChurnModel, ModelKind};
 use super::harness::*;
 use super::settings::TrainSettings;
 
-/// The churn model, with its scores on the latest snapshot's rows.
+/// The churn model, with the latest snapshot's rows and its scores on them.
 #[derive(Debug)]
 pub struct ChurnFit {
     /// The model.
     pub model: ChurnModel,
+    /// The rows of the latest snapshot, which the drift reference
+    /// describes.
+    pub latest: DataFrame,
     /// The kept learner's scores on every row of the latest snapshot, in
     /// the holdout's order (the drift reference bins them, so any order
     /// serves), when the holdout holds them all (a time split does: they
@@ -35,10 +38,15 @@ pub fn fit_churn(
     s: &TrainSettings,
     stamp: &Stamp,
 ) -> Result<ChurnFit> {
-    let days = snapshot_days(&snapshots)?;
-    let latest = days.max();
-    let latest_rows = days.iter().filter(|d| *d == latest).count();
-    drop(days);
+    // The drift reference needs only the latest snapshot's rows; the
+    // whole frame is dropped once split.
+    let latest = snapshots
+        .clone()
+        .lazy()
+        .filter(col(f::SNAPSHOT).eq(col(f::SNAPSHOT).max()))
+        .collect()
+        .map_err(Error::polars("churn: the latest snapshot"))?;
+    let day = snapshot_days(&latest)?.max();
     let observed = observed(&snapshots, f::HORIZON_OBSERVED, "churn")?;
     drop(snapshots);
     let SplitRows { train, test, split } = split_rows(
@@ -91,7 +99,7 @@ pub fn fit_churn(
         Ok(days) => days
             .iter()
             .zip(scores)
-            .filter(|(d, _)| latest.is_some() && *d == latest)
+            .filter(|(d, _)| day.is_some() && *d == day)
             .map(|(_, p)| p)
             .collect(),
         Err(_) => Vec::new(),
@@ -100,7 +108,9 @@ pub fn fit_churn(
         model: ChurnModel {
             model: stored(ModelKind::Churn, f::CHURNED, fitted, split, stamp, s),
         },
-        latest_scores: (latest_rows > 0 && in_holdout.len() == latest_rows).then_some(in_holdout),
+        latest_scores: (latest.height() > 0 && in_holdout.len() == latest.height())
+            .then_some(in_holdout),
+        latest,
     })
 }
 

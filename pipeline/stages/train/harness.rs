@@ -671,12 +671,13 @@ impl Candidates {
 /// holdout (see the module documentation).
 ///
 /// The trees are fitted before the logistic candidate, though recorded
-/// after it. Their rounds have serial steps: alone on this 2-core machine
-/// the churn trees kept 150% of the cores busy at 1M subscribers, against
-/// 190 to 200% for the logistic's loops. `train` fits the churn model
-/// beside the others, so the trees, fitted first, share the cores with
-/// the other models' fits, and what runs alone at the end is the
-/// logistic. Each fit is the same in either order.
+/// after it. Their rounds have serial steps: left alone at the end of
+/// `train` on this 2-core machine, the churn trees kept 150% of the cores
+/// busy at 1M subscribers (a per-second CPU sample), while the process
+/// held 190 to 200% as long as the other models were fitted beside them.
+/// Fitted first, the trees share the cores with the other models' fits,
+/// and what runs alone at the end is the logistic (100 to 195% in the
+/// same kind of sample). Each fit is the same in either order.
 pub(crate) fn fit_candidates(
     problem: &Problem<'_>,
     rows: &Rows<'_>,
@@ -758,7 +759,8 @@ struct LogisticCandidate {
     effects: Vec<Effect>,
 }
 
-fn candidate_error(name: &str) -> impl Fn(FitError) -> Error + '_ {
+/// A fit's error as the pipeline's, naming the model `name`.
+fn candidate_error(name: &str) -> impl Fn(FitError) -> Error + Copy + '_ {
     move |e| Error::Fit {
         model: name.to_string(),
         message: e.to_string(),
@@ -1176,10 +1178,7 @@ fn fit_groups(
     bins: usize,
     parts: Vec<(String, String, Fitting)>,
 ) -> Result<(Kept, Candidate)> {
-    let fit_err = |e: FitError| Error::Fit {
-        model: problem.name.to_string(),
-        message: e.to_string(),
-    };
+    let fit_err = candidate_error(problem.name);
     let label = match kind {
         LearnerChoice::Boosted => format!("boosted_per_{by}"),
         _ => format!("logistic_per_{by}"),
@@ -1587,10 +1586,7 @@ pub(crate) fn observed(df: &DataFrame, observed: &str, name: &str) -> Result<Dat
 pub(crate) fn refit(model: &mut Model, rows: &Rows<'_>, df: &DataFrame) -> Result<()> {
     let kind = model.model;
     let _span = tracing::debug_span!("refit", model = kind.name()).entered();
-    let fit_err = |e: winback_models::error::FitError| Error::Fit {
-        model: kind.name().into(),
-        message: e.to_string(),
-    };
+    let fit_err = candidate_error(kind.name());
     let (learner, (count, positives, print)) =
         refit_learner(&model.learner, &model.layout, rows, df).map_err(|e| match e {
             RefitError::Data(e) => e,
