@@ -43,8 +43,8 @@ pub struct BoostedParams {
     /// Rare-event sampling: in the rows the trees are fitted on, at most
     /// this many rows of the commoner class per row of the rarer one; the
     /// rest of the commoner class is left out by a seeded draw. Early
-    /// stopping weighs the validation rows of that class by the share kept
-    /// (the same mix as the fitting rows), and Platt's calibration is
+    /// stopping judges the trees on the validation rows drawn the same
+    /// way (the same mix as the fitting rows), and Platt's calibration is
     /// fitted on every validation row unweighted, which restores
     /// calibrated probabilities. 0 keeps every row.
     #[serde(default)]
@@ -715,18 +715,23 @@ fn walk_scores<W: Walk>(
 /// nodes; 30 KiB binned).
 const TREE_BLOCK: usize = 256;
 
-/// The plan's training and validation rows of `x` (the plan's row `i` is
-/// `x`'s row `at(i)`), each column-major, as forust-ml reads them.
-fn plan_columns(
-    x: ArrayView2<f64>,
-    at: impl Fn(usize) -> usize,
-    plan: &RowPlan,
-) -> (Vec<f64>, Vec<f64>) {
+/// The plan's training, validation and early-stopping rows of `x`, each
+/// column-major, as forust-ml reads them (the plan's row `i` is `x`'s row
+/// `at(i)`).
+struct PlanColumns {
+    train: Vec<f64>,
+    valid: Vec<f64>,
+    /// `None`: early stopping judges every validation row.
+    stop: Option<Vec<f64>>,
+}
+
+fn plan_columns(x: ArrayView2<f64>, at: impl Fn(usize) -> usize, plan: &RowPlan) -> PlanColumns {
     let positions = |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| at(i)).collect() };
-    (
-        column_major(x, &positions(&plan.train)),
-        column_major(x, &positions(&plan.valid)),
-    )
+    PlanColumns {
+        train: column_major(x, &positions(&plan.train)),
+        valid: column_major(x, &positions(&plan.valid)),
+        stop: (plan.stop.len() < plan.valid.len()).then(|| column_major(x, &positions(&plan.stop))),
+    }
 }
 
 /// Column-major copy of a row set of `x`, as forust-ml takes it.
@@ -740,15 +745,9 @@ fn column_major(x: ArrayView2<f64>, rows: &[usize]) -> Vec<f64> {
 }
 
 /// `rows` with the commoner class thinned to at most `ratio` rows per row
-/// of the rarer one by a seeded draw (`ratio` 0: all kept); also the
-/// commoner class and the share of it kept.
-fn rare_event_sample(
-    rows: &[usize],
-    y: &[bool],
-    ratio: f64,
-    seed: u64,
-    weight: &dyn Fn(usize) -> f64,
-) -> (Vec<usize>, bool, f64) {
+/// of the rarer one by a seeded draw (`ratio` 0: all kept). Each row's
+/// draw depends on the seed and its index alone.
+fn rare_event_sample(rows: &[usize], y: &[bool], ratio: f64, seed: u64) -> Vec<usize> {
     let positives = rows.iter().filter(|&&i| y[i]).count();
     let negatives = rows.len() - positives;
     let common = positives > negatives;
@@ -758,21 +757,15 @@ fn rare_event_sample(
         (positives, negatives)
     };
     if ratio == 0.0 || rare == 0 || (many as f64) <= ratio * rare as f64 {
-        return (rows.to_vec(), common, 1.0);
+        return rows.to_vec();
     }
     let share = ratio * rare as f64 / many as f64;
     let cut = (share * u64::MAX as f64) as u64;
     let salt = seed ^ 0x0005_EED0_F5A3_F1E5;
-    let kept: Vec<usize> = rows
-        .iter()
+    rows.iter()
         .copied()
         .filter(|&i| y[i] != common || row_key(salt, i) < cut)
-        .collect();
-    // The share actually kept (the draw's weight, not its expectation).
-    let of = |rows: &mut dyn Iterator<Item = usize>| rows.map(weight).sum::<f64>();
-    let drawn = of(&mut kept.iter().copied().filter(|&i| y[i] == common));
-    let all = of(&mut rows.iter().copied().filter(|&i| y[i] == common));
-    (kept, common, drawn / all)
+        .collect()
 }
 
 /// The rows a boosted fit reads, decided from the labels (with the groups
@@ -786,11 +779,11 @@ pub struct RowPlan {
     rows: usize,
     /// Rows the trees are grown on, after the draw.
     train: Vec<usize>,
-    /// Rows held back for early stopping and calibration.
+    /// Rows held back for calibration.
     valid: Vec<usize>,
-    /// The commoner class, and the share of its fitting rows drawn.
-    common: bool,
-    kept: f64,
+    /// The validation rows early stopping judges the trees on: those of
+    /// `valid` the rare-event draw keeps (every one without the draw).
+    stop: Vec<usize>,
 }
 
 impl RowPlan {
@@ -813,7 +806,6 @@ impl RowPlan {
                 y.len()
             )));
         }
-        let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
         let params = *params.get();
         if y.iter().all(|v| *v) || y.iter().all(|v| !*v) {
             return Err(FitError::OneClass);
@@ -829,16 +821,18 @@ impl RowPlan {
                 params.validation_share * 100.0
             )));
         }
-        // Rare-event sampling of the fitting rows (validation rows are all
-        // kept: early stopping and calibration see the true mix).
-        let (train, common, kept) =
-            rare_event_sample(&train, y, params.rare_event_ratio, params.seed, &weight);
+        // Rare-event sampling of the fitting rows, and of the validation
+        // rows early stopping judges: the two see the same mix, and the
+        // trees' rounds score a fraction of the validation rows. Every
+        // validation row is kept for the calibration, which restores the
+        // true mix.
+        let train = rare_event_sample(&train, y, params.rare_event_ratio, params.seed);
+        let stop = rare_event_sample(&valid, y, params.rare_event_ratio, params.seed);
         Ok(RowPlan {
             rows: n,
             train,
             valid,
-            common,
-            kept,
+            stop,
         })
     }
 
@@ -941,7 +935,7 @@ impl BoostedModel {
     /// each ([`plan_columns`]).
     #[allow(clippy::too_many_arguments)]
     fn fit_plan(
-        (xt, xv): (Vec<f64>, Vec<f64>),
+        columns: PlanColumns,
         k: usize,
         y: &[bool],
         names: &[String],
@@ -951,16 +945,18 @@ impl BoostedModel {
     ) -> Result<Self, FitError> {
         let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
         let params = *params.get();
-        let (train, valid) = (&plan.train, &plan.valid);
+        let (train, valid, stop) = (&plan.train, &plan.valid, &plan.stop);
+        let PlanColumns {
+            train: xt,
+            valid: xv,
+            stop: xs,
+        } = columns;
         let label = |rows: &[usize]| -> Vec<f64> {
             rows.iter().map(|&i| if y[i] { 1.0 } else { 0.0 }).collect()
         };
-        let (yt, yv) = (label(train), label(valid));
-        let wt: Vec<f64> = train.iter().map(|&i| weight(i)).collect();
-        let wv: Vec<f64> = valid
-            .iter()
-            .map(|&i| weight(i) * if y[i] == plan.common { plan.kept } else { 1.0 })
-            .collect();
+        let weigh = |rows: &[usize]| -> Vec<f64> { rows.iter().map(|&i| weight(i)).collect() };
+        let (yt, ys) = (label(train), label(stop));
+        let (wt, ws) = (weigh(train), weigh(stop));
         let mut booster = GradientBooster::default()
             .set_objective_type(ObjectiveType::LogLoss)
             .set_iterations(params.max_trees)
@@ -979,10 +975,11 @@ impl BoostedModel {
                 .set_subsample(params.subsample as f32);
         }
         let mt = Matrix::new(&xt, train.len(), k);
-        let mv = Matrix::new(&xv, valid.len(), k);
+        let ms = Matrix::new(xs.as_deref().unwrap_or(&xv), stop.len(), k);
         booster
-            .fit(&mt, &yt, &wt, Some(vec![(mv, &yv, &wv)]))
+            .fit(&mt, &yt, &wt, Some(vec![(ms, &ys, &ws)]))
             .map_err(|e| FitError::Solver(e.to_string()))?;
+        drop((xt, xs));
         let trees = booster.prediction_iteration.unwrap_or(booster.trees.len());
         let raw = booster.predict(&Matrix::new(&xv, valid.len(), k), true);
         let yb: Vec<bool> = valid.iter().map(|&i| y[i]).collect();
@@ -1550,8 +1547,7 @@ mod tests {
             .collect();
         let rows: Vec<usize> = (0..y.len()).collect();
         let positives = y.iter().filter(|v| **v).count();
-        let (kept, common, share) = rare_event_sample(&rows, &y, 5.0, 1, &|_| 1.0);
-        assert!(!common, "negatives are the commoner class");
+        let kept = rare_event_sample(&rows, &y, 5.0, 1);
         assert_eq!(kept.iter().filter(|&&i| y[i]).count(), positives);
         let negatives = kept.len() - positives;
         let want = 5.0 * positives as f64;
@@ -1559,22 +1555,55 @@ mod tests {
             (negatives as f64 / want - 1.0).abs() < 0.05,
             "{negatives} vs {want}"
         );
-        assert_eq!(share, negatives as f64 / (y.len() - positives) as f64);
         // The same draw for the same seed; every row when off or balanced.
-        assert_eq!(rare_event_sample(&rows, &y, 5.0, 1, &|_| 1.0).0, kept);
-        assert_eq!(
-            rare_event_sample(&rows, &y, 0.0, 1, &|_| 1.0).0.len(),
-            rows.len()
-        );
-        assert_eq!(
-            rare_event_sample(&rows, &y, 30.0, 1, &|_| 1.0).0.len(),
-            rows.len()
-        );
+        assert_eq!(rare_event_sample(&rows, &y, 5.0, 1), kept);
+        assert_eq!(rare_event_sample(&rows, &y, 0.0, 1).len(), rows.len());
+        assert_eq!(rare_event_sample(&rows, &y, 30.0, 1).len(), rows.len());
         // The rarer class may be the positive one or the negative one.
         let flipped: Vec<bool> = y.iter().map(|v| !v).collect();
-        let (kept, common, _) = rare_event_sample(&rows, &flipped, 5.0, 1, &|_| 1.0);
-        assert!(common);
+        let kept = rare_event_sample(&rows, &flipped, 5.0, 1);
         assert_eq!(kept.iter().filter(|&&i| !flipped[i]).count(), positives);
+        let negatives = kept.len() - positives;
+        assert!(
+            (negatives as f64 / want - 1.0).abs() < 0.05,
+            "{negatives} vs {want}"
+        );
+    }
+
+    /// Early stopping judges the trees on the validation rows drawn as the
+    /// fitting rows are (every rare one, at most the ratio of the others),
+    /// while every validation row is kept for the calibration; without
+    /// the draw it judges every validation row.
+    #[test]
+    fn early_stopping_sees_the_validation_rows_drawn_like_the_fitting_rows() {
+        let y: Vec<bool> = (0..100_000)
+            .map(|i| row_key(3, i).is_multiple_of(20))
+            .collect();
+        let plan = |ratio: f64| {
+            let params = BoostedParams {
+                rare_event_ratio: ratio,
+                ..BoostedParams::default()
+            };
+            RowPlan::new(&y, params.check().unwrap(), None, None).unwrap()
+        };
+        let drawn = plan(3.0);
+        let share = drawn.valid.len() as f64 / y.len() as f64;
+        assert!((share - 0.2).abs() < 0.01, "{share}");
+        let rare = |rows: &[usize]| rows.iter().filter(|&&i| y[i]).count();
+        assert_eq!(rare(&drawn.stop), rare(&drawn.valid));
+        assert!(
+            drawn
+                .stop
+                .iter()
+                .all(|i| drawn.valid.binary_search(i).is_ok())
+        );
+        for rows in [&drawn.train, &drawn.stop] {
+            let ratio = (rows.len() - rare(rows)) as f64 / rare(rows) as f64;
+            assert!((ratio / 3.0 - 1.0).abs() < 0.1, "{ratio}");
+        }
+        let every = plan(0.0);
+        assert_eq!(every.stop, every.valid);
+        assert_eq!(every.valid, drawn.valid);
     }
 
     /// Fitted on every rare row and five of the others per rare row, the

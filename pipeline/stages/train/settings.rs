@@ -137,7 +137,7 @@ impl Default for TrainSettings {
             alphas: vec![0.01, 0.1, 1.0, 10.0, 100.0],
             cv_max_rows: 50_000,
             boosted: BoostedParams::default(),
-            churn_rare_event_ratio: 5.0,
+            churn_rare_event_ratio: 3.0,
             return_features: Vec::new(),
             churn_features: Vec::new(),
             interactions: vec![f::LEAVE_REASON.to_string()],
