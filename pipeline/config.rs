@@ -189,7 +189,7 @@ pub struct RawTrain {
     pub boosted_tiled_histograms: Option<bool>,
     /// Rare-event sampling of the churn model: both candidates fitted on
     /// every churner and at most this many non-churners per churner (0:
-    /// every row). Default 5.
+    /// every row). Default 3.
     pub churn_rare_event_ratio: Option<f64>,
     /// Return-model features. Default: every feature.
     pub return_features: Option<Vec<String>>,
