@@ -825,9 +825,15 @@ impl RowPlan {
         // rows early stopping judges: the two see the same mix, and the
         // trees' rounds score a fraction of the validation rows. Every
         // validation row is kept for the calibration, which restores the
-        // true mix.
-        let train = rare_event_sample(&train, y, params.rare_event_ratio, params.seed);
-        let stop = rare_event_sample(&valid, y, params.rare_event_ratio, params.seed);
+        // true mix. A draw that would leave a set without one class (on a
+        // handful of rows, every commoner one can miss the draw) is not
+        // taken for that set.
+        let drawn = |rows: Vec<usize>| -> Vec<usize> {
+            let kept = rare_event_sample(&rows, y, params.rare_event_ratio, params.seed);
+            if both(&kept) { kept } else { rows }
+        };
+        let train = drawn(train);
+        let stop = drawn(valid.clone());
         Ok(RowPlan {
             rows: n,
             train,
@@ -1604,6 +1610,35 @@ mod tests {
         let every = plan(0.0);
         assert_eq!(every.stop, every.valid);
         assert_eq!(every.valid, drawn.valid);
+    }
+
+    /// On a handful of rows the draw can miss every row of the commoner
+    /// class; a set it would leave with one class is kept whole.
+    #[test]
+    fn a_draw_that_would_leave_one_class_is_not_taken() {
+        // Five positives among 200 rows: the validation share (about 40
+        // rows) often holds one, and with ratio 1 the draw then keeps
+        // each of its negatives with a chance of about 1/39.
+        let y: Vec<bool> = (0..200).map(|i| i < 5).collect();
+        let mut checked = 0;
+        for seed in 0..2_000 {
+            let params = BoostedParams {
+                rare_event_ratio: 1.0,
+                seed,
+                ..BoostedParams::default()
+            };
+            let Ok(plan) = RowPlan::new(&y, params.check().unwrap(), None, None) else {
+                continue;
+            };
+            let raw = rare_event_sample(&plan.valid, &y, 1.0, seed);
+            if raw.iter().all(|&i| y[i]) {
+                assert_eq!(plan.stop, plan.valid, "seed {seed}");
+                checked += 1;
+            } else {
+                assert_eq!(plan.stop, raw, "seed {seed}");
+            }
+        }
+        assert!(checked > 0, "no seed drew a one-class set");
     }
 
     /// Fitted on every rare row and five of the others per rare row, the
