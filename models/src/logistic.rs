@@ -985,11 +985,21 @@ pub fn choose_alpha(
             let xv = x.select(Axis(0), &test);
             let yv: Vec<bool> = test.iter().map(|i| y[*i]).collect();
             let wv: Option<Vec<f64>> = weights.map(|w| test.iter().map(|i| w[*i]).collect());
+            // The fold's rows standardised once for its whole path (each
+            // fit of the path would otherwise copy and standardise them
+            // again: the same rows, so the same numbers).
+            let (standardizer, z) = prepare(xt, &yt, wt.as_deref(), names)?;
+            let z = if z.is_standard_layout() {
+                z
+            } else {
+                z.as_standard_layout().into_owned()
+            };
             let mut start = None;
             let mut losses = vec![0.0; alphas.len()];
             for &a in &order {
-                let model = LogisticModel::fit_to(
-                    xt.view(),
+                let model = LogisticModel::solve(
+                    standardizer.clone(),
+                    &z,
                     &yt,
                     wt.as_deref(),
                     names,
