@@ -257,15 +257,13 @@ pub fn train(settings: &Settings, out: &mut dyn Write) -> Result<TrainSummary> {
     Ok(summary)
 }
 
-/// The churn model's population at its latest training snapshot (the
-/// nearest in time to the nights that score with it), binned per feature
-/// and on the model's score: what `nightly` measures drift against. The
-/// calendar feature (`horizon_quarter`) is left out: it changes with the
-/// date by design.
-/// The drift reference of the churn model: its features and score on
-/// `rows`, the latest snapshot's ([`stage::ChurnFit::latest`]); the score is
-/// `scores` where the fit kept them (its holdout's predictions of those
-/// rows), else predicted here.
+/// The drift reference of the churn model: its population at its latest
+/// training snapshot (`rows`, [`stage::ChurnFit::latest`]: the nearest in
+/// time to the nights that score with it), binned per feature and on the
+/// model's score, which is what `nightly` measures drift against. The
+/// score is `scores` where the fit kept them (its holdout's predictions of
+/// those rows), else predicted here. The calendar feature
+/// (`horizon_quarter`) is left out: it changes with the date by design.
 fn drift_reference(
     m: &Model,
     rows: &DataFrame,
