@@ -166,7 +166,7 @@ pub fn behaviour_through(
             }
             None => {
                 let sums = super::ledger::stream(
-                    inputs.bill_rows(s.margin_rate),
+                    inputs.bill_rows(s.margin_rate, false),
                     inputs.decode(lifetimes)?,
                 )?;
                 tracing::trace!("features: events' bills streamed");
@@ -510,7 +510,7 @@ mod tests {
 
     use std::collections::BTreeMap;
 
-    use chrono::NaiveDate;
+    use chrono::{Datelike, NaiveDate};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -763,6 +763,22 @@ mod tests {
         df
     }
 
+    /// `b` has `a`'s columns, in order, with their types and values
+    /// (nulls where `a` has them).
+    fn assert_same_frame(a: &DataFrame, b: &DataFrame, what: &str) {
+        assert_eq!(a.get_column_names(), b.get_column_names(), "{what}");
+        assert_eq!(a.height(), b.height(), "{what}");
+        for c in a.columns() {
+            let other = b.column(c.name()).unwrap();
+            assert_eq!(c.dtype(), other.dtype(), "{what}: {}", c.name());
+            assert!(
+                c.equals_missing(other),
+                "{what}: column {} differs:\n{c:?}\n{other:?}",
+                c.name()
+            );
+        }
+    }
+
     /// Churn snapshots from coded inputs (the active subscribers, their
     /// features and churn labels walked) are those from the joins.
     #[test]
@@ -794,17 +810,7 @@ mod tests {
                     .decode(churn_snapshot(&coded, date, i as u32, &s, end).unwrap())
                     .unwrap();
                 assert!(a.height() > 20, "{date}: {} active", a.height());
-                assert_eq!(a.get_column_names(), b.get_column_names());
-                assert_eq!(a.height(), b.height(), "seed {seed}, {date}");
-                for c in a.columns() {
-                    let other = b.column(c.name()).unwrap();
-                    assert_eq!(c.dtype(), other.dtype(), "{date}: {}", c.name());
-                    assert!(
-                        c.equals_missing(other),
-                        "seed {seed}, {date}: column {} differs",
-                        c.name()
-                    );
-                }
+                assert_same_frame(&a, &b, &format!("seed {seed}, {date}"));
                 churned += a
                     .column(f::CHURNED)
                     .unwrap()
@@ -814,6 +820,90 @@ mod tests {
                     .unwrap_or(0);
             }
             assert!(churned > 10, "seed {seed}: {churned} churned");
+        }
+    }
+
+    /// Second lifetimes with their bills walked in the ledger (coded ids,
+    /// every bill dated on its month's first day, as validated data are)
+    /// are those from joining billing: the sums, counts and each bill's
+    /// month, margin and cost flag, in month order.
+    #[test]
+    fn second_lifetimes_from_the_ledger_are_the_joins() {
+        use super::super::labels::{lapsed, second_lifetimes};
+        let s = FeatureSettings::default();
+        let end = NaiveDate::from_ymd_opt(2024, 12, 31).unwrap();
+        for seed in [1, 2, 3] {
+            // The generator's bills, less those dated after their month's
+            // first day and the second bill of a month.
+            let raw = inputs(seed);
+            let mut tables = BTreeMap::new();
+            for t in Table::ALL {
+                tables.insert(t, raw.get(t));
+            }
+            let bills = raw
+                .get(Table::Billing)
+                .filter(col(col::MONTH).dt().day().eq(lit(1)))
+                .collect()
+                .unwrap()
+                .unique_stable(
+                    Some(&[col::SUBSCRIBER_ID.into(), col::MONTH.into()]),
+                    UniqueKeepStrategy::First,
+                    None,
+                )
+                .unwrap();
+            tables.insert(Table::Billing, bills.lazy());
+            let text = Inputs::new(tables);
+            let coded = text
+                .clone()
+                .with_codes()
+                .unwrap()
+                .with_ledger(s.margin_rate)
+                .unwrap();
+            assert!(coded.ledger(s.margin_rate).unwrap().reads_lifetimes());
+            let lives = |inputs: &Inputs| {
+                let gone = lapsed(inputs, &s).unwrap().collect().unwrap();
+                let x = second_lifetimes(inputs, &gone, &s, end).unwrap();
+                inputs.decode(x).unwrap()
+            };
+            let (a, b) = (lives(&text), lives(&coded));
+            assert_same_frame(&a, &b, &format!("seed {seed}"));
+            // The test has teeth: lifetimes with several bills, with none,
+            // and with costed and uncosted bills.
+            let n = a.column(f::SECOND_BILLS).unwrap().i32().unwrap().clone();
+            assert!(n.iter().any(|v| v == Some(0)), "seed {seed}");
+            assert!(n.iter().any(|v| v.is_some_and(|v| v > 3)), "seed {seed}");
+            let lists = a.column(f::BILL_COSTED).unwrap().list().unwrap().clone();
+            let (mut yes, mut no) = (0, 0);
+            for list in lists.amortized_iter().flatten() {
+                for v in list.as_ref().bool().unwrap().iter().flatten() {
+                    if v { yes += 1 } else { no += 1 }
+                }
+            }
+            assert!(yes > 0 && no > 0, "seed {seed}: {yes} costed, {no} not");
+        }
+        // Bills dated after their month's first day: the ledger cannot
+        // tell whether a lifetime ending that month covers them.
+        let raw = inputs(1)
+            .with_codes()
+            .unwrap()
+            .with_ledger(s.margin_rate)
+            .unwrap();
+        assert!(!raw.ledger(s.margin_rate).unwrap().reads_lifetimes());
+    }
+
+    #[test]
+    fn first_days_of_month_indexes_are_the_calendars() {
+        use super::super::calendar::month_of_day;
+        use super::super::ledger::first_day_of_month;
+        let mut day = NaiveDate::from_ymd_opt(1899, 12, 1).unwrap();
+        while day < NaiveDate::from_ymd_opt(2101, 3, 1).unwrap() {
+            let first = epoch_days(day.with_day(1).unwrap());
+            assert_eq!(
+                first_day_of_month(month_of_day(epoch_days(day))),
+                first,
+                "{day}"
+            );
+            day += chrono::Duration::days(13);
         }
     }
 
@@ -848,16 +938,7 @@ mod tests {
                 ("ledger, then coded", &grouped_coded),
             ] {
                 let b = features(inputs, &ev, &s);
-                assert_eq!(a.get_column_names(), b.get_column_names());
-                for c in a.columns() {
-                    let other = b.column(c.name()).unwrap();
-                    assert_eq!(c.dtype(), other.dtype(), "{path}: {}", c.name());
-                    assert!(
-                        c.equals_missing(other),
-                        "seed {seed}, {path}: column {} differs:\n{c:?}\n{other:?}",
-                        c.name()
-                    );
-                }
+                assert_same_frame(&a, &b, &format!("seed {seed}, {path}"));
             }
             // The test has teeth: the events read bills in and out of
             // their lifetimes, and some read none.

@@ -138,7 +138,7 @@ impl Inputs {
     /// there are several events per subscriber; it holds every bill in
     /// memory (20 bytes each).
     pub fn with_ledger(mut self, margin_rate: f64) -> Result<Self> {
-        let bills = self.bill_rows(margin_rate);
+        let bills = self.bill_rows(margin_rate, true);
         let mut ledger = Ledger::build(bills, margin_rate)?;
         if let Some(ids) = &self.ids {
             ledger.rekey(ids)?;
@@ -158,10 +158,20 @@ impl Inputs {
     /// (the month's day number; [`super::calendar::month_of_day`] gives its index, in the
     /// readers, cheaper than as an expression), `r` (the revenue) and `g`
     /// (the margin at
-    /// `margin_rate` where the cost is missing). Bills without a
-    /// subscriber, a revenue or a month (the contract allows none of these)
-    /// carry no feature and are left out.
-    pub(crate) fn bill_rows(&self, margin_rate: f64) -> LazyFrame {
+    /// `margin_rate` where the cost is missing) and, when `costed`, `k`
+    /// (whether the cost is there). Bills without a subscriber, a revenue
+    /// or a month (the contract allows none of these) carry no feature and
+    /// are left out.
+    pub(crate) fn bill_rows(&self, margin_rate: f64, costed: bool) -> LazyFrame {
+        let mut columns = vec![
+            col(col::SUBSCRIBER_ID),
+            col(col::MONTH).cast(DataType::Int32).alias("d"),
+            col(col::REVENUE).alias("r"),
+            margin(margin_rate).alias("g"),
+        ];
+        if costed {
+            columns.push(col(col::COST_TO_SERVE).is_not_null().alias("k"));
+        }
         self.get(Table::Billing)
             .filter(
                 col(col::SUBSCRIBER_ID)
@@ -169,12 +179,7 @@ impl Inputs {
                     .and(col(col::REVENUE).is_not_null())
                     .and(col(col::MONTH).is_not_null()),
             )
-            .select([
-                col(col::SUBSCRIBER_ID),
-                col(col::MONTH).cast(DataType::Int32).alias("d"),
-                col(col::REVENUE).alias("r"),
-                margin(margin_rate).alias("g"),
-            ])
+            .select(columns)
     }
 
     /// The smaller tables grouped by subscriber, when the ids are coded.

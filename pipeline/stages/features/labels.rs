@@ -6,7 +6,7 @@
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::schema::{Table, col};
 
 use super::behaviour::{behaviour, behaviour_through};
@@ -222,42 +222,11 @@ pub(crate) fn second_lifetimes(
             .fill_null(date_lit(end))
             .alias("__life_end"),
     ]);
-    let margins = join(
-        inputs.get(Table::Billing),
-        inputs.decode_lazy(
-            x.clone().select([
-                col("__ret"),
-                col(col::SUBSCRIBER_ID),
-                col(col::RETURNED_AT)
-                    .dt()
-                    .month_start()
-                    .alias("__first_month"),
-                col("__life_end"),
-            ]),
-        ),
-        &[col::SUBSCRIBER_ID],
-        JoinType::Inner,
-    )
-    .filter(
-        col(col::MONTH)
-            .gt_eq(col("__first_month"))
-            .and(col(col::MONTH).lt_eq(col("__life_end"))),
-    )
-    .with_columns([margin(s.margin_rate)])
-    .sort([col::MONTH], SortMultipleOptions::default())
-    .group_by([col("__ret")])
-    .agg([
-        col("__margin").sum().alias(f::SECOND_MARGIN),
-        len().cast(DataType::Int32).alias(f::SECOND_BILLS),
-        // Each bill: its month, margin and whether it had a cost to serve
-        // (where it had, the cost holds any upgrade the offer gave), so
-        // that training can add back the past offer's terms bill by bill
-        // and cut the bills at its holdout date.
-        col(col::MONTH).alias(f::BILL_MONTHS),
-        col("__margin").alias(f::BILL_MARGINS),
-        col(col::COST_TO_SERVE).is_not_null().alias(f::BILL_COSTED),
-    ]);
-    let x = join(x, margins, &["__ret"], JoinType::Left).with_columns([
+    let x = match from_ledger(inputs, s, x.clone())? {
+        Some(x) => x,
+        None => with_joined_bills(inputs, s, x),
+    };
+    let x = x.with_columns([
         ((days("__life_end") - days(col::RETURNED_AT)).cast(DataType::Float64)
             / lit(DAYS_PER_MONTH))
         .alias(f::MONTHS_RETAINED),
@@ -294,6 +263,83 @@ pub(crate) fn second_lifetimes(
             col(f::BILL_COSTED),
         ]);
     collect(x, "second lifetimes")
+}
+
+/// The returns `x` (`__ret`, `subscriber_id` coded, `returned_at`,
+/// `__life_end`) with their lifetimes' bills walked in the ledger
+/// ([`super::ledger::Ledger::lifetime_bills`]), in `__ret` order: the
+/// columns of [`with_joined_bills`], without joining every bill. `None`
+/// without a ledger that can tell them.
+fn from_ledger(inputs: &Inputs, s: &FeatureSettings, x: LazyFrame) -> Result<Option<LazyFrame>> {
+    let Some(ledger) = inputs.ledger(s.margin_rate).filter(|l| l.reads_lifetimes()) else {
+        return Ok(None);
+    };
+    let x = collect(
+        x.sort(["__ret"], SortMultipleOptions::default()),
+        "returns' lifetimes",
+    )?;
+    let err = |what: &str| Error::polars(format!("features: second lifetimes' {what}"));
+    let Ok(codes) = x.column(col::SUBSCRIBER_ID).and_then(|c| c.u32().cloned()) else {
+        return Ok(None);
+    };
+    let codes: Vec<Option<u32>> = codes.iter().collect();
+    let day_numbers = |name: &str| -> Result<Vec<Option<i32>>> {
+        Ok(x.column(name)
+            .and_then(|c| c.cast(&DataType::Int32))
+            .map_err(err(name))?
+            .i32()
+            .map_err(err(name))?
+            .iter()
+            .collect())
+    };
+    let (from, to) = (day_numbers(col::RETURNED_AT)?, day_numbers("__life_end")?);
+    let Some(bills) = ledger.lifetime_bills(&codes, &from, &to)? else {
+        return Ok(None);
+    };
+    let x = x.hstack(&bills).map_err(err("bills"))?;
+    Ok(Some(x.lazy()))
+}
+
+/// The returns `x` with their lifetimes' bills joined from billing: the
+/// margins' sum and count, and each bill's month, margin and whether it
+/// had a cost to serve, in month order (null without a bill).
+fn with_joined_bills(inputs: &Inputs, s: &FeatureSettings, x: LazyFrame) -> LazyFrame {
+    let margins = join(
+        inputs.get(Table::Billing),
+        inputs.decode_lazy(
+            x.clone().select([
+                col("__ret"),
+                col(col::SUBSCRIBER_ID),
+                col(col::RETURNED_AT)
+                    .dt()
+                    .month_start()
+                    .alias("__first_month"),
+                col("__life_end"),
+            ]),
+        ),
+        &[col::SUBSCRIBER_ID],
+        JoinType::Inner,
+    )
+    .filter(
+        col(col::MONTH)
+            .gt_eq(col("__first_month"))
+            .and(col(col::MONTH).lt_eq(col("__life_end"))),
+    )
+    .with_columns([margin(s.margin_rate)])
+    .sort([col::MONTH], SortMultipleOptions::default())
+    .group_by([col("__ret")])
+    .agg([
+        col("__margin").sum().alias(f::SECOND_MARGIN),
+        len().cast(DataType::Int32).alias(f::SECOND_BILLS),
+        // Each bill: its month, margin and whether it had a cost to serve
+        // (where it had, the cost holds any upgrade the offer gave), so
+        // that training can add back the past offer's terms bill by bill
+        // and cut the bills at its holdout date.
+        col(col::MONTH).alias(f::BILL_MONTHS),
+        col("__margin").alias(f::BILL_MARGINS),
+        col(col::COST_TO_SERVE).is_not_null().alias(f::BILL_COSTED),
+    ]);
+    join(x, margins, &["__ret"], JoinType::Left)
 }
 
 /// Default snapshot dates: `count` month starts `every` months apart, the
