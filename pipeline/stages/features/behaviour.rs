@@ -573,6 +573,15 @@ mod tests {
                 r_fee.push(plan.then_some(30.0));
             }
         }
+        // Bills of an id no other table holds: no event reads them.
+        for k in 0..3 {
+            b_id.push("zz-billed-only".to_string());
+            b_month.push(Some(epoch_days(
+                NaiveDate::from_ymd_opt(2020, 1 + k, 1).unwrap(),
+            )));
+            b_rev.push(Some(10.0));
+            b_cost.push(None);
+        }
         // Defections, complaints (open, resolved before and after a date,
         // satisfied or not or unknown), referrals (naming a subscriber, an
         // id no table holds, or no one), and two extra subscriber columns.

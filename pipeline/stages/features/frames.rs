@@ -139,10 +139,7 @@ impl Inputs {
     /// memory (20 bytes each).
     pub fn with_ledger(mut self, margin_rate: f64) -> Result<Self> {
         let bills = self.bill_rows(margin_rate, true);
-        let mut ledger = Ledger::build(bills, margin_rate)?;
-        if let Some(ids) = &self.ids {
-            ledger.rekey(ids)?;
-        }
+        let ledger = Ledger::build(bills, margin_rate, self.ids.as_deref())?;
         self.ledger = Some(Arc::new(ledger));
         Ok(self)
     }

@@ -335,16 +335,29 @@ impl Ids {
         let ids = ids
             .str()
             .map_err(Error::polars("features: subscriber ids"))?;
+        Ok(self
+            .code_of(index, ids)
+            .into_iter()
+            .map(|c| (c != NO_CODE).then_some(c))
+            .collect())
+    }
+
+    /// The code of each id of `ids` ([`NO_CODE`] where null or not an id
+    /// here), chunk by chunk: a column of many chunks (the bills as read)
+    /// is not copied into one.
+    pub(crate) fn code_of(&self, index: &PlHashMap<&str, u32>, ids: &StringChunked) -> Vec<u32> {
         let names = self.names.rechunk();
         let names = names.downcast_as_array();
-        // The codes follow the ids' order: sorted ids take the next code
-        // (the ids are distinct).
-        Ok(codes_in_runs(ids, |id, before| {
-            next_row_holding(names, before, id).or_else(|| index.get(id).copied())
-        })
-        .into_iter()
-        .map(|c| (c != NO_CODE).then_some(c))
-        .collect())
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.downcast_iter() {
+            let chunk = StringChunked::with_chunk(ids.name().clone(), chunk.clone());
+            // The codes follow the ids' order: sorted ids take the next
+            // code (the ids are distinct).
+            out.extend(codes_in_runs(&chunk, |id, before| {
+                next_row_holding(names, before, id).or_else(|| index.get(id).copied())
+            }));
+        }
+        out
     }
 
     /// `df` with its `subscriber_id` codes replaced by the text ids (as is

@@ -35,8 +35,7 @@ use super::manifest::f;
 pub struct Ledger {
     /// `subscriber_id` and `__code`, the subscriber's index in `offsets`.
     ids: DataFrame,
-    /// Keyed on coded ids ([`Ledger::rekey`]): each code's index in
-    /// `offsets` (`u32::MAX` for a code never billed).
+    /// Keyed on coded ids: each code's index in `offsets`.
     by_code: Option<Vec<u32>>,
     /// Bills of subscriber `c` are `offsets[c]..offsets[c + 1]`.
     offsets: Vec<usize>,
@@ -136,44 +135,62 @@ impl Ledger {
     /// Groups `bills` (`subscriber_id`, `d`: the month's day number, `r`:
     /// the revenue, `g`: the margin, computed with `margin_rate`, `k`:
     /// whether the bill has a cost to serve; see
-    /// [`super::frames::Inputs::with_ledger`]), read once.
-    pub fn build(bills: LazyFrame, margin_rate: f64) -> Result<Ledger> {
+    /// [`super::frames::Inputs::with_ledger`]), read once, keyed on the
+    /// subscribers' codes when `coded` (the inputs' [`Ids`]) is given,
+    /// else on their text ids.
+    pub fn build(bills: LazyFrame, margin_rate: f64, coded: Option<&Ids>) -> Result<Ledger> {
         let err = || Error::polars("features: bills by subscriber");
         let bills = collect(bills, "features: bills")?;
         let rows = bills.height();
         tracing::debug!(rows, "ledger: bills read");
-        // Each subscriber's code, in order of first appearance: a hash map
-        // of the ids (one probe a bill), then a counting sort by code.
         let ids = bills
             .column(col::SUBSCRIBER_ID)
             .map_err(err())?
             .str()
             .map_err(err())?;
-        let mut codes: PlHashMap<&str, u32> = PlHashMap::default();
-        let mut names: Vec<&str> = Vec::new();
-        let mut code_of: Vec<u32> = Vec::with_capacity(rows);
-        // A bill of the previous bill's subscriber takes its code unhashed.
-        let mut last: Option<(&str, u32)> = None;
-        for id in ids.iter() {
-            let id = id.unwrap_or_default();
-            let code = match last {
-                Some((seen, c)) if seen == id => c,
-                _ => {
-                    let next = names.len() as u32;
-                    let c = *codes.entry(id).or_insert_with(|| {
-                        names.push(id);
-                        next
-                    });
-                    last = Some((id, c));
-                    c
-                }
-            };
-            code_of.push(code);
-        }
-        drop(codes);
-        tracing::debug!(subscribers = names.len(), "ledger: subscribers coded");
-        let mut offsets = vec![0usize; names.len() + 1];
-        for &c in &code_of {
+        // Each bill's subscriber code, and the ids' frame: with coded ids,
+        // their codes (the ledger keyed on them; a bill of an id no other
+        // table holds has none, and no event reads it), else the ids in
+        // order of first appearance.
+        let (code_of, ids, by_code) = match coded {
+            Some(coded) => {
+                let code_of = coded.code_of(&coded.index(), ids);
+                let n = coded.len();
+                let ids = DataFrame::new(
+                    n,
+                    vec![
+                        Column::new(
+                            col::SUBSCRIBER_ID.into(),
+                            (0..n as u32).collect::<Vec<u32>>(),
+                        ),
+                        Column::new("__code".into(), (0..n as IdxSize).collect::<Vec<IdxSize>>()),
+                    ],
+                )
+                .map_err(err())?;
+                (code_of, ids, Some((0..n as u32).collect::<Vec<u32>>()))
+            }
+            None => {
+                let (code_of, names) = first_appearance_codes(ids);
+                let ids = DataFrame::new(
+                    names.len(),
+                    vec![
+                        Column::new(col::SUBSCRIBER_ID.into(), &names),
+                        Column::new(
+                            "__code".into(),
+                            (0..names.len() as IdxSize).collect::<Vec<IdxSize>>(),
+                        ),
+                    ],
+                )
+                .map_err(err())?;
+                (code_of, ids, None)
+            }
+        };
+        let subscribers = ids.height();
+        tracing::debug!(subscribers, "ledger: subscribers coded");
+        // Bills of a subscriber `c` at `offsets[c]..offsets[c + 1]`, those
+        // without a code after the last.
+        let mut offsets = vec![0usize; subscribers + 1];
+        for &c in code_of.iter().filter(|c| **c != NO_CODE) {
             offsets[c as usize + 1] += 1;
         }
         for i in 1..offsets.len() {
@@ -198,15 +215,19 @@ impl Ledger {
         let r = bills.column("r").map_err(err())?.f64().map_err(err())?;
         let g = bills.column("g").map_err(err())?.f64().map_err(err())?;
         let k = bills.column("k").map_err(err())?.bool().map_err(err())?;
-        let k: Vec<bool> = k.iter().map(|k| k.unwrap_or(false)).collect();
+        // Never null (an `is_not_null`): the values' bits alone.
+        let k: Vec<bool> = k.downcast_iter().flat_map(|a| a.values().iter()).collect();
         let (mut month, mut revenue, mut margins, mut costed) = if code_of.is_sorted() {
             // Bills already grouped by subscriber (as most extracts are):
             // the columns are the ledger.
             (m, values(r, f64::NAN), values(g, f64::NAN), k)
         } else {
-            let mut place = vec![0u32; rows];
+            let mut place = vec![0u32; offsets[subscribers]];
             let mut next = offsets.clone();
             for (row, c) in code_of.iter().enumerate() {
+                if *c == NO_CODE {
+                    continue;
+                }
                 let at = &mut next[*c as usize];
                 place[*at] = row as u32;
                 *at += 1;
@@ -229,22 +250,10 @@ impl Ledger {
                 &mut costed[r],
             );
         }
-        let ids = DataFrame::new(
-            names.len(),
-            vec![
-                Column::new(col::SUBSCRIBER_ID.into(), &names),
-                Column::new(
-                    "__code".into(),
-                    (0..names.len() as IdxSize).collect::<Vec<IdxSize>>(),
-                ),
-            ],
-        )
-        .map_err(err())?;
-        drop(names);
         drop(bills);
         Ok(Ledger {
             ids,
-            by_code: None,
+            by_code,
             offsets,
             month,
             revenue,
@@ -255,43 +264,13 @@ impl Ledger {
         })
     }
 
-    /// Keys the ledger on the subscribers' codes ([`Ids`]) instead of their
-    /// text ids, for events whose `subscriber_id` is coded. A subscriber
-    /// billed but in no other table has no code, and no event reads it.
-    pub(crate) fn rekey(&mut self, ids: &Ids) -> Result<()> {
-        let err = || Error::polars("features: bills by subscriber");
-        let index = ids.index();
-        let names = self
-            .ids
-            .column(col::SUBSCRIBER_ID)
-            .map_err(err())?
-            .str()
-            .map_err(err())?;
-        let codes: Vec<Option<u32>> = names
-            .iter()
-            .map(|id| id.and_then(|id| index.get(id).copied()))
-            .collect();
-        drop(index);
-        let mut by_code = vec![u32::MAX; ids.len()];
-        for (ledger, code) in codes.iter().enumerate() {
-            if let Some(code) = code {
-                by_code[*code as usize] = ledger as u32;
-            }
-        }
-        self.by_code = Some(by_code);
-        self.ids
-            .with_column(Column::new(col::SUBSCRIBER_ID.into(), codes))
-            .map_err(err())?;
-        Ok(())
-    }
-
     /// Billing aggregates of each event of `events` (`__event`,
     /// `subscriber_id`, `__known`: the latest month whose bill is known,
     /// `__life_month`: the month the current lifetime started), as the
     /// columns [`super::behaviour`] aggregates from the joined bills.
     pub fn aggregate(&self, events: DataFrame) -> Result<DataFrame> {
         let err = || Error::polars("features: billing aggregates");
-        // Coded events on a rekeyed ledger: each code is its index.
+        // Coded events on a ledger keyed on the codes.
         if let (Some(by_code), Ok(codes)) = (
             &self.by_code,
             events.column(col::SUBSCRIBER_ID).and_then(|c| c.u32()),
@@ -631,6 +610,33 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
     };
     drop(pass);
     sums_frame(event, &sums)
+}
+
+/// Each id's code in order of first appearance, and the ids so coded: a
+/// hash map of the ids, where a bill of the previous bill's subscriber
+/// takes its code unhashed (a null id codes as the empty one).
+fn first_appearance_codes(ids: &StringChunked) -> (Vec<u32>, Vec<&str>) {
+    let mut codes: PlHashMap<&str, u32> = PlHashMap::default();
+    let mut names: Vec<&str> = Vec::new();
+    let mut code_of: Vec<u32> = Vec::with_capacity(ids.len());
+    let mut last: Option<(&str, u32)> = None;
+    for id in ids.iter() {
+        let id = id.unwrap_or_default();
+        let code = match last {
+            Some((seen, c)) if seen == id => c,
+            _ => {
+                let next = names.len() as u32;
+                let c = *codes.entry(id).or_insert_with(|| {
+                    names.push(id);
+                    next
+                });
+                last = Some((id, c));
+                c
+            }
+        };
+        code_of.push(code);
+    }
+    (code_of, names)
 }
 
 /// A column's values, nulls as `null`.
