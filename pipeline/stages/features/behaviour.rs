@@ -3,9 +3,10 @@
 
 use polars::prelude::*;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::schema::{Table, col};
 
+use super::calendar::month_of_day;
 use super::frames::*;
 use super::manifest::{Encoding, f};
 use super::settings::{BillKnown, FeatureSettings};
@@ -145,18 +146,18 @@ pub fn behaviour_through(
     tracing::trace!("features: events' lifetimes");
     // Month indexes on the events' side (one row per event), so that the
     // joined bills compare integers only.
-    let lifetimes = base.clone().lazy().select([
-        col(f::EVENT),
-        col(col::SUBSCRIBER_ID),
-        known_through(s.bill_known).alias("__known"),
-        month_index(col(f::LIFETIME_START)).alias("__life_month"),
-    ]);
     // The bills' side has text ids: the events' ids decoded for the join
     // and the stream (the ledger is keyed as the events are).
     let billing = if inputs.joined_bills {
+        let lifetimes = base.clone().lazy().select([
+            col(f::EVENT),
+            col(col::SUBSCRIBER_ID),
+            known_through(s.bill_known).alias("__known"),
+            month_index(col(f::LIFETIME_START)).alias("__life_month"),
+        ]);
         billing_joined(keyed(Table::Billing), inputs.decode_lazy(lifetimes), s)
     } else {
-        let lifetimes = collect(lifetimes, "events' lifetimes")?;
+        let lifetimes = bill_months(&base, s.bill_known)?;
         tracing::trace!("features: events' bill months");
         let sums = match ledger {
             Some(ledger) => {
@@ -335,6 +336,48 @@ pub fn behaviour_through(
             .map(|c| col(*c).round(9, RoundMode::HalfToEven).alias(*c))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// The events of `base` with the month indexes their bills are compared
+/// with: `__known`, [`known_through`]'s, and `__life_month`, the month of
+/// the lifetime's start; the expressions' arithmetic ([`month_of_day`])
+/// row by row, where the expressions took a tenth of a second a churn
+/// snapshot at 1M subscribers.
+fn bill_months(base: &DataFrame, rule: BillKnown) -> Result<DataFrame> {
+    let err = |what: &str| Error::polars(format!("features: events' bill months ({what})"));
+    let column = |name: &str| base.column(name).map_err(err(name));
+    let days = |name: &str| -> Result<Vec<Option<i32>>> {
+        Ok(column(name)?
+            .cast(&DataType::Int32)
+            .map_err(err(name))?
+            .i32()
+            .map_err(err(name))?
+            .iter()
+            .collect())
+    };
+    let known: Vec<Option<i32>> = days(f::AS_OF)?
+        .into_iter()
+        .map(|d| {
+            d.map(|d| match rule {
+                BillKnown::MonthStart => month_of_day(d),
+                BillKnown::MonthEnd => month_of_day(d.saturating_add(1)) - 1,
+            })
+        })
+        .collect();
+    let life: Vec<Option<i32>> = days(f::LIFETIME_START)?
+        .into_iter()
+        .map(|d| d.map(month_of_day))
+        .collect();
+    DataFrame::new(
+        base.height(),
+        vec![
+            column(f::EVENT)?.clone(),
+            column(col::SUBSCRIBER_ID)?.clone(),
+            Column::new("__known".into(), known),
+            Column::new("__life_month".into(), life),
+        ],
+    )
+    .map_err(err("frame"))
 }
 
 /// The billing aggregates of each event by joining every bill to the

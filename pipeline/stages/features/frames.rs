@@ -344,6 +344,37 @@ pub(crate) fn beside_or_joined(base: DataFrame, parts: Vec<DataFrame>) -> Result
     })
 }
 
+/// `df` in [`f::EVENT`] order, without that column. Sorted only where its
+/// rows are not in that order already: the left joins that build a set
+/// keep their events' order as a rule, but polars does not promise it, and
+/// sorting a churn snapshot that is in order gathered each of its columns
+/// again.
+pub(crate) fn by_event(df: DataFrame) -> Result<DataFrame> {
+    let err = || Error::polars("features: rows in event order");
+    let events = df
+        .column(f::EVENT)
+        .map_err(err())?
+        .cast(&IDX_DTYPE)
+        .map_err(err())?;
+    let events = events.idx().map_err(err())?;
+    let ordered = events.null_count() == 0
+        && events
+            .downcast_iter()
+            .flat_map(|a| a.values().iter().copied())
+            .try_fold(None::<IdxSize>, |last, e| match last {
+                Some(l) if l >= e => None,
+                _ => Some(Some(e)),
+            })
+            .is_some();
+    let df = if ordered {
+        df
+    } else {
+        df.sort([f::EVENT], SortMultipleOptions::default())
+            .map_err(err())?
+    };
+    df.drop(f::EVENT).map_err(err())
+}
+
 pub(crate) fn collect(lf: LazyFrame, step: &str) -> Result<DataFrame> {
     crate::stages::collect(lf, format!("features: {step}"))
 }
@@ -504,6 +535,36 @@ mod tests {
         assert!(beside(&base, &[taken]).unwrap().is_none());
         let sparse = df!(f::EVENT => [0u32, 5_000_000], "x" => [1.0, 2.0]).unwrap();
         assert!(beside(&sparse, &[]).unwrap().is_none());
+    }
+
+    /// [`by_event`] gives what sorting by the event gives, less the event:
+    /// rows in order as they are, out of order or with a null event sorted.
+    #[test]
+    fn by_event_is_the_sort_by_event() {
+        let frame = |events: Vec<Option<u32>>| {
+            let x: Vec<f64> = (0..events.len()).map(|i| i as f64).collect();
+            df!(f::EVENT => events, "x" => x).unwrap()
+        };
+        for events in [
+            vec![],
+            vec![Some(0)],
+            vec![Some(0), Some(1), Some(5), Some(9)],
+            vec![Some(1), Some(0), Some(2)],
+            vec![Some(0), Some(2), Some(2), Some(3)],
+            vec![Some(0), None, Some(1)],
+        ] {
+            let df = frame(events.clone());
+            let want = df
+                .sort([f::EVENT], SortMultipleOptions::default())
+                .unwrap()
+                .drop(f::EVENT)
+                .unwrap();
+            let got = by_event(df).unwrap();
+            assert!(
+                got.equals_missing(&want),
+                "{events:?}: {got} against {want}"
+            );
+        }
     }
 
     #[test]

@@ -397,16 +397,13 @@ pub(crate) fn churn_snapshot(
         .group_by([col(f::EVENT)])
         .agg([lit(true).first().alias(f::CHURNED)]),
     };
-    let x = join(x, churned, &[f::EVENT], JoinType::Left)
-        .with_columns([
-            col(f::CHURNED).fill_null(lit(false)),
-            lit(epoch_days(date) + horizon <= epoch_days(end)).alias(f::HORIZON_OBSERVED),
-            lit(index).alias(f::SNAPSHOT),
-            lit(horizon_quarter(date)).alias(f::HORIZON_QUARTER),
-        ])
-        .sort([f::EVENT], SortMultipleOptions::default())
-        .drop(cols([f::EVENT]));
-    let x = collect(x, "churn snapshot");
+    let x = join(x, churned, &[f::EVENT], JoinType::Left).with_columns([
+        col(f::CHURNED).fill_null(lit(false)),
+        lit(epoch_days(date) + horizon <= epoch_days(end)).alias(f::HORIZON_OBSERVED),
+        lit(index).alias(f::SNAPSHOT),
+        lit(horizon_quarter(date)).alias(f::HORIZON_QUARTER),
+    ]);
+    let x = by_event(collect(x, "churn snapshot")?);
     tracing::trace!("features: snapshot built");
     x
 }

@@ -256,15 +256,17 @@ impl Walk {
         let int = |v: fn(&Row) -> i32, name: &str| {
             Column::new(name.into(), rows.iter().map(v).collect::<Vec<i32>>())
         };
-        // The subscriber's own columns, as the join took them.
+        // The subscriber's own columns, as the join took them (chosen
+        // first, so that only they are gathered).
         let subs_cols = s.subscriber_columns();
         let subs = self
             .subscribers
-            .take(&idx(|r| r.subscriber))
-            .map_err(err("subscribers"))?
+            .clone()
             .lazy()
             .select(subs_cols)
             .collect()
+            .map_err(err("subscribers"))?
+            .take(&idx(|r| r.subscriber))
             .map_err(err("subscribers"))?;
         let take = |name: &str, rows: &IdxCa, alias: &str| -> Result<Column> {
             Ok(self
