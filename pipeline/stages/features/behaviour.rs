@@ -346,15 +346,7 @@ pub fn behaviour_through(
 fn bill_months(base: &DataFrame, rule: BillKnown) -> Result<DataFrame> {
     let err = |what: &str| Error::polars(format!("features: events' bill months ({what})"));
     let column = |name: &str| base.column(name).map_err(err(name));
-    let days = |name: &str| -> Result<Vec<Option<i32>>> {
-        Ok(column(name)?
-            .cast(&DataType::Int32)
-            .map_err(err(name))?
-            .i32()
-            .map_err(err(name))?
-            .iter()
-            .collect())
-    };
+    let days = |name: &str| super::walk::day_numbers(base, name);
     let known: Vec<Option<i32>> = days(f::AS_OF)?
         .into_iter()
         .map(|d| {

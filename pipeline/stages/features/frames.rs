@@ -273,12 +273,7 @@ pub(crate) fn join(a: LazyFrame, b: LazyFrame, on: &[&str], how: JoinType) -> La
 pub(crate) fn beside(base: &DataFrame, parts: &[DataFrame]) -> Result<Option<DataFrame>> {
     let err = || Error::polars("features: events' columns");
     let events = |df: &DataFrame| -> Result<Option<Vec<IdxSize>>> {
-        let c = df
-            .column(f::EVENT)
-            .map_err(err())?
-            .cast(&IDX_DTYPE)
-            .map_err(err())?;
-        let c = c.idx().map_err(err())?;
+        let c = events_of(df, "features: events' columns")?;
         if c.null_count() > 0 {
             return Ok(None);
         }
@@ -344,6 +339,19 @@ pub(crate) fn beside_or_joined(base: DataFrame, parts: Vec<DataFrame>) -> Result
     })
 }
 
+/// The [`f::EVENT`] column of `df` as indexes (`what` names the step in
+/// an error).
+fn events_of(df: &DataFrame, what: &str) -> Result<IdxCa> {
+    let err = || Error::polars(what);
+    df.column(f::EVENT)
+        .map_err(err())?
+        .cast(&IDX_DTYPE)
+        .map_err(err())?
+        .idx()
+        .cloned()
+        .map_err(err())
+}
+
 /// `df` in [`f::EVENT`] order, without that column. Sorted only where its
 /// rows are not in that order already: the left joins that build a set
 /// keep their events' order as a rule, but polars does not promise it, and
@@ -351,12 +359,7 @@ pub(crate) fn beside_or_joined(base: DataFrame, parts: Vec<DataFrame>) -> Result
 /// again.
 pub(crate) fn by_event(df: DataFrame) -> Result<DataFrame> {
     let err = || Error::polars("features: rows in event order");
-    let events = df
-        .column(f::EVENT)
-        .map_err(err())?
-        .cast(&IDX_DTYPE)
-        .map_err(err())?;
-    let events = events.idx().map_err(err())?;
+    let events = events_of(&df, "features: rows in event order")?;
     let ordered = events.null_count() == 0
         && events
             .downcast_iter()

@@ -92,7 +92,8 @@ fn codes(df: &DataFrame, name: &str) -> Result<Vec<Option<u32>>> {
         .collect())
 }
 
-fn day_numbers(df: &DataFrame, name: &str) -> Result<Vec<Option<i32>>> {
+/// A date (or integer) column's day numbers, nulls as `None`.
+pub(crate) fn day_numbers(df: &DataFrame, name: &str) -> Result<Vec<Option<i32>>> {
     Ok(df
         .column(name)
         .map_err(err(name))?
