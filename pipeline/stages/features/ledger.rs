@@ -33,10 +33,8 @@ use super::manifest::f;
 
 /// Every bill with a revenue, grouped by subscriber and sorted by month.
 pub struct Ledger {
-    /// `subscriber_id` and `__code`, the subscriber's index in `offsets`.
-    ids: DataFrame,
-    /// Keyed on coded ids: each code's index in `offsets`.
-    by_code: Option<Vec<u32>>,
+    /// How the subscribers are keyed.
+    keys: Keys,
     /// Bills of subscriber `c` are `offsets[c]..offsets[c + 1]`.
     offsets: Vec<usize>,
     /// Month index (`year * 12 + month`) of each bill.
@@ -51,6 +49,16 @@ pub struct Ledger {
     first_days: bool,
     /// The margin rate the margins were computed with.
     pub(crate) margin_rate: f64,
+}
+
+/// How a [`Ledger`]'s subscribers are keyed.
+enum Keys {
+    /// On the inputs' subscriber codes ([`Ids`]): a code is its index in
+    /// the offsets.
+    Codes,
+    /// On text ids: `subscriber_id` and `__code`, its index in the
+    /// offsets.
+    Text(DataFrame),
 }
 
 /// One event's bill sums: over every bill known at its date, over its
@@ -152,23 +160,8 @@ impl Ledger {
         // their codes (the ledger keyed on them; a bill of an id no other
         // table holds has none, and no event reads it), else the ids in
         // order of first appearance.
-        let (code_of, ids, by_code) = match coded {
-            Some(coded) => {
-                let code_of = coded.code_of(&coded.index(), ids);
-                let n = coded.len();
-                let ids = DataFrame::new(
-                    n,
-                    vec![
-                        Column::new(
-                            col::SUBSCRIBER_ID.into(),
-                            (0..n as u32).collect::<Vec<u32>>(),
-                        ),
-                        Column::new("__code".into(), (0..n as IdxSize).collect::<Vec<IdxSize>>()),
-                    ],
-                )
-                .map_err(err())?;
-                (code_of, ids, Some((0..n as u32).collect::<Vec<u32>>()))
-            }
+        let (code_of, keys, subscribers) = match coded {
+            Some(coded) => (coded.code_of(&coded.index(), ids), Keys::Codes, coded.len()),
             None => {
                 let (code_of, names) = first_appearance_codes(ids);
                 let ids = DataFrame::new(
@@ -182,10 +175,10 @@ impl Ledger {
                     ],
                 )
                 .map_err(err())?;
-                (code_of, ids, None)
+                let n = ids.height();
+                (code_of, Keys::Text(ids), n)
             }
         };
-        let subscribers = ids.height();
         tracing::debug!(subscribers, "ledger: subscribers coded");
         // Bills of a subscriber `c` at `offsets[c]..offsets[c + 1]`, those
         // without a code after the last.
@@ -252,8 +245,7 @@ impl Ledger {
         }
         drop(bills);
         Ok(Ledger {
-            ids,
-            by_code,
+            keys,
             offsets,
             month,
             revenue,
@@ -270,45 +262,22 @@ impl Ledger {
     /// columns [`super::behaviour`] aggregates from the joined bills.
     pub fn aggregate(&self, events: DataFrame) -> Result<DataFrame> {
         let err = || Error::polars("features: billing aggregates");
-        // Coded events on a ledger keyed on the codes.
-        if let (Some(by_code), Ok(codes)) = (
-            &self.by_code,
-            events.column(col::SUBSCRIBER_ID).and_then(|c| c.u32()),
-        ) {
-            let codes = codes.rechunk();
-            let codes = codes.downcast_as_array();
-            let known = events
-                .column("__known")
-                .map_err(err())?
-                .i32()
-                .map_err(err())?
-                .rechunk();
-            let known = known.downcast_as_array();
-            let life = events
-                .column("__life_month")
-                .map_err(err())?
-                .i32()
-                .map_err(err())?
-                .rechunk();
-            let life = life.downcast_as_array();
-            let sums: Vec<Sums> = (0..codes.len())
-                .into_par_iter()
-                .with_min_len(4096)
-                .map(|i| {
-                    let c = codes.get(i).and_then(|c| by_code.get(c as usize).copied());
-                    match (c.filter(|c| *c != u32::MAX), known.get(i)) {
-                        (Some(c), Some(k)) => self.sums(c as usize, k, life.get(i)),
-                        _ => Sums::default(),
-                    }
-                })
-                .collect();
-            let event = events.column(f::EVENT).map_err(err())?.clone();
-            return sums_frame(event, &sums);
-        }
+        let ids = match &self.keys {
+            Keys::Text(ids) => ids,
+            // Coded events (the inputs' events are coded with their
+            // tables) on a ledger keyed on the codes.
+            Keys::Codes => {
+                let codes = events
+                    .column(col::SUBSCRIBER_ID)
+                    .and_then(|c| c.u32())
+                    .map_err(err())?;
+                return self.aggregate_coded(codes, &events);
+            }
+        };
         let coded = events
             .lazy()
             .join(
-                self.ids.clone().lazy(),
+                ids.clone().lazy(),
                 [col(col::SUBSCRIBER_ID)],
                 [col(col::SUBSCRIBER_ID)],
                 JoinArgs::new(JoinType::Left),
@@ -356,12 +325,53 @@ impl Ledger {
 }
 
 impl Ledger {
+    /// How many subscribers the ledger keys (codes or text ids).
+    fn subscribers(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// The ledger's row of code `c`, where the ledger is keyed on codes.
+    fn of_code(&self, c: u32) -> Option<usize> {
+        let c = c as usize;
+        (c < self.subscribers()).then_some(c)
+    }
+
+    /// [`Ledger::aggregate`] of events whose `subscriber_id` is `codes`.
+    fn aggregate_coded(&self, codes: &UInt32Chunked, events: &DataFrame) -> Result<DataFrame> {
+        let err = || Error::polars("features: billing aggregates");
+        let codes = codes.rechunk();
+        let codes = codes.downcast_as_array();
+        let month = |name: &str| -> Result<Int32Chunked> {
+            Ok(events
+                .column(name)
+                .map_err(err())?
+                .i32()
+                .map_err(err())?
+                .rechunk()
+                .into_owned())
+        };
+        let (known, life) = (month("__known")?, month("__life_month")?);
+        let (known, life) = (known.downcast_as_array(), life.downcast_as_array());
+        let sums: Vec<Sums> = (0..codes.len())
+            .into_par_iter()
+            .with_min_len(4096)
+            .map(
+                |i| match (codes.get(i).and_then(|c| self.of_code(c)), known.get(i)) {
+                    (Some(c), Some(k)) => self.sums(c, k, life.get(i)),
+                    _ => Sums::default(),
+                },
+            )
+            .collect();
+        let event = events.column(f::EVENT).map_err(err())?.clone();
+        sums_frame(event, &sums)
+    }
+
     /// Whether [`Ledger::lifetime_bills`] can read the bills: the ledger
     /// is keyed on coded ids, and every bill is dated on its month's first
     /// day (a later day would decide, by itself, whether a lifetime
     /// ending that month covers the bill).
     pub(crate) fn reads_lifetimes(&self) -> bool {
-        self.by_code.is_some() && self.first_days
+        matches!(self.keys, Keys::Codes) && self.first_days
     }
 
     /// The bills of each lifetime `i`, the subscriber coded `codes[i]`
@@ -377,9 +387,9 @@ impl Ledger {
         from: &[Option<i32>],
         to: &[Option<i32>],
     ) -> Result<Option<Vec<Column>>> {
-        let Some(by_code) = self.by_code.as_ref().filter(|_| self.first_days) else {
+        if !self.reads_lifetimes() {
             return Ok(None);
-        };
+        }
         let err = || Error::polars("features: second lifetimes' bills");
         // Each lifetime's bills, a range of the ledger's rows.
         let ranges: Vec<std::ops::Range<usize>> = (0..codes.len())
@@ -387,10 +397,10 @@ impl Ledger {
                 let (Some(c), Some(a), Some(b)) = (codes[i], from[i], to[i]) else {
                     return 0..0;
                 };
-                let Some(&l) = by_code.get(c as usize).filter(|l| **l != u32::MAX) else {
+                let Some(l) = self.of_code(c) else {
                     return 0..0;
                 };
-                let (lo, hi) = (self.offsets[l as usize], self.offsets[l as usize + 1]);
+                let (lo, hi) = (self.offsets[l], self.offsets[l + 1]);
                 let months = &self.month[lo..hi];
                 let (a, b) = (month_of_day(a), month_of_day(b));
                 let start = lo + months.partition_point(|m| *m < a);
