@@ -278,25 +278,16 @@ fn from_ledger(inputs: &Inputs, s: &FeatureSettings, x: LazyFrame) -> Result<Opt
         x.sort(["__ret"], SortMultipleOptions::default()),
         "returns' lifetimes",
     )?;
-    let err = |what: &str| Error::polars(format!("features: second lifetimes' {what}"));
-    let Ok(codes) = x.column(col::SUBSCRIBER_ID).and_then(|c| c.u32().cloned()) else {
-        return Ok(None);
-    };
-    let codes: Vec<Option<u32>> = codes.iter().collect();
-    let day_numbers = |name: &str| -> Result<Vec<Option<i32>>> {
-        Ok(x.column(name)
-            .and_then(|c| c.cast(&DataType::Int32))
-            .map_err(err(name))?
-            .i32()
-            .map_err(err(name))?
-            .iter()
-            .collect())
-    };
-    let (from, to) = (day_numbers(col::RETURNED_AT)?, day_numbers("__life_end")?);
+    // Coded, as the ledger's keys are.
+    let codes = super::walk::codes(&x, col::SUBSCRIBER_ID)?;
+    let from = super::walk::day_numbers(&x, col::RETURNED_AT)?;
+    let to = super::walk::day_numbers(&x, "__life_end")?;
     let Some(bills) = ledger.lifetime_bills(&codes, &from, &to)? else {
         return Ok(None);
     };
-    let x = x.hstack(&bills).map_err(err("bills"))?;
+    let x = x
+        .hstack(&bills)
+        .map_err(Error::polars("features: second lifetimes' bills"))?;
     Ok(Some(x.lazy()))
 }
 

@@ -82,7 +82,8 @@ fn err(what: &str) -> impl FnOnce(PolarsError) -> Error {
     Error::polars(format!("features: {what}"))
 }
 
-fn codes(df: &DataFrame, name: &str) -> Result<Vec<Option<u32>>> {
+/// A coded id column's codes, nulls as `None`.
+pub(crate) fn codes(df: &DataFrame, name: &str) -> Result<Vec<Option<u32>>> {
     Ok(df
         .column(name)
         .map_err(err(name))?
