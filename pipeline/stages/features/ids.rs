@@ -141,6 +141,11 @@ impl StrIndex {
         (index, firsts)
     }
 
+    /// Whether no id is repeated (nulls aside).
+    pub(crate) fn distinct(&self) -> bool {
+        self.distinct
+    }
+
     /// An index of no id.
     pub(crate) fn empty() -> StrIndex {
         let none = StringChunked::from_iter_options("".into(), std::iter::empty::<Option<&str>>());
