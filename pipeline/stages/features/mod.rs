@@ -567,29 +567,42 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
             "{height} rows of features for {n_events} subscribers as of {as_of}: a `subscriber_id` is not unique"
         ),
     })?;
-    let active = collect(
-        rows.slice(0, n_active)
-            .lazy()
-            .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
-        "active subscribers",
-    )?;
     tracing::trace!("features: rows in event order");
+    // The two sets are slices of the rows, their new columns added in
+    // place: a query over them would copy every column (at 10M subscribers
+    // 31 columns of 6.5M rows).
+    let mut active = rows.slice(0, n_active);
+    let quarter = Scalar::new(
+        DataType::String,
+        AnyValue::StringOwned(horizon_quarter(as_of).into()),
+    );
+    active
+        .with_column(Column::new_scalar(
+            f::HORIZON_QUARTER.into(),
+            quarter,
+            n_active,
+        ))
+        .map_err(err())?;
     let mut lapsed_rows = rows.slice(n_active as i64, lapsed.height());
     drop(rows);
     lapsed_rows
         .with_column(lapsed.column(col::LEAVE_REASON).map_err(err())?.clone())
         .map_err(err())?;
-    let lapsed = collect(
-        lapsed_rows
-            .lazy()
-            .rename([f::AS_OF], [col::CHURNED_AT], true)
-            .with_column(
-                (lit(epoch_days(as_of)) - col(col::CHURNED_AT).cast(DataType::Int32))
-                    .alias(f::DAYS_SINCE_DEFECTION),
-            ),
-        "lapsed subscribers",
-    )?;
-    Ok(Current::new(lapsed, active, as_of, end, s))
+    lapsed_rows
+        .rename(f::AS_OF, col::CHURNED_AT.into())
+        .map_err(err())?;
+    let as_of_day = epoch_days(as_of);
+    let since = lapsed_rows
+        .column(col::CHURNED_AT)
+        .and_then(|c| c.cast(&DataType::Int32))
+        .map_err(err())?
+        .i32()
+        .map_err(err())?
+        .apply_values(|day| as_of_day - day)
+        .with_name(f::DAYS_SINCE_DEFECTION.into())
+        .into_column();
+    lapsed_rows.with_column(since).map_err(err())?;
+    Ok(Current::new(lapsed_rows, active, as_of, end, s))
 }
 
 /// The rows of `rows` in the order of their [`f::EVENT`] (dropped), when
