@@ -559,9 +559,13 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
         life,
     }));
     let into = pass.clone();
+    // Entered by each batch: its close reports the batches' own (serial)
+    // work as `time.busy` (`-vv`), the rest of the pass as `time.idle`.
+    let batches = tracing::trace_span!("bills' batches");
     let sink = bills
         .sink_batches(
             PlanCallback::new(move |batch: DataFrame| {
+                let _batch = batches.enter();
                 let mut p = into.lock().unwrap_or_else(|e| e.into_inner());
                 let p = &mut *p;
                 let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;

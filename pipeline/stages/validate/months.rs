@@ -189,8 +189,12 @@ pub(super) fn check(
                 .select(keyed.clone())
         };
         let (index, signup_month, state_in) = (index.clone(), signup_month.clone(), state.clone());
+        // Entered by each batch: its close reports the batches' own
+        // (serial) work as `time.busy` (`-vv`).
+        let batches = tracing::trace_span!("bills' batches", pass = passes);
         let sink = plan.sink_batches(
             PlanCallback::new(move |batch: DataFrame| {
+                let _batch = batches.enter();
                 let mut st = state_in.lock().unwrap_or_else(|e| e.into_inner());
                 batch_into(&batch, &index, &signup_month, month_bytes, budget, &mut st)?;
                 Ok(false)
