@@ -518,6 +518,70 @@ fn negative_monthly_fee() {
     s.expect_rule("subscribers", "monthly_fee", "negative_fee", 1, &id);
 }
 
+/// A subscriber quarantined for a rule of its own row is not an accepted
+/// subscriber: its bills are then `unknown_subscriber` and quarantined
+/// too, so validation's index of the accepted subscribers must leave it
+/// out (the ids' first index, which holds it, is not reused).
+#[test]
+fn a_quarantined_subscriber_takes_its_bills_with_it() {
+    let s = Sample::new();
+    let bills = read(&s.table("billing"));
+    let id = id_at(&bills, "subscriber_id", 0);
+    let own = |df: &DataFrame| -> Vec<bool> {
+        df.column("subscriber_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v == Some(id.as_str()))
+            .collect()
+    };
+    let its_bills = own(&bills).iter().filter(|b| **b).count() as u64;
+    assert!(its_bills > 0);
+    s.edit("subscribers", |mut df| {
+        let row = own(&df).iter().position(|b| *b).unwrap();
+        let mut v: Vec<Option<f64>> = df
+            .column("monthly_fee")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .collect();
+        v[row] = Some(-3.0);
+        df.replace("monthly_fee", Series::new("monthly_fee".into(), v).into())
+            .unwrap();
+        df
+    });
+    let o = s.validate(&["--mode", "quarantine"]);
+    let (stdout, stderr) = texts(&o);
+    assert!(
+        o.status.success(),
+        "quarantine goes on:\n{stdout}\n{stderr}"
+    );
+    let report = s.report();
+    let rejected = |table: &str| {
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap()["rows_rejected"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rejected("subscribers"), 1);
+    assert_eq!(rejected("billing"), its_bills, "every bill of {id}");
+    let quarantined = read(&s.out.join("validate/rejected/billing.parquet"));
+    assert!(own(&quarantined).iter().all(|b| *b), "only {id}'s bills");
+    let reasons = quarantined.column("reason").unwrap().str().unwrap().clone();
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.is_some_and(|r| r.contains("unknown_subscriber"))),
+        "{reasons:?}"
+    );
+}
+
 #[test]
 fn null_signup_date() {
     let s = Sample::new();
