@@ -502,19 +502,7 @@ fn churn_before_signup() {
 fn negative_monthly_fee() {
     let s = Sample::new();
     let id = id_at(&read(&s.table("subscribers")), "subscriber_id", 4);
-    s.edit("subscribers", |mut df| {
-        let mut v: Vec<Option<f64>> = df
-            .column("monthly_fee")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .collect();
-        v[4] = Some(-3.0);
-        df.replace("monthly_fee", Series::new("monthly_fee".into(), v).into())
-            .unwrap();
-        df
-    });
+    s.edit("subscribers", |df| set_f64(df, "monthly_fee", 4, -3.0));
     s.expect_rule("subscribers", "monthly_fee", "negative_fee", 1, &id);
 }
 
@@ -538,19 +526,9 @@ fn a_quarantined_subscriber_takes_its_bills_with_it() {
     };
     let its_bills = own(&bills).iter().filter(|b| **b).count() as u64;
     assert!(its_bills > 0);
-    s.edit("subscribers", |mut df| {
+    s.edit("subscribers", |df| {
         let row = own(&df).iter().position(|b| *b).unwrap();
-        let mut v: Vec<Option<f64>> = df
-            .column("monthly_fee")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .collect();
-        v[row] = Some(-3.0);
-        df.replace("monthly_fee", Series::new("monthly_fee".into(), v).into())
-            .unwrap();
-        df
+        set_f64(df, "monthly_fee", row, -3.0)
     });
     let o = s.validate(&["--mode", "quarantine"]);
     let (stdout, stderr) = texts(&o);
