@@ -136,7 +136,7 @@ impl Inputs {
     /// ([`Ledger`]): the billing features of every event then walk their
     /// own subscriber's bills instead of joining the table. Worth it where
     /// there are several events per subscriber; it holds every bill in
-    /// memory (20 bytes each).
+    /// memory (24 bytes each).
     pub fn with_ledger(mut self, margin_rate: f64) -> Result<Self> {
         let bills = self.bill_rows(margin_rate, true);
         let ledger = Ledger::build(bills, margin_rate, self.ids.as_deref())?;

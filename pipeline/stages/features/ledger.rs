@@ -35,20 +35,28 @@ use super::manifest::f;
 pub struct Ledger {
     /// How the subscribers are keyed.
     keys: Keys,
-    /// Bills of subscriber `c` are `offsets[c]..offsets[c + 1]`.
+    /// Bills of subscriber `c` are `bills[offsets[c]..offsets[c + 1]]`.
     offsets: Vec<usize>,
-    /// Month index (`year * 12 + month`) of each bill.
-    month: Vec<i32>,
-    revenue: Vec<f64>,
-    /// Revenue less cost to serve, or revenue times the margin rate.
-    margin: Vec<f64>,
-    /// Whether each bill has a cost to serve.
-    costed: Vec<bool>,
+    bills: Vec<Bill>,
     /// Whether every bill is dated on its month's first day, as the
     /// contract has it: a bill's date is then its month's.
     first_days: bool,
     /// The margin rate the margins were computed with.
     pub(crate) margin_rate: f64,
+}
+
+/// A bill as the ledger holds it: its fields side by side (24 bytes), so
+/// that placing a bill writes one place, not one per column, and walking a
+/// subscriber's bills reads one run of memory.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Bill {
+    /// Month index (`year * 12 + month`).
+    month: i32,
+    /// Whether the bill has a cost to serve.
+    costed: bool,
+    revenue: f64,
+    /// Revenue less cost to serve, or revenue times the margin rate.
+    margin: f64,
 }
 
 /// How a [`Ledger`]'s subscribers are keyed.
@@ -189,59 +197,23 @@ impl Ledger {
         for i in 1..offsets.len() {
             offsets[i] += offsets[i - 1];
         }
-        let (mut month, mut revenue, mut margins, mut costed, first_days) = if code_of.is_sorted() {
-            // Bills already grouped by subscriber (as most extracts are):
-            // the columns are the ledger.
-            let d = bills.column("d").map_err(err())?.i32().map_err(err())?;
-            let r = bills.column("r").map_err(err())?.f64().map_err(err())?;
-            let g = bills.column("g").map_err(err())?.f64().map_err(err())?;
-            let k = bills.column("k").map_err(err())?.bool().map_err(err())?;
-            let days = values(d, i32::MAX);
-            let first_days = days
-                .par_iter()
-                .with_min_len(1 << 16)
-                .map_init(MonthMemo::new, |memo, d| {
-                    *d == i32::MAX || memo.is_first(*d)
-                })
-                .all(|first| first);
-            let m: Vec<i32> = days
-                .into_par_iter()
-                .with_min_len(1 << 16)
-                .map_init(MonthMemo::new, |memo, d| {
-                    if d == i32::MAX { d } else { memo.month(d) }
-                })
-                .collect();
-            // Never null (an `is_not_null`): the values' bits alone.
-            let k: Vec<bool> = k.downcast_iter().flat_map(|a| a.values().iter()).collect();
-            (m, values(r, f64::NAN), values(g, f64::NAN), k, first_days)
-        } else {
-            // The ids are coded: their column goes before the others'
-            // chunks are aligned (copied, where they differ).
-            bills.drop_in_place(col::SUBSCRIBER_ID).map_err(err())?;
-            let copied = bills.should_rechunk();
-            bills.align_chunks_par();
-            tracing::trace!(copied, "ledger: bills' chunks aligned");
-            place(&bills, &code_of, &offsets, rayon::current_num_threads())?
-        };
-        drop(code_of);
+        // The ids are coded: their column goes before the others' chunks
+        // are aligned (copied, where they differ).
+        bills.drop_in_place(col::SUBSCRIBER_ID).map_err(err())?;
+        let copied = bills.should_rechunk();
+        bills.align_chunks_par();
+        tracing::trace!(copied, "ledger: bills' chunks aligned");
+        let (mut placed, first_days) =
+            place(&bills, &code_of, &offsets, rayon::current_num_threads())?;
+        drop((code_of, bills));
         tracing::debug!("ledger: bills placed");
         for w in offsets.windows(2) {
-            let r = w[0]..w[1];
-            sort_by_month(
-                &mut month[r.clone()],
-                &mut revenue[r.clone()],
-                &mut margins[r.clone()],
-                &mut costed[r],
-            );
+            sort_by_month(&mut placed[w[0]..w[1]]);
         }
-        drop(bills);
         Ok(Ledger {
             keys,
             offsets,
-            month,
-            revenue,
-            margin: margins,
-            costed,
+            bills: placed,
             first_days,
             margin_rate,
         })
@@ -304,12 +276,11 @@ impl Ledger {
     fn sums(&self, code: usize, known: i32, life: Option<i32>) -> Sums {
         let mut s = Sums::default();
         let range = self.offsets[code]..self.offsets[code + 1];
-        for i in range {
-            let m = self.month[i];
-            if m > known {
+        for b in &self.bills[range] {
+            if b.month > known {
                 break;
             }
-            s.add(m, self.revenue[i], self.margin[i], known, life);
+            s.add(b.month, b.revenue, b.margin, known, life);
         }
         s
     }
@@ -392,10 +363,10 @@ impl Ledger {
                     return 0..0;
                 };
                 let (lo, hi) = (self.offsets[l], self.offsets[l + 1]);
-                let months = &self.month[lo..hi];
+                let bills = &self.bills[lo..hi];
                 let (a, b) = (month_of_day(a), month_of_day(b));
-                let start = lo + months.partition_point(|m| *m < a);
-                let end = lo + months.partition_point(|m| *m <= b);
+                let start = lo + bills.partition_point(|bill| bill.month < a);
+                let end = lo + bills.partition_point(|bill| bill.month <= b);
                 start..end.max(start)
             })
             .collect();
@@ -435,11 +406,12 @@ impl Ledger {
                 costed.append_null();
                 continue;
             }
-            sum.push(Some(self.margin[r.clone()].iter().sum::<f64>()));
-            count.push(Some(r.len() as i32));
-            months.append_values_iter(self.month[r.clone()].iter().map(|m| first_day.of(*m)));
-            margins.append_slice(&self.margin[r.clone()]);
-            costed.append_values_iter(self.costed[r].iter().map(|k| i32::from(*k)));
+            let bills = &self.bills[r];
+            sum.push(Some(bills.iter().map(|b| b.margin).sum::<f64>()));
+            count.push(Some(bills.len() as i32));
+            months.append_values_iter(bills.iter().map(|b| first_day.of(b.month)));
+            margins.append_values_iter(bills.iter().map(|b| b.margin));
+            costed.append_values_iter(bills.iter().map(|b| i32::from(b.costed)));
         }
         let months = months
             .finish()
@@ -624,17 +596,17 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
 /// dated on its month's first day. One pass from the columns as read to
 /// their places, the codes split into `parts` ranges (one per core): each
 /// part reads every bill's code and places only those of its range, into
-/// its own part of the columns: no copy of a column first, no list of places and
-/// no gather per column, which at 1M subscribers with the bills sorted by
-/// month took 1.9 to 4.1 s where this takes 1.4 to 1.6 s (`-v`), and held
-/// about 0.9 GB more at the stage's peak.
-#[allow(clippy::type_complexity)]
+/// its own part of the ledger. Bills grouped by subscriber are written in
+/// order. Bills sorted by month go to places far apart; each writes one
+/// [`Bill`]. At 1M subscribers with the bills sorted by month, the list
+/// of places and a gather per column, after a copy of each column, took
+/// 1.9 to 4.1 s and held about 0.9 GB more at the stage's peak (`-v`).
 fn place(
     bills: &DataFrame,
     code_of: &[u32],
     offsets: &[usize],
     parts: usize,
-) -> Result<(Vec<i32>, Vec<f64>, Vec<f64>, Vec<bool>, bool)> {
+) -> Result<(Vec<Bill>, bool)> {
     let err = || Error::polars("features: bills by subscriber");
     let d = bills.column("d").map_err(err())?.i32().map_err(err())?;
     let r = bills.column("r").map_err(err())?.f64().map_err(err())?;
@@ -648,59 +620,29 @@ fn place(
         .map(|(((d, r), g), k)| (d, r, g, k))
         .collect();
     let subscribers = offsets.len() - 1;
-    let placed = offsets[subscribers];
-    let mut month = vec![0i32; placed];
-    let mut revenue = vec![0f64; placed];
-    let mut margin = vec![0f64; placed];
-    let mut costed = vec![false; placed];
+    let mut placed = vec![Bill::default(); offsets[subscribers]];
     // The codes in ranges of about equal bills.
     let parts = parts.max(1);
     let mut bounds = vec![0usize];
     for p in 1..parts {
-        let target = placed * p / parts;
+        let target = placed.len() * p / parts;
         let c = offsets.partition_point(|o| *o < target).min(subscribers);
         bounds.push(c.max(*bounds.last().expect("not empty")));
     }
     bounds.push(subscribers);
-    struct Part<'a> {
-        codes: std::ops::Range<u32>,
-        next: Vec<usize>,
-        month: &'a mut [i32],
-        revenue: &'a mut [f64],
-        margin: &'a mut [f64],
-        costed: &'a mut [bool],
-    }
     let mut work = Vec::with_capacity(parts);
-    let (mut m, mut rv, mut mg, mut cs) = (
-        month.as_mut_slice(),
-        revenue.as_mut_slice(),
-        margin.as_mut_slice(),
-        costed.as_mut_slice(),
-    );
+    let mut rest = placed.as_mut_slice();
     for w in bounds.windows(2) {
         let (lo, hi) = (w[0], w[1]);
-        let len = offsets[hi] - offsets[lo];
-        let (a, rest) = m.split_at_mut(len);
-        m = rest;
-        let (b, rest) = rv.split_at_mut(len);
-        rv = rest;
-        let (c, rest) = mg.split_at_mut(len);
-        mg = rest;
-        let (e, rest) = cs.split_at_mut(len);
-        cs = rest;
-        work.push(Part {
-            codes: lo as u32..hi as u32,
-            next: offsets[lo..hi].iter().map(|o| o - offsets[lo]).collect(),
-            month: a,
-            revenue: b,
-            margin: c,
-            costed: e,
-        });
+        let (part, after) = rest.split_at_mut(offsets[hi] - offsets[lo]);
+        rest = after;
+        let next: Vec<usize> = offsets[lo..hi].iter().map(|o| o - offsets[lo]).collect();
+        work.push((lo as u32..hi as u32, next, part));
     }
     let first_days = work
         .into_par_iter()
         .enumerate()
-        .map(|(p, mut part)| {
+        .map(|(p, (codes, mut next, part))| {
             let mut memo = MonthMemo::new();
             let mut first_days = true;
             let mut row = 0usize;
@@ -710,30 +652,24 @@ fn place(
                 for i in 0..d.len() {
                     let c = code_of[row + i];
                     let day = dn(i).then(|| dv[i]);
-                    if !part.codes.contains(&c) {
-                        // Every bill's day is checked once, by the first
-                        // part (those without a code too).
-                        if p == 0
-                            && let Some(day) = day
-                        {
-                            first_days &= memo.is_first(day);
-                        }
+                    // Every bill's day is checked once, by the first part
+                    // (those without a code too).
+                    if p == 0
+                        && let Some(day) = day
+                    {
+                        first_days &= memo.is_first(day);
+                    }
+                    if !codes.contains(&c) {
                         continue;
                     }
-                    let at = &mut part.next[(c - part.codes.start) as usize];
-                    part.month[*at] = match day {
-                        Some(day) => {
-                            if p == 0 {
-                                first_days &= memo.is_first(day);
-                            }
-                            memo.month(day)
-                        }
-                        None => i32::MAX,
+                    let at = &mut next[(c - codes.start) as usize];
+                    part[*at] = Bill {
+                        month: day.map_or(i32::MAX, |day| memo.month(day)),
+                        // Never null (an `is_not_null`): the values' bits.
+                        costed: kv.get_bit(i),
+                        revenue: if rn(i) { rv[i] } else { f64::NAN },
+                        margin: if gn(i) { gv[i] } else { f64::NAN },
                     };
-                    part.revenue[*at] = if rn(i) { rv[i] } else { f64::NAN };
-                    part.margin[*at] = if gn(i) { gv[i] } else { f64::NAN };
-                    // Never null (an `is_not_null`): the values' bits alone.
-                    part.costed[*at] = kv.get_bit(i);
                     *at += 1;
                 }
                 row += d.len();
@@ -741,13 +677,7 @@ fn place(
             first_days
         })
         .collect::<Vec<bool>>();
-    Ok((
-        month,
-        revenue,
-        margin,
-        costed,
-        first_days.into_iter().all(|f| f),
-    ))
+    Ok((placed, first_days.into_iter().all(|f| f)))
 }
 
 /// Each id's code in order of first appearance, and the ids so coded: a
@@ -777,45 +707,20 @@ fn first_appearance_codes(ids: &StringChunked) -> (Vec<u32>, Vec<&str>) {
     (code_of, names)
 }
 
-/// A column's values, nulls as `null`.
-fn values<T>(ca: &ChunkedArray<T>, null: T::Native) -> Vec<T::Native>
-where
-    T: PolarsNumericType,
-{
-    let mut out = Vec::with_capacity(ca.len());
-    if ca.null_count() == 0 {
-        for chunk in ca.downcast_iter() {
-            out.extend_from_slice(chunk.values().as_slice());
-        }
-    } else {
-        out.extend(ca.iter().map(|v| v.unwrap_or(null)));
-    }
-    out
-}
-
 /// Sorts one subscriber's bills by month, ties by revenue, margin, then
 /// whether costed (a total order, so the sums do not depend on the rows'
 /// order in the file).
-fn sort_by_month(month: &mut [i32], revenue: &mut [f64], margin: &mut [f64], costed: &mut [bool]) {
-    let sorted = month.windows(2).all(|w| w[0] < w[1]);
-    if sorted {
+fn sort_by_month(bills: &mut [Bill]) {
+    if bills.windows(2).all(|w| w[0].month < w[1].month) {
         return;
     }
-    let mut rows: Vec<(i32, f64, f64, bool)> = (0..month.len())
-        .map(|i| (month[i], revenue[i], margin[i], costed[i]))
-        .collect();
-    rows.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then(a.1.total_cmp(&b.1))
-            .then(a.2.total_cmp(&b.2))
-            .then(a.3.cmp(&b.3))
+    bills.sort_by(|a, b| {
+        a.month
+            .cmp(&b.month)
+            .then(a.revenue.total_cmp(&b.revenue))
+            .then(a.margin.total_cmp(&b.margin))
+            .then(a.costed.cmp(&b.costed))
     });
-    for (i, (m, r, g, k)) in rows.into_iter().enumerate() {
-        month[i] = m;
-        revenue[i] = r;
-        margin[i] = g;
-        costed[i] = k;
-    }
 }
 
 #[cfg(test)]
@@ -901,15 +806,17 @@ mod tests {
             order.sort_by_key(|i| code_of[*i]);
             let month = |i: usize| days[i].map_or(i32::MAX, month_of_day);
             for parts in [1, 2, 3, 7, 200] {
-                let (m, r, g, k, firsts) =
-                    place(&bills, &code_of, &offsets, parts).expect("placed");
+                let (placed, firsts) = place(&bills, &code_of, &offsets, parts).expect("placed");
                 assert_eq!(firsts, mid_month.is_none(), "parts {parts}, {mid_month:?}");
-                assert_eq!(m.len(), order.len());
-                for (at, &i) in order.iter().enumerate() {
-                    assert_eq!(m[at], month(i), "month at {at}, parts {parts}");
-                    assert_eq!(r[at].to_bits(), revenue[i].unwrap_or(f64::NAN).to_bits());
-                    assert_eq!(g[at].to_bits(), margin[i].unwrap_or(f64::NAN).to_bits());
-                    assert_eq!(k[at], costed[i], "costed at {at}, parts {parts}");
+                assert_eq!(placed.len(), order.len());
+                for (b, &i) in placed.iter().zip(&order) {
+                    assert_eq!(b.month, month(i), "row {i}, parts {parts}");
+                    assert_eq!(
+                        b.revenue.to_bits(),
+                        revenue[i].unwrap_or(f64::NAN).to_bits()
+                    );
+                    assert_eq!(b.margin.to_bits(), margin[i].unwrap_or(f64::NAN).to_bits());
+                    assert_eq!(b.costed, costed[i], "row {i}, parts {parts}");
                 }
             }
         }
