@@ -188,8 +188,8 @@ impl Ledger {
             }
         };
         tracing::debug!(subscribers, "ledger: subscribers coded");
-        // Bills of a subscriber `c` at `offsets[c]..offsets[c + 1]`, those
-        // without a code after the last.
+        // Bills of a subscriber `c` at `offsets[c]..offsets[c + 1]`; those
+        // without a code are left out (no event reads them).
         let mut offsets = vec![0usize; subscribers + 1];
         for &c in code_of.iter().filter(|c| **c != NO_CODE) {
             offsets[c as usize + 1] += 1;
