@@ -20,8 +20,15 @@ pub mod validate;
 
 use std::io::Write;
 
-use crate::cli::Command;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use polars::prelude::LazyFrame;
+
+use crate::cli::{Command, ModelArgs};
+use crate::config::Settings;
 use crate::error::Result;
+use crate::schema::Table;
 use common::settings;
 
 /// Runs one subcommand.
@@ -53,16 +60,20 @@ pub fn execute_with(command: &Command, out: &mut dyn Write, quiet: bool) -> Resu
             let settings = settings(args.out.config.as_deref(), args.out.overrides())?;
             models::models(&settings, &args.action, out)
         }
-        Command::Score(args) => {
-            let settings = settings(args.stage.out.config.as_deref(), args.stage.overrides())?;
-            let validated = validate::validate(&settings, out)?;
-            score::score(&settings, validated.tables, args.model.as_deref(), out).map(|_| ())
-        }
-        Command::Simulate(args) => {
-            let settings = settings(args.stage.out.config.as_deref(), args.stage.overrides())?;
-            let validated = validate::validate(&settings, out)?;
-            simulate::simulate(&settings, validated.tables, args.model.as_deref(), out).map(|_| ())
-        }
+        Command::Score(args) => as_of_the_date(
+            args,
+            out,
+            Box::new(|s, tables, prepared, model, out| {
+                score::score_prepared(s, tables, prepared, model, out).map(|_| ())
+            }),
+        ),
+        Command::Simulate(args) => as_of_the_date(
+            args,
+            out,
+            Box::new(|s, tables, prepared, model, out| {
+                simulate::simulate(s, tables, prepared, model, out).map(|_| ())
+            }),
+        ),
         Command::Bench(args) => {
             let settings = settings(args.out.config.as_deref(), args.out.overrides())?;
             bench::bench(&settings, args.task, args.rows, out)
@@ -97,4 +108,30 @@ pub fn execute_with(command: &Command, out: &mut dyn Write, quiet: bool) -> Resu
             config::print(&settings, out)
         }
     }
+}
+
+/// What a command on the subscribers as of a date (`score`, `simulate`)
+/// is given: its settings, the validated tables, the features' events and
+/// bills prepared during validation, the model version asked for.
+type OnTheDate<'a> = dyn FnOnce(
+        &Settings,
+        BTreeMap<Table, LazyFrame>,
+        Option<score::Prepared>,
+        Option<&Path>,
+        &mut dyn Write,
+    ) -> Result<()>
+    + 'a;
+
+/// Runs `then` on validated tables, scoring's bills summed by
+/// validation's pass over them ([`score::validate_for_scoring`]).
+fn as_of_the_date(args: &ModelArgs, out: &mut dyn Write, then: Box<OnTheDate<'_>>) -> Result<()> {
+    let settings = settings(args.stage.out.config.as_deref(), args.stage.overrides())?;
+    let (validated, prepared) = score::validate_for_scoring(&settings, out)?;
+    then(
+        &settings,
+        validated.tables,
+        prepared,
+        args.model.as_deref(),
+        out,
+    )
 }

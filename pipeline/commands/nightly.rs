@@ -27,13 +27,13 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::schema::Table;
 use crate::stages::drift::{self, Drift, DriftReference};
-use crate::stages::features::{self as feature_stage, Inputs};
+use crate::stages::features::Inputs;
 
 use crate::config::fnv1a;
 
 use super::common::{catalog as run_catalog, dates, stdout};
 use super::report::RunNotes;
-use super::{report, score, simulate, validate};
+use super::{report, score, simulate};
 
 /// One input table's files, as fingerprinted before the run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,7 +216,9 @@ pub fn nightly(
     night.out_dir = staged.path().to_path_buf();
     let mut seconds = Vec::new();
     let clock = Instant::now();
-    let validated = validate::validate(&night, stages)?;
+    // Scoring's events are found as validation goes, and its pass over
+    // the bills adds them up ([`score::validate_for_scoring`]).
+    let (validated, prepared) = score::validate_for_scoring(&night, stages)?;
     seconds.push(("validate".to_string(), clock.elapsed().as_secs_f64()));
     let rows: Vec<TableRows> = validated
         .reports
@@ -268,6 +270,15 @@ pub fn nightly(
         return Err(refuse(&cat, &mut record, reason)?);
     }
 
+    // The features as of the date, built once for the drift check, the
+    // scores and the simulation.
+    let clock = Instant::now();
+    let inputs = Inputs::new(tables.clone());
+    let current = score::current_features(settings, &inputs, prepared)?;
+    record
+        .seconds
+        .push(("features".into(), clock.elapsed().as_secs_f64()));
+
     // Drift: the scoring population against the model's training one.
     let clock = Instant::now();
     match catalog::read_json_if_present::<DriftReference>(&catalog::version_file(
@@ -279,11 +290,6 @@ pub fn nightly(
             record.model.version
         )),
         Some(reference) => {
-            let current = feature_stage::current(
-                &Inputs::new(tables.clone()),
-                &settings.features,
-                d.clone(),
-            )?;
             let set = catalog::load_models(&model_dir)?;
             let score = match &set.churn {
                 Some(m) => m.predict_arms(&current.active, &[None])?.0.pop(),
@@ -336,7 +342,7 @@ pub fn nightly(
     night.as_of = Some(d.as_of);
     night.data_end = Some(d.data_end);
     let clock = Instant::now();
-    let scored = score::score(&night, tables.clone(), Some(&model_dir), stages)?;
+    let scored = score::score_current(&night, &current, Some(&model_dir), clock, stages)?;
     record
         .seconds
         .push(("score".into(), clock.elapsed().as_secs_f64()));
@@ -354,7 +360,8 @@ pub fn nightly(
         .collect();
     let clock = Instant::now();
     if absent.is_empty() {
-        let s = simulate::simulate_with(&night, tables, Some(&model_dir), &cat, stages)?;
+        let s =
+            simulate::simulate_current(&night, &inputs, &current, Some(&model_dir), &cat, stages)?;
         record
             .outputs
             .push(("simulate/target_list.parquet".into(), s.eligible));

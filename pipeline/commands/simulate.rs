@@ -20,10 +20,11 @@ use crate::catalog::{self, FeatureSet, Output};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::schema::Table;
-use crate::stages::features::{self as feature_stage, Current, Inputs};
+use crate::stages::features::{Current, Inputs};
 use crate::stages::simulate::{self as stage, Models, SimulateInputs, SimulateSummary, workbook};
 
-use super::common::{catalog as run_catalog, dates, money, stdout};
+use super::common::{catalog as run_catalog, money, stdout};
+use super::score::{Prepared, current_features};
 
 /// The return and second-lifetime models of a version, which the
 /// simulation needs.
@@ -46,28 +47,25 @@ pub(crate) fn models<'a>(set: &'a ModelSet, dir: &Path) -> Result<Models<'a>> {
     })
 }
 
-/// `winback simulate`.
+/// `winback simulate`, the features as of the date from `prepared` when
+/// given ([`super::score::validate_for_scoring`]).
 pub fn simulate(
     settings: &Settings,
     tables: BTreeMap<Table, LazyFrame>,
+    prepared: Option<Prepared>,
     model: Option<&Path>,
-    out: &mut dyn Write,
-) -> Result<SimulateSummary> {
-    simulate_with(settings, tables, model, &run_catalog(settings), out)
-}
-
-/// `winback simulate`, reading the offer history (`features/offers`) from
-/// `history`'s output directory (a nightly run writes elsewhere).
-pub fn simulate_with(
-    settings: &Settings,
-    tables: BTreeMap<Table, LazyFrame>,
-    model: Option<&Path>,
-    history: &catalog::Catalog,
     out: &mut dyn Write,
 ) -> Result<SimulateSummary> {
     let inputs = Inputs::new(tables);
-    let current = feature_stage::current(&inputs, &settings.features, dates(&inputs, settings)?)?;
-    simulate_current(settings, &inputs, &current, model, history, out)
+    let current = current_features(settings, &inputs, prepared)?;
+    simulate_current(
+        settings,
+        &inputs,
+        &current,
+        model,
+        &run_catalog(settings),
+        out,
+    )
 }
 
 /// `winback simulate` on the features as of the date, already built

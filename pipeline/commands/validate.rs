@@ -116,10 +116,20 @@ fn read_tables(settings: &Settings) -> Result<Ingested> {
 /// `winback validate`: checks the input and writes `validate/report.json`
 /// (and, in quarantine mode, `validate/rejected/<table>.parquet`).
 pub fn validate(settings: &Settings, out: &mut dyn Write) -> Result<Validated> {
+    validate_tapped(settings, out, &mut |_, _, _| Ok(None))
+}
+
+/// [`validate`], `before_billing`'s tap seeing its pass over the bills
+/// ([`stage::check_rows_tapped`]).
+pub(crate) fn validate_tapped(
+    settings: &Settings,
+    out: &mut dyn Write,
+    before_billing: stage::BeforeBilling<'_>,
+) -> Result<Validated> {
     let _progress = crate::progress::stage("validate");
     let started = Instant::now();
     let (sources, inputs, missing_optional) = read_tables(settings)?;
-    let mut validated = stage::check_rows(inputs, &settings.validate)?;
+    let mut validated = stage::check_rows_tapped(inputs, &settings.validate, before_billing)?;
     let violations = validated.violations();
     let failed = settings.validate.mode == Mode::Strict && !violations.is_empty();
     let report = ValidateReport {

@@ -28,6 +28,8 @@ use std::sync::Arc;
 
 mod months;
 
+pub use months::{BillBatch, BillTap};
+
 /// How validation treats rows that break a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -321,6 +323,10 @@ pub struct Validated {
     pub reports: Vec<TableReport>,
     /// Rejected rows with a `reason` column (quarantine mode only).
     pub rejected: BTreeMap<Table, DataFrame>,
+    /// Whether the [`BillTap`] given to [`check_rows_tapped`] saw every
+    /// accepted bill and no other: it saw the first pass over billing,
+    /// and no bill was rejected.
+    pub bills_tapped: bool,
 }
 
 impl Validated {
@@ -392,8 +398,11 @@ impl Subscribers {
             "validate subscribers: accepted ids",
         )?;
         let index = match read {
+            // The index then reads the keys' ids, so that the ids as read
+            // are freed (at 10M subscribers a copy of 10M ids held through
+            // billing's pass, when memory peaks).
             Some(read) if read.ids.len() == ids.len() && read.ids.equal_missing(&ids).all() => {
-                read.index
+                read.index.over(ids.clone())
             }
             _ => StrIndex::build(&ids).0,
         };
@@ -497,8 +506,6 @@ impl IdIndex {
     }
 }
 
-/// Rules of `table`, and the frame with the columns they need joined on.
-#[allow(clippy::too_many_arguments)]
 /// A table's rules, with the frame they read, notes from any pass of their
 /// own, and what that pass counted.
 type TableRules = (LazyFrame, Vec<Rule>, Vec<String>, Option<Precounted>);
@@ -508,6 +515,8 @@ type TableRules = (LazyFrame, Vec<Rule>, Vec<String>, Option<Precounted>);
 /// the rows it read: when it counted every rule, and each found none, the
 /// counting pass over the rows is not needed.
 struct Precounted {
+    /// Whether the pass's [`BillTap`] saw every bill read.
+    tapped: bool,
     read: u64,
     rules: BTreeMap<String, u64>,
     notes: Vec<(&'static str, u64)>,
@@ -538,6 +547,9 @@ impl Precounted {
 /// The rule that a subscriber id is unique.
 const DUPLICATE_ID: &str = "duplicate_id";
 
+/// Rules of `table`, and the frame with the columns they need joined on;
+/// billing's first pass seen by `tap`.
+#[allow(clippy::too_many_arguments)]
 fn rules_for(
     table: Table,
     lf: LazyFrame,
@@ -546,6 +558,7 @@ fn rules_for(
     dates: (NaiveDate, NaiveDate),
     files: &[String],
     distinct: Option<bool>,
+    tap: Option<BillTap>,
 ) -> Result<TableRules> {
     let id = table.id_column();
     let mut rules: Vec<Rule> = table
@@ -609,7 +622,7 @@ fn rules_for(
     }
     let subs = subs.expect("subscribers are checked first");
     if table == Table::Billing {
-        return billing_rules(lf, rules, subs, settings, dates, files);
+        return billing_rules(lf, rules, subs, settings, dates, files, tap);
     }
     lf = lf
         .with_column(subs.known(id))
@@ -722,6 +735,7 @@ fn billing_rules(
     settings: &ValidateSettings,
     dates: (NaiveDate, NaiveDate),
     files: &[String],
+    tap: Option<BillTap>,
 ) -> Result<TableRules> {
     let id = col::SUBSCRIBER_ID;
     let found = months::check(
@@ -732,6 +746,7 @@ fn billing_rules(
         settings.duplicate_check_bytes,
         (epoch_days(dates.0), epoch_days(dates.1)),
         files,
+        tap,
     )?;
     tracing::debug!(
         unknown = found.unknown,
@@ -790,7 +805,9 @@ fn billing_rules(
             found.before_signup
         ));
     }
+    let tapped = found.tapped;
     let precounted = found.rows.map(|r| Precounted {
+        tapped,
         read: r.rows,
         rules: [
             (format!("null_{}", col::SUBSCRIBER_ID), r.null_id),
@@ -875,16 +892,45 @@ fn epoch_days(d: NaiveDate) -> i32 {
 }
 
 /// Evaluates every row rule on the conformed tables (in [`Table::ALL`]
-/// order, so that references are checked against accepted rows).
+/// order, so that references are checked against accepted rows, but
+/// billing last; the reports in [`Table::ALL`] order).
 pub fn check_rows(
     inputs: Vec<(Conformed, LazyFrame)>,
     settings: &ValidateSettings,
+) -> Result<Validated> {
+    check_rows_tapped(inputs, settings, &mut |_, _, _| Ok(None))
+}
+
+/// Called once every table but billing is checked, with their accepted
+/// rows, billing's rows as read and the accepted subscribers' index (a
+/// bill's subscriber in a [`BillBatch`] is its code there); the tap it
+/// gives sees validation's first pass over the bills.
+pub(crate) type BeforeBilling<'a> = &'a mut dyn FnMut(
+    &BTreeMap<Table, LazyFrame>,
+    &LazyFrame,
+    &StrIndex,
+) -> Result<Option<BillTap>>;
+
+/// [`check_rows`], with `before_billing`'s tap on the first pass over
+/// the bills ([`Validated::bills_tapped`] says whether it saw them all).
+/// Billing is checked last, its rules reading only the subscribers, so
+/// that a later stage's events can be found from the other tables before
+/// the bills stream past.
+pub(crate) fn check_rows_tapped(
+    mut inputs: Vec<(Conformed, LazyFrame)>,
+    settings: &ValidateSettings,
+    before_billing: BeforeBilling<'_>,
 ) -> Result<Validated> {
     let mut out = Validated {
         tables: BTreeMap::new(),
         reports: Vec::new(),
         rejected: BTreeMap::new(),
+        bills_tapped: false,
     };
+    if let Some(i) = inputs.iter().position(|(c, _)| c.table == Table::Billing) {
+        let billing = inputs.remove(i);
+        inputs.push(billing);
+    }
     let mut subscribers: Option<Subscribers> = None;
     let plausible = plausible_dates(settings);
     for (conformed, lf) in inputs {
@@ -896,6 +942,15 @@ pub fn check_rows(
             Table::Subscribers => Some(IdIndex::read(&lf, &conformed.files)?),
             _ => None,
         };
+        // No tap where strict mode fails the run anyway.
+        let failing =
+            settings.mode == Mode::Strict && out.reports.iter().any(|r| !r.violations.is_empty());
+        let tap = match (table, subscribers.as_ref()) {
+            (Table::Billing, Some(subs)) if !failing => {
+                before_billing(&out.tables, &lf, &subs.index)?
+            }
+            _ => None,
+        };
         let (joined, rules, pass_notes, precounted) = rules_for(
             table,
             lf,
@@ -904,6 +959,7 @@ pub fn check_rows(
             plausible,
             &conformed.files,
             id_index.as_ref().map(IdIndex::distinct),
+            tap,
         )?;
         let flag = |i: usize| format!("__v{i}");
         let flagged = joined.with_columns(
@@ -941,6 +997,9 @@ pub fn check_rows(
         let count = |c: &str| first_u64(&counts, c);
         let read = count("__read");
         let rejected = count("__rejected");
+        if table == Table::Billing {
+            out.bills_tapped = rejected == 0 && precounted.as_ref().is_some_and(|p| p.tapped);
+        }
         let id = table.id_column();
         let mut violations = Vec::new();
         for (i, r) in rules.iter().enumerate() {
@@ -1072,5 +1131,7 @@ pub fn check_rows(
             },
         );
     }
+    let order = |name: &str| Table::ALL.iter().position(|t| t.name() == name);
+    out.reports.sort_by_key(|r| order(&r.table));
     Ok(out)
 }

@@ -42,37 +42,77 @@ pub fn behaviour_through(
     s: &FeatureSettings,
     through: Option<chrono::NaiveDate>,
 ) -> Result<LazyFrame> {
+    let staged = behaviour_staged(inputs, events, s, through)?;
+    behaviour_finished(inputs, staged, s, through, None)
+}
+
+/// [`behaviour_through`]'s work before the bills: the events with their
+/// subscribers' columns, returns and defections, and their lifetimes.
+pub(crate) struct Staged {
+    /// The events' keys (`__event`, `subscriber_id`, `as_of`).
+    ev: LazyFrame,
+    /// Whether the smaller tables were walked ([`super::walk`]).
+    walked: bool,
+    /// The events with their lifetimes ([`f::LIFETIME_START`]).
+    base: DataFrame,
+}
+
+impl Staged {
+    /// The events' bill months (`__event`, `subscriber_id`, `__known`,
+    /// `__life_month`): what their bills' sums are kept by.
+    pub(crate) fn bill_months(&self, s: &FeatureSettings) -> Result<DataFrame> {
+        bill_months(&self.base, s.bill_known)
+    }
+}
+
+/// `t`'s rows, those dated after `through` dropped (no event could read
+/// them).
+fn dated(inputs: &Inputs, t: Table, through: Option<chrono::NaiveDate>) -> LazyFrame {
+    let lf = inputs.get(t);
+    let column = match t {
+        Table::Billing => col::MONTH,
+        Table::Reactivations => col::RETURNED_AT,
+        Table::ChurnEvents => col::CHURNED_AT,
+        Table::Complaints => col::OPENED_AT,
+        Table::Referrals => col::REFERRED_AT,
+        _ => return lf,
+    };
+    match through {
+        Some(d) => lf.filter(col(column).lt_eq(date_lit(d))),
+        None => lf,
+    }
+}
+
+/// [`dated`], its id column named `subscriber_id`.
+fn keyed(inputs: &Inputs, t: Table, through: Option<chrono::NaiveDate>) -> LazyFrame {
+    let id = t.id_column();
+    let lf = dated(inputs, t, through);
+    if id == col::SUBSCRIBER_ID {
+        lf
+    } else {
+        lf.rename([id], [col::SUBSCRIBER_ID], true)
+    }
+}
+
+/// `aggs` of each event over the rows of `lf` of its subscriber dated
+/// (`date`) on or before its `as_of`.
+fn per_event(ev: &LazyFrame, lf: LazyFrame, date: &str, aggs: Vec<Expr>) -> LazyFrame {
+    join(lf, ev.clone(), &[col::SUBSCRIBER_ID], JoinType::Inner)
+        .filter(col(date).lt_eq(col(f::AS_OF)))
+        .group_by([col(f::EVENT)])
+        .agg(aggs)
+}
+
+/// [`behaviour_through`] up to the bills ([`Staged`]).
+pub(crate) fn behaviour_staged(
+    inputs: &Inputs,
+    events: LazyFrame,
+    s: &FeatureSettings,
+    through: Option<chrono::NaiveDate>,
+) -> Result<Staged> {
     let ev = events.select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]);
-    let dated = |t: Table| {
-        let lf = inputs.get(t);
-        let column = match t {
-            Table::Billing => col::MONTH,
-            Table::Reactivations => col::RETURNED_AT,
-            Table::ChurnEvents => col::CHURNED_AT,
-            Table::Complaints => col::OPENED_AT,
-            Table::Referrals => col::REFERRED_AT,
-            _ => return lf,
-        };
-        match through {
-            Some(d) => lf.filter(col(column).lt_eq(date_lit(d))),
-            None => lf,
-        }
-    };
-    let keyed = |t: Table| {
-        let id = t.id_column();
-        let lf = dated(t);
-        if id == col::SUBSCRIBER_ID {
-            lf
-        } else {
-            lf.rename([id], [col::SUBSCRIBER_ID], true)
-        }
-    };
-    let per_event = |lf: LazyFrame, date: &str, aggs: Vec<Expr>| {
-        join(lf, ev.clone(), &[col::SUBSCRIBER_ID], JoinType::Inner)
-            .filter(col(date).lt_eq(col(f::AS_OF)))
-            .group_by([col(f::EVENT)])
-            .agg(aggs)
-    };
+    let keyed = |t: Table| keyed(inputs, t, through);
+    let per_event = |lf: LazyFrame, date: &str, aggs: Vec<Expr>| per_event(&ev, lf, date, aggs);
 
     // With coded ids, each event walks its own subscriber's rows of the
     // smaller tables (subscriber, returns, defections, complaints,
@@ -138,12 +178,33 @@ pub fn behaviour_through(
         col(f::EARLIER_DEFECTIONS).fill_null(lit(0)),
     ]);
 
-    // Bills of the current lifetime (from its first month) up to the as-of
-    // date, and all bills up to it for the value to date.
-    let ledger = inputs.ledger(s.margin_rate);
     // Built once: the billing aggregates read it, and so do the rows.
     let base = collect(base, "events' lifetimes")?;
     tracing::trace!("features: events' lifetimes");
+    Ok(Staged {
+        ev,
+        walked: walked.is_some(),
+        base,
+    })
+}
+
+/// [`behaviour_through`] from [`Staged`]: the bills' sums (`sums`, when
+/// given: the columns [`super::ledger::stream`] gives for the events of
+/// [`Staged::bill_months`]) and the other tables' aggregates.
+pub(crate) fn behaviour_finished(
+    inputs: &Inputs,
+    staged: Staged,
+    s: &FeatureSettings,
+    through: Option<chrono::NaiveDate>,
+    sums: Option<DataFrame>,
+) -> Result<LazyFrame> {
+    let Staged { ev, walked, base } = staged;
+    let keyed = |t: Table| keyed(inputs, t, through);
+    let dated = |t: Table| dated(inputs, t, through);
+    let per_event = |lf: LazyFrame, date: &str, aggs: Vec<Expr>| per_event(&ev, lf, date, aggs);
+    // Bills of the current lifetime (from its first month) up to the as-of
+    // date, and all bills up to it for the value to date.
+    let ledger = inputs.ledger(s.margin_rate);
     // Month indexes on the events' side (one row per event), so that the
     // joined bills compare integers only.
     // The bills' side has text ids: the events' ids decoded for the join
@@ -157,15 +218,17 @@ pub fn behaviour_through(
         ]);
         billing_joined(keyed(Table::Billing), inputs.decode_lazy(lifetimes), s)
     } else {
-        let lifetimes = bill_months(&base, s.bill_known)?;
-        tracing::trace!("features: events' bill months");
-        let sums = match ledger {
-            Some(ledger) => {
+        let sums = match (sums, ledger) {
+            (Some(sums), _) => sums,
+            (None, Some(ledger)) => {
+                let lifetimes = bill_months(&base, s.bill_known)?;
+                tracing::trace!("features: events' bill months");
                 let sums = ledger.aggregate(lifetimes)?;
                 tracing::trace!("features: events' bills summed");
                 sums
             }
-            None => {
+            (None, None) => {
+                let lifetimes = bill_months(&base, s.bill_known)?;
                 let sums = super::ledger::stream(
                     inputs.bill_rows(s.margin_rate, false),
                     inputs.decode(lifetimes)?,
@@ -192,7 +255,7 @@ pub fn behaviour_through(
     };
 
     let mut parts = vec![collect(billing, "events' bills")?];
-    if walked.is_none() {
+    if !walked {
         let complaints = join(
             keyed(Table::Complaints),
             ev.clone(),

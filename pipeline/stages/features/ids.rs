@@ -146,6 +146,20 @@ impl StrIndex {
         self.distinct
     }
 
+    /// The index reading `ids` in place of the ids it was built from,
+    /// which must be the same ids row for row (their buffers may be
+    /// shared with a frame the caller keeps).
+    pub(crate) fn over(mut self, ids: StringChunked) -> StrIndex {
+        debug_assert!(self.ids.len() == ids.len() && self.ids.equal_missing(&ids).all());
+        self.ids = ids.rechunk().into_owned();
+        self
+    }
+
+    /// Rows of the indexed column: every row number it gives is below.
+    pub(crate) fn rows(&self) -> usize {
+        self.ids.len()
+    }
+
     /// An index of no id.
     pub(crate) fn empty() -> StrIndex {
         let none = StringChunked::from_iter_options("".into(), std::iter::empty::<Option<&str>>());

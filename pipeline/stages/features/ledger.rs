@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::schema::col;
 use crate::stages::collect;
+use crate::stages::validate::BillBatch;
 
 use super::calendar::{MonthMemo, month_of_day};
 use super::ids::{Ids, NO_CODE, StrIndex, codes_in_runs, is_valid};
@@ -71,28 +72,39 @@ enum Keys {
 
 /// One event's bill sums: over every bill known at its date, over its
 /// current lifetime, and over the last three and the three before those
-/// of the lifetime's months.
-#[derive(Default, Clone, Copy)]
+/// of the lifetime's months (72 bytes: scoring at 10M subscribers holds
+/// one per subscriber while validation's pass over the bills runs, beside
+/// billing's mapped file, when the process's memory peaks).
+#[derive(Clone, Copy)]
 struct Sums {
     margin_all: f64,
-    life: Window,
-    last3: Window,
-    prev3: Window,
-    max3: Option<f64>,
+    life_revenue: f64,
+    life_margin: f64,
+    last3_revenue: f64,
+    last3_margin: f64,
+    prev3_revenue: f64,
+    /// The largest revenue of the last three months: NaN until the first
+    /// (`f64::max` then takes the bill's), read only when `n3 > 0`.
+    max3: f64,
+    n_life: u32,
+    n3: u32,
+    n_prev3: u32,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Window {
-    n: u32,
-    revenue: f64,
-    margin: f64,
-}
-
-impl Window {
-    fn add(&mut self, revenue: f64, margin: f64) {
-        self.n += 1;
-        self.revenue += revenue;
-        self.margin += margin;
+impl Default for Sums {
+    fn default() -> Sums {
+        Sums {
+            margin_all: 0.0,
+            life_revenue: 0.0,
+            life_margin: 0.0,
+            last3_revenue: 0.0,
+            last3_margin: 0.0,
+            prev3_revenue: 0.0,
+            max3: f64::NAN,
+            n_life: 0,
+            n3: 0,
+            n_prev3: 0,
+        }
     }
 }
 
@@ -105,13 +117,18 @@ impl Sums {
         if life.is_none_or(|l| m < l) {
             return;
         }
-        self.life.add(r, g);
+        self.n_life += 1;
+        self.life_revenue += r;
+        self.life_margin += g;
         let ago = known - m;
         if ago < 3 {
-            self.last3.add(r, g);
-            self.max3 = Some(self.max3.map_or(r, |x| x.max(r)));
+            self.n3 += 1;
+            self.last3_revenue += r;
+            self.last3_margin += g;
+            self.max3 = self.max3.max(r);
         } else if ago < 6 {
-            self.prev3.add(r, g);
+            self.n_prev3 += 1;
+            self.prev3_revenue += r;
         }
     }
 }
@@ -130,17 +147,19 @@ fn sums_frame(event: Column, sums: &[Sums]) -> Result<DataFrame> {
         vec![
             event,
             f(|s| s.margin_all, "__margin_all"),
-            n(|s| s.life.n, "__n_life"),
-            f(|s| s.life.revenue, "__rev_life"),
-            f(|s| s.life.margin, "__margin_life"),
-            n(|s| s.last3.n, "__n3"),
-            f(|s| s.last3.revenue, "__rev3"),
-            f(|s| s.last3.margin, "__margin3"),
-            n(|s| s.prev3.n, "__n_prev3"),
-            f(|s| s.prev3.revenue, "__rev_prev3"),
+            n(|s| s.n_life, "__n_life"),
+            f(|s| s.life_revenue, "__rev_life"),
+            f(|s| s.life_margin, "__margin_life"),
+            n(|s| s.n3, "__n3"),
+            f(|s| s.last3_revenue, "__rev3"),
+            f(|s| s.last3_margin, "__margin3"),
+            n(|s| s.n_prev3, "__n_prev3"),
+            f(|s| s.prev3_revenue, "__rev_prev3"),
             Column::new(
                 "__revenue_max3".into(),
-                sums.iter().map(|s| s.max3).collect::<Vec<Option<f64>>>(),
+                sums.iter()
+                    .map(|s| (s.n3 > 0).then_some(s.max3))
+                    .collect::<Vec<Option<f64>>>(),
             ),
         ],
     )
@@ -474,11 +493,11 @@ pub(crate) fn first_day_of_month(m: i32) -> i32 {
 /// scoring, with one event per subscriber and one pass.
 pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
     let err = || Error::polars("features: billing aggregates");
-    let get = |name: &str| events.column(name).map_err(err());
-    let event = get(f::EVENT)?.clone();
-    let ids = get(col::SUBSCRIBER_ID)?.str().map_err(err())?.clone();
-    let known: Vec<Option<i32>> = get("__known")?.i32().map_err(err())?.iter().collect();
-    let life: Vec<Option<i32>> = get("__life_month")?.i32().map_err(err())?.iter().collect();
+    let event = events.column(f::EVENT).map_err(err())?.clone();
+    let ids = events
+        .column(col::SUBSCRIBER_ID)
+        .and_then(|c| c.str().cloned())
+        .map_err(err())?;
     // The events' ids indexed in their sort order: bills sorted by
     // subscriber then find each next subscriber at the index's next row
     // ([`StrIndex::get_after`]) rather than at a random slot.
@@ -486,41 +505,15 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
     let sorted = ids.take(&order).map_err(err())?;
     let (codes, code_of) = StrIndex::build(&sorted);
     drop(sorted);
-    // The events of each subscriber: `members[starts[c]..starts[c + 1]]`
-    // for the subscriber coded `c`, the first sorted row with its id (a
-    // counting sort of the events by code).
-    let mut starts = vec![0u32; code_of.len() + 1];
-    for c in code_of.iter().filter(|c| **c != NO_CODE) {
-        starts[*c as usize + 1] += 1;
-    }
-    for i in 1..starts.len() {
-        starts[i] += starts[i - 1];
-    }
-    let mut members = vec![0u32; starts[code_of.len()] as usize];
-    let mut next = starts.clone();
-    for (e, c) in order.into_no_null_iter().zip(&code_of) {
-        if *c != NO_CODE {
-            members[next[*c as usize] as usize] = e;
-            next[*c as usize] += 1;
-        }
-    }
-    drop((code_of, next));
+    let subscribers = code_of.len();
+    let coded: Vec<(u32, u32)> = order.into_no_null_iter().zip(code_of).collect();
+    let pass = EventSums::new(&events, &coded, subscribers)?;
+    drop(coded);
     struct Pass {
         codes: StrIndex,
-        starts: Vec<u32>,
-        members: Vec<u32>,
-        known: Vec<Option<i32>>,
-        life: Vec<Option<i32>>,
-        sums: Vec<Sums>,
+        sums: EventSums,
     }
-    let pass = Arc::new(Mutex::new(Pass {
-        codes,
-        starts,
-        members,
-        sums: vec![Sums::default(); known.len()],
-        known,
-        life,
-    }));
+    let pass = Arc::new(Mutex::new(Pass { codes, sums: pass }));
     let into = pass.clone();
     // Entered by each batch: its close reports the batches' own (serial)
     // work as `time.busy` (`-vv`), the rest of the pass as `time.idle`.
@@ -551,16 +544,8 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
                     if *c == NO_CODE || !valid(i) {
                         continue;
                     }
-                    let (d, r, g) = (days[i], revenues[i], margins[i]);
-                    let m = memo.month(d);
-                    let (a, b) = (p.starts[*c as usize], p.starts[*c as usize + 1]);
-                    for k in a..b {
-                        let e = p.members[k as usize] as usize;
-                        if let Some(known) = p.known[e].filter(|k| m <= *k) {
-                            let life = p.life[e];
-                            p.sums[e].add(m, r, g, known, life);
-                        }
-                    }
+                    let m = memo.month(days[i]);
+                    p.sums.add(*c, m, revenues[i], margins[i]);
                 }
                 Ok(false)
             }),
@@ -573,20 +558,129 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
     // built (at 10M subscribers the map of ids alone holds hundreds of MB).
     let sums = {
         let mut p = pass.lock().unwrap_or_else(|e| e.into_inner());
-        let p = &mut *p;
-        let sums = std::mem::take(&mut p.sums);
-        *p = Pass {
-            codes: StrIndex::empty(),
-            starts: Vec::new(),
-            members: Vec::new(),
-            known: Vec::new(),
-            life: Vec::new(),
-            sums: Vec::new(),
-        };
-        sums
+        p.codes = StrIndex::empty();
+        std::mem::take(&mut p.sums)
     };
     drop(pass);
-    sums_frame(event, &sums)
+    sums.frame(event)
+}
+
+/// An unknown month in [`EventSums`].
+const NO_MONTH: i32 = i32::MIN;
+
+/// Events' bill sums, added to bill by bill as the bills stream past in
+/// any order ([`stream`], and validation's pass over the bills through
+/// [`BillSums`]): each bill goes to the sums of its subscriber's events.
+/// Memory follows the events (one set of sums each, about 100 bytes), not
+/// the bills.
+#[derive(Default)]
+pub(crate) struct EventSums {
+    /// The events of the subscriber coded `c`:
+    /// `members[starts[c]..starts[c + 1]]` (a counting sort by code).
+    starts: Vec<u32>,
+    members: Vec<u32>,
+    /// Each event's latest known month ([`NO_MONTH`] when unknown: no bill
+    /// is known) and its lifetime's first month ([`NO_MONTH`]: no bill is
+    /// of its lifetime), 4 bytes each.
+    known: Vec<i32>,
+    life: Vec<i32>,
+    sums: Vec<Sums>,
+}
+
+impl EventSums {
+    /// The sums of the events of `events` (`__known` and `__life_month`,
+    /// [`super::behaviour`]'s bill months), each event (its row) coded by
+    /// `codes`, (event, code) pairs, the codes below `subscribers`
+    /// ([`NO_CODE`]: the event gets no bill).
+    pub(crate) fn new(
+        events: &DataFrame,
+        codes: &[(u32, u32)],
+        subscribers: usize,
+    ) -> Result<EventSums> {
+        let err = || Error::polars("features: billing aggregates");
+        let months = |name: &str| -> Result<Vec<i32>> {
+            Ok(events
+                .column(name)
+                .and_then(|c| c.i32().cloned())
+                .map_err(err())?
+                .iter()
+                .map(|m| m.unwrap_or(NO_MONTH))
+                .collect())
+        };
+        let (known, life) = (months("__known")?, months("__life_month")?);
+        let mut starts = vec![0u32; subscribers + 1];
+        for &(_, c) in codes.iter().filter(|(_, c)| *c != NO_CODE) {
+            starts[c as usize + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut members = vec![0u32; starts[subscribers] as usize];
+        let mut next = starts.clone();
+        for &(e, c) in codes.iter().filter(|(_, c)| *c != NO_CODE) {
+            members[next[c as usize] as usize] = e;
+            next[c as usize] += 1;
+        }
+        Ok(EventSums {
+            starts,
+            members,
+            sums: vec![Sums::default(); known.len()],
+            known,
+            life,
+        })
+    }
+
+    /// Adds a bill of the subscriber coded `c` (below the subscribers
+    /// given to [`EventSums::new`]), for month index `m`, of revenue `r`
+    /// and margin `g`, to each of its events that knows the month.
+    #[inline]
+    pub(crate) fn add(&mut self, c: u32, m: i32, r: f64, g: f64) {
+        let (a, b) = (self.starts[c as usize], self.starts[c as usize + 1]);
+        for k in a..b {
+            let e = self.members[k as usize] as usize;
+            let (known, life) = (self.known[e], self.life[e]);
+            if known != NO_MONTH && m <= known {
+                let life = (life != NO_MONTH).then_some(life);
+                self.sums[e].add(m, r, g, known, life);
+            }
+        }
+    }
+
+    /// Adds a batch of bills as validation's first pass over billing reads
+    /// them ([`BillBatch`]): each bill of a known subscriber with a month
+    /// and a revenue, its margin the revenue less the cost to serve, or
+    /// the revenue times `margin_rate` where the cost is unknown (as
+    /// [`super::frames::margin`] computes it for [`stream`]).
+    pub(crate) fn add_batch(&mut self, b: &BillBatch<'_>, margin_rate: f64) {
+        let (d, r, c) = (b.days.rechunk(), b.revenue.rechunk(), b.cost.rechunk());
+        let (d, r, c) = (
+            d.downcast_as_array(),
+            r.downcast_as_array(),
+            c.downcast_as_array(),
+        );
+        let (day_valid, revenue_valid, cost_valid) = (is_valid(d), is_valid(r), is_valid(c));
+        let subscribers = self.starts.len().saturating_sub(1);
+        let mut memo = MonthMemo::new();
+        for (i, &code) in b.subscribers.iter().enumerate() {
+            if code as usize >= subscribers || !day_valid(i) || !revenue_valid(i) {
+                continue;
+            }
+            let revenue = r.value(i);
+            let margin = if cost_valid(i) {
+                revenue - c.value(i)
+            } else {
+                revenue * margin_rate
+            };
+            self.add(code, memo.month(d.value(i)), revenue, margin);
+        }
+    }
+
+    /// The sums' columns beside `event` (the events' keys, in their rows'
+    /// order), as [`stream`] gives them.
+    pub(crate) fn frame(self, event: Column) -> Result<DataFrame> {
+        let EventSums { sums, .. } = self;
+        sums_frame(event, &sums)
+    }
 }
 
 /// The bills' columns (`d`, `r`, `g`, `k` of [`Ledger::build`], their

@@ -40,6 +40,7 @@ pub mod settings;
 mod walk;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 use polars::prelude::*;
@@ -47,6 +48,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::schema::{Table, col};
+use crate::stages::validate::BillTap;
 
 pub use behaviour::behaviour;
 use behaviour::behaviour_columns;
@@ -516,7 +518,31 @@ fn lapsed_at(defections: &DataFrame, active: &StringChunked) -> Result<DataFrame
 /// active and the lapsed subscribers are one set of events, so that each
 /// table (billing above all) is read once for both.
 pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Current> {
-    let (as_of, end) = (dates.as_of, dates.data_end);
+    current_events(inputs, s, dates)?.finish(inputs, s, None)
+}
+
+/// [`current`]'s work before the bills: the events as of the date (the
+/// active subscribers, then the lapsed ones) with their lifetimes. It
+/// reads every table but billing, so it can be built before validation
+/// reads the bills, and that read can add up the events' bills
+/// ([`CurrentEvents::tap`]) in place of a pass of their own.
+pub struct CurrentEvents {
+    dates: Dates,
+    n_active: usize,
+    lapsed: DataFrame,
+    staged: behaviour::Staged,
+}
+
+/// The events' bill sums that a [`BillTap`] adds up.
+pub struct TappedBills {
+    sums: Arc<Mutex<ledger::EventSums>>,
+    event: Column,
+}
+
+/// [`CurrentEvents`] as of `dates.as_of`, from every table of `inputs` but
+/// billing.
+pub fn current_events(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<CurrentEvents> {
+    let as_of = dates.as_of;
     let err = || Error::polars("features: events as of the date");
     let active_ids = active_at(inputs, as_of);
     let active = collect(
@@ -556,7 +582,96 @@ pub fn current(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Result<Cur
         .map_err(err())?
         .lazy()
         .with_row_index(f::EVENT, None);
-    let rows = collect(behaviour(inputs, events, s)?, "subscribers as of the date")?;
+    let staged = behaviour::behaviour_staged(inputs, events, s, None)?;
+    Ok(CurrentEvents {
+        dates,
+        n_active,
+        lapsed,
+        staged,
+    })
+}
+
+impl CurrentEvents {
+    /// The dates the events are as of.
+    pub fn dates(&self) -> &Dates {
+        &self.dates
+    }
+
+    /// A tap on validation's pass over the bills ([`BillTap`]) that adds
+    /// each bill to the sums of its subscriber's events, the subscribers
+    /// coded by `index` (validation's accepted subscribers, as the tap's
+    /// batches are); the sums to give [`CurrentEvents::finish`].
+    pub(crate) fn tap(
+        &self,
+        s: &FeatureSettings,
+        index: &ids::StrIndex,
+    ) -> Result<(BillTap, TappedBills)> {
+        let err = || Error::polars("features: events' bill months");
+        let months = self.staged.bill_months(s)?;
+        let ids = months
+            .column(col::SUBSCRIBER_ID)
+            .and_then(|c| c.str().cloned())
+            .map_err(err())?;
+        let codes = ids::codes_in_runs(&ids, |id, before| index.get_after(id, before));
+        let coded: Vec<(u32, u32)> = (0..codes.len() as u32).zip(codes).collect();
+        let sums = Arc::new(Mutex::new(ledger::EventSums::new(
+            &months,
+            &coded,
+            index.rows(),
+        )?));
+        let event = months.column(f::EVENT).map_err(err())?.clone();
+        let (into, rate) = (sums.clone(), s.margin_rate);
+        let tap: BillTap = Box::new(move |batch| {
+            into.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add_batch(batch, rate);
+        });
+        Ok((tap, TappedBills { sums, event }))
+    }
+
+    /// [`Current`] from these events: their bills' sums from `bills` (a
+    /// tap that saw every accepted bill) or else from a pass over billing,
+    /// and the other tables' aggregates, from `inputs` (the same tables
+    /// the events were found in, and billing).
+    pub fn finish(
+        self,
+        inputs: &Inputs,
+        s: &FeatureSettings,
+        bills: Option<TappedBills>,
+    ) -> Result<Current> {
+        let CurrentEvents {
+            dates,
+            n_active,
+            lapsed,
+            staged,
+        } = self;
+        let (as_of, end) = (dates.as_of, dates.data_end);
+        let sums = match bills {
+            Some(TappedBills { sums, event }) => {
+                let sums = std::mem::take(&mut *sums.lock().unwrap_or_else(|e| e.into_inner()));
+                Some(sums.frame(event)?)
+            }
+            None => None,
+        };
+        let rows = collect(
+            behaviour::behaviour_finished(inputs, staged, s, None, sums)?,
+            "subscribers as of the date",
+        )?;
+        finish_current(rows, n_active, lapsed, as_of, end, s)
+    }
+}
+
+/// [`current`]'s rows put in their events' order and cut into the active
+/// and the lapsed subscribers.
+fn finish_current(
+    rows: DataFrame,
+    n_active: usize,
+    lapsed: DataFrame,
+    as_of: NaiveDate,
+    end: NaiveDate,
+    s: &FeatureSettings,
+) -> Result<Current> {
+    let err = || Error::polars("features: events as of the date");
     tracing::trace!("features: events' rows collected");
     // One row per event (validation leaves each subscriber id once), or
     // the slices below would mix the two sets.

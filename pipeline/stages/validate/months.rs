@@ -31,6 +31,24 @@ pub(super) const MONTH_INDEX: &str = "__month_index";
 /// The bills' month as a day number, as the pass reads it.
 const MONTH_DAY: &str = "__month_day";
 
+/// One batch of bills as the first pass reads them, for a [`BillTap`].
+pub struct BillBatch<'a> {
+    /// Each bill's subscriber: its row among the accepted subscribers
+    /// (the index's code; [`NO_CODE`] for a null or unknown id).
+    pub subscribers: &'a [u32],
+    /// The month as a day number (one chunk).
+    pub days: &'a Int32Chunked,
+    /// Revenue, as a float.
+    pub revenue: &'a Float64Chunked,
+    /// Cost to serve, as a float (null where unknown).
+    pub cost: &'a Float64Chunked,
+}
+
+/// Sees every bill of the first pass, batch by batch, so that a later
+/// stage that needs one pass over the bills (scoring's sums) has it from
+/// this read instead of reading billing again.
+pub type BillTap = Box<dyn FnMut(&BillBatch<'_>) + Send>;
+
 /// What the pass found.
 pub(super) struct MonthCheck {
     /// The duplicated (`subscriber_id`, [`MONTH_INDEX`]) pairs, once each.
@@ -45,6 +63,9 @@ pub(super) struct MonthCheck {
     /// Billing's row rules counted in the first pass; none when the bills
     /// lack the `revenue` or `cost_to_serve` column.
     pub rows: Option<RowCounts>,
+    /// Whether the tap saw every bill (it was given, and the bills have
+    /// both amounts).
+    pub tapped: bool,
 }
 
 /// Counts of billing's rules on each row alone, and of its notes, taken in
@@ -92,6 +113,8 @@ struct State {
     rows: RowCounts,
     /// The plausible months' range, in day numbers.
     range: (i32, i32),
+    /// Sees the first pass's batches.
+    tap: Option<BillTap>,
 }
 
 impl State {
@@ -121,6 +144,7 @@ impl State {
 /// name of their signup date column; `index`, their ids' index), holding at most `budget` bytes of
 /// bits (and always one month's); `range`: the first and last plausible
 /// days; `files`: the bills' files, named when they cannot be read.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn check(
     bills: LazyFrame,
     keys: &DataFrame,
@@ -129,6 +153,7 @@ pub(super) fn check(
     budget: usize,
     range: (i32, i32),
     files: &[String],
+    tap: Option<BillTap>,
 ) -> Result<MonthCheck> {
     let err = || Error::polars("validate billing: subscribers' months");
     let ids = keys
@@ -161,6 +186,7 @@ pub(super) fn check(
         before_signup: 0,
         rows: RowCounts::default(),
         range,
+        tap: None,
     }));
     // The month's day number: its index is computed as the rows are read
     // ([`MonthMemo`]), cheaper than as an expression. The first pass also
@@ -168,6 +194,10 @@ pub(super) fn check(
     let mut bills = bills;
     let schema = bills.collect_schema().map_err(err())?;
     let amounts = schema.contains(col::REVENUE) && schema.contains(col::COST_TO_SERVE);
+    let tapped = amounts && tap.is_some();
+    if amounts {
+        state.lock().unwrap_or_else(|e| e.into_inner()).tap = tap;
+    }
     let keyed = [
         col(col::SUBSCRIBER_ID),
         col(col::MONTH).cast(DataType::Int32).alias(MONTH_DAY),
@@ -206,6 +236,7 @@ pub(super) fn check(
         read_rows(sink, files)?;
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.first_pass = false;
+        st.tap = None;
         if !st.deferred {
             break;
         }
@@ -244,6 +275,7 @@ pub(super) fn check(
         before_signup: st.before_signup,
         passes,
         rows: amounts.then_some(st.rows),
+        tapped,
     })
 }
 
@@ -323,6 +355,14 @@ fn batch_into(
     let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
     let rows = codes_in_runs(ids, |id, before| index.get_after(id, before));
     let days = batch.column(MONTH_DAY)?.i32()?.rechunk();
+    if let Some(tap) = st.tap.as_mut() {
+        tap(&BillBatch {
+            subscribers: &rows,
+            days: &days,
+            revenue: batch.column(REVENUE)?.f64()?,
+            cost: batch.column(COST)?.f64()?,
+        });
+    }
     let days = days.downcast_as_array();
     let day_valid = is_valid(days);
     // Each month's place in `st.bits` (none: not filled in this pass), as
@@ -404,6 +444,7 @@ mod tests {
             budget,
             ANY_DAY,
             &[],
+            None,
         )
         .unwrap()
     }
@@ -476,6 +517,7 @@ mod tests {
             1 << 20,
             (day(lo), day(hi)),
             &[],
+            None,
         )
         .unwrap();
         let sum = |e: Expr| -> u64 {
