@@ -49,11 +49,10 @@ pub fn behaviour_through(
 /// [`behaviour_through`]'s work before the bills: the events with their
 /// subscribers' columns, returns and defections, and their lifetimes.
 pub(crate) struct Staged {
-    /// The events' keys (`__event`, `subscriber_id`, `as_of`).
-    ev: LazyFrame,
     /// Whether the smaller tables were walked ([`super::walk`]).
     walked: bool,
-    /// The events with their lifetimes ([`f::LIFETIME_START`]).
+    /// The events (`__event`, `subscriber_id`, `as_of`) with their
+    /// lifetimes ([`f::LIFETIME_START`]).
     base: DataFrame,
 }
 
@@ -182,7 +181,6 @@ pub(crate) fn behaviour_staged(
     let base = collect(base, "events' lifetimes")?;
     tracing::trace!("features: events' lifetimes");
     Ok(Staged {
-        ev,
         walked: walked.is_some(),
         base,
     })
@@ -198,7 +196,14 @@ pub(crate) fn behaviour_finished(
     through: Option<chrono::NaiveDate>,
     sums: Option<DataFrame>,
 ) -> Result<LazyFrame> {
-    let Staged { ev, walked, base } = staged;
+    let Staged { walked, base } = staged;
+    // The events' keys from their rows (the same columns, not copied),
+    // so that the frame the events were found in need not be held while
+    // the bills are summed.
+    let ev = base
+        .select([f::EVENT, col::SUBSCRIBER_ID, f::AS_OF])
+        .map_err(Error::polars("features: events' keys"))?
+        .lazy();
     let keyed = |t: Table| keyed(inputs, t, through);
     let dated = |t: Table| dated(inputs, t, through);
     let per_event = |lf: LazyFrame, date: &str, aggs: Vec<Expr>| per_event(&ev, lf, date, aggs);
