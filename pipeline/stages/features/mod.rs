@@ -592,11 +592,6 @@ pub fn current_events(inputs: &Inputs, s: &FeatureSettings, dates: Dates) -> Res
 }
 
 impl CurrentEvents {
-    /// The dates the events are as of.
-    pub fn dates(&self) -> &Dates {
-        &self.dates
-    }
-
     /// A tap on validation's pass over the bills ([`BillTap`]) that adds
     /// each bill to the sums of its subscriber's events, the subscribers
     /// coded by `index` (validation's accepted subscribers, as the tap's
