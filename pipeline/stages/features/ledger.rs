@@ -91,6 +91,9 @@ struct Sums {
     n_prev3: u32,
 }
 
+// The size the docs give, held by the compiler.
+const _: () = assert!(std::mem::size_of::<Sums>() == 72);
+
 impl Default for Sums {
     fn default() -> Sums {
         Sums {
