@@ -36,10 +36,21 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// reaches this thread and becomes a data error naming the step, so that
 /// no input makes the binary panic.
 pub fn collect(lf: LazyFrame, context: impl Into<String>) -> Result<DataFrame> {
-    let context = context.into();
+    collect_with(lf, Engine::Streaming, context.into())
+}
+
+/// [`collect`] on polars' in-memory engine, for plans whose inputs are
+/// frames already in memory and whose steps keep one row per input row
+/// (columns computed row by row, frames placed side by side): there the
+/// streaming engine only splits the rows into morsels and gathers them
+/// again, and its output need not keep the rows' order.
+pub fn collect_in_memory(lf: LazyFrame, context: impl Into<String>) -> Result<DataFrame> {
+    collect_with(lf, Engine::InMemory, context.into())
+}
+
+fn collect_with(lf: LazyFrame, engine: Engine, context: String) -> Result<DataFrame> {
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        lf.collect_with_engine(Engine::Streaming)
-            .map(|r| r.unwrap_single())
+        lf.collect_with_engine(engine).map(|r| r.unwrap_single())
     }));
     match run {
         Ok(r) => r.map_err(Error::polars(context)),

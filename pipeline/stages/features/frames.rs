@@ -382,6 +382,12 @@ pub(crate) fn collect(lf: LazyFrame, step: &str) -> Result<DataFrame> {
     crate::stages::collect(lf, format!("features: {step}"))
 }
 
+/// [`collect`] on polars' in-memory engine
+/// ([`crate::stages::collect_in_memory`]).
+pub(crate) fn collect_in_memory(lf: LazyFrame, step: &str) -> Result<DataFrame> {
+    crate::stages::collect_in_memory(lf, format!("features: {step}"))
+}
+
 /// The margin of a bill: revenue less cost to serve, or revenue times the
 /// margin rate where the cost is unknown.
 pub(crate) fn margin(rate: f64) -> Expr {

@@ -367,34 +367,43 @@ pub(crate) fn churn_snapshot(
     let horizon = s.churn_horizon_days as i32;
     let events = collect(active_events(inputs, date)?, "snapshot events")?;
     tracing::trace!(events = events.height(), "features: snapshot events");
-    let x = behaviour_through(inputs, events.clone().lazy(), s, Some(date))?;
+    // The features and the labels are frames of the events' rows by now:
+    // the labels go beside their rows (no join), and the columns are
+    // computed on polars' in-memory engine, which keeps the rows' order.
+    let x = collect_in_memory(
+        behaviour_through(inputs, events.clone().lazy(), s, Some(date))?,
+        "churn snapshot's features",
+    )?;
     let churned = match inputs.walk() {
-        Some(walk) => walk.churned_within(&events, horizon, f::CHURNED)?.lazy(),
-        None => join(
-            inputs
-                .get(Table::ChurnEvents)
-                .select([col(col::SUBSCRIBER_ID), col(col::CHURNED_AT)]),
-            events
-                .lazy()
-                .select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]),
-            &[col::SUBSCRIBER_ID],
-            JoinType::Inner,
-        )
-        .filter(
-            days(col::CHURNED_AT)
-                .gt(days(f::AS_OF))
-                .and(days(col::CHURNED_AT).lt_eq(days(f::AS_OF) + lit(horizon))),
-        )
-        .group_by([col(f::EVENT)])
-        .agg([lit(true).first().alias(f::CHURNED)]),
+        Some(walk) => walk.churned_within(&events, horizon, f::CHURNED)?,
+        None => collect(
+            join(
+                inputs
+                    .get(Table::ChurnEvents)
+                    .select([col(col::SUBSCRIBER_ID), col(col::CHURNED_AT)]),
+                events
+                    .lazy()
+                    .select([col(f::EVENT), col(col::SUBSCRIBER_ID), col(f::AS_OF)]),
+                &[col::SUBSCRIBER_ID],
+                JoinType::Inner,
+            )
+            .filter(
+                days(col::CHURNED_AT)
+                    .gt(days(f::AS_OF))
+                    .and(days(col::CHURNED_AT).lt_eq(days(f::AS_OF) + lit(horizon))),
+            )
+            .group_by([col(f::EVENT)])
+            .agg([lit(true).first().alias(f::CHURNED)]),
+            "churn labels",
+        )?,
     };
-    let x = join(x, churned, &[f::EVENT], JoinType::Left).with_columns([
+    let x = beside_or_joined(x, vec![churned])?.with_columns([
         col(f::CHURNED).fill_null(lit(false)),
         lit(epoch_days(date) + horizon <= epoch_days(end)).alias(f::HORIZON_OBSERVED),
         lit(index).alias(f::SNAPSHOT),
         lit(horizon_quarter(date)).alias(f::HORIZON_QUARTER),
     ]);
-    let x = by_event(collect(x, "churn snapshot")?);
+    let x = by_event(collect_in_memory(x, "churn snapshot")?);
     tracing::trace!("features: snapshot built");
     x
 }
