@@ -49,7 +49,7 @@ pub struct Ledger {
 /// A bill as the ledger holds it: its fields side by side (24 bytes), so
 /// that placing a bill writes one place, not one per column, and walking a
 /// subscriber's bills reads one run of memory.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, bytemuck::Zeroable)]
 struct Bill {
     /// Month index (`year * 12 + month`).
     month: i32,
@@ -718,7 +718,7 @@ fn place(
         .map(|(((d, r), g), k)| (d, r, g, k))
         .collect();
     let subscribers = offsets.len() - 1;
-    let mut placed = vec![Bill::default(); offsets[subscribers]];
+    let mut placed: Vec<Bill> = bytemuck::zeroed_vec(offsets[subscribers]);
     // The codes in ranges of about equal bills.
     let parts = parts.max(1);
     let mut bounds = vec![0usize];
