@@ -12,6 +12,11 @@ Generates N subscribers once per size (`winback generate --subscribers N
   simulate, score);
 - a scan-only pass over the same inputs with polars (every table read, the
   bills grouped by subscriber): the floor the features stage is held to;
+- an input and output floor with polars: every column of every input table
+  read, then the features stage's own output files (read back untimed from
+  winback's run) written again as winback writes them (Parquet, LZ4): what
+  any features stage producing those outputs pays before computing
+  anything;
 
 each under `/usr/bin/time` (whole-process wall and peak memory). The order
 of the two pipelines alternates from round to round. It prints, per size,
@@ -72,6 +77,29 @@ g = (pl.scan_parquet(src("billing"))
 print(time.perf_counter() - t, rows + int(g["len"].sum()))
 """
 
+# Argument 1: the inputs; argument 2: winback's features directory. Prints
+# the seconds to read every input column, the seconds to write the outputs,
+# and the outputs' rows.
+FLOOR = """
+import sys, time, tempfile, polars as pl
+from pathlib import Path
+d, f = Path(sys.argv[1]), Path(sys.argv[2])
+def src(name):
+    x = d / f"{name}.parquet"
+    return str(x) if x.is_file() else str(d / name / "*.parquet")
+t = time.perf_counter()
+for name in ["subscribers", "billing", "complaints", "referrals", "churn_events", "reactivations",
+             "winback_offers"]:
+    pl.scan_parquet(src(name)).collect()
+read_s = time.perf_counter() - t
+outputs = [pl.read_parquet(p) for p in sorted(f.glob("*.parquet")) + sorted(f.glob("churn_snapshots/*.parquet"))]
+with tempfile.TemporaryDirectory(dir=f.parent) as tmp:
+    t = time.perf_counter()
+    for i, x in enumerate(outputs):
+        x.write_parquet(f"{tmp}/{i}.parquet", compression="lz4")
+    write_s = time.perf_counter() - t
+print(read_s, write_s, sum(x.height for x in outputs))
+"""
 
 def run(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, float]:
     """Runs cmd under /usr/bin/time; returns (wall seconds, peak MiB)."""
@@ -148,7 +176,7 @@ def main() -> int:
 
     for n in a.subscribers:
         data = generated(winback, work, n)
-        size: dict = {"winback": [], "reference": [], "scan": []}
+        size: dict = {"winback": [], "reference": [], "scan": [], "floor": []}
         for r in range(a.runs):
             order = ["winback", "reference"] if r % 2 == 0 else ["reference", "winback"]
             for who in order:
@@ -175,6 +203,10 @@ def main() -> int:
             scan_s, rows = p.stdout.split()
             size["scan"].append({"seconds": float(scan_s), "rows": int(rows),
                                  "process": time.perf_counter() - t0})
+            p = subprocess.run([py, "-c", FLOOR, str(data), str(work / f"out-winback-{n}" / "features")],
+                               capture_output=True, text=True, check=True)
+            read_s, write_s, rows = p.stdout.split()
+            size["floor"].append({"read": float(read_s), "write": float(write_s), "rows": int(rows)})
         results["sizes"][str(n)] = size
         (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -194,6 +226,13 @@ def main() -> int:
         fm = median([x["stages"].get("features", float("nan")) for x in w])
         print(f"scan-only pass (polars, every table, bills grouped by subscriber): {sm:.2f} s; "
               f"winback's features stage is {ratio(fm, sm)} times it")
+        rm = median([x["read"] for x in size["floor"]])
+        wm = median([x["write"] for x in size["floor"]])
+        rows = size["floor"][0]["rows"] if size["floor"] else 0
+        print(f"input and output floor (polars: every input column read {rm:.2f} s, the features' "
+              f"{rows:,} output rows written as LZ4 Parquet {wm:.2f} s): {rm + wm:.2f} s, "
+              f"{ratio(rm + wm, sm)} times the scan; winback's features stage is {ratio(fm, rm + wm)} "
+              f"times the floor")
     for n in a.score_subscribers:
         data = generated(winback, work, n)
         largest = max(a.subscribers)
