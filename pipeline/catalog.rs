@@ -238,9 +238,9 @@ fn temp_beside(target: &Path) -> PathBuf {
 
 /// Writes to `path` atomically (temporary file, fsync, rename), through a
 /// buffer: serde's JSON and Parquet's page headers and footer come in
-/// writes of a few bytes each, and a system call per write made writing a
-/// 3.3 MB model file take about 2 s. Writes longer than the buffer go
-/// straight to the file.
+/// writes of a few bytes each, and a system call per write made train's
+/// last step at 1M (a 3.3 MB model among its files) take about 2 s
+/// against 0.4 s. Writes longer than the buffer go straight to the file.
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
