@@ -59,13 +59,18 @@ PAIRS = [
     ("report", None),
 ]
 
+# A table of the inputs directory `d`: its file, or its directory of parts.
+SRC = """
+def src(name):
+    x = d / f"{name}.parquet"
+    return str(x) if x.is_file() else str(d / name / "*.parquet")
+"""
+
 SCAN = """
 import sys, time, polars as pl
 from pathlib import Path
 d = Path(sys.argv[1])
-def src(name):
-    f = d / f"{name}.parquet"
-    return str(f) if f.is_file() else str(d / name / "*.parquet")
+""" + SRC + """
 t = time.perf_counter()
 rows = 0
 for name in ["subscribers", "complaints", "referrals", "churn_events", "reactivations", "winback_offers"]:
@@ -84,9 +89,7 @@ FLOOR = """
 import sys, time, tempfile, polars as pl
 from pathlib import Path
 d, f = Path(sys.argv[1]), Path(sys.argv[2])
-def src(name):
-    x = d / f"{name}.parquet"
-    return str(x) if x.is_file() else str(d / name / "*.parquet")
+""" + SRC + """
 t = time.perf_counter()
 for name in ["subscribers", "billing", "complaints", "referrals", "churn_events", "reactivations",
              "winback_offers"]:
