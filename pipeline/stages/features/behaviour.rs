@@ -685,6 +685,15 @@ mod tests {
             b_rev.push(Some(10.0));
             b_cost.push(None);
         }
+        // Bills without a month or a revenue (the contract allows neither):
+        // every path leaves them out.
+        let feb = epoch_days(NaiveDate::from_ymd_opt(2020, 2, 1).unwrap());
+        for (id, month, revenue) in [("s0001", None, Some(25.0)), ("s0002", Some(feb), None)] {
+            b_id.push(id.to_string());
+            b_month.push(month);
+            b_rev.push(revenue);
+            b_cost.push(Some(1.0));
+        }
         // Defections, complaints (open, resolved before and after a date,
         // satisfied or not or unknown), referrals (naming a subscriber, an
         // id no table holds, or no one), and two extra subscriber columns.

@@ -39,6 +39,15 @@ pub struct Inputs {
     walk: Option<Arc<Walk>>,
 }
 
+/// Whether a bill of [`Inputs::bill_columns`] is read: it has a
+/// subscriber, a month and a revenue.
+pub(crate) fn read_bill() -> Expr {
+    col(col::SUBSCRIBER_ID)
+        .is_not_null()
+        .and(col("r").is_not_null())
+        .and(col("d").is_not_null())
+}
+
 /// An empty frame with `table`'s contract columns.
 pub fn empty_table(table: Table) -> LazyFrame {
     let columns: Vec<Column> = table
@@ -138,8 +147,12 @@ impl Inputs {
     /// there are several events per subscriber; it holds every bill in
     /// memory (24 bytes each).
     pub fn with_ledger(mut self, margin_rate: f64) -> Result<Self> {
-        let bills = self.bill_rows(margin_rate, true);
-        let ledger = Ledger::build(bills, margin_rate, self.ids.as_deref())?;
+        let ledger = match self.ids.as_deref() {
+            Some(ids) => {
+                Ledger::build_coded(self.bill_columns(margin_rate, true), margin_rate, ids)?
+            }
+            None => Ledger::build(self.bill_rows(margin_rate, true), margin_rate)?,
+        };
         self.ledger = Some(Arc::new(ledger));
         Ok(self)
     }
@@ -152,14 +165,18 @@ impl Inputs {
     }
 
     /// The bills as the billing aggregates read them: `subscriber_id`, `d`
-    /// (the month's day number; [`super::calendar::month_of_day`] gives its index, in the
-    /// readers, cheaper than as an expression), `r` (the revenue) and `g`
-    /// (the margin at
-    /// `margin_rate` where the cost is missing) and, when `costed`, `k`
-    /// (whether the cost is there). Bills without a subscriber, a revenue
-    /// or a month (the contract allows none of these) carry no feature and
-    /// are left out.
+    /// (the month's day number; [`super::calendar::month_of_day`] gives its
+    /// index, in the readers, cheaper than as an expression), `r` (the
+    /// revenue) and `g` (the margin at `margin_rate` where the cost is
+    /// missing) and, when `costed`, `k` (whether the cost is there). Bills
+    /// without a subscriber, a revenue or a month (the contract allows none
+    /// of these) carry no feature and are left out ([`read_bill`]).
     pub(crate) fn bill_rows(&self, margin_rate: f64, costed: bool) -> LazyFrame {
+        self.bill_columns(margin_rate, costed).filter(read_bill())
+    }
+
+    /// [`Inputs::bill_rows`]' columns of every bill, none left out.
+    pub(crate) fn bill_columns(&self, margin_rate: f64, costed: bool) -> LazyFrame {
         let mut columns = vec![
             col(col::SUBSCRIBER_ID),
             col(col::MONTH).cast(DataType::Int32).alias("d"),
@@ -169,14 +186,7 @@ impl Inputs {
         if costed {
             columns.push(col(col::COST_TO_SERVE).is_not_null().alias("k"));
         }
-        self.get(Table::Billing)
-            .filter(
-                col(col::SUBSCRIBER_ID)
-                    .is_not_null()
-                    .and(col(col::REVENUE).is_not_null())
-                    .and(col(col::MONTH).is_not_null()),
-            )
-            .select(columns)
+        self.get(Table::Billing).select(columns)
     }
 
     /// The smaller tables grouped by subscriber, when the ids are coded.

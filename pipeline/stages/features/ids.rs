@@ -345,6 +345,11 @@ impl Ids {
         self.names.len()
     }
 
+    /// An index from each id to its code, owning what it reads.
+    pub(crate) fn str_index(&self) -> StrIndex {
+        StrIndex::build(&self.names).0
+    }
+
     /// A hash map from each id to its code.
     pub(crate) fn index(&self) -> PlHashMap<&str, u32> {
         let mut map = PlHashMap::with_capacity(self.names.len());

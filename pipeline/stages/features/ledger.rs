@@ -29,6 +29,7 @@ use crate::stages::collect;
 use crate::stages::validate::BillBatch;
 
 use super::calendar::{MonthMemo, month_of_day};
+use super::frames::read_bill;
 use super::ids::{Ids, NO_CODE, StrIndex, codes_in_runs, is_valid};
 use super::manifest::f;
 
@@ -172,11 +173,12 @@ fn sums_frame(event: Column, sums: &[Sums]) -> Result<DataFrame> {
 impl Ledger {
     /// Groups `bills` (`subscriber_id`, `d`: the month's day number, `r`:
     /// the revenue, `g`: the margin, computed with `margin_rate`, `k`:
-    /// whether the bill has a cost to serve; see
-    /// [`super::frames::Inputs::with_ledger`]), read once, keyed on the
-    /// subscribers' codes when `coded` (the inputs' [`Ids`]) is given,
-    /// else on their text ids.
-    pub fn build(bills: LazyFrame, margin_rate: f64, coded: Option<&Ids>) -> Result<Ledger> {
+    /// whether the bill has a cost to serve; the rows the features read,
+    /// [`super::frames::Inputs::bill_rows`]) by subscriber, keyed on the
+    /// text ids in order of first appearance: the bills read into memory
+    /// at once. Where the ids are coded, [`Ledger::build_coded`] streams
+    /// them instead.
+    pub fn build(bills: LazyFrame, margin_rate: f64) -> Result<Ledger> {
         let err = || Error::polars("features: bills by subscriber");
         let mut bills = collect(bills, "features: bills")?;
         let rows = bills.height();
@@ -186,56 +188,166 @@ impl Ledger {
             .map_err(err())?
             .str()
             .map_err(err())?;
-        // Each bill's subscriber code, and the ids' frame: with coded ids,
-        // their codes (the ledger keyed on them; a bill of an id no other
-        // table holds has none, and no event reads it), else the ids in
-        // order of first appearance.
-        let (code_of, keys, subscribers) = match coded {
-            Some(coded) => (coded.code_of(&coded.index(), ids), Keys::Codes, coded.len()),
-            None => {
-                let (code_of, names) = first_appearance_codes(ids);
-                let ids = DataFrame::new(
-                    names.len(),
-                    vec![
-                        Column::new(col::SUBSCRIBER_ID.into(), &names),
-                        Column::new(
-                            "__code".into(),
-                            (0..names.len() as IdxSize).collect::<Vec<IdxSize>>(),
-                        ),
-                    ],
-                )
-                .map_err(err())?;
-                let n = ids.height();
-                (code_of, Keys::Text(ids), n)
-            }
-        };
-        tracing::debug!(subscribers, "ledger: subscribers coded");
-        // Bills of a subscriber `c` at `offsets[c]..offsets[c + 1]`; those
-        // without a code are left out (no event reads them).
-        let mut offsets = vec![0usize; subscribers + 1];
-        for &c in code_of.iter().filter(|c| **c != NO_CODE) {
-            offsets[c as usize + 1] += 1;
-        }
-        for i in 1..offsets.len() {
-            offsets[i] += offsets[i - 1];
-        }
+        let (code_of, names) = first_appearance_codes(ids);
+        let ids = DataFrame::new(
+            names.len(),
+            vec![
+                Column::new(col::SUBSCRIBER_ID.into(), &names),
+                Column::new(
+                    "__code".into(),
+                    (0..names.len() as IdxSize).collect::<Vec<IdxSize>>(),
+                ),
+            ],
+        )
+        .map_err(err())?;
+        let offsets = offsets_of(&code_of, ids.height());
         // The ids are coded: their column goes before the others' chunks
         // are aligned (copied, where they differ).
         bills.drop_in_place(col::SUBSCRIBER_ID).map_err(err())?;
         let copied = bills.should_rechunk();
         bills.align_chunks_par();
         tracing::trace!(copied, "ledger: bills' chunks aligned");
-        let (mut placed, first_days) =
-            place(&bills, &code_of, &offsets, rayon::current_num_threads())?;
+        let mut places = Places::new(offsets, rayon::current_num_threads());
+        places.place(&bill_chunks(&bills).map_err(err())?, &code_of);
         drop((code_of, bills));
+        let (offsets, bills, first_days) = places.finish();
         tracing::debug!("ledger: bills placed");
-        for w in offsets.windows(2) {
-            sort_by_month(&mut placed[w[0]..w[1]]);
-        }
         Ok(Ledger {
-            keys,
+            keys: Keys::Text(ids),
             offsets,
-            bills: placed,
+            bills,
+            first_days,
+            margin_rate,
+        })
+    }
+
+    /// Groups every bill of `bills` (the columns of [`Ledger::build`],
+    /// unfiltered: [`super::frames::Inputs::bill_columns`]) by subscriber,
+    /// keyed on the subscribers' codes (`coded`; a bill of an id no other
+    /// table holds has none, and no event reads it), in two streaming
+    /// passes, so that the bills as read are never held whole: the first
+    /// reads the ids and whether each bill is read at all
+    /// ([`super::frames::read_bill`]) and keeps each bill's code (4 bytes
+    /// a bill); the second reads the other columns, in the same order, and
+    /// places each bill. The stage then holds the ledger (24 bytes a bill)
+    /// and the codes beside a batch. At 10M subscribers (314M bills),
+    /// collecting the bills first, their text ids with them, took the
+    /// features stage to a peak of 22.6 GB (README, Performance).
+    pub fn build_coded(bills: LazyFrame, margin_rate: f64, coded: &Ids) -> Result<Ledger> {
+        let err = || Error::polars("features: bills by subscriber");
+        let subscribers = coded.len();
+        if subscribers >= LEFT_OUT as usize {
+            return Err(Error::Data {
+                table: "subscribers".into(),
+                message: format!(
+                    "{subscribers} distinct subscriber ids: at most {} are supported",
+                    LEFT_OUT - 1
+                ),
+            });
+        }
+        // Pass one: each bill's code ([`LEFT_OUT`] for a bill not read).
+        let index = coded.str_index();
+        let codes = Arc::new(Mutex::new(Vec::<u32>::new()));
+        let into = codes.clone();
+        let batches = tracing::trace_span!("bills' ids");
+        let sink = bills
+            .clone()
+            .select([col(col::SUBSCRIBER_ID), read_bill().alias("__read")])
+            .sink_batches(
+                PlanCallback::new(move |batch: DataFrame| {
+                    let _batch = batches.enter();
+                    let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
+                    let read = batch.column("__read")?.bool()?;
+                    let mut code = codes_in_runs(ids, |id, before| index.get_after(id, before));
+                    for (c, read) in code.iter_mut().zip(read.iter()) {
+                        if read != Some(true) {
+                            *c = LEFT_OUT;
+                        }
+                    }
+                    into.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&code);
+                    Ok(false)
+                }),
+                true,
+                None,
+            )
+            .map_err(err())?;
+        collect(sink, "features: bills' subscribers")?;
+        let code_of = std::mem::take(&mut *codes.lock().unwrap_or_else(|e| e.into_inner()));
+        let rows = code_of.len();
+        let offsets = offsets_of(&code_of, subscribers);
+        tracing::debug!(rows, subscribers, "ledger: bills' subscribers coded");
+        // Pass two: the bills placed, batch by batch, in pass one's order.
+        struct Pass {
+            places: Places,
+            code_of: Vec<u32>,
+            row: usize,
+        }
+        let pass = Arc::new(Mutex::new(Some(Pass {
+            places: Places::new(offsets, rayon::current_num_threads()),
+            code_of,
+            row: 0,
+        })));
+        let into = pass.clone();
+        let batches = tracing::trace_span!("bills' batches");
+        let sink = bills
+            .select([col("d"), col("r"), col("g"), col("k")])
+            .sink_batches(
+                PlanCallback::new(move |mut batch: DataFrame| {
+                    let _batch = batches.enter();
+                    let mut p = into.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(Pass {
+                        places,
+                        code_of,
+                        row,
+                    }) = p.as_mut()
+                    else {
+                        return Ok(true);
+                    };
+                    let n = batch.height();
+                    polars_ensure!(
+                        *row + n <= code_of.len(),
+                        ComputeError: "billing has more rows than when its ids were read"
+                    );
+                    batch.align_chunks_par();
+                    places.place(&bill_chunks(&batch)?, &code_of[*row..*row + n]);
+                    *row += n;
+                    Ok(false)
+                }),
+                true,
+                None,
+            )
+            .map_err(err())?;
+        collect(sink, "features: bills")?;
+        let taken = pass.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(Pass {
+            places,
+            row,
+            code_of,
+        }) = taken
+        else {
+            return Err(Error::Data {
+                table: "billing".into(),
+                message: "the bills were not placed".into(),
+            });
+        };
+        drop(code_of);
+        if row != rows {
+            return Err(Error::Data {
+                table: "billing".into(),
+                message: format!(
+                    "{rows} bills when their ids were read, {row} when their amounts were: \
+                     billing changed while it was read"
+                ),
+            });
+        }
+        let (offsets, bills, first_days) = places.finish();
+        tracing::debug!("ledger: bills placed");
+        Ok(Ledger {
+            keys: Keys::Codes,
+            offsets,
+            bills,
             first_days,
             margin_rate,
         })
@@ -686,104 +798,184 @@ impl EventSums {
     }
 }
 
-/// The bills' columns (`d`, `r`, `g`, `k` of [`Ledger::build`], their
-/// chunks aligned) grouped by subscriber: the bills of code `c` at
-/// `offsets[c]..offsets[c + 1]`, in the order they are read (a stable
-/// counting sort), with their month indexes; and whether every bill is
-/// dated on its month's first day. One pass from the columns as read to
-/// their places, the codes split into `parts` ranges (one per core): each
-/// part reads every bill's code and places only those of its range, into
-/// its own part of the ledger. Bills grouped by subscriber are written in
-/// order. Bills sorted by month go to places far apart; each writes one
-/// [`Bill`]. At 1M subscribers with the bills sorted by month, the list
-/// of places and a gather per column, after a copy of each column, took
-/// 1.74 s against 1.09 s (medians of three, `-v`; single runs of the old
-/// way from 1.4 to 4.1 s) and held about 0.9 GB more at the stage's peak.
-fn place(
-    bills: &DataFrame,
-    code_of: &[u32],
-    offsets: &[usize],
-    parts: usize,
-) -> Result<(Vec<Bill>, bool)> {
-    let err = || Error::polars("features: bills by subscriber");
-    let d = bills.column("d").map_err(err())?.i32().map_err(err())?;
-    let r = bills.column("r").map_err(err())?.f64().map_err(err())?;
-    let g = bills.column("g").map_err(err())?.f64().map_err(err())?;
-    let k = bills.column("k").map_err(err())?.bool().map_err(err())?;
-    let chunks: Vec<_> = d
-        .downcast_iter()
+/// The ledger's places being filled: each subscriber's next place, and the
+/// bills placed so far. The bills' columns (`d`, `r`, `g`, `k` of
+/// [`Ledger::build`]) go to their subscriber's places in the order they
+/// are read (a stable counting sort), with their month indexes, batch by
+/// batch or at once; and whether every bill is dated on its month's first
+/// day is kept. The codes are split into ranges of about equal bills, one
+/// per core: each range reads every bill's code and places only those of
+/// its range, into its own part of the ledger. Bills grouped by subscriber
+/// are written in order. Bills sorted by month go to places far apart;
+/// each writes one [`Bill`]. At 1M subscribers with the bills sorted by
+/// month, the list of places and a gather per column, after a copy of each
+/// column, took 1.74 s against 1.09 s (medians of three, `-v`; single
+/// runs of the old way from 1.4 to 4.1 s) and held about 0.9 GB more at the
+/// stage's peak.
+struct Places {
+    /// Bills of code `c` at `offsets[c]..offsets[c + 1]`.
+    offsets: Vec<usize>,
+    /// The next place of code `c`'s next bill (from `offsets[c]` up).
+    next: Vec<usize>,
+    placed: Vec<Bill>,
+    /// The codes' ranges placed side by side: `bounds[p]..bounds[p + 1]`.
+    bounds: Vec<usize>,
+    first_days: bool,
+}
+
+/// One chunk of each of the bills' columns `d`, `r`, `g` and `k`.
+type BillChunk<'a> = (
+    &'a <Int32Type as PolarsDataType>::Array,
+    &'a <Float64Type as PolarsDataType>::Array,
+    &'a <Float64Type as PolarsDataType>::Array,
+    &'a <BooleanType as PolarsDataType>::Array,
+);
+
+/// A bill read but left out of the ledger and of the first-day check: one
+/// without a subscriber, a month or a revenue (the contract allows none of
+/// these), as the pass over the ids marks it.
+const LEFT_OUT: u32 = NO_CODE - 1;
+
+impl Places {
+    /// Places for the bills counted by `offsets`, in `parts` ranges.
+    fn new(offsets: Vec<usize>, parts: usize) -> Places {
+        let subscribers = offsets.len() - 1;
+        let total = offsets[subscribers];
+        let parts = parts.max(1);
+        let mut bounds = vec![0usize];
+        for p in 1..parts {
+            let target = total * p / parts;
+            let c = offsets.partition_point(|o| *o < target).min(subscribers);
+            bounds.push(c.max(*bounds.last().expect("not empty")));
+        }
+        bounds.push(subscribers);
+        Places {
+            next: offsets[..subscribers].to_vec(),
+            placed: bytemuck::zeroed_vec(total),
+            offsets,
+            bounds,
+            first_days: true,
+        }
+    }
+
+    /// Places the bills of `chunks`, whose codes are `code_of` in the same
+    /// order: [`NO_CODE`] for a subscriber the ledger does not key (its
+    /// day is checked), [`LEFT_OUT`] for a bill not read at all.
+    fn place(&mut self, chunks: &[BillChunk<'_>], code_of: &[u32]) {
+        let Places {
+            offsets,
+            next,
+            placed,
+            bounds,
+            first_days,
+        } = self;
+        let mut work = Vec::with_capacity(bounds.len() - 1);
+        let (mut rest, mut rest_next) = (placed.as_mut_slice(), next.as_mut_slice());
+        for w in bounds.windows(2) {
+            let (lo, hi) = (w[0], w[1]);
+            let (part, after) = rest.split_at_mut(offsets[hi] - offsets[lo]);
+            rest = after;
+            let (next, after) = rest_next.split_at_mut(hi - lo);
+            rest_next = after;
+            work.push((lo as u32..hi as u32, offsets[lo], next, part));
+        }
+        let firsts = work
+            .into_par_iter()
+            .enumerate()
+            .map(|(p, (codes, base, next, part))| {
+                let mut memo = MonthMemo::new();
+                let mut first_days = true;
+                let mut row = 0usize;
+                for (d, r, g, k) in chunks {
+                    let (dv, rv, gv, kv) = (d.values(), r.values(), g.values(), k.values());
+                    let (dn, rn, gn) = (is_valid(*d), is_valid(*r), is_valid(*g));
+                    for i in 0..d.len() {
+                        let c = code_of[row + i];
+                        if c == LEFT_OUT {
+                            continue;
+                        }
+                        let day = dn(i).then(|| dv[i]);
+                        // Every bill's day is checked once: by its part,
+                        // and those without a code by the first part.
+                        if !codes.contains(&c) {
+                            if p == 0
+                                && c == NO_CODE
+                                && let Some(day) = day
+                            {
+                                first_days &= memo.is_first(day);
+                            }
+                            continue;
+                        }
+                        let month = match day {
+                            Some(day) => {
+                                first_days &= memo.is_first(day);
+                                memo.month(day)
+                            }
+                            None => i32::MAX,
+                        };
+                        let at = &mut next[(c - codes.start) as usize];
+                        part[*at - base] = Bill {
+                            month,
+                            // Never null (an `is_not_null`): the values' bits.
+                            costed: kv.get_bit(i),
+                            revenue: if rn(i) { rv[i] } else { f64::NAN },
+                            margin: if gn(i) { gv[i] } else { f64::NAN },
+                        };
+                        *at += 1;
+                    }
+                    row += d.len();
+                }
+                first_days
+            })
+            .collect::<Vec<bool>>();
+        *first_days &= firsts.into_iter().all(|f| f);
+    }
+
+    /// Each subscriber's bills sorted by month: the offsets, the bills,
+    /// and whether every bill is dated on its month's first day.
+    fn finish(self) -> (Vec<usize>, Vec<Bill>, bool) {
+        let Places {
+            offsets,
+            mut placed,
+            first_days,
+            ..
+        } = self;
+        for w in offsets.windows(2) {
+            sort_by_month(&mut placed[w[0]..w[1]]);
+        }
+        (offsets, placed, first_days)
+    }
+}
+
+/// The chunks of the bills' columns `d`, `r`, `g` and `k` of `bills`,
+/// side by side (their chunks aligned).
+fn bill_chunks(bills: &DataFrame) -> PolarsResult<Vec<BillChunk<'_>>> {
+    let d = bills.column("d")?.i32()?;
+    let r = bills.column("r")?.f64()?;
+    let g = bills.column("g")?.f64()?;
+    let k = bills.column("k")?.bool()?;
+    Ok(d.downcast_iter()
         .zip(r.downcast_iter())
         .zip(g.downcast_iter())
         .zip(k.downcast_iter())
         .map(|(((d, r), g), k)| (d, r, g, k))
-        .collect();
-    let subscribers = offsets.len() - 1;
-    let mut placed: Vec<Bill> = bytemuck::zeroed_vec(offsets[subscribers]);
-    // The codes in ranges of about equal bills.
-    let parts = parts.max(1);
-    let mut bounds = vec![0usize];
-    for p in 1..parts {
-        let target = placed.len() * p / parts;
-        let c = offsets.partition_point(|o| *o < target).min(subscribers);
-        bounds.push(c.max(*bounds.last().expect("not empty")));
+        .collect())
+}
+
+/// Each code's bills at `offsets[c]..offsets[c + 1]`, from each bill's
+/// code: those of no code below `subscribers` ([`NO_CODE`], [`LEFT_OUT`])
+/// are left out.
+fn offsets_of(code_of: &[u32], subscribers: usize) -> Vec<usize> {
+    let mut offsets = vec![0usize; subscribers + 1];
+    for &c in code_of {
+        if (c as usize) < subscribers {
+            offsets[c as usize + 1] += 1;
+        }
     }
-    bounds.push(subscribers);
-    let mut work = Vec::with_capacity(parts);
-    let mut rest = placed.as_mut_slice();
-    for w in bounds.windows(2) {
-        let (lo, hi) = (w[0], w[1]);
-        let (part, after) = rest.split_at_mut(offsets[hi] - offsets[lo]);
-        rest = after;
-        let next: Vec<usize> = offsets[lo..hi].iter().map(|o| o - offsets[lo]).collect();
-        work.push((lo as u32..hi as u32, next, part));
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
     }
-    let first_days = work
-        .into_par_iter()
-        .enumerate()
-        .map(|(p, (codes, mut next, part))| {
-            let mut memo = MonthMemo::new();
-            let mut first_days = true;
-            let mut row = 0usize;
-            for (d, r, g, k) in &chunks {
-                let (dv, rv, gv, kv) = (d.values(), r.values(), g.values(), k.values());
-                let (dn, rn, gn) = (is_valid(*d), is_valid(*r), is_valid(*g));
-                for i in 0..d.len() {
-                    let c = code_of[row + i];
-                    let day = dn(i).then(|| dv[i]);
-                    // Every bill's day is checked once: by its part, and
-                    // those without a code by the first part.
-                    if !codes.contains(&c) {
-                        if p == 0
-                            && c == NO_CODE
-                            && let Some(day) = day
-                        {
-                            first_days &= memo.is_first(day);
-                        }
-                        continue;
-                    }
-                    let month = match day {
-                        Some(day) => {
-                            first_days &= memo.is_first(day);
-                            memo.month(day)
-                        }
-                        None => i32::MAX,
-                    };
-                    let at = &mut next[(c - codes.start) as usize];
-                    part[*at] = Bill {
-                        month,
-                        // Never null (an `is_not_null`): the values' bits.
-                        costed: kv.get_bit(i),
-                        revenue: if rn(i) { rv[i] } else { f64::NAN },
-                        margin: if gn(i) { gv[i] } else { f64::NAN },
-                    };
-                    *at += 1;
-                }
-                row += d.len();
-            }
-            first_days
-        })
-        .collect::<Vec<bool>>();
-    Ok((placed, first_days.into_iter().all(|f| f)))
+    offsets
 }
 
 /// Each id's code in order of first appearance, and the ids so coded: a
@@ -834,21 +1026,24 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// [`place`] puts each subscriber's bills at its offsets in the order
+    /// [`Places`] puts each subscriber's bills at its offsets in the order
     /// read, as a stable sort by code does, whatever the number of parts
-    /// (more than the subscribers too), with null days, revenues and
-    /// margins, bills of no code, and columns read in chunks of their own
-    /// sizes (aligned first, as [`Ledger::build`] does); a day not on its
-    /// month's first anywhere, a coded bill's or not, is found.
+    /// (more than the subscribers too) and whether the bills come at once
+    /// or in batches, with null days, revenues and margins, bills of no
+    /// code, bills left out, and columns read in chunks of their own sizes
+    /// (aligned first, as [`Ledger::build`] does); a day not on its
+    /// month's first anywhere, a coded bill's or not, is found, and one on
+    /// a bill left out is not.
     #[test]
     fn placed_bills_are_a_stable_sort_by_subscriber() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let (n, subscribers) = (3_000usize, 97u32);
         let first = |m: i32| first_day_of_month(m);
-        for mid_month in [None, Some(17usize), Some(2_999)] {
+        for mid_month in [None, Some(17usize), Some(2_999), Some(500)] {
             let mut code_of: Vec<u32> = (0..n)
                 .map(|_| match rng.random_range(0..20) {
                     0 => NO_CODE,
+                    1 => LEFT_OUT,
                     _ => rng.random_range(0..subscribers),
                 })
                 .collect();
@@ -856,6 +1051,7 @@ mod tests {
             // last range, one on a bill of no code.
             code_of[17] = subscribers - 1;
             code_of[2_999] = NO_CODE;
+            code_of[500] = LEFT_OUT;
             let days: Vec<Option<i32>> = (0..n)
                 .map(|i| {
                     let d = first(rng.random_range(24_000..24_200));
@@ -904,20 +1100,25 @@ mod tests {
             .expect("frame");
             assert!(bills.should_rechunk(), "the test's chunks differ");
             bills.align_chunks_par();
-            let mut offsets = vec![0usize; subscribers as usize + 1];
-            for &c in code_of.iter().filter(|c| **c != NO_CODE) {
-                offsets[c as usize + 1] += 1;
-            }
-            for i in 1..offsets.len() {
-                offsets[i] += offsets[i - 1];
-            }
+            let offsets = offsets_of(&code_of, subscribers as usize);
             // The rows by code, in the order read.
-            let mut order: Vec<usize> = (0..n).filter(|i| code_of[*i] != NO_CODE).collect();
+            let mut order: Vec<usize> = (0..n).filter(|i| code_of[*i] < subscribers).collect();
             order.sort_by_key(|i| code_of[*i]);
             let month = |i: usize| days[i].map_or(i32::MAX, month_of_day);
-            for parts in [1, 2, 3, 7, 200] {
-                let (placed, firsts) = place(&bills, &code_of, &offsets, parts).expect("placed");
-                assert_eq!(firsts, mid_month.is_none(), "parts {parts}, {mid_month:?}");
+            for (parts, batch) in [(1, n), (2, n), (3, 333), (7, n), (200, 1_024), (2, 1)] {
+                let mut places = Places::new(offsets.clone(), parts);
+                let mut row = 0;
+                while row < n {
+                    let len = batch.min(n - row);
+                    let mut rows = bills.slice(row as i64, len);
+                    rows.align_chunks_par();
+                    let chunks = bill_chunks(&rows).expect("columns");
+                    places.place(&chunks, &code_of[row..row + len]);
+                    row += len;
+                }
+                let (placed, firsts) = (places.placed, places.first_days);
+                let expected = mid_month.is_none_or(|i| i == 500);
+                assert_eq!(firsts, expected, "parts {parts}, {mid_month:?}");
                 assert_eq!(placed.len(), order.len());
                 for (b, &i) in placed.iter().zip(&order) {
                     assert_eq!(b.month, month(i), "row {i}, parts {parts}");
