@@ -164,13 +164,13 @@ pub fn features(
         built
     })?;
     let mut rows = Vec::new();
-    for (set, df) in [
-        (FeatureSet::Lapsed, &built.lapsed),
-        (FeatureSet::Active, &built.active),
-        (FeatureSet::Offers, &built.offers),
-        (FeatureSet::SecondLifetime, &built.second_lifetime),
+    for (set, n) in [
+        (FeatureSet::Lapsed, built.lapsed.height()),
+        (FeatureSet::Active, built.active.height()),
+        (FeatureSet::Offers, built.offer_rows),
+        (FeatureSet::SecondLifetime, built.second_lifetime_rows),
     ] {
-        rows.push((set.file_name(), df.height()));
+        rows.push((set.file_name(), n));
     }
     rows.push((FeatureSet::ChurnSnapshots.file_name(), built.snapshot_rows));
     let nulls = built
@@ -191,25 +191,7 @@ pub fn features(
         .collect();
     // Offers whose response window the data does not cover: how many, and
     // the dates they were made on.
-    let unobserved: Vec<chrono::NaiveDate> = match (
-        built.offers.column(stage::f::WINDOW_OBSERVED),
-        built.offers.column(crate::schema::col::OFFERED_AT),
-    ) {
-        (Ok(w), Ok(d)) => match (w.bool(), d.cast(&polars::prelude::DataType::Int32)) {
-            (Ok(w), Ok(d)) => w
-                .iter()
-                .zip(
-                    d.i32()
-                        .map(|c| c.iter().collect::<Vec<_>>())
-                        .unwrap_or_default(),
-                )
-                .filter(|(w, _)| *w == Some(false))
-                .filter_map(|(_, d)| d.map(stage::from_epoch_days))
-                .collect(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
+    let unobserved = &built.offers_unobserved;
     let offers_window_unobserved = unobserved.len();
     let offers_window_note = (!unobserved.is_empty()).then(|| {
         format!(

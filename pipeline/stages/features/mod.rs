@@ -67,12 +67,17 @@ pub struct Features {
     pub lapsed: DataFrame,
     /// One row per subscriber active at the as-of date.
     pub active: DataFrame,
-    /// One row per win-back offer: features of the defection it answers,
-    /// the arm, and whether the subscriber returned within the window.
-    pub offers: DataFrame,
-    /// One row per return: months retained and margin of the second
-    /// lifetime, censoring, and the arm that won the subscriber back.
-    pub second_lifetime: DataFrame,
+    /// Rows of the offers set (one per win-back offer: features of the
+    /// defection it answers, the arm, and whether the subscriber returned
+    /// within the window), handed to the sink and not kept.
+    pub offer_rows: usize,
+    /// The days the offers were made whose response window ends after
+    /// the data's end, one per such offer.
+    pub offers_unobserved: Vec<NaiveDate>,
+    /// Rows of the second lifetimes (one per return: months retained and
+    /// margin of the second lifetime, censoring, and the arm that won the
+    /// subscriber back), handed to the sink and not kept.
+    pub second_lifetime_rows: usize,
     /// Rows of all churn snapshots (handed to the sink one by one).
     pub snapshot_rows: usize,
     /// The as-of date used for `active`.
@@ -273,6 +278,11 @@ pub fn build(
     ] {
         sink(part, df)?;
     }
+    // The offers and the second lifetimes are the sink's from here: only
+    // what the summary says of them is kept through the snapshots.
+    let (offer_rows, second_lifetime_rows) = (offers.height(), second_lifetime.height());
+    let offers_unobserved = unobserved_offers(&offers);
+    drop((offers, second_lifetime));
     let mut snapshot_notes = Vec::new();
     let snapshots = if s.snapshots.is_empty() {
         // A default snapshot whose horizon ends before the first recorded
@@ -328,8 +338,9 @@ pub fn build(
     Ok(Features {
         lapsed,
         active,
-        offers,
-        second_lifetime,
+        offer_rows,
+        offers_unobserved,
+        second_lifetime_rows,
         snapshot_rows,
         as_of,
         data_end: end,
@@ -337,6 +348,29 @@ pub fn build(
         snapshot_notes,
         manifest,
     })
+}
+
+/// The days the offers of `offers` were made whose response window ends
+/// after the data's end ([`f::WINDOW_OBSERVED`] false), one per such offer.
+fn unobserved_offers(offers: &DataFrame) -> Vec<NaiveDate> {
+    let (Ok(observed), Ok(made)) = (
+        offers.column(f::WINDOW_OBSERVED),
+        offers.column(col::OFFERED_AT),
+    ) else {
+        return Vec::new();
+    };
+    let (Ok(observed), Ok(made)) = (observed.bool(), made.cast(&DataType::Int32)) else {
+        return Vec::new();
+    };
+    let Ok(made) = made.i32() else {
+        return Vec::new();
+    };
+    observed
+        .iter()
+        .zip(made.iter())
+        .filter(|(w, _)| *w == Some(false))
+        .filter_map(|(_, d)| d.map(from_epoch_days))
+        .collect()
 }
 
 impl Features {
