@@ -1,5 +1,6 @@
-//! The bills of every subscriber, read once and sorted by month, for the
-//! billing features of many events at a time.
+//! The bills of every subscriber, grouped once and sorted by month, for
+//! the billing features of many events at a time ([`Ledger::build_coded`]
+//! streams billing twice: the ids, then the amounts).
 //!
 //! The features stage computes billing features for about ten events per
 //! subscriber (each defection, the as-of date, every churn snapshot). The
