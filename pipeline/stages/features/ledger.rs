@@ -233,7 +233,7 @@ impl Ledger {
     /// places each bill. The stage then holds the ledger (24 bytes a bill)
     /// and the codes beside a batch. At 10M subscribers (314M bills),
     /// collecting the bills first, their text ids with them, took the
-    /// features stage to a peak of 22.6 GB (README, Performance).
+    /// features stage to a peak of 23.2 GB (README, Performance).
     pub fn build_coded(bills: LazyFrame, margin_rate: f64, coded: &Ids) -> Result<Ledger> {
         let err = || Error::polars("features: bills by subscriber");
         let subscribers = coded.len();

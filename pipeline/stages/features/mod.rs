@@ -795,6 +795,43 @@ fn in_event_order(rows: DataFrame, events: usize) -> Result<std::result::Result<
 mod tests {
     use super::*;
 
+    /// [`unobserved_offers`] gives the day of each offer whose window the
+    /// data does not cover, and only those: an observed window, an unknown
+    /// one and an offer without a day give none.
+    #[test]
+    fn unobserved_offers_are_the_offers_whose_window_is_not_observed() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let days = [
+            Some(day(2025, 1, 5)),
+            Some(day(2025, 11, 2)),
+            Some(day(2025, 12, 30)),
+            None,
+            Some(day(2025, 12, 1)),
+        ];
+        let offers = DataFrame::new(
+            days.len(),
+            vec![
+                Column::new(
+                    f::WINDOW_OBSERVED.into(),
+                    [Some(true), Some(false), None, Some(false), Some(false)],
+                ),
+                Column::new(
+                    col::OFFERED_AT.into(),
+                    days.iter().map(|d| d.map(epoch_days)).collect::<Vec<_>>(),
+                )
+                .cast(&DataType::Date)
+                .unwrap(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            unobserved_offers(&offers),
+            vec![day(2025, 11, 2), day(2025, 12, 1)]
+        );
+        // Without the columns (no offers table), none.
+        assert!(unobserved_offers(&DataFrame::empty()).is_empty());
+    }
+
     /// [`lapsed_at`] gives the rows of the polars query it replaces: a
     /// `group_by` of the defections by subscriber with the latest day and,
     /// of that day's, the last reason in sort order, then an anti-join on
