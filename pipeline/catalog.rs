@@ -25,6 +25,7 @@ use crate::artifact::{ChurnModel, ModelKind, ModelSet, ReturnModel, SecondLifeti
 use crate::error::{Error, Result};
 use crate::schema::Table;
 use crate::stages::features::Manifest;
+use crate::stages::features::ledger::{Spill, Spills};
 
 /// How a table is laid out on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -411,28 +412,178 @@ impl Drop for StagedDir {
     }
 }
 
+/// A directory of scratch files, a stage's [`Spill`] (a file per
+/// stream), removed with it.
+pub struct ScratchDir {
+    path: PathBuf,
+    files: Vec<Option<File>>,
+}
+
+impl ScratchDir {
+    /// A new directory `.<name>-<process>-<n>` in `parent`.
+    pub fn new(parent: &Path, name: &str) -> Result<ScratchDir> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = parent.join(format!(".{name}-{}-{n}", std::process::id()));
+        if path.exists() {
+            fs::remove_dir_all(&path).map_err(Error::io("remove stale", &path))?;
+        }
+        fs::create_dir_all(&path).map_err(Error::io("create directory", &path))?;
+        Ok(ScratchDir {
+            path,
+            files: Vec::new(),
+        })
+    }
+
+    /// Stream `i`'s file.
+    fn file(&self, i: usize) -> PathBuf {
+        self.path.join(format!("stream-{i:05}.bin"))
+    }
+}
+
+impl Spill for ScratchDir {
+    fn append(&mut self, i: usize, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        if self.files.len() <= i {
+            self.files.resize_with(i + 1, || None);
+        }
+        let path = self.file(i);
+        if self.files[i].is_none() {
+            self.files[i] = Some(File::create(&path).map_err(Error::io("create", &path))?);
+        }
+        self.files[i]
+            .as_mut()
+            .expect("created above")
+            .write_all(bytes)
+            .map_err(Error::io("write", &path))
+    }
+
+    fn read(&mut self, i: usize, each: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        use std::io::Read;
+        if self.files.get(i).is_none_or(|f| f.is_none()) {
+            return Ok(());
+        }
+        let path = self.file(i);
+        let mut f = File::open(&path).map_err(Error::io("open", &path))?;
+        let mut buffer = vec![0u8; 1 << 22];
+        loop {
+            let n = f.read(&mut buffer).map_err(Error::io("read", &path))?;
+            if n == 0 {
+                return Ok(());
+            }
+            each(&buffer[..n])?;
+        }
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        self.files.clear();
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Spills to a new [`ScratchDir`] in `parent` each.
+pub fn spill_in(parent: &Path) -> Spills {
+    let parent = parent.to_path_buf();
+    Arc::new(move || Ok(Box::new(ScratchDir::new(&parent, "winback-bills")?) as Box<dyn Spill>))
+}
+
 /// One Parquet file written a row group at a time (bounded memory).
 pub struct ParquetBatches {
     path: PathBuf,
     writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
+    /// LZ4 ([`write_parquet`]'s), else polars' default codec.
+    lz4: bool,
+    metadata: Vec<(String, String)>,
+    /// The first batch's schema, which every later batch is given.
+    schema: Option<Schema>,
+    /// Whether a row was written.
+    rows: bool,
 }
 
 impl ParquetBatches {
     /// Opens `path` for writing; the schema comes from the first batch.
     pub fn new(path: PathBuf) -> Self {
-        ParquetBatches { path, writer: None }
+        ParquetBatches {
+            path,
+            writer: None,
+            lz4: false,
+            metadata: Vec::new(),
+            schema: None,
+            rows: false,
+        }
     }
 
-    /// Appends `df` as one or more row groups.
+    /// As [`write_parquet_with`] writes: LZ4, with key-value metadata.
+    pub fn lz4(path: PathBuf, metadata: &[(String, String)]) -> Self {
+        ParquetBatches {
+            lz4: true,
+            metadata: metadata.to_vec(),
+            ..ParquetBatches::new(path)
+        }
+    }
+
+    /// Appends `df` as one or more row groups (none when it has no row).
+    /// Its columns must be the first batch's, by name and in order; a
+    /// column of another type is cast to the first batch's.
     pub fn write(&mut self, df: &DataFrame) -> Result<()> {
         let ctx = || format!("write {}", self.path.display());
-        if self.writer.is_none() {
-            let f = File::create(&self.path).map_err(Error::io("create", &self.path))?;
-            let w = ParquetWriter::new(f)
-                .batched(df.schema())
-                .map_err(Error::polars(ctx()))?;
-            self.writer = Some(w);
+        let cast;
+        let df = match &self.schema {
+            None => {
+                if let Some(parent) = self.path.parent() {
+                    fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
+                }
+                let f = File::create(&self.path).map_err(Error::io("create", &self.path))?;
+                let kv = (!self.metadata.is_empty()).then(|| {
+                    polars::io::parquet::write::KeyValueMetadata::from_static(self.metadata.clone())
+                });
+                let mut w = ParquetWriter::new(f).with_key_value_metadata(kv);
+                if self.lz4 {
+                    w = w.with_compression(ParquetCompression::Lz4Raw);
+                }
+                let schema = df.schema().as_ref().clone();
+                self.writer = Some(w.batched(&schema).map_err(Error::polars(ctx()))?);
+                self.schema = Some(schema);
+                df
+            }
+            Some(schema) => {
+                let names: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
+                let got: Vec<&str> = df.get_column_names().iter().map(|n| n.as_str()).collect();
+                if names != got {
+                    return Err(Error::Data {
+                        table: self.path.display().to_string(),
+                        message: format!(
+                            "a batch's columns ({}) are not the first batch's ({})",
+                            got.join(", "),
+                            names.join(", ")
+                        ),
+                    });
+                }
+                if df.schema().as_ref() == schema {
+                    df
+                } else {
+                    let columns = schema
+                        .iter()
+                        .map(|(name, dtype)| {
+                            df.column(name)
+                                .and_then(|c| c.cast(dtype))
+                                .map_err(Error::polars(format!(
+                                    "{}: column `{name}` as {dtype}",
+                                    ctx()
+                                )))
+                        })
+                        .collect::<Result<Vec<Column>>>()?;
+                    cast = DataFrame::new(df.height(), columns).map_err(Error::polars(ctx()))?;
+                    &cast
+                }
+            }
+        };
+        if df.height() == 0 {
+            return Ok(());
         }
+        self.rows = true;
         self.writer
             .as_mut()
             .expect("opened above")
@@ -442,15 +593,19 @@ impl ParquetBatches {
 
     /// Writes the footer. `empty` gives the schema when nothing was written.
     pub fn finish(mut self, empty: &DataFrame) -> Result<()> {
-        if self.writer.is_none() {
+        if self.schema.is_none() {
             self.write(empty)?;
         }
         let ctx = format!("write {}", self.path.display());
-        self.writer
-            .take()
-            .expect("opened")
-            .finish()
-            .map_err(Error::polars(ctx))?;
+        let mut writer = self.writer.take().expect("opened");
+        if !self.rows {
+            // A file of no row group: its schema still written.
+            let empty = DataFrame::empty_with_schema(self.schema.as_ref().expect("opened"));
+            writer
+                .write_batch(&empty)
+                .map_err(Error::polars(ctx.clone()))?;
+        }
+        writer.finish().map_err(Error::polars(ctx))?;
         Ok(())
     }
 }
@@ -521,7 +676,7 @@ impl Output {
 }
 
 /// The frames the features stage writes and later stages read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FeatureSet {
     /// `lapsed.parquet`: one row per defection.
     Lapsed,
@@ -935,6 +1090,24 @@ impl StagedDir {
     /// A batched Parquet writer of `<name>.parquet` in this directory.
     pub fn batches(&self, name: &str) -> ParquetBatches {
         ParquetBatches::new(self.staging.join(format!("{name}.parquet")))
+    }
+
+    /// A batched Parquet writer of `<name>.parquet` as
+    /// [`StagedDir::write_parquet`] writes it (LZ4, the directory's
+    /// metadata).
+    pub fn batches_lz4(&self, name: &str) -> ParquetBatches {
+        ParquetBatches::lz4(self.staging.join(format!("{name}.parquet")), &self.metadata)
+    }
+
+    /// A batched Parquet writer of part `i` of the part folder `set`, as
+    /// [`StagedDir::write_part`] writes it.
+    pub fn part_batches(&self, set: FeatureSet, i: usize) -> ParquetBatches {
+        ParquetBatches::lz4(
+            self.staging
+                .join(set.name())
+                .join(format!("part-{i:05}.parquet")),
+            &[],
+        )
     }
 }
 

@@ -252,6 +252,9 @@ pub struct RawFeatures {
     pub extra_numeric: Option<Vec<String>>,
     /// Extra categorical columns of `subscribers` to use as features. Default none.
     pub extra_categorical: Option<Vec<String>>,
+    /// Subscribers whose bills the features stage holds at once; with
+    /// more, the bills are spilled to disk by block. Default 1000000.
+    pub block_subscribers: Option<u32>,
 }
 
 /// `[economics]`. Every key is optional; the defaults are the reference
@@ -1057,6 +1060,13 @@ fn resolve_features(
         1,
         120,
     );
+    let block_subscribers = range(
+        "block_subscribers",
+        raw.block_subscribers,
+        d.block_subscribers,
+        1,
+        u32::MAX,
+    );
     let mut snapshots: Vec<NaiveDate> = raw
         .snapshots
         .iter()
@@ -1084,6 +1094,7 @@ fn resolve_features(
         bill_known: raw.bill_known.unwrap_or(d.bill_known),
         extra_numeric,
         extra_categorical,
+        block_subscribers,
     }
 }
 

@@ -1031,15 +1031,16 @@ fn hand_computed_fixtures_second_set() {
 }
 
 /// `run` scores and simulates on the features stage's own active and
-/// lapsed rows (`Features::current`), built from the tables with coded ids
-/// and the ledger of bills; `score` builds them from the inputs with text
-/// ids and streamed bills (`features::current`). They are the same rows,
-/// column by column, as of the data's end and as of a date a year before.
+/// lapsed rows (`features::current_of`), built from the tables with coded
+/// ids and the ledger of bills, at once or by blocks of subscribers; `score`
+/// builds them from the inputs with text ids and streamed bills
+/// (`features::current`). They are the same rows, column by column, as of
+/// the data's end and as of a date a year before.
 #[test]
 fn the_stages_rows_as_of_the_date_are_those_scoring_builds() {
     use winback::schema::Table;
     use winback::stages::features::{
-        Dates, FeatureSettings, Inputs, build, current, current_of, data_end,
+        Dates, FeatureSettings, Inputs, Part, build, current, current_of, data_end,
     };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -1050,22 +1051,49 @@ fn the_stages_rows_as_of_the_date_are_those_scoring_builds() {
             tables.insert(t, winback::catalog::scan(&src).unwrap());
         }
     }
-    let inputs = Inputs::new(tables);
-    let s = FeatureSettings::default();
-    let end = data_end(&inputs).unwrap().date;
+    let inputs = Inputs::new(tables).with_spills(winback::catalog::spill_in(tmp.path()));
     let mut lapsed_days = Vec::new();
-    for as_of in [end, end - chrono::Duration::days(365)] {
+    for (as_of_back, block) in [(0, 1_000_000), (365, 1_000_000), (0, 700), (365, 1_100)] {
+        let s = FeatureSettings {
+            block_subscribers: block,
+            ..FeatureSettings::default()
+        };
+        let end = data_end(&inputs).unwrap().date;
+        let as_of = end - chrono::Duration::days(as_of_back);
         let dates = Dates {
             as_of,
             data_end: end,
             data_end_set_by: "test".into(),
         };
-        let built = build(&inputs, &s, dates.clone(), &mut |_, _| Ok(())).unwrap();
-        let derived = built.current(&s).unwrap();
+        let (mut active, mut lapsed) = (DataFrame::empty(), DataFrame::empty());
+        let built = build(&inputs, &s, dates.clone(), &mut |part, df| {
+            let into = match part {
+                Part::Active => &mut active,
+                Part::Lapsed => &mut lapsed,
+                _ => return Ok(()),
+            };
+            if into.width() == 0 {
+                *into = df.clone();
+            } else {
+                into.vstack_mut(df).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+        // 3,000 subscribers: in 5 and 3 blocks where the block is smaller.
+        assert_eq!(
+            built.blocks > 1,
+            block < 3_000,
+            "block {block}: {} blocks",
+            built.blocks
+        );
+        assert_eq!(
+            (built.active_rows, built.lapsed_rows),
+            (active.height(), lapsed.height())
+        );
+        let derived = current_of(active.clone(), &lapsed, as_of, end, &s).unwrap();
         let direct = current(&inputs, &s, dates).unwrap();
         // And from the rows as written and read back, as `run` takes them.
-        let mut active = built.active.clone();
-        let mut lapsed = built.lapsed.clone();
         let (a_path, l_path) = (tmp.path().join("a.parquet"), tmp.path().join("l.parquet"));
         winback::catalog::write_parquet(&a_path, &mut active).unwrap();
         winback::catalog::write_parquet(&l_path, &mut lapsed).unwrap();
@@ -1108,6 +1136,7 @@ fn the_stages_rows_as_of_the_date_are_those_scoring_builds() {
     // The date moves the rows: the earlier date's lapsed are not the
     // end's with other day counts only.
     assert_ne!(lapsed_days[0], lapsed_days[1]);
+    assert_eq!(lapsed_days[..2], lapsed_days[2..], "at once and by blocks");
 }
 
 /// Scoring's features take the active and the lapsed subscribers as one
@@ -1154,4 +1183,113 @@ fn scoring_features_refuse_a_subscriber_twice() {
         err.contains("subscribers") && err.contains("not unique"),
         "{err}"
     );
+}
+
+/// Where the subscribers are more than `features.block_subscribers`, the
+/// bills are spilled by block and the outputs built a block at a time:
+/// every output (the four sets, each snapshot, the summary and the
+/// manifest) is the one built at once, row for row, whether billing comes
+/// grouped by subscriber (the generator's) or in any order; the spill
+/// files are gone when the stage ends.
+#[test]
+fn features_built_by_blocks_of_subscribers_are_those_built_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::generate(&data, 2_500, 12);
+    // The same history with billing's rows in a shuffled order.
+    let shuffled = tmp.path().join("shuffled");
+    std::fs::create_dir_all(&shuffled).unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let entry = entry.unwrap();
+        let to = shuffled.join(entry.file_name());
+        if entry.path().is_dir() {
+            continue;
+        }
+        if entry.file_name() == "billing.parquet" {
+            let bills = read(&entry.path());
+            let n = bills.height() as u64;
+            // A fixed permutation: i * 7919 mod n visits every row when n
+            // is not a multiple of 7919.
+            assert!(!n.is_multiple_of(7_919));
+            let order = IdxCa::from_vec(
+                "order".into(),
+                (0..n).map(|i| ((i * 7_919) % n) as IdxSize).collect(),
+            );
+            write(&to, &mut bills.take(&order).unwrap());
+        } else {
+            std::fs::copy(entry.path(), to).unwrap();
+        }
+    }
+    let cfg = tmp.path().join("blocks.toml");
+    std::fs::write(&cfg, "[features]\nblock_subscribers = 600\n").unwrap();
+    for (what, data) in [("generated", &data), ("shuffled", &shuffled)] {
+        let whole = features(data, &tmp.path().join(format!("{what}-whole")), None);
+        let out = tmp.path().join(format!("{what}-blocks"));
+        let o = winback(&[
+            "-v",
+            "features",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let (stdout, stderr) = texts(&o);
+        assert!(o.status.success(), "{what}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("bills spilled by block"),
+            "{what}: not built by blocks:\n{stderr}"
+        );
+        let blocks = out.join("features");
+        for name in [
+            "lapsed",
+            "active",
+            "offers",
+            "second_lifetime",
+            "churn_snapshots",
+        ] {
+            let (a, b) = (
+                common::read_table(&whole, name),
+                common::read_table(&blocks, name),
+            );
+            assert!(a.height() > 100, "{what} {name}: {} rows", a.height());
+            assert_eq!(a.schema(), b.schema(), "{what} {name}");
+            assert_eq!(a.height(), b.height(), "{what} {name}");
+            for c in a.columns() {
+                assert!(
+                    c.equals_missing(b.column(c.name()).unwrap()),
+                    "{what} {name}: column {} differs",
+                    c.name()
+                );
+            }
+        }
+        let parts = |dir: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(dir.join("churn_snapshots"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(parts(&whole), parts(&blocks), "{what}: snapshot parts");
+        for file in ["summary.json", "manifest.json"] {
+            assert_eq!(
+                std::fs::read_to_string(whole.join(file)).unwrap(),
+                std::fs::read_to_string(blocks.join(file)).unwrap(),
+                "{what}: {file}"
+            );
+        }
+        // No spill left behind, in the outputs or beside them.
+        for dir in [&out, &blocks] {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let name = e.unwrap().file_name();
+                assert!(
+                    !name.to_string_lossy().contains("winback-bills"),
+                    "{what}: {name:?} left in {}",
+                    dir.display()
+                );
+            }
+        }
+    }
 }

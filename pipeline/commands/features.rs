@@ -2,6 +2,7 @@
 //! `<out>/features/`, written all or nothing (churn snapshots as parts, one
 //! per snapshot date, as they are built).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use polars::prelude::DataFrame;
 use serde::Serialize;
 use tracing::info;
 
-use crate::catalog::{FeatureSet, Output};
+use crate::catalog::{FeatureSet, Output, ParquetBatches};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::schema::Table;
@@ -103,32 +104,57 @@ pub fn features(
     if !validated.tables.contains_key(&Table::ChurnEvents) {
         info!("no churn_events: lapsed features, offer labels and churn labels are empty");
     }
-    let inputs = Inputs::new(validated.tables);
+    let staged = catalog(settings).stage(Output::Features)?;
+    // The bills spilled by block, where the subscribers are more than a
+    // block, go beside the outputs: removed with the stage's directory if
+    // the run stops.
+    let inputs = Inputs::new(validated.tables).with_spills(crate::catalog::spill_in(staged.path()));
     let dates = dates(&inputs, settings)?;
     let data_end_set_by = dates.data_end_set_by.clone();
-    let staged = catalog(settings).stage(Output::Features)?;
     // The outputs are written on threads of their own while the next is
     // built (building is mostly one core's work; writing, LZ4 and the
-    // files' sync, another's): the four sets (held by the stage anyway)
-    // as they come, the churn snapshots through a rendezvous, so that
-    // memory holds at most the snapshot being written and the one being
-    // built. Snapshots are parts of one table (the contract's directory
-    // layout), one per snapshot date.
+    // files' sync, another's): the four sets as they come, the churn
+    // snapshots through a rendezvous, so that memory holds at most the
+    // snapshot being written and the one being built. Each output is one
+    // file written a row group at a time, as its parts come (one, or one
+    // per block of subscribers). Snapshots are parts of one table (the
+    // contract's directory layout), one per snapshot date.
     let built = std::thread::scope(|scope| -> Result<Features> {
         let staged = &staged;
-        let (sets, sets_rx) = std::sync::mpsc::channel::<(FeatureSet, DataFrame)>();
+        let (sets, sets_rx) = std::sync::mpsc::sync_channel::<(FeatureSet, DataFrame)>(4);
         let (snapshots, snapshots_rx) =
             std::sync::mpsc::sync_channel::<(usize, NaiveDate, DataFrame)>(0);
         let sets_writer = scope.spawn(move || -> Result<()> {
-            for (set, mut df) in sets_rx {
-                staged.write_parquet(set.name(), &mut df)?;
+            let mut files: BTreeMap<FeatureSet, (ParquetBatches, DataFrame)> = BTreeMap::new();
+            for (set, df) in sets_rx {
+                let (file, _) = files
+                    .entry(set)
+                    .or_insert_with(|| (staged.batches_lz4(set.name()), df.clear()));
+                file.write(&df)?;
+            }
+            for (_, (file, empty)) in files {
+                file.finish(&empty)?;
             }
             Ok(())
         });
         let snapshots_writer = scope.spawn(move || -> Result<()> {
-            for (i, date, mut df) in snapshots_rx {
-                staged.write_part(FeatureSet::ChurnSnapshots, i, &mut df)?;
-                info!(snapshot = %date, rows = df.height(), "churn snapshot");
+            let mut files: BTreeMap<usize, (ParquetBatches, DataFrame, NaiveDate, usize)> =
+                BTreeMap::new();
+            for (i, date, df) in snapshots_rx {
+                let (file, _, _, rows) = files.entry(i).or_insert_with(|| {
+                    (
+                        staged.part_batches(FeatureSet::ChurnSnapshots, i),
+                        df.clear(),
+                        date,
+                        0,
+                    )
+                });
+                file.write(&df)?;
+                *rows += df.height();
+            }
+            for (_, (file, empty, date, rows)) in files {
+                file.finish(&empty)?;
+                info!(snapshot = %date, rows, "churn snapshot");
             }
             Ok(())
         });
@@ -165,8 +191,8 @@ pub fn features(
     })?;
     let mut rows = Vec::new();
     for (set, n) in [
-        (FeatureSet::Lapsed, built.lapsed.height()),
-        (FeatureSet::Active, built.active.height()),
+        (FeatureSet::Lapsed, built.lapsed_rows),
+        (FeatureSet::Active, built.active_rows),
         (FeatureSet::Offers, built.offer_rows),
         (FeatureSet::SecondLifetime, built.second_lifetime_rows),
     ] {
@@ -178,14 +204,11 @@ pub fn features(
         .features
         .iter()
         .map(|spec| {
-            let n = |df: &polars::prelude::DataFrame| {
-                df.column(&spec.name).ok().map(|c| c.null_count())
-            };
             (
                 spec.name.clone(),
                 format!("{:?}", spec.encoding).to_lowercase(),
-                n(&built.lapsed),
-                n(&built.active),
+                built.lapsed_nulls.get(&spec.name).copied(),
+                built.active_nulls.get(&spec.name).copied(),
             )
         })
         .collect();

@@ -1028,6 +1028,60 @@ mod tests {
         }
     }
 
+    /// Each block's ledger, read back from the bills spilled by block,
+    /// holds the bills of its codes that the ledger of every subscriber
+    /// holds, in the same order, and billing's first-day flag (every bill's,
+    /// not the block's), whatever the block's width (1 is widened to keep
+    /// to the most blocks), with bills grouped by subscriber (seed 2) or
+    /// not (seed 1), bills of no subscriber and bills not read. (Spilled
+    /// to memory here; to files, and removed, in `tests/features.rs`.)
+    #[test]
+    fn each_blocks_ledger_is_its_share_of_the_ledger() {
+        use super::super::ledger::{Blocks, Ledger, MAX_BLOCKS};
+        for seed in [1, 2] {
+            let coded = inputs(seed).with_codes().unwrap();
+            let ids = coded.ids().unwrap();
+            let all = coded.bill_columns(0.45, true);
+            let firsts = all.clone().filter(
+                col("d")
+                    .cast(DataType::Date)
+                    .dt()
+                    .day()
+                    .eq(lit(1))
+                    .fill_null(lit(true)),
+            );
+            for (what, bills, first_days) in [("all", all, false), ("firsts", firsts, true)] {
+                let whole = Ledger::build_coded(bills.clone(), 0.45, ids).unwrap();
+                assert_eq!(whole.first_days(), first_days, "seed {seed} {what}");
+                let mut totals = Vec::new();
+                for width in [1, 7, 64, 10_000] {
+                    let spill = Box::new(super::super::ledger::MemorySpill::default());
+                    let mut blocks = Blocks::spill(bills.clone(), 0.45, ids, width, spill).unwrap();
+                    let n = ids.len();
+                    assert_eq!(
+                        blocks.len(),
+                        n.div_ceil(width.max(n.div_ceil(MAX_BLOCKS))),
+                        "seed {seed} {what} width {width}"
+                    );
+                    assert!(blocks.len() <= MAX_BLOCKS);
+                    let mut total = 0;
+                    for b in 0..blocks.len() {
+                        let ledger = blocks.ledger(b).unwrap();
+                        total += whole
+                            .same_share(&ledger, blocks.codes(b))
+                            .unwrap_or_else(|e| {
+                                panic!("seed {seed} {what} width {width} block {b}: {e}")
+                            });
+                    }
+                    assert_eq!(blocks.codes(blocks.len() - 1).end as usize, n);
+                    totals.push(total);
+                }
+                assert!(totals[0] > 1_000, "seed {seed} {what}: {totals:?}");
+                assert!(totals.iter().all(|t| *t == totals[0]), "{totals:?}");
+            }
+        }
+    }
+
     #[test]
     fn grouped_and_streamed_bills_give_the_joins_features() {
         for (seed, rule) in [

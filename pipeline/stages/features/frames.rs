@@ -14,7 +14,7 @@ use crate::schema::{Table, col};
 #[cfg(test)]
 use super::calendar::{MonthMemo, month_of_day};
 use super::ids::Ids;
-use super::ledger::Ledger;
+use super::ledger::{Ledger, MemorySpill, Spill, Spills};
 use super::manifest::f;
 use super::walk::Walk;
 
@@ -37,6 +37,11 @@ pub struct Inputs {
     ids: Option<Arc<Ids>>,
     /// The coded smaller tables grouped by subscriber, built with the codes.
     walk: Option<Arc<Walk>>,
+    /// The codes whose events these inputs give, where restricted to a
+    /// block of subscribers ([`Inputs::restricted`]).
+    block: Option<std::ops::Range<u32>>,
+    /// Where the bills are spilled by block (default: memory).
+    spills: Option<Spills>,
 }
 
 /// Whether a bill of [`Inputs::bill_columns`] is read: it has a
@@ -72,7 +77,72 @@ impl Inputs {
             joined_bills: false,
             ids: None,
             walk: None,
+            block: None,
+            spills: None,
         }
+    }
+
+    /// These inputs with the bills spilled by block to `spills`' spills
+    /// ([`super::ledger::Blocks`]; the commands give files beside the
+    /// outputs, `catalog::spill_in`).
+    pub fn with_spills(mut self, spills: Spills) -> Self {
+        self.spills = Some(spills);
+        self
+    }
+
+    /// A new spill for the bills by block: memory where none was given.
+    pub(crate) fn spill(&self) -> Result<Box<dyn Spill>> {
+        match &self.spills {
+            Some(make) => make(),
+            None => Ok(Box::new(MemorySpill::default())),
+        }
+    }
+
+    /// The subscriber codes, when coded.
+    pub(crate) fn ids(&self) -> Option<&Ids> {
+        self.ids.as_deref()
+    }
+
+    /// The codes whose events these inputs give: a block's, or every code
+    /// (none when not coded).
+    pub(crate) fn block(&self) -> Option<std::ops::Range<u32>> {
+        match (&self.block, &self.ids) {
+            (Some(b), _) => Some(b.clone()),
+            (None, Some(ids)) => Some(0..ids.len() as u32),
+            (None, None) => None,
+        }
+    }
+
+    /// These coded inputs restricted to the subscribers coded `codes`,
+    /// with `ledger` (their bills): the tables keyed on a subscriber hold
+    /// only their rows (those of no code go with the first block, as they
+    /// sort first), so that every event set built from them is the
+    /// block's share of the whole, in the same order. The walk keeps every
+    /// subscriber (an event reads only its own); billing is left whole, for
+    /// the ways that join it.
+    pub(crate) fn restricted(&self, codes: std::ops::Range<u32>, ledger: Ledger) -> Self {
+        let mut out = self.clone();
+        let keep = col(col::SUBSCRIBER_ID)
+            .gt_eq(lit(codes.start))
+            .and(col(col::SUBSCRIBER_ID).lt(lit(codes.end)));
+        let keep = if codes.start == 0 {
+            col(col::SUBSCRIBER_ID).is_null().or(keep)
+        } else {
+            keep
+        };
+        for t in [
+            Table::Subscribers,
+            Table::ChurnEvents,
+            Table::Reactivations,
+            Table::WinbackOffers,
+            Table::Complaints,
+        ] {
+            let lf = out.get(t).filter(keep.clone());
+            out.tables.insert(t, lf);
+        }
+        out.ledger = Some(Arc::new(ledger));
+        out.block = Some(codes);
+        out
     }
 
     /// These inputs with the smaller tables read once into memory, their

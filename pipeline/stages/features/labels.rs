@@ -70,9 +70,9 @@ pub(crate) fn active_at(inputs: &Inputs, date: NaiveDate) -> LazyFrame {
 /// `as_of`), in the ids' order: walked where the ids are coded, else
 /// [`active_at`].
 pub(crate) fn active_events(inputs: &Inputs, date: NaiveDate) -> Result<LazyFrame> {
-    Ok(match inputs.walk() {
-        Some(walk) => walk.active_events(epoch_days(date))?.lazy(),
-        None => active_at(inputs, date)
+    Ok(match (inputs.walk(), inputs.block()) {
+        (Some(walk), Some(codes)) => walk.active_events(epoch_days(date), codes)?.lazy(),
+        _ => active_at(inputs, date)
             .sort([col::SUBSCRIBER_ID], SortMultipleOptions::default())
             .with_row_index(f::EVENT, None),
     })

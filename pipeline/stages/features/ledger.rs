@@ -566,6 +566,314 @@ impl Ledger {
     }
 }
 
+/// The bills spilled to disk in blocks of subscriber codes, for a ledger
+/// of one block at a time ([`Blocks::ledger`]): what holds the features
+/// stage's memory to a block of subscribers' bills, not billing's, where
+/// the subscribers are more than a block ([`Blocks::spill`]).
+pub(crate) struct Blocks {
+    /// The bills spilled, a stream per block.
+    spill: Box<dyn Spill>,
+    /// Codes per block: block `b` is `b * block..(b + 1) * block`.
+    block: usize,
+    subscribers: usize,
+    /// The bills read of each code.
+    counts: Vec<u32>,
+    /// Whether every bill read (of a subscriber or not) is dated on its
+    /// month's first day: billing's, not a block's ([`Ledger::reads_lifetimes`]).
+    first_days: bool,
+    margin_rate: f64,
+}
+
+/// Bytes of a spilled bill: code (4), month (4), costed (1), revenue (8),
+/// margin (8), little-endian.
+const RECORD: usize = 25;
+
+/// The most blocks a spill writes (a file each, open through the pass):
+/// a block is widened to keep to it.
+pub(crate) const MAX_BLOCKS: usize = 256;
+
+/// Numbered streams of bytes that a stage spills and reads back: files
+/// of the edge's (`catalog::ScratchDir`, removed with the spill), or
+/// memory ([`MemorySpill`]).
+pub trait Spill: Send {
+    /// Appends `bytes` to stream `i`.
+    fn append(&mut self, i: usize, bytes: &[u8]) -> Result<()>;
+    /// Stream `i` as appended, a chunk at a time, to `each`.
+    fn read(&mut self, i: usize, each: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>;
+}
+
+/// Makes an empty [`Spill`].
+pub type Spills = Arc<dyn Fn() -> Result<Box<dyn Spill>> + Send + Sync>;
+
+/// A [`Spill`] held in memory: where no scratch space is given (it bounds
+/// nothing; the commands spill to files).
+#[derive(Default)]
+pub struct MemorySpill(Vec<Vec<u8>>);
+
+impl Spill for MemorySpill {
+    fn append(&mut self, i: usize, bytes: &[u8]) -> Result<()> {
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, Vec::new);
+        }
+        self.0[i].extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// In chunks of 4,093 bytes (a prime), so that records are cut
+    /// between chunks, as a file's reads cut them.
+    fn read(&mut self, i: usize, each: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        for chunk in self
+            .0
+            .get(i)
+            .map_or(&[][..], |v| v.as_slice())
+            .chunks(4_093)
+        {
+            each(chunk)?;
+        }
+        Ok(())
+    }
+}
+
+fn encode(out: &mut Vec<u8>, code: u32, b: &Bill) {
+    out.extend_from_slice(&code.to_le_bytes());
+    out.extend_from_slice(&b.month.to_le_bytes());
+    out.push(u8::from(b.costed));
+    out.extend_from_slice(&b.revenue.to_le_bytes());
+    out.extend_from_slice(&b.margin.to_le_bytes());
+}
+
+fn decode(r: &[u8]) -> (u32, Bill) {
+    let word = |i: usize| <[u8; 4]>::try_from(&r[i..i + 4]).expect("4 bytes");
+    let double = |i: usize| <[u8; 8]>::try_from(&r[i..i + 8]).expect("8 bytes");
+    (
+        u32::from_le_bytes(word(0)),
+        Bill {
+            month: i32::from_le_bytes(word(4)),
+            costed: r[8] != 0,
+            revenue: f64::from_le_bytes(double(9)),
+            margin: f64::from_le_bytes(double(17)),
+        },
+    )
+}
+
+impl Blocks {
+    /// The codes per block for `subscribers` and a block of `block`
+    /// subscribers: `block`, widened where it would make more than
+    /// [`MAX_BLOCKS`].
+    pub(crate) fn width(subscribers: usize, block: usize) -> usize {
+        block.max(subscribers.div_ceil(MAX_BLOCKS)).max(1)
+    }
+
+    /// One streaming pass over `bills` (the columns of
+    /// [`Ledger::build_coded`], unfiltered) that codes each bill read
+    /// ([`super::frames::read_bill`]) by `coded` and appends it to its
+    /// block's stream of `spill` (25 bytes a bill), in the order read; a
+    /// bill of no code is only checked for its day. Memory holds a batch,
+    /// a buffer per block and a count per subscriber.
+    pub(crate) fn spill(
+        bills: LazyFrame,
+        margin_rate: f64,
+        coded: &Ids,
+        block: usize,
+        spill: Box<dyn Spill>,
+    ) -> Result<Blocks> {
+        let err = || Error::polars("features: bills by block");
+        let subscribers = coded.len();
+        let block = Blocks::width(subscribers, block);
+        let n_blocks = subscribers.div_ceil(block).max(1);
+        struct Pass {
+            spill: Box<dyn Spill>,
+            buffers: Vec<Vec<u8>>,
+            counts: Vec<u32>,
+            first_days: bool,
+            memo: MonthMemo,
+            index: StrIndex,
+            failed: Option<Error>,
+        }
+        const FLUSH: usize = 1 << 20;
+        let pass = Arc::new(Mutex::new(Pass {
+            spill,
+            buffers: vec![Vec::with_capacity(FLUSH + RECORD); n_blocks],
+            counts: vec![0; subscribers],
+            first_days: true,
+            memo: MonthMemo::new(),
+            index: coded.str_index(),
+            failed: None,
+        }));
+        let into = pass.clone();
+        let batches = tracing::trace_span!("bills' batches");
+        let sink = bills
+            .select([
+                col(col::SUBSCRIBER_ID),
+                read_bill().alias("__read"),
+                col("d"),
+                col("r"),
+                col("g"),
+                col("k"),
+            ])
+            .sink_batches(
+                PlanCallback::new(move |batch: DataFrame| {
+                    let _batch = batches.enter();
+                    let mut p = into.lock().unwrap_or_else(|e| e.into_inner());
+                    let p = &mut *p;
+                    let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
+                    let code = codes_in_runs(ids, |id, before| p.index.get_after(id, before));
+                    let read = batch.column("__read")?.bool()?.rechunk();
+                    let (d, r, g) = amounts(&batch)?;
+                    let k = batch.column("k")?.bool()?.rechunk();
+                    let (read, d, r, g, k) = (
+                        read.downcast_as_array(),
+                        d.downcast_as_array(),
+                        r.downcast_as_array(),
+                        g.downcast_as_array(),
+                        k.downcast_as_array(),
+                    );
+                    let (days, revenues, margins) = (d.values(), r.values(), g.values());
+                    let (rn, gn) = (is_valid(r), is_valid(g));
+                    for (i, &c) in code.iter().enumerate() {
+                        // Read: a subscriber, a month and a revenue.
+                        if read.get(i) != Some(true) {
+                            continue;
+                        }
+                        let day = days[i];
+                        p.first_days &= p.memo.is_first(day);
+                        if c == NO_CODE {
+                            continue;
+                        }
+                        let bill = Bill {
+                            month: p.memo.month(day),
+                            costed: k.value(i),
+                            revenue: if rn(i) { revenues[i] } else { f64::NAN },
+                            margin: if gn(i) { margins[i] } else { f64::NAN },
+                        };
+                        p.counts[c as usize] += 1;
+                        let b = c as usize / block;
+                        encode(&mut p.buffers[b], c, &bill);
+                        if p.buffers[b].len() >= FLUSH {
+                            let written = p.spill.append(b, &p.buffers[b]);
+                            p.buffers[b].clear();
+                            if let Err(e) = written {
+                                let message = e.to_string();
+                                p.failed = Some(e);
+                                polars_bail!(ComputeError: "{message}");
+                            }
+                        }
+                    }
+                    Ok(false)
+                }),
+                true,
+                None,
+            )
+            .map_err(err())?;
+        let read = collect(sink, "features: bills by block");
+        let mut p = pass.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = p.failed.take() {
+            return Err(e);
+        }
+        read?;
+        let p = &mut *p;
+        for (b, buffer) in p.buffers.iter().enumerate() {
+            p.spill.append(b, buffer)?;
+        }
+        let counts = std::mem::take(&mut p.counts);
+        tracing::debug!(
+            bills = counts.iter().map(|&c| c as u64).sum::<u64>(),
+            blocks = n_blocks,
+            block,
+            "ledger: bills spilled by block"
+        );
+        let spill = std::mem::replace(&mut p.spill, Box::new(MemorySpill::default()));
+        Ok(Blocks {
+            spill,
+            block,
+            subscribers,
+            counts,
+            first_days: p.first_days,
+            margin_rate,
+        })
+    }
+
+    /// How many blocks.
+    pub(crate) fn len(&self) -> usize {
+        self.subscribers.div_ceil(self.block).max(1)
+    }
+
+    /// The codes of block `b`.
+    pub(crate) fn codes(&self, b: usize) -> std::ops::Range<u32> {
+        let lo = (b * self.block).min(self.subscribers);
+        let hi = ((b + 1) * self.block).min(self.subscribers);
+        lo as u32..hi as u32
+    }
+
+    /// The ledger of block `b`'s subscribers (keyed on the codes: every
+    /// other code has no bill), read back from its file: the bills, and
+    /// their order, of [`Ledger::build_coded`]'s ledger for those codes.
+    pub(crate) fn ledger(&mut self, b: usize) -> Result<Ledger> {
+        let codes = self.codes(b);
+        let (lo, hi) = (codes.start as usize, codes.end as usize);
+        let mut offsets = vec![0usize; self.subscribers + 1];
+        for c in lo..hi {
+            offsets[c + 1] = self.counts[c] as usize;
+        }
+        for i in 1..offsets.len() {
+            offsets[i] += offsets[i - 1];
+        }
+        let total = offsets[self.subscribers];
+        let mut next = offsets[lo..hi].to_vec();
+        let mut bills: Vec<Bill> = bytemuck::zeroed_vec(total);
+        let (mut kept, mut placed) = (Vec::<u8>::with_capacity(RECORD), 0usize);
+        let bad = |message: String| Error::Data {
+            table: "billing".into(),
+            message: format!("the bills spilled for block {b}: {message}"),
+        };
+        let mut place = |record: &[u8]| -> Result<()> {
+            let (c, bill) = decode(record);
+            let c = c as usize;
+            if !(lo..hi).contains(&c) || next[c - lo] >= offsets[c + 1] {
+                return Err(bad(format!("a bill of code {c} not counted in the block")));
+            }
+            bills[next[c - lo]] = bill;
+            next[c - lo] += 1;
+            placed += 1;
+            Ok(())
+        };
+        self.spill.read(b, &mut |mut chunk: &[u8]| {
+            // A record cut between chunks: completed from this one.
+            if !kept.is_empty() {
+                let take = (RECORD - kept.len()).min(chunk.len());
+                kept.extend_from_slice(&chunk[..take]);
+                chunk = &chunk[take..];
+                if kept.len() < RECORD {
+                    return Ok(());
+                }
+                place(&kept)?;
+                kept.clear();
+            }
+            let whole = chunk.len() - chunk.len() % RECORD;
+            for r in chunk[..whole].chunks_exact(RECORD) {
+                place(r)?;
+            }
+            kept.extend_from_slice(&chunk[whole..]);
+            Ok(())
+        })?;
+        if !kept.is_empty() || placed != total {
+            return Err(bad(format!(
+                "{placed} whole bills read back of {total} spilled"
+            )));
+        }
+        for w in offsets[lo..=hi].windows(2) {
+            sort_by_month(&mut bills[w[0]..w[1]]);
+        }
+        Ok(Ledger {
+            keys: Keys::Codes,
+            offsets,
+            bills,
+            first_days: self.first_days,
+            margin_rate: self.margin_rate,
+        })
+    }
+}
+
 /// The first day (a day number) of a month index, behind a memo of the
 /// last month asked.
 #[derive(Default)]
@@ -642,11 +950,7 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
                 let p = &mut *p;
                 let ids = batch.column(col::SUBSCRIBER_ID)?.str()?;
                 let code = codes_in_runs(ids, |id, before| p.codes.get_after(id, before));
-                let (d, r, g) = (
-                    batch.column("d")?.i32()?.rechunk(),
-                    batch.column("r")?.f64()?.rechunk(),
-                    batch.column("g")?.f64()?.rechunk(),
-                );
+                let (d, r, g) = amounts(&batch)?;
                 let (d, r, g) = (
                     d.downcast_as_array(),
                     r.downcast_as_array(),
@@ -679,6 +983,16 @@ pub fn stream(bills: LazyFrame, events: DataFrame) -> Result<DataFrame> {
     };
     drop(pass);
     sums.frame(event)
+}
+
+/// A batch of bills' day numbers, revenues and margins (`d`, `r`, `g`),
+/// each in one chunk.
+fn amounts(batch: &DataFrame) -> PolarsResult<(Int32Chunked, Float64Chunked, Float64Chunked)> {
+    Ok((
+        batch.column("d")?.i32()?.rechunk().into_owned(),
+        batch.column("r")?.f64()?.rechunk().into_owned(),
+        batch.column("g")?.f64()?.rechunk().into_owned(),
+    ))
 }
 
 /// An unknown month in [`EventSums`].
@@ -1025,6 +1339,54 @@ fn sort_by_month(bills: &mut [Bill]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Ledger {
+        /// Whether `block` (a ledger of a block of codes, [`Blocks::ledger`])
+        /// holds exactly this ledger's bills of `codes`, in the same order,
+        /// none of any other code, and the same first-day flag; else what
+        /// differs.
+        pub(crate) fn same_share(
+            &self,
+            block: &Ledger,
+            codes: std::ops::Range<u32>,
+        ) -> std::result::Result<usize, String> {
+            if self.first_days != block.first_days {
+                return Err(format!(
+                    "first days {} against {}",
+                    self.first_days, block.first_days
+                ));
+            }
+            if self.offsets.len() != block.offsets.len() {
+                return Err("not keyed on the same codes".into());
+            }
+            let bits = |b: &Bill| (b.month, b.costed, b.revenue.to_bits(), b.margin.to_bits());
+            let mut n = 0;
+            for c in 0..self.offsets.len() - 1 {
+                let theirs = &block.bills[block.offsets[c]..block.offsets[c + 1]];
+                let mine = if codes.contains(&(c as u32)) {
+                    &self.bills[self.offsets[c]..self.offsets[c + 1]]
+                } else {
+                    &[]
+                };
+                if mine.len() != theirs.len()
+                    || mine.iter().zip(theirs).any(|(a, b)| bits(a) != bits(b))
+                {
+                    return Err(format!(
+                        "code {c}: {} bills against {}",
+                        mine.len(),
+                        theirs.len()
+                    ));
+                }
+                n += mine.len();
+            }
+            Ok(n)
+        }
+
+        /// Whether every bill is dated on its month's first day.
+        pub(crate) fn first_days(&self) -> bool {
+            self.first_days
+        }
+    }
     use rand::{Rng, SeedableRng};
 
     /// [`Places`] puts each subscriber's bills at its offsets in the order

@@ -61,24 +61,32 @@ use labels::*;
 pub use manifest::{Encoding, FeatureSpec, Manifest, OTHER_LEVEL, Unseen, conform_categories, f};
 pub use settings::{BillKnown, FeatureSettings};
 
-/// The features stage's outputs.
+/// The features stage's outputs, as the sink was handed them: what the
+/// summary and the manifest say of them (the rows themselves are the
+/// sink's).
 pub struct Features {
-    /// One row per churn event, features as of the defection.
-    pub lapsed: DataFrame,
-    /// One row per subscriber active at the as-of date.
-    pub active: DataFrame,
+    /// Rows of the lapsed set (one per churn event, features as of the
+    /// defection).
+    pub lapsed_rows: usize,
+    /// Rows of the active set (one per subscriber active at the as-of
+    /// date).
+    pub active_rows: usize,
+    /// Null values of each column of the lapsed rows.
+    pub lapsed_nulls: BTreeMap<String, usize>,
+    /// Null values of each column of the active rows.
+    pub active_nulls: BTreeMap<String, usize>,
     /// Rows of the offers set (one per win-back offer: features of the
     /// defection it answers, the arm, and whether the subscriber returned
-    /// within the window), handed to the sink and not kept.
+    /// within the window).
     pub offer_rows: usize,
     /// The days the offers were made whose response window ends after
     /// the data's end, one per such offer.
     pub offers_unobserved: Vec<NaiveDate>,
     /// Rows of the second lifetimes (one per return: months retained and
     /// margin of the second lifetime, censoring, and the arm that won the
-    /// subscriber back), handed to the sink and not kept.
+    /// subscriber back).
     pub second_lifetime_rows: usize,
-    /// Rows of all churn snapshots (handed to the sink one by one).
+    /// Rows of all churn snapshots.
     pub snapshot_rows: usize,
     /// The as-of date used for `active`.
     pub as_of: NaiveDate,
@@ -88,6 +96,8 @@ pub struct Features {
     pub snapshots: Vec<NaiveDate>,
     /// Snapshots left out or whose horizon is not observed, and why.
     pub snapshot_notes: Vec<String>,
+    /// Blocks of subscribers the outputs were built in (1: all at once).
+    pub blocks: usize,
     /// Feature manifest (categories seen in the lapsed and snapshot rows).
     pub manifest: Manifest,
 }
@@ -121,7 +131,7 @@ pub(crate) fn one_hot_names(s: &FeatureSettings) -> Vec<String> {
 }
 
 /// The manifest of the features the lapsed rows and snapshots carry.
-pub(crate) fn manifest(s: &FeatureSettings, lapsed: &DataFrame, seen: &Seen) -> Manifest {
+pub(crate) fn manifest(s: &FeatureSettings, lapsed: &Schema, seen: &Seen) -> Manifest {
     let mut specs = Vec::new();
     let mut cols = behaviour_columns(s);
     cols.push((
@@ -131,9 +141,9 @@ pub(crate) fn manifest(s: &FeatureSettings, lapsed: &DataFrame, seen: &Seen) -> 
     ));
     for (name, encoding, sources) in cols {
         let dtype = lapsed
-            .column(&name)
-            .map(|c| c.dtype().to_string())
-            .unwrap_or_else(|_| "unknown".into());
+            .get(&name)
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "unknown".into());
         let categories = if encoding == Encoding::OneHot {
             seen.get(&name)
                 .map(|c| c.iter().cloned().collect())
@@ -215,8 +225,14 @@ pub enum Part {
 
 /// Runs the stage. Each output goes to `sink` as soon as it is built (the
 /// four sets first, in their final order, then each churn snapshot), so
-/// that the caller can write one while the next is built; the sets also
-/// come back in [`Features`], the snapshots only to the sink.
+/// that the caller can write one while the next is built. Where the
+/// subscribers are more than `s.block_subscribers`, the bills are spilled
+/// to disk by block of subscribers ([`ledger::Blocks`]) and the outputs
+/// built a block at a time: each block hands the sink every part in the
+/// same order, its rows the block's share of the whole, in the whole's
+/// order (blocks are ranges of the ids' sort order), so that the parts
+/// appended block after block are the outputs built at once. Memory then
+/// holds a block's bills and rows, not billing's.
 pub fn build(
     inputs: &Inputs,
     s: &FeatureSettings,
@@ -224,66 +240,67 @@ pub fn build(
     sink: &mut dyn FnMut(Part, &DataFrame) -> Result<()>,
 ) -> Result<Features> {
     let step = |name: &str| tracing::debug!(step = name, "features");
-    let (as_of, end) = (dates.as_of, dates.data_end);
+    let end = dates.data_end;
     // About ten events per subscriber (each defection, the as-of date, each
     // snapshot): their billing features walk the bills grouped once.
     // The smaller tables read once, their ids coded, for the event sets'
     // joins; the outputs get the text ids back.
-    let inputs = &inputs.clone().with_codes()?.with_ledger(s.margin_rate)?;
-    step("bills by subscriber");
-    let lapsed = collect(lapsed(inputs, s)?, "lapsed subscribers")?;
-    step("lapsed");
-    let active = {
-        let events = active_events(inputs, as_of)?;
-        collect(
-            behaviour(inputs, events, s)?
-                .drop(cols([f::EVENT]))
-                .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
-            "active subscribers",
-        )?
+    let inputs = inputs.clone().with_codes()?;
+    let subscribers = inputs.ids().map_or(0, |ids| ids.len());
+    let (snapshots, snapshot_notes) = snapshot_dates(&inputs, s, end)?;
+    let mut built = Built::new(s);
+    let blocks = if subscribers <= s.block_subscribers as usize {
+        let inputs = inputs.with_ledger(s.margin_rate)?;
+        step("bills by subscriber");
+        built.block(&inputs, s, &dates, &snapshots, sink)?;
+        1
+    } else {
+        let ids = inputs.ids().expect("coded above");
+        let mut blocks = ledger::Blocks::spill(
+            inputs.bill_columns(s.margin_rate, true),
+            s.margin_rate,
+            ids,
+            s.block_subscribers as usize,
+            inputs.spill()?,
+        )?;
+        step("bills by block");
+        for b in 0..blocks.len() {
+            let codes = blocks.codes(b);
+            let ledger = blocks.ledger(b)?;
+            tracing::debug!(block = b, codes = ?codes, "features: block's bills");
+            let block = inputs.restricted(codes, ledger);
+            built.block(&block, s, &dates, &snapshots, sink)?;
+        }
+        blocks.len()
     };
-    step("active");
-    let offers = offers(inputs, &lapsed, s, end)?;
-    step("offers");
-    let second_lifetime = second_lifetimes(inputs, &lapsed, s, end)?;
-    step("second lifetimes");
-    // Rows in a stable order: the streaming engine does not keep one, and
-    // the models' seeded splits and subsamples go by row position.
-    // Codes sort as their ids do, so the order is the same either way.
-    // The internal event key goes where a set carries it.
-    let order = |df: DataFrame, by: &[&str], what: &str| -> Result<DataFrame> {
-        let err = || Error::polars(format!("features: order of {what}"));
-        let df = match df.get_column_index(f::EVENT) {
-            Some(_) => df.drop(f::EVENT).map_err(err())?,
-            None => df,
-        };
-        inputs.decode(
-            df.sort(by.to_vec(), SortMultipleOptions::default())
-                .map_err(err())?,
-        )
-    };
-    let lapsed = order(lapsed, &[col::SUBSCRIBER_ID, col::CHURNED_AT], "lapsed")?;
-    let active = order(active, &[col::SUBSCRIBER_ID], "active")?;
-    let offers = order(offers, &[col::SUBSCRIBER_ID, col::OFFERED_AT], "offers")?;
-    let second_lifetime = order(
-        second_lifetime,
-        &[col::SUBSCRIBER_ID, col::RETURNED_AT],
-        "second lifetimes",
-    )?;
-    for (part, df) in [
-        (Part::Lapsed, &lapsed),
-        (Part::Active, &active),
-        (Part::Offers, &offers),
-        (Part::SecondLifetime, &second_lifetime),
-    ] {
-        sink(part, df)?;
-    }
-    // The offers and the second lifetimes are the sink's from here: only
-    // what the summary says of them is kept through the snapshots.
-    let (offer_rows, second_lifetime_rows) = (offers.height(), second_lifetime.height());
-    let offers_unobserved = unobserved_offers(&offers);
-    drop((offers, second_lifetime));
-    let mut snapshot_notes = Vec::new();
+    step("snapshots");
+    let manifest = manifest(s, &built.lapsed_schema, &built.seen);
+    Ok(Features {
+        lapsed_rows: built.lapsed_rows,
+        active_rows: built.active_rows,
+        lapsed_nulls: built.lapsed_nulls,
+        active_nulls: built.active_nulls,
+        offer_rows: built.offer_rows,
+        offers_unobserved: built.offers_unobserved,
+        second_lifetime_rows: built.second_lifetime_rows,
+        snapshot_rows: built.snapshot_rows,
+        as_of: dates.as_of,
+        data_end: end,
+        snapshots,
+        snapshot_notes,
+        blocks,
+        manifest,
+    })
+}
+
+/// The churn snapshots' dates, and notes on those left out or whose
+/// horizon is not observed.
+fn snapshot_dates(
+    inputs: &Inputs,
+    s: &FeatureSettings,
+    end: NaiveDate,
+) -> Result<(Vec<NaiveDate>, Vec<String>)> {
+    let mut notes = Vec::new();
     let snapshots = if s.snapshots.is_empty() {
         // A default snapshot whose horizon ends before the first recorded
         // defection is left out: the history records no churn then (a
@@ -299,7 +316,7 @@ pub fn build(
         ) {
             let horizon_end = d + chrono::Duration::days(i64::from(s.churn_horizon_days));
             match first {
-                Some(f) if horizon_end < f => snapshot_notes.push(format!(
+                Some(f) if horizon_end < f => notes.push(format!(
                     "snapshot {d} left out: its {}-day horizon ends {horizon_end}, before the first recorded defection ({f})",
                     s.churn_horizon_days
                 )),
@@ -313,41 +330,141 @@ pub fn build(
     for d in &snapshots {
         let horizon_end = *d + chrono::Duration::days(i64::from(s.churn_horizon_days));
         if horizon_end > end {
-            snapshot_notes.push(format!(
+            notes.push(format!(
                 "snapshot {d}: its {}-day horizon ends {horizon_end}, after the data's end {end}; its rows are not used to train (set [features] data_end if the extract covers it)",
                 s.churn_horizon_days
             ));
         }
     }
-    // One snapshot at a time, handed to the caller as soon as it is built,
-    // so that memory holds a snapshot's rows or two (the one being built,
-    // and the one the caller is writing), whatever their number.
-    let names = one_hot_names(s);
-    let mut seen = Seen::new();
-    see(&mut seen, &lapsed, &names);
-    let mut snapshot_rows = 0;
-    for (i, d) in snapshots.iter().enumerate() {
-        let df = inputs.decode(churn_snapshot(inputs, *d, i as u32, s, end)?)?;
-        see(&mut seen, &df, &names);
-        snapshot_rows += df.height();
-        sink(Part::Snapshot(i, *d), &df)?;
-        tracing::trace!("features: snapshot handed on");
+    Ok((snapshots, notes))
+}
+
+/// What [`build`] keeps of the parts handed on, block after block.
+struct Built {
+    names: Vec<String>,
+    seen: Seen,
+    lapsed_schema: Schema,
+    lapsed_rows: usize,
+    active_rows: usize,
+    lapsed_nulls: BTreeMap<String, usize>,
+    active_nulls: BTreeMap<String, usize>,
+    offer_rows: usize,
+    offers_unobserved: Vec<NaiveDate>,
+    second_lifetime_rows: usize,
+    snapshot_rows: usize,
+}
+
+/// Adds `df`'s null counts to `nulls`, column by column.
+fn count_nulls(nulls: &mut BTreeMap<String, usize>, df: &DataFrame) {
+    for c in df.columns() {
+        *nulls.entry(c.name().to_string()).or_default() += c.null_count();
     }
-    step("snapshots");
-    let manifest = manifest(s, &lapsed, &seen);
-    Ok(Features {
-        lapsed,
-        active,
-        offer_rows,
-        offers_unobserved,
-        second_lifetime_rows,
-        snapshot_rows,
-        as_of,
-        data_end: end,
-        snapshots,
-        snapshot_notes,
-        manifest,
-    })
+}
+
+impl Built {
+    fn new(s: &FeatureSettings) -> Built {
+        Built {
+            names: one_hot_names(s),
+            seen: Seen::new(),
+            lapsed_schema: Schema::default(),
+            lapsed_rows: 0,
+            active_rows: 0,
+            lapsed_nulls: BTreeMap::new(),
+            active_nulls: BTreeMap::new(),
+            offer_rows: 0,
+            offers_unobserved: Vec::new(),
+            second_lifetime_rows: 0,
+            snapshot_rows: 0,
+        }
+    }
+
+    /// Builds every part of `inputs`' subscribers (all, or a block's) and
+    /// hands each to `sink`: the four sets, then each snapshot of
+    /// `snapshots`.
+    fn block(
+        &mut self,
+        inputs: &Inputs,
+        s: &FeatureSettings,
+        dates: &Dates,
+        snapshots: &[NaiveDate],
+        sink: &mut dyn FnMut(Part, &DataFrame) -> Result<()>,
+    ) -> Result<()> {
+        let step = |name: &str| tracing::debug!(step = name, "features");
+        let (as_of, end) = (dates.as_of, dates.data_end);
+        let lapsed = collect(lapsed(inputs, s)?, "lapsed subscribers")?;
+        step("lapsed");
+        let active = {
+            let events = active_events(inputs, as_of)?;
+            collect(
+                behaviour(inputs, events, s)?
+                    .drop(cols([f::EVENT]))
+                    .with_column(lit(horizon_quarter(as_of)).alias(f::HORIZON_QUARTER)),
+                "active subscribers",
+            )?
+        };
+        step("active");
+        let offers = offers(inputs, &lapsed, s, end)?;
+        step("offers");
+        let second_lifetime = second_lifetimes(inputs, &lapsed, s, end)?;
+        step("second lifetimes");
+        // Rows in a stable order: the streaming engine does not keep one, and
+        // the models' seeded splits and subsamples go by row position.
+        // Codes sort as their ids do, so the order is the same either way.
+        // The internal event key goes where a set carries it.
+        let order = |df: DataFrame, by: &[&str], what: &str| -> Result<DataFrame> {
+            let err = || Error::polars(format!("features: order of {what}"));
+            let df = match df.get_column_index(f::EVENT) {
+                Some(_) => df.drop(f::EVENT).map_err(err())?,
+                None => df,
+            };
+            inputs.decode(
+                df.sort(by.to_vec(), SortMultipleOptions::default())
+                    .map_err(err())?,
+            )
+        };
+        let lapsed = order(lapsed, &[col::SUBSCRIBER_ID, col::CHURNED_AT], "lapsed")?;
+        let active = order(active, &[col::SUBSCRIBER_ID], "active")?;
+        let offers = order(offers, &[col::SUBSCRIBER_ID, col::OFFERED_AT], "offers")?;
+        let second_lifetime = order(
+            second_lifetime,
+            &[col::SUBSCRIBER_ID, col::RETURNED_AT],
+            "second lifetimes",
+        )?;
+        for (part, df) in [
+            (Part::Lapsed, &lapsed),
+            (Part::Active, &active),
+            (Part::Offers, &offers),
+            (Part::SecondLifetime, &second_lifetime),
+        ] {
+            sink(part, df)?;
+        }
+        // The sets are the sink's from here: only what the summary and
+        // the manifest say of them is kept through the snapshots.
+        if self.lapsed_schema.is_empty() {
+            self.lapsed_schema = lapsed.schema().as_ref().clone();
+        }
+        see(&mut self.seen, &lapsed, &self.names);
+        self.lapsed_rows += lapsed.height();
+        self.active_rows += active.height();
+        count_nulls(&mut self.lapsed_nulls, &lapsed);
+        count_nulls(&mut self.active_nulls, &active);
+        self.offer_rows += offers.height();
+        self.offers_unobserved.extend(unobserved_offers(&offers));
+        self.second_lifetime_rows += second_lifetime.height();
+        drop((lapsed, active, offers, second_lifetime));
+        // One snapshot at a time, handed to the caller as soon as it is
+        // built, so that memory holds a snapshot's rows or two (the one
+        // being built, and the one the caller is writing), whatever their
+        // number.
+        for (i, d) in snapshots.iter().enumerate() {
+            let df = inputs.decode(churn_snapshot(inputs, *d, i as u32, s, end)?)?;
+            see(&mut self.seen, &df, &self.names);
+            self.snapshot_rows += df.height();
+            sink(Part::Snapshot(i, *d), &df)?;
+            tracing::trace!("features: snapshot handed on");
+        }
+        Ok(())
+    }
 }
 
 /// The days the offers of `offers` were made whose response window ends
@@ -373,30 +490,15 @@ fn unobserved_offers(offers: &DataFrame) -> Vec<NaiveDate> {
         .collect()
 }
 
-impl Features {
-    /// The features as of [`Features::as_of`] for scoring, from this
-    /// stage's rows: what [`current`] builds from the inputs, without
-    /// building it again (`run` scores and simulates on them). The active
-    /// rows are this stage's; the lapsed rows are, per subscriber not
-    /// active at the date, the latest defection on or before it (of
-    /// defections on one day, the last leave reason in sort order, as
-    /// [`current`] picks), with `days_since_defection` at the date. A
-    /// lapsed row's features are as of its defection, whatever the date,
-    /// so they are the rows [`current`] computes.
-    pub fn current(&self, s: &FeatureSettings) -> Result<Current> {
-        current_of(
-            self.active.clone(),
-            &self.lapsed,
-            self.as_of,
-            self.data_end,
-            s,
-        )
-    }
-}
-
-/// [`Features::current`] from the stage's active and lapsed rows as
-/// written (`run` reads them back after training rather than hold them
-/// through it).
+/// The features as of `as_of` for scoring, from the features stage's
+/// active and lapsed rows as written (`run` reads them back after
+/// training): what [`current`] builds from the inputs, without building
+/// it again. The active rows are the stage's; the lapsed rows are, per
+/// subscriber not active at the date, the latest defection on or before
+/// it (of defections on one day, the last leave reason in sort order, as
+/// [`current`] picks), with `days_since_defection` at the date. A lapsed
+/// row's features are as of its defection, whatever the date, so they are
+/// the rows [`current`] computes.
 pub fn current_of(
     active: DataFrame,
     lapsed: &DataFrame,
@@ -488,7 +590,7 @@ impl Current {
         let names = one_hot_names(s);
         see(&mut seen, &lapsed, &names);
         see(&mut seen, &active, &names);
-        let manifest = manifest(s, &lapsed, &seen);
+        let manifest = manifest(s, lapsed.schema(), &seen);
         Current {
             lapsed,
             active,

@@ -40,6 +40,10 @@ pub struct FeatureSettings {
     pub extra_numeric: Vec<String>,
     /// Extra categorical columns of `subscribers` to carry as features.
     pub extra_categorical: Vec<String>,
+    /// Subscribers whose bills the stage holds at once: with more, the
+    /// bills are spilled to disk by block and the stage's outputs built
+    /// a block at a time.
+    pub block_subscribers: u32,
 }
 
 impl Default for FeatureSettings {
@@ -54,6 +58,7 @@ impl Default for FeatureSettings {
             bill_known: BillKnown::MonthEnd,
             extra_numeric: Vec::new(),
             extra_categorical: Vec::new(),
+            block_subscribers: 1_000_000,
         }
     }
 }

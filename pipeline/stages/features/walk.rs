@@ -60,6 +60,9 @@ impl Grouped {
 /// walk reads.
 pub(crate) struct Walk {
     subscribers: DataFrame,
+    /// Each subscriber row's signup day, read once (a snapshot's active
+    /// subscribers read those of their block's codes).
+    signup: Vec<Option<i32>>,
     by_subscriber: Grouped,
     returns: DataFrame,
     by_return: Grouped,
@@ -168,6 +171,7 @@ impl Walk {
             referrals_by: Grouped::new(&codes(referrals, col::REFERRER_ID)?, n),
             referred_by: Grouped::new(&codes(referrals, col::REFERRED_ID)?, n),
             referred_at: day_numbers(referrals, col::REFERRED_AT)?,
+            signup: day_numbers(&subscribers, col::SIGNUP_DATE)?,
             subscribers,
             returns,
         };
@@ -322,15 +326,15 @@ impl Walk {
 }
 
 impl Walk {
-    /// The subscribers active on day `at`, as events in code order (which
-    /// is the ids' order): `__event` (0, 1, ...), `subscriber_id` (coded)
-    /// and `as_of`. What [`super::labels::active_at`] selects: signed up on
+    /// The subscribers of `codes` active on day `at`, as events in code
+    /// order (which is the ids' order): `__event` (0, 1, ...),
+    /// `subscriber_id` (coded) and `as_of`. What [`super::labels::active_at`] selects: signed up on
     /// or before the day, and either never churned on or before it or
     /// returned after their last churn by then.
-    pub(crate) fn active_events(&self, at: i32) -> Result<DataFrame> {
-        let n = self.by_subscriber.offsets.len().saturating_sub(1);
-        let signup = self.signup_days()?;
-        let active: Vec<u32> = (0..n as u32)
+    pub(crate) fn active_events(&self, at: i32, codes: std::ops::Range<u32>) -> Result<DataFrame> {
+        let n = self.by_subscriber.offsets.len().saturating_sub(1) as u32;
+        let signup = &self.signup;
+        let active: Vec<u32> = (codes.start.min(n)..codes.end.min(n))
             .into_par_iter()
             .with_min_len(1 << 14)
             .filter(|&c| {
@@ -364,11 +368,6 @@ impl Walk {
             ],
         )
         .map_err(err("active subscribers"))
-    }
-
-    /// Each subscriber row's signup day.
-    fn signup_days(&self) -> Result<Vec<Option<i32>>> {
-        day_numbers(&self.subscribers, col::SIGNUP_DATE)
     }
 
     /// `__event` and, for events whose subscriber churned within
