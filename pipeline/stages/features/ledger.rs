@@ -12,6 +12,10 @@
 //! their bills from it too ([`Ledger::lifetime_bills`]), where joining
 //! every bill to the returns took 2 of the stage's 14 s at 1M subscribers.
 //!
+//! Where the subscribers are more than a block ([`Blocks`]), the bills are
+//! spilled to disk by block of subscribers in one pass, and the stage
+//! holds one block's ledger at a time.
+//!
 //! Where there is one event per subscriber (scoring), holding every bill
 //! is not worth it: [`stream`] adds each bill, as it streams past, to the
 //! sums of its subscriber's events, holding only the events' sums. Both
