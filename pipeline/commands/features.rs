@@ -189,6 +189,13 @@ pub fn features(
         join(snapshots_writer)?;
         built
     })?;
+    if built.blocks > 1 {
+        info!(
+            blocks = built.blocks,
+            block_subscribers = s.block_subscribers,
+            "features built a block of subscribers at a time, their bills spilled to disk"
+        );
+    }
     let mut rows = Vec::new();
     for (set, n) in [
         (FeatureSet::Lapsed, built.lapsed_rows),
