@@ -1293,3 +1293,47 @@ fn features_built_by_blocks_of_subscribers_are_those_built_at_once() {
         }
     }
 }
+
+/// The features' writers append each block's rows to one file: a batch of
+/// no row writes no row group, a column of another type is cast to the
+/// first batch's, a batch of other columns is refused with the file named,
+/// and a file given only empty batches still carries the schema.
+#[test]
+fn batched_parquet_files_keep_the_first_batch_schema() {
+    use winback::catalog::ParquetBatches;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("x.parquet");
+    let frame = |a: Column| DataFrame::new(a.len(), vec![a]).unwrap();
+    let mut w = ParquetBatches::lz4(path.clone(), &[]);
+    w.write(&frame(Column::new("a".into(), Vec::<i32>::new())))
+        .unwrap();
+    w.write(&frame(Column::new("a".into(), vec![1i32, 2])))
+        .unwrap();
+    w.write(&frame(Column::new("a".into(), vec![3i64])))
+        .unwrap();
+    let err = w
+        .write(&frame(Column::new("b".into(), vec![4i32])))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("x.parquet") && err.contains("columns (b)"),
+        "{err}"
+    );
+    w.finish(&frame(Column::new("a".into(), Vec::<i32>::new())))
+        .unwrap();
+    let back = read(&path);
+    assert_eq!(back.column("a").unwrap().dtype(), &DataType::Int32);
+    assert_eq!(
+        back.column("a").unwrap().i32().unwrap().to_vec(),
+        vec![Some(1), Some(2), Some(3)]
+    );
+    let empty = tmp.path().join("empty.parquet");
+    let w = ParquetBatches::lz4(empty.clone(), &[]);
+    w.finish(&frame(Column::new("a".into(), Vec::<f64>::new())))
+        .unwrap();
+    let back = read(&empty);
+    assert_eq!(
+        (back.height(), back.column("a").unwrap().dtype()),
+        (0, &DataType::Float64)
+    );
+}
