@@ -49,6 +49,203 @@ pub struct TableSource {
     pub path: PathBuf,
     /// The Parquet files, sorted by name.
     pub files: Vec<PathBuf>,
+    /// The parts layout's Hive partition keys (`<key>=<value>`
+    /// directories, as Spark's `partitionBy` and pyarrow's datasets write
+    /// them), outermost first; empty when the parts sit in the directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partition_keys: Vec<String>,
+    /// Each file's partition values, in the keys' order (decoded; `None`
+    /// for Hive's null marker).
+    #[serde(skip)]
+    pub partition_values: Vec<Vec<Option<String>>>,
+}
+
+/// Hive's directory name for a null partition value.
+const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Deepest nesting of partition directories read.
+const MAX_PARTITION_DEPTH: usize = 16;
+
+/// `%XX` escapes decoded, as Spark and pyarrow write partition values;
+/// the name as it stands where they do not make UTF-8.
+fn unescape(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| value.to_string())
+}
+
+/// A Hive partition directory's key and value (`None` for the null
+/// marker); `None` when the name is not `key=value`.
+fn partition_of(name: &str) -> Option<(String, Option<String>)> {
+    let (key, value) = name.split_once('=')?;
+    if key.is_empty() {
+        return None;
+    }
+    let value = (value != HIVE_NULL).then(|| unescape(value));
+    Some((unescape(key), value))
+}
+
+/// The part files under `root` with their partition values: files in the
+/// directory itself, or under `key=value` directories, every file at the
+/// same keys. Names starting with `_` or `.` are skipped (Spark's
+/// `_SUCCESS`, `_temporary/`, `.crc` files, staging directories), as is
+/// any `.crc` file.
+#[allow(clippy::type_complexity)]
+fn part_files(
+    table: Table,
+    root: &Path,
+) -> Result<(Vec<String>, Vec<(PathBuf, Vec<Option<String>>)>)> {
+    let bad = |path: &Path, reason: String| Error::BadFile {
+        table: table.name().into(),
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut found: Vec<(PathBuf, Vec<(String, Option<String>)>)> = Vec::new();
+    let mut dirs = vec![(root.to_path_buf(), Vec::new())];
+    while let Some((dir, keys)) = dirs.pop() {
+        for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))? {
+            let path = entry.map_err(Error::io("list", &dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('_') || name.starts_with('.') || name.ends_with(".crc") {
+                continue;
+            }
+            if path.is_dir() {
+                let Some(partition) = partition_of(name) else {
+                    return Err(bad(
+                        &path,
+                        "a directory among the parts that is not a Hive partition (`key=value`): \
+                         a table's directory holds its part files, or partition directories of them"
+                            .into(),
+                    ));
+                };
+                if keys.len() >= MAX_PARTITION_DEPTH {
+                    return Err(bad(
+                        &path,
+                        format!("partition directories nested deeper than {MAX_PARTITION_DEPTH}"),
+                    ));
+                }
+                let mut keys = keys.clone();
+                keys.push(partition);
+                dirs.push((path, keys));
+            } else if path.is_file() {
+                found.push((path, keys.clone()));
+            }
+        }
+    }
+    found.sort();
+    let Some((first, first_keys)) = found.first() else {
+        return Err(bad(root, "the directory holds no part files".into()));
+    };
+    let names = |keys: &[(String, Option<String>)]| -> Vec<String> {
+        keys.iter().map(|(k, _)| k.clone()).collect()
+    };
+    let keys = names(first_keys);
+    for (i, k) in keys.iter().enumerate() {
+        if keys[..i].contains(k) {
+            return Err(bad(
+                first,
+                format!("the partition key `{k}` appears twice in its path"),
+            ));
+        }
+    }
+    for (path, other) in &found {
+        if names(other) != keys {
+            return Err(bad(
+                root,
+                format!(
+                    "its part files sit under different partition keys: {} under [{}], {} under [{}]",
+                    first.display(),
+                    keys.join(", "),
+                    path.display(),
+                    names(other).join(", ")
+                ),
+            ));
+        }
+    }
+    Ok((
+        keys,
+        found
+            .into_iter()
+            .map(|(p, k)| (p, k.into_iter().map(|(_, v)| v).collect()))
+            .collect(),
+    ))
+}
+
+/// The type of a partition column, from its values as Spark infers it:
+/// integers (without a leading zero, which would be lost), then decimal
+/// numbers, dates (`YYYY-MM-DD`), timestamps (`YYYY-MM-DD HH:MM:SS`),
+/// else text; the null type when every value is null.
+fn partition_dtype<'a>(values: impl Iterator<Item = Option<&'a str>> + Clone) -> DataType {
+    let present = values.flatten();
+    let all = |f: &dyn Fn(&str) -> bool| present.clone().all(f);
+    if present.clone().next().is_none() {
+        DataType::Null
+    } else if all(&|v| {
+        let digits = v.strip_prefix('-').unwrap_or(v);
+        v.parse::<i64>().is_ok() && (digits == "0" || !digits.starts_with('0'))
+    }) {
+        DataType::Int64
+    } else if all(&|v| v.parse::<f64>().is_ok_and(f64::is_finite) && !v.starts_with('0')) {
+        DataType::Float64
+    } else if all(&|v| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok()) {
+        DataType::Date
+    } else if all(&|v| chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f").is_ok()) {
+        DataType::Datetime(TimeUnit::Microseconds, None)
+    } else {
+        DataType::String
+    }
+}
+
+impl TableSource {
+    /// The partition columns and their types (none outside the parts
+    /// layout's partition directories).
+    pub fn partition_schema(&self) -> Vec<(String, DataType)> {
+        self.partition_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let values = self.partition_values.iter().map(move |v| v[i].as_deref());
+                (k.clone(), partition_dtype(values))
+            })
+            .collect()
+    }
+}
+
+/// A partition value as a literal of its column's type (see
+/// [`partition_dtype`], which accepted it).
+fn partition_literal(value: Option<&str>, dtype: &DataType) -> Expr {
+    let Some(v) = value else {
+        return lit(NULL).cast(dtype.clone());
+    };
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+    let parsed = match dtype {
+        DataType::Int64 => v.parse::<i64>().ok().map(lit),
+        DataType::Float64 => v.parse::<f64>().ok().map(lit),
+        DataType::Date => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .ok()
+            .map(|d| lit((d - epoch).num_days() as i32)),
+        DataType::Datetime(..) => chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f")
+            .ok()
+            .map(|t| lit(t.and_utc().timestamp_micros())),
+        _ => None,
+    };
+    parsed
+        .unwrap_or_else(|| lit(v.to_string()))
+        .cast(dtype.clone())
 }
 
 /// Finds `table` under `dir`: `<table>.parquet`, or a directory of parts
@@ -88,34 +285,19 @@ pub fn locate(dir: &Path, table: Table) -> Result<Option<TableSource>> {
             layout: Layout::File,
             path: file.clone(),
             files: vec![file],
+            partition_keys: Vec::new(),
+            partition_values: Vec::new(),
         })),
         (false, true) => {
-            let mut files = Vec::new();
-            for entry in fs::read_dir(&parts).map_err(Error::io("list", &parts))? {
-                let path = entry.map_err(Error::io("list", &parts))?.path();
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                // Spark and friends leave `_SUCCESS`, `.crc` and hidden files.
-                if path.is_file()
-                    && !name.starts_with('_')
-                    && !name.starts_with('.')
-                    && !name.ends_with(".crc")
-                {
-                    files.push(path);
-                }
-            }
-            files.sort();
-            if files.is_empty() {
-                return Err(Error::BadFile {
-                    table: table.name().into(),
-                    path: parts,
-                    reason: "the directory holds no part files".into(),
-                });
-            }
+            let (partition_keys, found) = part_files(table, &parts)?;
+            let (files, partition_values) = found.into_iter().unzip();
             Ok(Some(TableSource {
                 table,
                 layout: Layout::Parts,
                 path: parts,
                 files,
+                partition_keys,
+                partition_values,
             }))
         }
         (false, false) => Ok(None),
@@ -213,18 +395,57 @@ pub fn read_schema(table: Table, path: &Path) -> Result<(Schema, usize)> {
     Ok((schema, rows))
 }
 
-/// A lazy scan over a table's files (all parts, in name order).
-pub fn scan(source: &TableSource) -> Result<LazyFrame> {
-    let paths: Vec<PlRefPath> = source
-        .files
+/// Polars' scan options for winback's files. Hive partitions are never
+/// read from the path: polars' default finds `key=value` directories
+/// anywhere in it, so that a data directory under `/lake/month=2025-12-01/`
+/// had every bill's `month` replaced by that date. A table's own
+/// partition directories are read by [`scan`].
+fn scan_args() -> ScanArgsParquet {
+    ScanArgsParquet {
+        allow_missing_columns: false,
+        hive_options: polars::io::HiveOptions::new_disabled(),
+        ..Default::default()
+    }
+}
+
+/// A lazy scan of files, in the order given.
+fn scan_files(files: &[PathBuf], what: &Path) -> Result<LazyFrame> {
+    let paths: Vec<PlRefPath> = files
         .iter()
         .map(|p| PlRefPath::from(p.to_string_lossy().as_ref()))
         .collect();
-    let args = ScanArgsParquet {
-        allow_missing_columns: false,
-        ..Default::default()
-    };
-    LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
+    LazyFrame::scan_parquet_files(paths.into_iter().collect(), scan_args())
+        .map_err(Error::polars(format!("scan {}", what.display())))
+}
+
+/// A lazy scan over a table's files (all parts, in name order), with the
+/// partition directories' values as columns, after the files' own.
+pub fn scan(source: &TableSource) -> Result<LazyFrame> {
+    if source.partition_keys.is_empty() {
+        return scan_files(&source.files, &source.path);
+    }
+    let schema = source.partition_schema();
+    let mut scans = Vec::new();
+    let mut start = 0;
+    // Files of one partition are next to each other in name order.
+    while start < source.files.len() {
+        let values = &source.partition_values[start];
+        let end = start
+            + source.partition_values[start..]
+                .iter()
+                .take_while(|v| *v == values)
+                .count();
+        let columns: Vec<Expr> = schema
+            .iter()
+            .zip(values)
+            .map(|((key, dtype), value)| {
+                partition_literal(value.as_deref(), dtype).alias(key.as_str())
+            })
+            .collect();
+        scans.push(scan_files(&source.files[start..end], &source.path)?.with_columns(columns));
+        start = end;
+    }
+    concat(scans, UnionArgs::default())
         .map_err(Error::polars(format!("scan {}", source.path.display())))
 }
 
@@ -1019,12 +1240,8 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     if files.is_empty() {
         return Ok(DataFrame::empty());
     }
-    let paths: Vec<PlRefPath> = files
-        .iter()
-        .map(|p| PlRefPath::from(p.to_string_lossy().as_ref()))
-        .collect();
-    LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
-        .and_then(|lf| lf.collect())
+    scan_files(&files, path)?
+        .collect()
         .map_err(Error::polars(format!("read {}", path.display())))
 }
 
@@ -1496,5 +1713,122 @@ impl Catalog {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> DataFrame {
+        df! {
+            "subscriber_id" => ["a", "b", "c"],
+            "month" => [18_262i32, 18_293, 18_322],
+            "revenue" => [1.0, 2.0, 3.0],
+        }
+        .unwrap()
+        .lazy()
+        .with_column(col("month").cast(DataType::Date))
+        .collect()
+        .unwrap()
+    }
+
+    #[test]
+    fn files_under_a_key_value_path_keep_their_own_columns() {
+        // Polars' default reads `key=value` anywhere in a path as a Hive
+        // partition: every bill's `month` became the directory's date.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("month=2020-01-01").join("subscriber_id=x");
+        let mut df = frame();
+        write_parquet(&dir.join("billing.parquet"), &mut df).unwrap();
+        let source = locate(&dir, Table::Billing).unwrap().unwrap();
+        assert!(source.partition_keys.is_empty());
+        let scanned = scan(&source).unwrap().collect().unwrap();
+        assert!(scanned.equals(&df), "{scanned}");
+        let read = read_parquet(&dir.join("billing.parquet")).unwrap();
+        assert!(read.equals(&df), "{read}");
+    }
+
+    #[test]
+    fn partition_directories_become_typed_columns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let table = tmp.path().join("billing");
+        let rows = frame();
+        for (i, dir) in [
+            "region=north%2Feast%3A%201/day=2020-01-01",
+            "region=__HIVE_DEFAULT_PARTITION__/day=2020-02-01",
+            "region=south/day=2020-03-01",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut part = rows.slice(i as i64, 1);
+            write_parquet(&table.join(dir).join("part-0.parquet"), &mut part).unwrap();
+        }
+        fs::create_dir_all(table.join("_temporary/0")).unwrap();
+        fs::write(table.join("_temporary/0/junk"), b"x").unwrap();
+        fs::write(table.join("_SUCCESS"), b"").unwrap();
+        let source = locate(tmp.path(), Table::Billing).unwrap().unwrap();
+        assert_eq!(source.partition_keys, ["region", "day"]);
+        assert_eq!(
+            source.partition_schema(),
+            [
+                ("region".to_string(), DataType::String),
+                ("day".to_string(), DataType::Date)
+            ]
+        );
+        let got = scan(&source).unwrap().collect().unwrap();
+        let regions: Vec<Option<&str>> = got
+            .column("region")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
+        // Files in name order: `__HIVE...` sorts before `north...`.
+        assert_eq!(regions, [None, Some("north/east: 1"), Some("south")]);
+        let days = got.column("day").unwrap().cast(&DataType::String).unwrap();
+        let days: Vec<Option<&str>> = days.str().unwrap().iter().collect();
+        assert_eq!(
+            days,
+            [Some("2020-02-01"), Some("2020-01-01"), Some("2020-03-01")]
+        );
+        assert_eq!(
+            got.column("revenue").unwrap().f64().unwrap().get(0),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn partition_values_are_typed_as_spark_infers_them() {
+        let dtype = |v: &[Option<&str>]| partition_dtype(v.iter().copied());
+        assert_eq!(dtype(&[Some("1"), Some("-20"), None]), DataType::Int64);
+        assert_eq!(
+            dtype(&[Some("007"), Some("12")]),
+            DataType::String,
+            "leading zeros kept"
+        );
+        assert_eq!(dtype(&[Some("1.5"), Some("2")]), DataType::Float64);
+        assert_eq!(dtype(&[Some("2024-01-01")]), DataType::Date);
+        assert_eq!(
+            dtype(&[Some("2024-01-01 10:00:00"), Some("2024-01-01 10:00:00.5")]),
+            DataType::Datetime(TimeUnit::Microseconds, None)
+        );
+        assert_eq!(dtype(&[Some("2024-01-01"), Some("x")]), DataType::String);
+        assert_eq!(dtype(&[None, None]), DataType::Null);
+        assert_eq!(unescape("a%2Fb%3Ac%20%C3%A9"), "a/b:c é");
+        assert_eq!(unescape("100%"), "100%");
+        assert_eq!(unescape("%zz%4"), "%zz%4");
+        assert_eq!(unescape("%FF"), "%FF", "not UTF-8: as it stands");
+        assert_eq!(
+            partition_of("k=v=w"),
+            Some(("k".into(), Some("v=w".into())))
+        );
+        assert_eq!(partition_of("=v"), None);
+        assert_eq!(partition_of("plain"), None);
+        assert_eq!(
+            partition_of("k=__HIVE_DEFAULT_PARTITION__"),
+            Some(("k".into(), None))
+        );
     }
 }

@@ -183,8 +183,20 @@ fn hints(e: &Error, command: &Command) -> Vec<String> {
         Error::Rules { .. } => hints.push(
             "rerun with --mode quarantine to set offending rows aside in validate/rejected/ and go on".into(),
         ),
-        Error::Schema { .. } => {
-            hints.push("map differently named columns with [validate.columns.<table>] in the config".into())
+        Error::Schema { problems } => {
+            // Each kind of problem its own way out: a column missing under
+            // its contract name, or one of another type.
+            if problems.iter().any(|p| p.contains("no column `")) {
+                hints.push(
+                    "map differently named columns with [validate.columns.<table>] in the config".into(),
+                );
+            }
+            if problems.iter().any(|p| p.contains(" has type ")) {
+                hints.push(
+                    "convert such columns where the files are written (text dates to Date, text amounts to numbers, flags to Boolean); the README's \"The data contract, in short\" says what each column accepts"
+                        .into(),
+                );
+            }
         }
         Error::MissingTable { .. } => {
             hints.push("check --data; `winback generate --out DIR` writes a complete sample".into())

@@ -219,9 +219,9 @@ impl Kind {
     /// What the contract accepts, for error messages.
     pub fn expected(self) -> &'static str {
         match self {
-            Kind::Id => "String or Int64",
+            Kind::Id => "String or an integer",
             Kind::Date => "Date (or a timestamp, truncated to the day)",
-            Kind::Str => "String",
+            Kind::Str => "String (or categorical text)",
             Kind::Float => "Float64 (or an integer, Float32 or decimal, widened)",
             Kind::Bool => "Boolean",
         }

@@ -1443,6 +1443,230 @@ fn damaged_footers_never_make_the_binary_panic() {
     assert!(failed > 75, "{failed} of 150 damaged footers refused");
 }
 
+/// Rewrites `table` as Hive partition directories of `key`, as Spark's
+/// `partitionBy` writes them: the column left out of the files, its value
+/// in the directory's name (`escape`d; nulls under Hive's null marker),
+/// two part files a directory. Returns the directories.
+fn partition_table(s: &Sample, table: &str, key: &str, keep_key: bool) -> Vec<PathBuf> {
+    let df = read(&s.table(table));
+    std::fs::remove_file(s.table(table)).unwrap();
+    let values = df.column(key).unwrap().cast(&DataType::String).unwrap();
+    let values: Vec<Option<String>> = values
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect();
+    let mut distinct = values.clone();
+    distinct.sort();
+    distinct.dedup();
+    let escape = |v: &str| {
+        v.chars()
+            .map(|c| match c {
+                '%' | '/' | ':' | '=' | '#' => format!("%{:02X}", c as u32),
+                c => c.to_string(),
+            })
+            .collect::<String>()
+    };
+    distinct
+        .iter()
+        .map(|value| {
+            let mask: BooleanChunked = values.iter().map(|v| v == value).collect();
+            let mut rows = df.filter(&mask).unwrap();
+            if !keep_key {
+                rows = rows.drop(key).unwrap();
+            }
+            let name = value
+                .as_deref()
+                .map_or("__HIVE_DEFAULT_PARTITION__".into(), escape);
+            let dir = s.data.join(table).join(format!("{key}={name}"));
+            let half = rows.height() / 2;
+            write(&dir.join("part-00000.parquet"), &mut rows.slice(0, half));
+            write(
+                &dir.join("part-00001.parquet"),
+                &mut rows.slice(half as i64, rows.height()),
+            );
+            dir
+        })
+        .collect()
+}
+
+#[test]
+fn hive_partitioned_tables_are_read_as_the_flat_ones() {
+    let s = Sample::new();
+    // A region whose directory name needs escapes, and subscribers of no
+    // region (Hive's null marker).
+    s.edit("subscribers", |df| {
+        let region = string_col(&df, "region");
+        let renamed: Vec<Option<String>> = region
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match i % 7 {
+                0 => None,
+                1 => Some("north/east: 50%".to_string()),
+                _ => r.clone(),
+            })
+            .collect();
+        let mut df = df;
+        df.replace("region", Series::new("region".into(), renamed).into())
+            .unwrap();
+        df
+    });
+    let flat = common::features(&s.data, &s.out.join("flat"), None);
+    partition_table(&s, "billing", "month", false);
+    partition_table(&s, "subscribers", "region", false);
+    let billing = s.data.join("billing");
+    std::fs::write(billing.join("_SUCCESS"), b"").unwrap();
+    std::fs::create_dir_all(billing.join("_temporary/0")).unwrap();
+    std::fs::write(billing.join("_temporary/0/part-x.parquet"), b"junk").unwrap();
+    std::fs::write(billing.join(".part-00000.parquet.crc"), b"junk").unwrap();
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let report = s.report();
+    let keys: Vec<(String, String)> = report["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| {
+            let keys = t["partition_keys"].as_array()?;
+            Some((t["path"].as_str().unwrap().to_string(), format!("{keys:?}")))
+        })
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|(p, k)| p.ends_with("billing") && k.contains("month")),
+        "{keys:?}"
+    );
+    let partitioned = common::features(&s.data, &s.out.join("partitioned"), None);
+    let mut files = vec![
+        "lapsed.parquet".to_string(),
+        "active.parquet".into(),
+        "offers.parquet".into(),
+        "second_lifetime.parquet".into(),
+    ];
+    for e in std::fs::read_dir(flat.join("churn_snapshots")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        files.push(format!("churn_snapshots/{name}"));
+    }
+    assert!(files.len() > 5, "{files:?}");
+    for f in &files {
+        let (a, b) = (read(&flat.join(f)), read(&partitioned.join(f)));
+        assert!(a.height() > 0, "{f}");
+        assert!(a.equals_missing(&b), "{f}: flat\n{a}\npartitioned\n{b}");
+    }
+}
+
+#[test]
+fn partition_directories_that_do_not_fit_are_named() {
+    // Parts under different keys: one file beside the partitions.
+    let s = Sample::new();
+    let dirs = partition_table(&s, "billing", "month", false);
+    std::fs::rename(
+        dirs[0].join("part-00000.parquet"),
+        s.data.join("billing/part-00000.parquet"),
+    )
+    .unwrap();
+    s.expect_fatal(
+        3,
+        &["table `billing`", "different partition keys", "[month]"],
+    );
+    // A directory among the parts that is not `key=value`.
+    let s = Sample::new();
+    let dirs = partition_table(&s, "billing", "month", false);
+    std::fs::rename(&dirs[1], s.data.join("billing/more")).unwrap();
+    s.expect_fatal(
+        3,
+        &["table `billing`", "billing/more", "not a Hive partition"],
+    );
+    // The key also a column of the files: which would hold?
+    let s = Sample::new();
+    partition_table(&s, "complaints", "category", true);
+    s.expect_fatal(
+        3,
+        &[
+            "table `complaints`",
+            "column `category` is both in the file and a partition",
+        ],
+    );
+}
+
+#[test]
+fn columns_of_the_null_type_and_categorical_text_are_read() {
+    let s = Sample::new();
+    // pandas writes an all-empty column with Parquet's null type, and a
+    // `category` column as dictionary-encoded text.
+    s.edit("subscribers", |mut df| {
+        let n = df.height();
+        df.replace(
+            "region",
+            Series::full_null("region".into(), n, &DataType::Null).into(),
+        )
+        .unwrap();
+        let plan = df
+            .column("plan")
+            .unwrap()
+            .cast(&DataType::from_categories(Categories::global()))
+            .unwrap();
+        df.replace("plan", plan).unwrap();
+        df
+    });
+    s.edit("referrals", |mut df| {
+        let n = df.height();
+        df.replace(
+            "referred_id",
+            Series::full_null("referred_id".into(), n, &DataType::Null).into(),
+        )
+        .unwrap();
+        df
+    });
+    let types = |t: &str| {
+        read(&s.table(t))
+            .schema()
+            .iter()
+            .map(|(n, d)| format!("{n}: {d}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let written = types("subscribers");
+    assert!(
+        written.contains("region: null") && written.contains("plan: cat"),
+        "{written}"
+    );
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    for note in [
+        "region: of the null type, no value in any row (nullable in the contract): read as all null",
+        "referred_id: of the null type",
+        "plan: categorical (cat) read as text",
+    ] {
+        assert!(stdout.contains(note), "`{note}` in:\n{stdout}");
+    }
+    let features = common::features(&s.data, &s.out, None);
+    let active = read(&features.join("active.parquet"));
+    assert!(active.height() > 0);
+    // A column the contract needs a value in cannot be all null.
+    s.edit("subscribers", |mut df| {
+        let n = df.height();
+        df.replace(
+            "signup_date",
+            Series::full_null("signup_date".into(), n, &DataType::Null).into(),
+        )
+        .unwrap();
+        df
+    });
+    s.expect_fatal(
+        3,
+        &[
+            "table `subscribers`",
+            "column `signup_date` is of the null type",
+            "a value in every row",
+        ],
+    );
+}
+
 mod corruption {
     use super::*;
     use proptest::prelude::*;

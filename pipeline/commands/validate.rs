@@ -72,13 +72,31 @@ fn read_tables(settings: &Settings) -> Result<Ingested> {
         };
         let mut files = Vec::new();
         let mut bad = false;
+        // A partitioned table's partition values are columns after the
+        // files' own, as the scan reads them.
+        let partitions = source.partition_schema();
         for f in &source.files {
             match catalog::read_schema(table, f) {
-                Ok((schema, rows)) => files.push(FileSchema {
-                    path: f.display().to_string(),
-                    schema,
-                    rows,
-                }),
+                Ok((mut schema, rows)) => {
+                    for (key, dtype) in &partitions {
+                        if schema.contains(key) && !bad {
+                            problems.push(Error::BadFile {
+                                table: table.name().into(),
+                                path: f.clone(),
+                                reason: format!(
+                                    "column `{key}` is both in the file and a partition directory's key"
+                                ),
+                            });
+                            bad = true;
+                        }
+                        schema.with_column(key.as_str().into(), dtype.clone());
+                    }
+                    files.push(FileSchema {
+                        path: f.display().to_string(),
+                        schema,
+                        rows,
+                    })
+                }
                 Err(e) => {
                     problems.push(e);
                     bad = true;

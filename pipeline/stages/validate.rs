@@ -149,8 +149,11 @@ fn type_ok(kind: Kind, dtype: &DataType, c: Expr) -> Option<(Expr, Option<String
     let plain = |note: Option<String>| Some((c.clone().cast(kind.dtype()), note));
     match (kind, dtype) {
         (Kind::Id, DataType::String) => plain(None),
-        (Kind::Id, DataType::Int64 | DataType::Int32 | DataType::UInt32 | DataType::UInt64) => {
-            plain(Some(format!("{dtype} ids read as text")))
+        (Kind::Id, d) if d.is_integer() => plain(Some(format!("{dtype} ids read as text"))),
+        // Dictionary-encoded text (pandas' `category`, Arrow's
+        // dictionary, polars' Categorical and Enum) is text.
+        (Kind::Id | Kind::Str, d) if d.is_categorical() || d.is_enum() => {
+            plain(Some(format!("categorical ({dtype}) read as text")))
         }
         (Kind::Date, DataType::Date) => plain(None),
         // A timestamp in a time zone is cut to the day in that zone (local
@@ -244,6 +247,24 @@ pub fn conform(
             ));
             continue;
         };
+        if dtype.is_null() {
+            // A column of Parquet's null type holds no value at all: pandas
+            // writes an all-empty object column so.
+            if *nullable {
+                exprs.push(col(source).cast(kind.dtype()).alias(*name));
+                columns.push(name.to_string());
+                used_sources.push(source.to_string());
+                notes.push(format!(
+                    "{name}: of the null type, no value in any row (nullable in the contract): read as all null"
+                ));
+            } else {
+                problems.push(format!(
+                    "table `{table}`: column `{source}`{mapped} is of the null type, no value in any row; the contract requires a value in every row ({})",
+                    kind.expected()
+                ));
+            }
+            continue;
+        }
         match type_ok(*kind, dtype, col(source)) {
             Some((expr, note)) => {
                 if let Some(n) = note {
