@@ -274,8 +274,13 @@ fn missing_column_in_two_tables_reports_both() {
         &[
             "table `subscribers`: no column `signup_date`",
             "table `churn_events`: no column `leave_reason`",
-            "hint:",
+            "hint: map differently named columns",
         ],
+    );
+    let (_, stderr) = texts(&s.validate(&[]));
+    assert!(
+        !stderr.contains("hint: convert"),
+        "no type went wrong:\n{stderr}"
     );
 }
 
@@ -293,7 +298,16 @@ fn wrong_type() {
     });
     s.expect_fatal(
         3,
-        &["table `billing`: column `revenue` has type str", "expected"],
+        &[
+            "table `billing`: column `revenue` has type str",
+            "expected",
+            "hint: convert such columns where the files are written",
+        ],
+    );
+    let (_, stderr) = texts(&s.validate(&[]));
+    assert!(
+        !stderr.contains("hint: map"),
+        "no column is missing:\n{stderr}"
     );
 }
 
