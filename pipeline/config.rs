@@ -18,7 +18,7 @@ use crate::schema::Table;
 use crate::stages::features::FeatureSettings;
 use crate::stages::simulate::SimulateSettings;
 use crate::stages::train::{LearnerChoice, TrainSettings};
-use crate::stages::validate::{Mode, ValidateSettings};
+use crate::stages::validate::{BillingMonths, Mode, ValidateSettings};
 use winback_models::economics::{Arm, Economics, OfferTerms};
 
 /// The config file as written. Every field documents its default.
@@ -366,6 +366,13 @@ pub struct RawValidate {
     pub min_date: Option<String>,
     /// Latest plausible date (`YYYY-MM-DD`). Default 2200-12-31.
     pub max_date: Option<String>,
+    /// How billing's `month` dates a bill. `first_day`: the first day of
+    /// its month, as the contract says; another day breaks the rule
+    /// `month_not_first_day`. `any_day`: any day of the month charged (an
+    /// extract dated at the month's end, or on the billing day) is read as
+    /// that month's first day; two bills of one month then break
+    /// `duplicate_month`. Default first_day.
+    pub billing_months: Option<BillingMonths>,
     /// `[validate.columns.<table>]`: `canonical_name = "name in the files"`.
     /// Default: the contract's names.
     #[serde(default)]
@@ -680,6 +687,7 @@ pub fn resolve(config_path: Option<&Path>, raw: RawConfig, over: Overrides) -> R
             min_date,
             max_date,
             columns: raw.validate.columns,
+            billing_months: raw.validate.billing_months.unwrap_or_default(),
         },
         economics,
         history,

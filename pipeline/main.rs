@@ -180,9 +180,17 @@ fn hints(e: &Error, command: &Command) -> Vec<String> {
         );
     }
     match e {
-        Error::Rules { .. } => hints.push(
-            "rerun with --mode quarantine to set offending rows aside in validate/rejected/ and go on".into(),
-        ),
+        Error::Rules { violations } => {
+            hints.push(
+                "rerun with --mode quarantine to set offending rows aside in validate/rejected/ and go on".into(),
+            );
+            if violations.iter().any(|v| v.rule == "month_not_first_day") {
+                hints.push(
+                    "bills dated on another day of the month they charge (its last day, a billing day): set `billing_months = \"any_day\"` under [validate] to read each as its month's"
+                        .into(),
+                );
+            }
+        }
         Error::Schema { problems } => {
             // Each kind of problem its own way out: a column missing under
             // its contract name, or one of another type.

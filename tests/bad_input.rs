@@ -836,6 +836,186 @@ fn integer_ids_are_read_as_text() {
 }
 
 #[test]
+fn whole_number_decimal_ids_are_read_as_text() {
+    // Databases export NUMBER(38,0) ids as decimals.
+    let s = Sample::new();
+    let flat = common::features(&s.data, &s.out.join("text"), None);
+    let decimal = |df: DataFrame, c: &str| -> DataFrame {
+        let mut df = df;
+        let ids: Vec<Option<i64>> = string_col(&df, c)
+            .into_iter()
+            .map(|s| s.map(|s| s[1..].parse().unwrap()))
+            .collect();
+        let ids = Series::new(c.into(), ids)
+            .cast(&DataType::Decimal(38, 0))
+            .unwrap();
+        df.replace(c, ids.into()).unwrap();
+        df
+    };
+    for table in [
+        "subscribers",
+        "billing",
+        "complaints",
+        "churn_events",
+        "reactivations",
+        "winback_offers",
+    ] {
+        s.edit(table, |df| decimal(df, "subscriber_id"));
+    }
+    s.edit("referrals", |df| {
+        decimal(decimal(df, "referrer_id"), "referred_id")
+    });
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("subscriber_id: decimal[38,0] ids read as text"),
+        "{stdout}"
+    );
+    let got = common::features(&s.data, &s.out.join("decimal"), None);
+    let (a, b) = (
+        read(&flat.join("lapsed.parquet")),
+        read(&got.join("lapsed.parquet")),
+    );
+    // The same rows, their ids without the generator's letter (and in
+    // the order of those ids as text).
+    let unlettered: Vec<Option<String>> = string_col(&a, "subscriber_id")
+        .into_iter()
+        .map(|s| s.map(|s| s[1..].trim_start_matches('0').to_string()))
+        .collect();
+    let mut a = a;
+    a.replace(
+        "subscriber_id",
+        Series::new("subscriber_id".into(), unlettered).into(),
+    )
+    .unwrap();
+    let by_id = |df: &DataFrame| {
+        df.sort(
+            ["subscriber_id"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .unwrap()
+    };
+    let (a, b) = (by_id(&a), by_id(&b));
+    assert!(a.height() > 0);
+    assert!(a.equals_missing(&b), "text\n{a}\ndecimal\n{b}");
+}
+
+#[test]
+fn a_column_named_in_another_case_is_that_column() {
+    let s = Sample::new();
+    s.edit("churn_events", |mut df| {
+        df.rename("subscriber_id", "SUBSCRIBER_ID".into()).unwrap();
+        df.rename("leave_reason", "Leave_Reason".into()).unwrap();
+        df
+    });
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .contains("subscriber_id: read from `SUBSCRIBER_ID`, whose name differs only in case")
+            && stdout.contains("leave_reason: read from `Leave_Reason`"),
+        "{stdout}"
+    );
+    // Two such columns: neither is guessed.
+    s.edit("churn_events", |mut df| {
+        let again = df.column("Leave_Reason").unwrap().clone();
+        df.with_column(again.with_name("LEAVE_REASON".into()))
+            .unwrap();
+        df
+    });
+    s.expect_fatal(
+        3,
+        &["no column `leave_reason`", "Leave_Reason", "LEAVE_REASON"],
+    );
+}
+
+#[test]
+fn bills_dated_within_their_month_with_any_day() {
+    let s = Sample::new();
+    let flat = common::features(&s.data, &s.out.join("first_day"), None);
+    // Billing dated on the month's last day, or on a billing day in it.
+    s.edit("billing", |mut df| {
+        let months = df
+            .column("month")
+            .unwrap()
+            .date()
+            .unwrap()
+            .as_date_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                m.map(|m| {
+                    let day = if i % 2 == 0 {
+                        (m + chrono::Months::new(1)).pred_opt().unwrap()
+                    } else {
+                        chrono::Datelike::with_day(&m, 1 + (i % 27) as u32).unwrap()
+                    };
+                    (day - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
+                })
+            })
+            .collect::<Vec<_>>();
+        let months = Series::new("month".into(), months)
+            .cast(&DataType::Date)
+            .unwrap();
+        df.replace("month", months.into()).unwrap();
+        df
+    });
+    let rows = read(&s.table("billing")).height() as u64;
+    let o = s.validate(&[]);
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("rule `month_not_first_day`"), "{stderr}");
+    assert!(
+        stderr.contains("billing_months = \"any_day\""),
+        "the hint names the key:\n{stderr}"
+    );
+    let cfg = s.data.parent().unwrap().join("any_day.toml");
+    std::fs::write(&cfg, "[validate]\nbilling_months = \"any_day\"\n").unwrap();
+    let any_day = s.out.join("any_day");
+    let o = winback(&[
+        "-q",
+        "features",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        s.data.to_str().unwrap(),
+        "--out",
+        any_day.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", texts(&o).1);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(any_day.join("validate/report.json")).unwrap(),
+    )
+    .unwrap();
+    let billing = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "billing")
+        .unwrap()
+        .clone();
+    assert_eq!(billing["rows_accepted"].as_u64().unwrap(), rows);
+    assert!(format!("{}", billing["notes"]).contains("read as its month's first day"));
+    for f in ["lapsed.parquet", "active.parquet", "offers.parquet"] {
+        let (a, b) = (read(&flat.join(f)), read(&any_day.join("features").join(f)));
+        assert!(a.equals_missing(&b), "{f}: first day\n{a}\nany day\n{b}");
+    }
+    // Two bills of one month are still one too many.
+    s.edit("billing", |df| duplicate_row(df, 3));
+    let o = winback(&[
+        "validate",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        s.data.to_str().unwrap(),
+    ]);
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("rule `duplicate_month`"), "{stderr}");
+}
+
+#[test]
 fn missing_data_directory() {
     let s = Sample::new();
     let o = winback(&[

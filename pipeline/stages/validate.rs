@@ -50,6 +50,20 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// How billing's `month` dates a bill (`validate.billing_months`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BillingMonths {
+    /// The contract's: the first day of the month; any other day breaks
+    /// the rule `month_not_first_day`.
+    #[default]
+    FirstDay,
+    /// Any day of the month dates that month's bill (extracts dated at the
+    /// month's end, or on a billing day within the month charged): each
+    /// date is read as its month's first day.
+    AnyDay,
+}
+
 /// Settings of the validate stage (`[validate]` in the config).
 #[derive(Debug, Clone, Serialize)]
 pub struct ValidateSettings {
@@ -66,6 +80,8 @@ pub struct ValidateSettings {
     pub max_date: NaiveDate,
     /// Per table: canonical column name to the name in the files.
     pub columns: BTreeMap<String, BTreeMap<String, String>>,
+    /// How billing's `month` dates a bill.
+    pub billing_months: BillingMonths,
 }
 
 impl ValidateSettings {
@@ -150,6 +166,8 @@ fn type_ok(kind: Kind, dtype: &DataType, c: Expr) -> Option<(Expr, Option<String
     match (kind, dtype) {
         (Kind::Id, DataType::String) => plain(None),
         (Kind::Id, d) if d.is_integer() => plain(Some(format!("{dtype} ids read as text"))),
+        // A database's whole-number type (NUMBER(38,0) and the like).
+        (Kind::Id, DataType::Decimal(_, 0)) => plain(Some(format!("{dtype} ids read as text"))),
         // Dictionary-encoded text (pandas' `category`, Arrow's
         // dictionary, polars' Categorical and Enum) is text.
         (Kind::Id | Kind::Str, d) if d.is_categorical() || d.is_enum() => {
@@ -223,12 +241,27 @@ pub fn conform(
         nullable,
     } in table.columns()
     {
-        let source = settings.source_name(table, name);
+        let mut source = settings.source_name(table, name);
         let mapped = if source != *name {
             format!(" (mapped from `{source}`)")
         } else {
             String::new()
         };
+        // A column whose name differs only in case (`SUBSCRIBER_ID`, as
+        // many databases export) is that column, when it is the only one.
+        if !schema.contains(source) {
+            let near: Vec<&str> = present
+                .iter()
+                .copied()
+                .filter(|p| p.eq_ignore_ascii_case(source))
+                .collect();
+            if let [one] = near[..] {
+                notes.push(format!(
+                    "{name}: read from `{one}`, whose name differs only in case"
+                ));
+                source = one;
+            }
+        }
         let Some(dtype) = schema.get(source) else {
             if *nullable {
                 // The contract allows nulls here: an absent column is a
@@ -266,9 +299,18 @@ pub fn conform(
             continue;
         }
         match type_ok(*kind, dtype, col(source)) {
-            Some((expr, note)) => {
+            Some((mut expr, note)) => {
                 if let Some(n) = note {
                     notes.push(format!("{name}: {n}"));
+                }
+                if table == Table::Billing
+                    && *name == col::MONTH
+                    && settings.billing_months == BillingMonths::AnyDay
+                {
+                    expr = expr.dt().month_start();
+                    notes.push(format!(
+                        "{name}: each date read as its month's first day (validate.billing_months = \"any_day\")"
+                    ));
                 }
                 exprs.push(expr.alias(*name));
                 columns.push(name.to_string());
