@@ -255,6 +255,13 @@ pub struct RawFeatures {
     /// Subscribers whose bills the features stage holds at once; with
     /// more, the bills are spilled to disk by block. Default 1000000.
     pub block_subscribers: Option<u32>,
+    /// Most levels a categorical feature keeps (the most frequent in the
+    /// lapsed and snapshot rows); the others are read as `other`.
+    /// Default 50.
+    pub max_levels: Option<u32>,
+    /// Fewest rows a categorical level needs to be kept; rarer levels are
+    /// read as `other`. Default 20.
+    pub min_level_rows: Option<u32>,
 }
 
 /// `[economics]`. Every key is optional; the defaults are the reference
@@ -1075,6 +1082,14 @@ fn resolve_features(
         1,
         u32::MAX,
     );
+    let max_levels = range("max_levels", raw.max_levels, d.max_levels, 1, 10_000);
+    let min_level_rows = range(
+        "min_level_rows",
+        raw.min_level_rows,
+        d.min_level_rows,
+        1,
+        u32::MAX,
+    );
     let mut snapshots: Vec<NaiveDate> = raw
         .snapshots
         .iter()
@@ -1103,6 +1118,8 @@ fn resolve_features(
         extra_numeric,
         extra_categorical,
         block_subscribers,
+        max_levels,
+        min_level_rows,
     }
 }
 

@@ -1337,3 +1337,94 @@ fn batched_parquet_files_keep_the_first_batch_schema() {
         (0, &DataType::Float64)
     );
 }
+
+/// A categorical column of free text (a region per subscriber for a third
+/// of them) keeps its frequent levels only: the manifest lists at most
+/// `features.max_levels` levels, each in at least
+/// `features.min_level_rows` rows, and the summary says what was left to
+/// `other`.
+#[test]
+fn a_free_text_category_keeps_only_its_frequent_levels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::generate(&data, 900, 21);
+    let path = data.join("subscribers.parquet");
+    let mut subs = read(&path);
+    let regions: Vec<Option<String>> = subs
+        .column("region")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i % 3 == 0 {
+                Some(format!("street {i}"))
+            } else {
+                r.map(str::to_string)
+            }
+        })
+        .collect();
+    let common_regions: std::collections::BTreeSet<String> = regions
+        .iter()
+        .flatten()
+        .filter(|r| !r.starts_with("street"))
+        .cloned()
+        .collect();
+    assert!(common_regions.len() >= 3, "{common_regions:?}");
+    subs.replace("region", Series::new("region".into(), regions).into())
+        .unwrap();
+    write(&path, &mut subs);
+    let levels = |dir: &Path| -> (Vec<String>, String) {
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        let region = manifest["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "region")
+            .unwrap()["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+        (region, summary)
+    };
+    let (kept, summary) = levels(&features(&data, &tmp.path().join("default"), None));
+    let kept: std::collections::BTreeSet<String> = kept.into_iter().collect();
+    assert_eq!(kept, common_regions, "the streets are each too rare");
+    assert!(
+        summary.contains("region: ") && summary.contains(" are read as `other`"),
+        "{summary}"
+    );
+    // Two levels at most: the two most frequent.
+    let out = tmp.path().join("two");
+    let config = "[features]\nmax_levels = 2\nmin_level_rows = 1\n";
+    let (two, summary) = levels(&common::features_with(&data, &out, None, Some(config)));
+    assert_eq!(two.len(), 2, "{two:?}");
+    let lapsed = read(&out.join("features/lapsed.parquet"));
+    let mut rows: BTreeMap<String, usize> = BTreeMap::new();
+    for r in lapsed
+        .column("region")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+    {
+        *rows.entry(r.to_string()).or_default() += 1;
+    }
+    let mut by_rows: Vec<(usize, String)> = rows.into_iter().map(|(r, n)| (n, r)).collect();
+    by_rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    assert!(
+        two.contains(&by_rows[0].1),
+        "the most frequent region in the lapsed rows, {by_rows:?}, is kept: {two:?}"
+    );
+    assert!(
+        summary.contains("at most features.max_levels = 2"),
+        "{summary}"
+    );
+}

@@ -243,6 +243,7 @@ pub fn features(
             .iter()
             .cloned()
             .chain(offers_window_note)
+            .chain(built.level_notes.iter().cloned())
             .collect(),
         offers_window_unobserved,
         rows,

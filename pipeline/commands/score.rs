@@ -28,7 +28,8 @@ pub struct ScoreSummary {
     pub model: PathBuf,
     /// Rows per output.
     pub rows: Vec<(String, usize)>,
-    /// Values null or not seen in training, per model and feature (scored as `other`).
+    /// Values null, not seen in training or too rare there, per model and
+    /// feature (scored as `other`).
     pub unseen_categories: Vec<(String, usize)>,
 }
 
@@ -194,7 +195,7 @@ pub(crate) fn score_current(
     for (name, n) in &summary.unseen_categories {
         writeln!(
             out,
-            "  {n} values of {name} null or not seen in training: scored as `other`"
+            "  {n} values of {name} null, not seen in training or too rare there: scored as `other`"
         )
         .map_err(w)?;
     }

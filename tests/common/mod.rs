@@ -107,6 +107,18 @@ pub fn read_table(dir: &Path, name: &str) -> DataFrame {
 
 /// Runs `winback features` and returns the output directory.
 pub fn features(data: &Path, out: &Path, as_of: Option<&str>) -> PathBuf {
+    features_with(data, out, as_of, None)
+}
+
+/// [`features`] with a config file (`config`, its TOML text, written
+/// beside `out`).
+pub fn features_with(
+    data: &Path,
+    out: &Path,
+    as_of: Option<&str>,
+    config: Option<&str>,
+) -> PathBuf {
+    let cfg = out.with_extension("toml");
     let mut args = vec![
         "-q",
         "features",
@@ -115,6 +127,10 @@ pub fn features(data: &Path, out: &Path, as_of: Option<&str>) -> PathBuf {
         "--out",
         out.to_str().unwrap(),
     ];
+    if let Some(text) = config {
+        std::fs::write(&cfg, text).unwrap();
+        args.extend(["--config", cfg.to_str().unwrap()]);
+    }
     if let Some(d) = as_of {
         args.extend(["--as-of", d]);
     }

@@ -100,24 +100,64 @@ pub struct Features {
     pub blocks: usize,
     /// Feature manifest (categories seen in the lapsed and snapshot rows).
     pub manifest: Manifest,
+    /// Categorical features whose rare levels were left to `other`.
+    pub level_notes: Vec<String>,
 }
 
-/// Categories seen so far, per one-hot feature.
-pub(crate) type Seen = BTreeMap<String, std::collections::BTreeSet<String>>;
+/// Categories seen so far and their rows, per one-hot feature.
+pub(crate) type Seen = BTreeMap<String, BTreeMap<String, u64>>;
 
 pub(crate) fn see(seen: &mut Seen, df: &DataFrame, names: &[String]) {
     for name in names {
         if let Ok(c) = df.column(name)
             && let Ok(s) = c.str()
         {
-            let set = seen.entry(name.clone()).or_default();
+            let counts = seen.entry(name.clone()).or_default();
             for v in s.iter().flatten() {
-                if !set.contains(v) {
-                    set.insert(v.to_string());
+                match counts.get_mut(v) {
+                    Some(n) => *n += 1,
+                    None => {
+                        counts.insert(v.to_string(), 1);
+                    }
                 }
             }
         }
     }
+}
+
+/// The levels a one-hot feature keeps, in name order: the `s.max_levels`
+/// most frequent (ties by name) of those seen in at least
+/// `s.min_level_rows` rows; the others are read as `other`, so that a
+/// column of free text (a plan name per subscriber) cannot make a design
+/// of thousands of columns. With a note when any is left out.
+fn kept_levels(
+    name: &str,
+    counts: &BTreeMap<String, u64>,
+    s: &FeatureSettings,
+) -> (Vec<String>, Option<String>) {
+    let mut by_rows: Vec<(&String, u64)> = counts.iter().map(|(l, n)| (l, *n)).collect();
+    by_rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let kept: Vec<(&String, u64)> = by_rows
+        .iter()
+        .copied()
+        .filter(|(_, n)| *n >= u64::from(s.min_level_rows))
+        .take(s.max_levels as usize)
+        .collect();
+    let left = by_rows.len() - kept.len();
+    let note = (left > 0).then(|| {
+        let rows: u64 = by_rows[..].iter().map(|(_, n)| n).sum::<u64>()
+            - kept.iter().map(|(_, n)| n).sum::<u64>();
+        format!(
+            "{name}: {} levels seen, {} kept (the most frequent, at most features.max_levels = {}, each in at least features.min_level_rows = {} rows); the other {left} ({rows} rows) are read as `{OTHER_LEVEL}`",
+            by_rows.len(),
+            kept.len(),
+            s.max_levels,
+            s.min_level_rows
+        )
+    });
+    let mut levels: Vec<String> = kept.into_iter().map(|(l, _)| l.clone()).collect();
+    levels.sort();
+    (levels, note)
 }
 
 pub(crate) fn one_hot_names(s: &FeatureSettings) -> Vec<String> {
@@ -130,9 +170,15 @@ pub(crate) fn one_hot_names(s: &FeatureSettings) -> Vec<String> {
     v
 }
 
-/// The manifest of the features the lapsed rows and snapshots carry.
-pub(crate) fn manifest(s: &FeatureSettings, lapsed: &Schema, seen: &Seen) -> Manifest {
+/// The manifest of the features the lapsed rows and snapshots carry, and
+/// notes on the levels left to `other` ([`kept_levels`]).
+pub(crate) fn manifest(
+    s: &FeatureSettings,
+    lapsed: &Schema,
+    seen: &Seen,
+) -> (Manifest, Vec<String>) {
     let mut specs = Vec::new();
+    let mut notes = Vec::new();
     let mut cols = behaviour_columns(s);
     cols.push((
         f::LEAVE_REASON.to_string(),
@@ -144,12 +190,13 @@ pub(crate) fn manifest(s: &FeatureSettings, lapsed: &Schema, seen: &Seen) -> Man
             .get(&name)
             .map(|d| d.to_string())
             .unwrap_or_else(|| "unknown".into());
-        let categories = if encoding == Encoding::OneHot {
-            seen.get(&name)
-                .map(|c| c.iter().cloned().collect())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+        let categories = match seen.get(&name) {
+            Some(counts) if encoding == Encoding::OneHot => {
+                let (levels, note) = kept_levels(&name, counts, s);
+                notes.extend(note);
+                levels
+            }
+            _ => Vec::new(),
         };
         specs.push(FeatureSpec {
             name,
@@ -184,14 +231,16 @@ pub(crate) fn manifest(s: &FeatureSettings, lapsed: &Schema, seen: &Seen) -> Man
         ],
         categories: Vec::new(),
     });
-    Manifest {
+    let manifest = Manifest {
         version: 1,
         features: specs,
         unseen_category_policy: format!(
-            "a category not seen in training, and a null, are encoded as the level `{OTHER_LEVEL}` \
-             (all indicators of the seen categories zero) and counted in the scoring summary"
+            "a category not seen in training, or left out there as rare (features.min_level_rows, \
+             features.max_levels), and a null, are encoded as the level `{OTHER_LEVEL}` \
+             (all indicators of the kept categories zero) and counted in the scoring summary"
         ),
-    }
+    };
+    (manifest, notes)
 }
 
 /// The dates a features run is anchored on, resolved once by the command
@@ -274,7 +323,7 @@ pub fn build(
         blocks.len()
     };
     step("snapshots");
-    let manifest = manifest(s, &built.lapsed_schema, &built.seen);
+    let (manifest, level_notes) = manifest(s, &built.lapsed_schema, &built.seen);
     Ok(Features {
         lapsed_rows: built.lapsed_rows,
         active_rows: built.active_rows,
@@ -290,6 +339,7 @@ pub fn build(
         snapshot_notes,
         blocks,
         manifest,
+        level_notes,
     })
 }
 
@@ -590,7 +640,7 @@ impl Current {
         let names = one_hot_names(s);
         see(&mut seen, &lapsed, &names);
         see(&mut seen, &active, &names);
-        let manifest = manifest(s, lapsed.schema(), &seen);
+        let (manifest, _) = manifest(s, lapsed.schema(), &seen);
         Current {
             lapsed,
             active,
@@ -896,6 +946,45 @@ fn in_event_order(rows: DataFrame, events: usize) -> Result<std::result::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`kept_levels`] keeps the most frequent levels (ties by name) with
+    /// enough rows, at most `max_levels`, in name order, and says what it
+    /// left out; [`see`] counts the rows of each level.
+    #[test]
+    fn rare_and_surplus_levels_are_left_to_other() {
+        let df = df! {
+            "plan" => [Some("b"), Some("a"), Some("c"), Some("b"), None, Some("d"), Some("a"), Some("b"), Some("c")],
+        }
+        .unwrap();
+        let mut seen = Seen::new();
+        see(&mut seen, &df, &["plan".to_string()]);
+        see(&mut seen, &df.slice(0, 3), &["plan".to_string()]);
+        let counts = &seen["plan"];
+        let got: Vec<(&str, u64)> = counts.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        assert_eq!(got, [("a", 3), ("b", 4), ("c", 3), ("d", 1)]);
+        let with = |max_levels, min_level_rows| FeatureSettings {
+            max_levels,
+            min_level_rows,
+            ..FeatureSettings::default()
+        };
+        let (all, note) = kept_levels("plan", counts, &with(10, 1));
+        assert_eq!(all, ["a", "b", "c", "d"]);
+        assert_eq!(note, None);
+        // `d` too rare; of a and c (3 rows each) the first by name.
+        let (two, note) = kept_levels("plan", counts, &with(2, 2));
+        assert_eq!(two, ["a", "b"]);
+        let note = note.unwrap();
+        assert!(
+            note.starts_with("plan: 4 levels seen, 2 kept")
+                && note.contains("the other 2 (4 rows) are read as `other`"),
+            "{note}"
+        );
+        let (rare, _) = kept_levels("plan", counts, &with(50, 4));
+        assert_eq!(rare, ["b"]);
+        let (none, note) = kept_levels("plan", counts, &with(50, 5));
+        assert!(none.is_empty());
+        assert!(note.unwrap().contains("0 kept"));
+    }
 
     /// [`unobserved_offers`] gives the day of each offer whose window the
     /// data does not cover, and only those: an observed window, an unknown

@@ -44,6 +44,11 @@ pub struct FeatureSettings {
     /// bills are spilled to disk by block and the stage's outputs built
     /// a block at a time.
     pub block_subscribers: u32,
+    /// Most levels a categorical feature keeps, the most frequent; the
+    /// others are `other`.
+    pub max_levels: u32,
+    /// Fewest rows a categorical level needs to be kept.
+    pub min_level_rows: u32,
 }
 
 impl Default for FeatureSettings {
@@ -59,6 +64,8 @@ impl Default for FeatureSettings {
             extra_numeric: Vec::new(),
             extra_categorical: Vec::new(),
             block_subscribers: 1_000_000,
+            max_levels: 50,
+            min_level_rows: 20,
         }
     }
 }
