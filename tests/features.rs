@@ -230,7 +230,13 @@ fn hand_computed_fixtures() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     fixture(&data);
-    let out = features(&data, &tmp.path().join("out"), Some("2020-12-31"));
+    // Every level seen is kept, however few its rows (four subscribers).
+    let out = common::features_with(
+        &data,
+        &tmp.path().join("out"),
+        Some("2020-12-31"),
+        Some("[features]\nmin_level_rows = 1\n"),
+    );
 
     let active = read(&out.join("active.parquet"));
     assert_eq!(
