@@ -1064,12 +1064,13 @@ fn the_stages_rows_as_of_the_date_are_those_scoring_builds() {
             block_subscribers: block,
             ..FeatureSettings::default()
         };
-        let end = data_end(&inputs).unwrap().date;
+        let end = data_end(&inputs, 90).unwrap().date;
         let as_of = end - chrono::Duration::days(as_of_back);
         let dates = Dates {
             as_of,
             data_end: end,
             data_end_set_by: "test".into(),
+            data_end_notes: Vec::new(),
         };
         let (mut active, mut lapsed) = (DataFrame::empty(), DataFrame::empty());
         let built = build(&inputs, &s, dates.clone(), &mut |part, df| {
@@ -1180,6 +1181,7 @@ fn scoring_features_refuse_a_subscriber_twice() {
         as_of,
         data_end: as_of,
         data_end_set_by: "test".into(),
+        data_end_notes: Vec::new(),
     };
     let err = match current(&Inputs::new(tables), &FeatureSettings::default(), dates) {
         Ok(c) => panic!("accepted: {} active rows", c.active.height()),
@@ -1433,4 +1435,105 @@ fn a_free_text_category_keeps_only_its_frequent_levels() {
         summary.contains("at most features.max_levels = 2"),
         "{summary}"
     );
+}
+
+/// A mistyped date years after the extract (a defection in 2030, a bill in
+/// 2031) does not move the data's end: every output is the clean data's,
+/// and the summary notes the stray dates. (With the latest date of any
+/// table as the end, the snapshots moved to 2029 and their horizons held
+/// no churn.)
+#[test]
+fn stray_dates_after_the_extract_do_not_move_the_datas_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::generate(&data, 900, 23);
+    let clean = features(&data, &tmp.path().join("clean"), None);
+    let summary = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+    };
+    let clean_summary = summary(&clean);
+    // A subscriber who never defected defects in 2030; another is billed
+    // in 2031.
+    let churned: std::collections::HashSet<String> = read(&data.join("churn_events.parquet"))
+        .column("subscriber_id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    let subs = read(&data.join("subscribers.parquet"));
+    let stayer = subs
+        .column("subscriber_id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .find(|id| !churned.contains(*id))
+        .unwrap()
+        .to_string();
+    // Row `i` of `table` again, with `column` dated `date` (and, for the
+    // defection, the stayer's id).
+    let append_dated = |table: &str, i: i64, column: &str, date: &str| {
+        let path = data.join(format!("{table}.parquet"));
+        let mut df = read(&path);
+        let mut row = df.slice(i, 1);
+        let date = Series::new(column.into(), [day(date)])
+            .cast(&DataType::Date)
+            .unwrap();
+        row.replace(column, date.into()).unwrap();
+        if table == "churn_events" {
+            let id = Series::new("subscriber_id".into(), [stayer.as_str()]);
+            row.replace("subscriber_id", id.into()).unwrap();
+        }
+        df.vstack_mut(&row).unwrap();
+        write(&path, &mut df);
+    };
+    append_dated("churn_events", 0, "churned_at", "2030-03-14");
+    append_dated("billing", 7, "month", "2031-05-01");
+    let strayed = features(&data, &tmp.path().join("stray"), None);
+    let got = summary(&strayed);
+    for key in ["data_end", "as_of", "snapshots"] {
+        assert_eq!(got[key], clean_summary[key], "{key}");
+    }
+    assert_eq!(got["data_end_set_by"], "billing.month");
+    let notes = got["notes"].to_string();
+    assert!(
+        notes.contains("churn_events.churned_at: 1 rows dated after")
+            && notes.contains("the latest 2030-03-14")
+            && notes.contains("billing.month: 1 bills in 1 months after")
+            && notes.contains("the latest 2031-05-01"),
+        "{notes}"
+    );
+    let mut files = vec!["lapsed.parquet".to_string(), "active.parquet".into()];
+    for e in std::fs::read_dir(clean.join("churn_snapshots")).unwrap() {
+        files.push(format!(
+            "churn_snapshots/{}",
+            e.unwrap().file_name().to_string_lossy()
+        ));
+    }
+    for f in &files {
+        let (a, mut b) = (read(&clean.join(f)), read(&strayed.join(f)));
+        if f == "lapsed.parquet" {
+            // Every defection is a lapsed row, the stray one too (kept in
+            // the data, after its end); the others are unchanged.
+            let mask = b
+                .column("churned_at")
+                .unwrap()
+                .as_materialized_series()
+                .lt(&Series::new("d".into(), [day("2030-01-01")])
+                    .cast(&DataType::Date)
+                    .unwrap())
+                .unwrap();
+            assert_eq!(mask.sum(), Some(b.height() as IdxSize - 1));
+            b = b.filter(&mask).unwrap();
+        }
+        assert!(a.height() > 0, "{f}");
+        assert!(
+            a.equals_missing(&b),
+            "{f}: clean\n{a}\nwith stray dates\n{b}"
+        );
+    }
 }

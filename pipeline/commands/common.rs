@@ -26,17 +26,21 @@ pub(crate) fn catalog(settings: &Settings) -> Catalog {
 /// record) and the as-of date (the flag's or the config's, else the data's
 /// end).
 pub(crate) fn dates(inputs: &Inputs, settings: &Settings) -> Result<Dates> {
-    let (data_end, data_end_set_by) = match settings.data_end {
-        Some(d) => (d, "features.data_end".to_string()),
+    let (data_end, data_end_set_by, data_end_notes) = match settings.data_end {
+        Some(d) => (d, "features.data_end".to_string(), Vec::new()),
         None => {
-            let e = feature_stage::data_end(inputs)?;
-            (e.date, e.set_by)
+            let e = feature_stage::data_end(inputs, settings.features.churn_horizon_days)?;
+            for note in &e.notes {
+                tracing::warn!("the data's end: {note}");
+            }
+            (e.date, e.set_by, e.notes)
         }
     };
     Ok(Dates {
         as_of: settings.as_of.unwrap_or(data_end),
         data_end,
         data_end_set_by,
+        data_end_notes,
     })
 }
 

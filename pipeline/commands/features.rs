@@ -111,6 +111,7 @@ pub fn features(
     let inputs = Inputs::new(validated.tables).with_spills(crate::catalog::spill_in(staged.path()));
     let dates = dates(&inputs, settings)?;
     let data_end_set_by = dates.data_end_set_by.clone();
+    let dates_notes = dates.data_end_notes.clone();
     // The outputs are written on threads of their own while the next is
     // built (building is mostly one core's work; writing, LZ4 and the
     // files' sync, another's): the four sets as they come, the churn
@@ -244,6 +245,7 @@ pub fn features(
             .cloned()
             .chain(offers_window_note)
             .chain(built.level_notes.iter().cloned())
+            .chain(dates_notes)
             .collect(),
         offers_window_unobserved,
         rows,

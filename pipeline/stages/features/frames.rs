@@ -483,34 +483,99 @@ pub struct DataEnd {
     pub date: NaiveDate,
     /// `table.column` holding that latest date.
     pub set_by: String,
+    /// Dates left out of it as stray (a few bills after billing's last
+    /// busy month, events long after it), one note per table.
+    pub notes: Vec<String>,
 }
+
+/// Fewest bills a month needs, as a share of the busiest month's, to end
+/// billing: a month with fewer is a stray (a mistyped date), not the
+/// extract's last.
+const BILLING_END_SHARE: f64 = 0.001;
 
 /// The last day of the month of the latest date recorded: billed months,
 /// defections, returns, offers, complaints opened and referrals (extracts
 /// are rarely cut on one day for every table, and a churn recorded after
 /// the last billed month still happened before the extract). At least one
 /// billed month is required.
-pub fn data_end(inputs: &Inputs) -> Result<DataEnd> {
-    let latest = |t: Table, c: &str| -> Result<Option<i32>> {
-        let df = collect(
-            inputs
-                .get(t)
-                .select([col(c).cast(DataType::Date).max().alias("m")]),
-            "data end",
-        )?;
-        Ok(df
-            .column("m")
-            .ok()
-            .and_then(|c| c.get(0).ok())
-            .and_then(|v| match v {
-                AnyValue::Date(d) => Some(d),
-                _ => None,
-            }))
+///
+/// A single mistyped date must not move it years ahead, where every
+/// snapshot's horizon would hold no churn (the churn model was then
+/// skipped) or, worse, a quiet one: billing ends with the months from its
+/// busiest on, each with at least [`BILLING_END_SHARE`] of the busiest
+/// month's bills and at most one month without bills before it; another
+/// table's date counts only up to `horizon_days` after that month (a
+/// cross-sectional extract records the churn after its one snapshot, over
+/// the horizon). Dates beyond stay in the data, after its end (what is
+/// known as of a date never reads them, and no label counts them), and are
+/// noted.
+pub fn data_end(inputs: &Inputs, horizon_days: u32) -> Result<DataEnd> {
+    let months = collect(
+        inputs
+            .get(Table::Billing)
+            .select([col(col::MONTH).cast(DataType::Date).alias("m")])
+            .filter(col("m").is_not_null())
+            .group_by([col("m")])
+            .agg([len().alias("n")]),
+        "data end",
+    )?;
+    let m = months
+        .column("m")
+        .and_then(|c| c.cast(&DataType::Int32))
+        .map_err(Error::polars("features: data end"))?;
+    let n = months
+        .column("n")
+        .and_then(|c| c.cast(&DataType::UInt64))
+        .map_err(Error::polars("features: data end"))?;
+    let m = m.i32().map_err(Error::polars("features: data end"))?;
+    let n = n.u64().map_err(Error::polars("features: data end"))?;
+    let counts: Vec<(i32, u64)> = m
+        .iter()
+        .zip(n.iter())
+        .filter_map(|(m, n)| Some((m?, n?)))
+        .collect();
+    let busiest = counts
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .ok_or_else(|| Error::Data {
+            table: "billing".into(),
+            message: "no rows: features need at least one billed month".into(),
+        })?;
+    let enough = ((busiest as f64) * BILLING_END_SHARE).ceil().max(1.0) as u64;
+    // From the busiest month on, each next billed month with enough bills
+    // and at most one month without bills before it.
+    let mut counts = counts;
+    counts.sort_unstable();
+    let index = |m: i32| {
+        let d = from_epoch_days(m);
+        d.year() * 12 + d.month0() as i32
     };
-    let billed = latest(Table::Billing, col::MONTH)?.ok_or_else(|| Error::Data {
-        table: "billing".into(),
-        message: "no rows: features need at least one billed month".into(),
-    })?;
+    let first = counts
+        .iter()
+        .position(|(_, n)| *n == busiest)
+        .expect("the busiest is a month");
+    let mut billed = counts[first].0;
+    for &(m, n) in &counts[first + 1..] {
+        if n < enough || index(m) - index(billed) > 2 {
+            break;
+        }
+        billed = m;
+    }
+    let mut notes = Vec::new();
+    let stray: Vec<&(i32, u64)> = counts.iter().filter(|(m, _)| *m > billed).collect();
+    if !stray.is_empty() {
+        notes.push(format!(
+            "billing.month: {} bills in {} months after {} (billing's last month: the months from the busiest on, each with at least {enough} bills, {}% of the busiest month's {busiest}, and at most one month without bills before it), the latest {}: left out of the data's end as stray dates; set features.data_end if the data covers them",
+            stray.iter().map(|(_, n)| n).sum::<u64>(),
+            stray.len(),
+            from_epoch_days(billed).format("%Y-%m"),
+            BILLING_END_SHARE * 100.0,
+            from_epoch_days(stray.iter().map(|(m, _)| *m).max().expect("not empty")),
+        ));
+    }
+    let bound = month_end(epoch_days(month_end(billed)) + horizon_days as i32);
+    let bound_days = epoch_days(bound);
     let mut end = (billed, format!("{}.{}", Table::Billing.name(), col::MONTH));
     for (t, c) in [
         (Table::ChurnEvents, col::CHURNED_AT),
@@ -519,15 +584,41 @@ pub fn data_end(inputs: &Inputs) -> Result<DataEnd> {
         (Table::Complaints, col::OPENED_AT),
         (Table::Referrals, col::REFERRED_AT),
     ] {
-        if let Some(d) = latest(t, c)?
+        let day = col(c).cast(DataType::Date).cast(DataType::Int32);
+        let df = collect(
+            inputs.get(t).select([
+                day.clone()
+                    .filter(day.clone().lt_eq(lit(bound_days)))
+                    .max()
+                    .alias("within"),
+                day.clone()
+                    .gt(lit(bound_days))
+                    .sum()
+                    .cast(DataType::UInt64)
+                    .alias("beyond"),
+                day.max().alias("latest"),
+            ]),
+            "data end",
+        )?;
+        let get =
+            |name: &str| -> Option<i64> { df.column(name).ok()?.get(0).ok()?.extract::<i64>() };
+        if let Some(d) = get("within").map(|d| d as i32)
             && month_end(d) > month_end(end.0)
         {
             end = (d, format!("{}.{c}", t.name()));
+        }
+        if let (Some(beyond @ 1..), Some(latest)) = (get("beyond"), get("latest")) {
+            notes.push(format!(
+                "{}.{c}: {beyond} rows dated after {bound} ({horizon_days} days past billing's last month), the latest {}: left out of the data's end as stray dates; set features.data_end if the data covers them",
+                t.name(),
+                from_epoch_days(latest as i32)
+            ));
         }
     }
     Ok(DataEnd {
         date: month_end(end.0),
         set_by: end.1,
+        notes,
     })
 }
 

@@ -253,6 +253,8 @@ pub struct Dates {
     pub data_end: NaiveDate,
     /// What set it: `table.column`, or `features.data_end`.
     pub data_end_set_by: String,
+    /// Stray dates left out of it ([`DataEnd::notes`]).
+    pub data_end_notes: Vec<String>,
 }
 
 /// A part of the stage's output, handed to [`build`]'s sink with its rows
