@@ -219,7 +219,7 @@ impl Kind {
     /// What the contract accepts, for error messages.
     pub fn expected(self) -> &'static str {
         match self {
-            Kind::Id => "String or an integer",
+            Kind::Id => "String, an integer, or whole numbers as floats or decimals",
             Kind::Date => "Date (or a timestamp, truncated to the day)",
             Kind::Str => "String (or categorical text)",
             Kind::Float => "Float64 (or an integer, Float32 or decimal, widened)",

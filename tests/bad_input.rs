@@ -838,17 +838,67 @@ fn integer_ids_are_read_as_text() {
 #[test]
 fn whole_number_decimal_ids_are_read_as_text() {
     // Databases export NUMBER(38,0) ids as decimals.
+    let _ = ids_of_another_type_give_the_same_features(
+        &DataType::Decimal(38, 0),
+        "subscriber_id: decimal[38,0] ids read as text",
+    );
+}
+
+#[test]
+fn float_ids_with_nan_for_missing_are_read_as_text() {
+    // pandas writes an integer column with a missing value as floats, the
+    // missing ones NaN (here the unknown referred subscribers).
+    let s = ids_of_another_type_give_the_same_features(
+        &DataType::Float64,
+        "referred_id: f64 ids read as text (whole numbers as integers, NaN as null",
+    );
+    // A NaN id names no subscriber: it is a missing id.
+    s.edit("subscribers", |mut df| {
+        let mut ids: Vec<f64> = df
+            .column("subscriber_id")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        ids[0] = f64::NAN;
+        df.replace(
+            "subscriber_id",
+            Series::new("subscriber_id".into(), ids).into(),
+        )
+        .unwrap();
+        df
+    });
+    let o = s.validate(&[]);
+    let (_, stderr) = texts(&o);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("subscribers.subscriber_id: rule `null_subscriber_id`"),
+        "{stderr}"
+    );
+}
+
+/// Every id column as `dtype` (the generator's ids without their letter;
+/// a float column's nulls NaN): validation notes `note`, and the features
+/// are the text ids' row for row.
+fn ids_of_another_type_give_the_same_features(dtype: &DataType, note: &str) -> Sample {
     let s = Sample::new();
     let flat = common::features(&s.data, &s.out.join("text"), None);
-    let decimal = |df: DataFrame, c: &str| -> DataFrame {
+    let retype = |df: DataFrame, c: &str| -> DataFrame {
         let mut df = df;
         let ids: Vec<Option<i64>> = string_col(&df, c)
             .into_iter()
             .map(|s| s.map(|s| s[1..].parse().unwrap()))
             .collect();
-        let ids = Series::new(c.into(), ids)
-            .cast(&DataType::Decimal(38, 0))
-            .unwrap();
+        let ids = if dtype.is_float() {
+            let floats: Vec<f64> = ids
+                .iter()
+                .map(|v| v.map_or(f64::NAN, |v| v as f64))
+                .collect();
+            Series::new(c.into(), floats)
+        } else {
+            Series::new(c.into(), ids).cast(dtype).unwrap()
+        };
         df.replace(c, ids.into()).unwrap();
         df
     };
@@ -860,19 +910,21 @@ fn whole_number_decimal_ids_are_read_as_text() {
         "reactivations",
         "winback_offers",
     ] {
-        s.edit(table, |df| decimal(df, "subscriber_id"));
+        s.edit(table, |df| retype(df, "subscriber_id"));
     }
+    let referrals = read(&s.table("referrals"));
+    assert!(
+        referrals.column("referred_id").unwrap().null_count() > 0,
+        "some referred subscribers unknown"
+    );
     s.edit("referrals", |df| {
-        decimal(decimal(df, "referrer_id"), "referred_id")
+        retype(retype(df, "referrer_id"), "referred_id")
     });
     let o = s.validate(&[]);
     let (stdout, stderr) = texts(&o);
     assert!(o.status.success(), "{stderr}");
-    assert!(
-        stdout.contains("subscriber_id: decimal[38,0] ids read as text"),
-        "{stdout}"
-    );
-    let got = common::features(&s.data, &s.out.join("decimal"), None);
+    assert!(stdout.contains(note), "{stdout}");
+    let got = common::features(&s.data, &s.out.join("retyped"), None);
     let (a, b) = (
         read(&flat.join("lapsed.parquet")),
         read(&got.join("lapsed.parquet")),
@@ -898,7 +950,8 @@ fn whole_number_decimal_ids_are_read_as_text() {
     };
     let (a, b) = (by_id(&a), by_id(&b));
     assert!(a.height() > 0);
-    assert!(a.equals_missing(&b), "text\n{a}\ndecimal\n{b}");
+    assert!(a.equals_missing(&b), "text\n{a}\n{dtype}\n{b}");
+    s
 }
 
 #[test]

@@ -168,6 +168,20 @@ fn type_ok(kind: Kind, dtype: &DataType, c: Expr) -> Option<(Expr, Option<String
         (Kind::Id, d) if d.is_integer() => plain(Some(format!("{dtype} ids read as text"))),
         // A database's whole-number type (NUMBER(38,0) and the like).
         (Kind::Id, DataType::Decimal(_, 0)) => plain(Some(format!("{dtype} ids read as text"))),
+        // pandas writes an integer column with a missing value as floats,
+        // NaN for the missing: whole numbers are read as the integers'
+        // text, NaN as null; any other value as its own text, which then
+        // names no subscriber.
+        (Kind::Id, DataType::Float32 | DataType::Float64) => Some((
+            when(c.clone().is_nan())
+                .then(lit(NULL).cast(DataType::String))
+                .when(c.clone().is_finite().and(c.clone().eq(c.clone().floor())))
+                .then(c.clone().cast(DataType::Int64).cast(DataType::String))
+                .otherwise(c.clone().cast(DataType::String)),
+            Some(format!(
+                "{dtype} ids read as text (whole numbers as integers, NaN as null, as pandas writes integer ids with missing values)"
+            )),
+        )),
         // Dictionary-encoded text (pandas' `category`, Arrow's
         // dictionary, polars' Categorical and Enum) is text.
         (Kind::Id | Kind::Str, d) if d.is_categorical() || d.is_enum() => {
