@@ -99,22 +99,23 @@ fn partition_of(name: &str) -> Option<(String, Option<String>)> {
     Some((unescape(key), value))
 }
 
+/// A part file and its partition values, in the keys' order.
+type PartFile = (PathBuf, Vec<Option<String>>);
+
 /// The part files under `root` with their partition values: files in the
 /// directory itself, or under `key=value` directories, every file at the
 /// same keys. Names starting with `_` or `.` are skipped (Spark's
 /// `_SUCCESS`, `_temporary/`, `.crc` files, staging directories), as is
 /// any `.crc` file.
-#[allow(clippy::type_complexity)]
-fn part_files(
-    table: Table,
-    root: &Path,
-) -> Result<(Vec<String>, Vec<(PathBuf, Vec<Option<String>>)>)> {
+fn part_files(table: Table, root: &Path) -> Result<(Vec<String>, Vec<PartFile>)> {
     let bad = |path: &Path, reason: String| Error::BadFile {
         table: table.name().into(),
         path: path.to_path_buf(),
         reason,
     };
-    let mut found: Vec<(PathBuf, Vec<(String, Option<String>)>)> = Vec::new();
+    // Each file with its partitions' keys and values.
+    type Keyed = (PathBuf, Vec<(String, Option<String>)>);
+    let mut found: Vec<Keyed> = Vec::new();
     let mut dirs = vec![(root.to_path_buf(), Vec::new())];
     while let Some((dir, keys)) = dirs.pop() {
         for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))? {
@@ -185,6 +186,13 @@ fn part_files(
     ))
 }
 
+/// Whether a number's text has a zero before another digit (`007`,
+/// `-01.5`), which reading it as a number would lose.
+fn leading_zero(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v).as_bytes();
+    digits.len() > 1 && digits[0] == b'0' && digits[1].is_ascii_digit()
+}
+
 /// The type of a partition column, from its values as Spark infers it:
 /// integers (without a leading zero, which would be lost), then decimal
 /// numbers, dates (`YYYY-MM-DD`), timestamps (`YYYY-MM-DD HH:MM:SS`),
@@ -194,12 +202,9 @@ fn partition_dtype<'a>(values: impl Iterator<Item = Option<&'a str>> + Clone) ->
     let all = |f: &dyn Fn(&str) -> bool| present.clone().all(f);
     if present.clone().next().is_none() {
         DataType::Null
-    } else if all(&|v| {
-        let digits = v.strip_prefix('-').unwrap_or(v);
-        v.parse::<i64>().is_ok() && (digits == "0" || !digits.starts_with('0'))
-    }) {
+    } else if all(&|v| v.parse::<i64>().is_ok() && !leading_zero(v)) {
         DataType::Int64
-    } else if all(&|v| v.parse::<f64>().is_ok_and(f64::is_finite) && !v.starts_with('0')) {
+    } else if all(&|v| v.parse::<f64>().is_ok_and(f64::is_finite) && !leading_zero(v)) {
         DataType::Float64
     } else if all(&|v| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok()) {
         DataType::Date
@@ -1809,6 +1814,12 @@ mod tests {
             "leading zeros kept"
         );
         assert_eq!(dtype(&[Some("1.5"), Some("2")]), DataType::Float64);
+        assert_eq!(
+            dtype(&[Some("0.5"), Some("-0.25"), Some("0")]),
+            DataType::Float64
+        );
+        assert_eq!(dtype(&[Some("0"), Some("-3")]), DataType::Int64);
+        assert_eq!(dtype(&[Some("01.5")]), DataType::String);
         assert_eq!(dtype(&[Some("2024-01-01")]), DataType::Date);
         assert_eq!(
             dtype(&[Some("2024-01-01 10:00:00"), Some("2024-01-01 10:00:00.5")]),
