@@ -201,7 +201,7 @@ fn hints(e: &Error, command: &Command) -> Vec<String> {
             }
             if problems.iter().any(|p| p.contains(" has type ")) {
                 hints.push(
-                    "convert such columns where the files are written (text dates to Date, text amounts to numbers, flags to Boolean); the README's \"The data contract, in short\" says what each column accepts"
+                    "convert such columns where the files are written; the README's \"The data contract, in short\" says what each column accepts (dates, amounts and flags may also be text)"
                         .into(),
                 );
             }

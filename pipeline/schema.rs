@@ -220,10 +220,10 @@ impl Kind {
     pub fn expected(self) -> &'static str {
         match self {
             Kind::Id => "String, an integer, or whole numbers as floats or decimals",
-            Kind::Date => "Date (or a timestamp, truncated to the day)",
+            Kind::Date => "Date (or a timestamp, truncated to the day, or text YYYY-MM-DD)",
             Kind::Str => "String (or categorical text)",
-            Kind::Float => "Float64 (or an integer, Float32 or decimal, widened)",
-            Kind::Bool => "Boolean",
+            Kind::Float => "Float64 (or an integer, Float32 or decimal, widened, or text)",
+            Kind::Bool => "Boolean (or integers 0 and 1, or text true/false, yes/no)",
         }
     }
 }

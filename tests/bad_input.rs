@@ -291,7 +291,7 @@ fn wrong_type() {
         let c = df
             .column("revenue")
             .unwrap()
-            .cast(&DataType::String)
+            .cast(&DataType::Boolean)
             .unwrap();
         df.replace("revenue", c).unwrap();
         df
@@ -299,7 +299,7 @@ fn wrong_type() {
     s.expect_fatal(
         3,
         &[
-            "table `billing`: column `revenue` has type str",
+            "table `billing`: column `revenue` has type bool",
             "expected",
             "hint: convert such columns where the files are written",
         ],
@@ -1056,6 +1056,141 @@ fn bills_dated_within_their_month_with_any_day() {
     let (_, stderr) = texts(&o);
     assert_eq!(o.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("rule `duplicate_month`"), "{stderr}");
+}
+
+/// `column` of `table` as text (`render` of each value's text).
+fn as_text(s: &Sample, table: &str, column: &str, render: impl Fn(usize, String) -> String) {
+    s.edit(table, |mut df| {
+        let text = df.column(column).unwrap().cast(&DataType::String).unwrap();
+        let text: Vec<Option<String>> = text
+            .str()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.map(|v| render(i, v.to_string())))
+            .collect();
+        df.replace(column, Series::new(column.into(), text).into())
+            .unwrap();
+        df
+    });
+}
+
+#[test]
+fn text_dates_amounts_and_flags_are_parsed() {
+    // CSV-born extracts: dates, amounts and flags as text (padded, any
+    // case, blanks for missing), flags from a database as 0 and 1.
+    let s = Sample::new();
+    let flat = common::features(&s.data, &s.out.join("typed"), None);
+    as_text(&s, "subscribers", "signup_date", |i, v| {
+        if i % 2 == 0 { format!(" {v} ") } else { v }
+    });
+    as_text(&s, "billing", "revenue", |_, v| v);
+    as_text(&s, "billing", "month", |_, v| v);
+    as_text(&s, "complaints", "satisfied", |i, v| {
+        match (v.as_str(), i % 3) {
+            ("true", 0) => "Yes".into(),
+            ("true", 1) => "TRUE".into(),
+            ("false", 0) => "no".into(),
+            ("false", 1) => " N ".into(),
+            _ => v,
+        }
+    });
+    as_text(&s, "complaints", "resolved_at", |_, v| v);
+    s.edit("complaints", |mut df| {
+        // A missing resolution written as blank text.
+        let resolved: Vec<Option<String>> = string_col(&df, "resolved_at")
+            .into_iter()
+            .map(|v| Some(v.unwrap_or_default()))
+            .collect();
+        df.replace(
+            "resolved_at",
+            Series::new("resolved_at".into(), resolved).into(),
+        )
+        .unwrap();
+        df
+    });
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    for note in [
+        "signup_date: str text dates read as YYYY-MM-DD",
+        "revenue: str text amounts read as numbers",
+        "satisfied: str text flags read as true",
+    ] {
+        assert!(stdout.contains(note), "`{note}` in:\n{stdout}");
+    }
+    let got = common::features(&s.data, &s.out.join("text"), None);
+    for f in ["lapsed.parquet", "active.parquet", "offers.parquet"] {
+        let (a, b) = (read(&flat.join(f)), read(&got.join(f)));
+        assert!(a.height() > 0, "{f}");
+        assert!(a.equals_missing(&b), "{f}: typed\n{a}\ntext\n{b}");
+    }
+}
+
+#[test]
+fn a_date_in_another_format_is_unparsable() {
+    let s = Sample::new();
+    let events = read(&s.table("churn_events"));
+    let who = id_at(&events, "subscriber_id", 3);
+    as_text(&s, "churn_events", "churned_at", |i, v| {
+        if i == 3 {
+            // 2023-05-04 as a day-first date.
+            let d = chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d").unwrap();
+            d.format("%d/%m/%Y").to_string()
+        } else {
+            v
+        }
+    });
+    s.expect_rule(
+        "churn_events",
+        "churned_at",
+        "unparsable_churned_at",
+        1,
+        &who,
+    );
+}
+
+#[test]
+fn integer_flags_are_0_or_1() {
+    let s = Sample::new();
+    let flat = common::features(&s.data, &s.out.join("typed"), None);
+    let complaints = read(&s.table("complaints"));
+    let who = id_at(&complaints, "subscriber_id", 5);
+    // A database's flags: 1 and 0.
+    s.edit("complaints", |mut df| {
+        let flags: Vec<Option<i32>> = df
+            .column("satisfied")
+            .unwrap()
+            .bool()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(i32::from))
+            .collect();
+        df.replace("satisfied", Series::new("satisfied".into(), flags).into())
+            .unwrap();
+        df
+    });
+    let got = common::features(&s.data, &s.out.join("integers"), None);
+    let (a, b) = (
+        read(&flat.join("lapsed.parquet")),
+        read(&got.join("lapsed.parquet")),
+    );
+    assert!(a.equals_missing(&b), "typed\n{a}\nintegers\n{b}");
+    // Any other integer is not a flag.
+    s.edit("complaints", |mut df| {
+        let mut flags: Vec<Option<i32>> = df
+            .column("satisfied")
+            .unwrap()
+            .i32()
+            .unwrap()
+            .iter()
+            .collect();
+        flags[5] = Some(2);
+        df.replace("satisfied", Series::new("satisfied".into(), flags).into())
+            .unwrap();
+        df
+    });
+    s.expect_rule("complaints", "satisfied", "unparsable_satisfied", 1, &who);
 }
 
 #[test]

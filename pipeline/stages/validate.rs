@@ -150,6 +150,10 @@ pub struct Conformed {
     pub rows_in_files: usize,
     /// The files, for messages.
     pub files: Vec<String>,
+    /// Columns parsed from text (or a flag from integers), each with its
+    /// working column, true where a value was given but did not parse,
+    /// and what it must read as: the rule `unparsable_<column>`.
+    pub parsed: Vec<(&'static str, String, &'static str)>,
 }
 
 impl Conformed {
@@ -157,6 +161,72 @@ impl Conformed {
     pub fn apply(&self, scan: LazyFrame) -> LazyFrame {
         scan.select(self.exprs.clone())
     }
+}
+
+/// Words a text flag may say, in lower case.
+const TRUE_WORDS: [&str; 5] = ["true", "t", "yes", "y", "1"];
+const FALSE_WORDS: [&str; 5] = ["false", "f", "no", "n", "0"];
+
+/// How a column of text (or of integers, for a flag) is read as the
+/// contract's `kind` where not every value need parse: the parsed column,
+/// one true where a value was given but did not parse (blank text is
+/// null), and the note. CSV-born extracts carry dates, amounts and flags
+/// as text; a database's flags are often 0 and 1.
+fn parsed(kind: Kind, dtype: &DataType, c: Expr) -> Option<(Expr, Expr, String, &'static str)> {
+    let text = || c.clone().str().strip_chars(lit(NULL));
+    let is_any = |t: Expr, words: &[&str]| {
+        words
+            .iter()
+            .map(|w| t.clone().eq(lit(*w)))
+            .reduce(|a, b| a.or(b))
+            .expect("words")
+    };
+    let (value, what, requirement) = match (kind, dtype) {
+        (Kind::Date, DataType::String) => (
+            text().str().to_date(StrptimeOptions {
+                format: Some("%Y-%m-%d".into()),
+                strict: false,
+                exact: true,
+                cache: true,
+            }),
+            "text dates read as YYYY-MM-DD",
+            "a date written YYYY-MM-DD",
+        ),
+        (Kind::Float, DataType::String) => (
+            text().cast(DataType::Float64),
+            "text amounts read as numbers",
+            "a number",
+        ),
+        (Kind::Bool, DataType::String) => {
+            let t = text().str().to_lowercase();
+            (
+                when(is_any(t.clone(), &TRUE_WORDS))
+                    .then(lit(true))
+                    .when(is_any(t, &FALSE_WORDS))
+                    .then(lit(false))
+                    .otherwise(lit(NULL).cast(DataType::Boolean)),
+                "text flags read as true (true, t, yes, y, 1) or false (false, f, no, n, 0), in any case",
+                "true, t, yes, y, 1, false, f, no, n or 0",
+            )
+        }
+        (Kind::Bool, d) if d.is_integer() => (
+            when(c.clone().eq(lit(1)))
+                .then(lit(true))
+                .when(c.clone().eq(lit(0)))
+                .then(lit(false))
+                .otherwise(lit(NULL).cast(DataType::Boolean)),
+            "integer flags read as 1 true, 0 false",
+            "1 (true) or 0 (false)",
+        ),
+        _ => return None,
+    };
+    let given = if dtype.is_string() {
+        text().is_not_null().and(text().neq(lit("")))
+    } else {
+        c.clone().is_not_null()
+    };
+    let failed = given.and(value.clone().is_null());
+    Some((value, failed, format!("{dtype} {what}"), requirement))
 }
 
 /// How a column of `dtype` becomes the contract's `kind` (from the
@@ -249,6 +319,7 @@ pub fn conform(
     let mut columns = Vec::new();
     let mut notes = Vec::new();
     let mut used_sources = Vec::new();
+    let mut parsed_columns = Vec::new();
     for ColumnSpec {
         name,
         kind,
@@ -312,10 +383,22 @@ pub fn conform(
             }
             continue;
         }
-        match type_ok(*kind, dtype, col(source)) {
-            Some((mut expr, note)) => {
+        let read = type_ok(*kind, dtype, col(source))
+            .map(|(expr, note)| (expr, note, None))
+            .or_else(|| {
+                parsed(*kind, dtype, col(source)).map(|(expr, failed, note, requirement)| {
+                    (expr, Some(note), Some((failed, requirement)))
+                })
+            });
+        match read {
+            Some((mut expr, note, failed)) => {
                 if let Some(n) = note {
                     notes.push(format!("{name}: {n}"));
+                }
+                if let Some((failed, requirement)) = failed {
+                    let working = format!("__unparsed_{name}");
+                    exprs.push(failed.alias(working.as_str()));
+                    parsed_columns.push((*name, working, requirement));
                 }
                 if table == Table::Billing
                     && *name == col::MONTH
@@ -368,6 +451,7 @@ pub fn conform(
             notes,
             rows_in_files: files.iter().map(|f| f.rows).sum(),
             files: files.iter().map(|f| f.path.clone()).collect(),
+            parsed: parsed_columns,
         })
     } else {
         Err(problems)
@@ -1041,7 +1125,7 @@ pub(crate) fn check_rows_tapped(
             }
             _ => None,
         };
-        let (joined, rules, pass_notes, precounted) = rules_for(
+        let (joined, mut rules, pass_notes, precounted) = rules_for(
             table,
             lf,
             subscribers.as_ref(),
@@ -1051,6 +1135,14 @@ pub(crate) fn check_rows_tapped(
             id_index.as_ref().map(IdIndex::distinct),
             tap,
         )?;
+        for (column, working, expected) in &conformed.parsed {
+            rules.push(rule(
+                format!("unparsable_{column}"),
+                column,
+                format!("`{column}` must read as {expected}"),
+                col(working.as_str()),
+            ));
+        }
         let flag = |i: usize| format!("__v{i}");
         let flagged = joined.with_columns(
             rules
@@ -1215,7 +1307,18 @@ pub(crate) fn check_rows_tapped(
         out.tables.insert(
             table,
             if rejected == 0 {
-                conformed_scan
+                // Without the working columns of the values parsed.
+                if conformed.parsed.is_empty() {
+                    conformed_scan
+                } else {
+                    conformed_scan.select(
+                        conformed
+                            .columns
+                            .iter()
+                            .map(|c| col(c.as_str()))
+                            .collect::<Vec<_>>(),
+                    )
+                }
             } else {
                 accepted
             },
