@@ -1194,6 +1194,41 @@ fn integer_flags_are_0_or_1() {
 }
 
 #[test]
+fn allowed_values_in_another_case_are_those_values() {
+    let s = Sample::new();
+    let flat = common::features(&s.data, &s.out.join("lower"), None);
+    let reasons = read(&s.table("churn_events")).height();
+    as_text(&s, "churn_events", "leave_reason", |i, v| {
+        if i % 2 == 0 { v.to_uppercase() } else { v }
+    });
+    as_text(&s, "winback_offers", "arm", |i, v| {
+        if i % 3 == 0 { format!(" {v} ") } else { v }
+    });
+    let offers = read(&s.table("winback_offers")).height();
+    let o = s.validate(&[]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    for note in [
+        format!(
+            "leave_reason: {} value(s) in another case",
+            reasons.div_ceil(2)
+        ),
+        format!(
+            "arm: {} value(s) in another case or with spaces",
+            offers.div_ceil(3)
+        ),
+    ] {
+        assert!(stdout.contains(&note), "`{note}` in:\n{stdout}");
+    }
+    let got = common::features(&s.data, &s.out.join("cased"), None);
+    for f in ["lapsed.parquet", "offers.parquet"] {
+        let (a, b) = (read(&flat.join(f)), read(&got.join(f)));
+        assert!(a.height() > 0, "{f}");
+        assert!(a.equals_missing(&b), "{f}: lower\n{a}\ncased\n{b}");
+    }
+}
+
+#[test]
 fn missing_data_directory() {
     let s = Sample::new();
     let o = winback(&[

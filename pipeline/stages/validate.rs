@@ -154,6 +154,17 @@ pub struct Conformed {
     /// working column, true where a value was given but did not parse,
     /// and what it must read as: the rule `unparsable_<column>`.
     pub parsed: Vec<(&'static str, String, &'static str)>,
+    /// Columns of allowed values compared in lower case without
+    /// surrounding spaces, each with its working column, true where that
+    /// changed the value (counted in a note).
+    pub normalized: Vec<(&'static str, String)>,
+}
+
+impl Conformed {
+    /// The working columns, which the accepted and rejected rows leave out.
+    fn has_working_columns(&self) -> bool {
+        !self.parsed.is_empty() || !self.normalized.is_empty()
+    }
 }
 
 impl Conformed {
@@ -320,6 +331,7 @@ pub fn conform(
     let mut notes = Vec::new();
     let mut used_sources = Vec::new();
     let mut parsed_columns = Vec::new();
+    let mut normalized = Vec::new();
     for ColumnSpec {
         name,
         kind,
@@ -400,6 +412,24 @@ pub fn conform(
                     exprs.push(failed.alias(working.as_str()));
                     parsed_columns.push((*name, working, requirement));
                 }
+                // A leave reason or an arm of the allowed values in
+                // another case or with spaces around it (`Price`,
+                // ` discount`) is that value.
+                if matches!(
+                    (table, *name),
+                    (Table::ChurnEvents, col::LEAVE_REASON) | (Table::WinbackOffers, col::ARM)
+                ) {
+                    let raw = expr.clone();
+                    expr = raw
+                        .clone()
+                        .str()
+                        .strip_chars(lit(NULL))
+                        .str()
+                        .to_lowercase();
+                    let working = format!("__normalized_{name}");
+                    exprs.push(raw.neq(expr.clone()).alias(working.as_str()));
+                    normalized.push((*name, working));
+                }
                 if table == Table::Billing
                     && *name == col::MONTH
                     && settings.billing_months == BillingMonths::AnyDay
@@ -452,6 +482,7 @@ pub fn conform(
             rows_in_files: files.iter().map(|f| f.rows).sum(),
             files: files.iter().map(|f| f.path.clone()).collect(),
             parsed: parsed_columns,
+            normalized,
         })
     } else {
         Err(problems)
@@ -1167,6 +1198,12 @@ pub(crate) fn check_rows_tapped(
         aggs.push(any.clone().sum().alias("__rejected"));
         aggs.push(len().alias("__read"));
         aggs.extend(note_aggs(table));
+        aggs.extend(
+            conformed
+                .normalized
+                .iter()
+                .map(|(_, working)| col(working.as_str()).sum().alias(working.as_str())),
+        );
         // The first pass over every row: a page that cannot be decoded
         // (corrupt, invalid UTF-8) fails here, and is the input's fault.
         // Not needed when a pass of the table's own counted every rule and
@@ -1214,6 +1251,14 @@ pub(crate) fn check_rows_tapped(
         }
         let mut notes = conformed.notes.clone();
         notes.extend(table_notes(table, &counts));
+        for (column, working) in &conformed.normalized {
+            let n = first_u64(&counts, working);
+            if n > 0 {
+                notes.push(format!(
+                    "{column}: {n} value(s) in another case or with spaces around them, read in lower case without the spaces"
+                ));
+            }
+        }
         notes.extend(pass_notes);
         let original: Vec<Expr> = conformed.columns.iter().map(|c| col(c.as_str())).collect();
         let accepted = flagged
@@ -1308,7 +1353,7 @@ pub(crate) fn check_rows_tapped(
             table,
             if rejected == 0 {
                 // Without the working columns of the values parsed.
-                if conformed.parsed.is_empty() {
+                if !conformed.has_working_columns() {
                     conformed_scan
                 } else {
                     conformed_scan.select(
