@@ -161,21 +161,21 @@ pub struct Conformed {
 }
 
 impl Conformed {
-    /// The working columns, which the accepted and rejected rows leave out.
+    /// Whether [`Conformed::apply`]'s scan carries working columns (of the
+    /// values parsed or normalized), which the accepted rows leave out.
     fn has_working_columns(&self) -> bool {
         !self.parsed.is_empty() || !self.normalized.is_empty()
     }
-}
 
-impl Conformed {
     /// Applies the conforming expressions to a scan of the table.
     pub fn apply(&self, scan: LazyFrame) -> LazyFrame {
         scan.select(self.exprs.clone())
     }
 }
 
-/// Words a text flag may say, in lower case.
+/// Words a text flag may say for true, in lower case.
 const TRUE_WORDS: [&str; 5] = ["true", "t", "yes", "y", "1"];
+/// And for false.
 const FALSE_WORDS: [&str; 5] = ["false", "f", "no", "n", "0"];
 
 /// How a column of text (or of integers, for a flag) is read as the
