@@ -570,3 +570,39 @@ fn two_nights_on_a_growing_history_and_a_drifted_feature_stops_the_second() {
     assert_eq!(files(&out.join("runs").join("2025-11-30")), night_one);
     assert_eq!(record(&out, "2025-11-30")["run_id"], r1["run_id"]);
 }
+
+/// A bill mistyped years ahead leaves the night's data end where the
+/// clean history puts it, and the night warns of it once (the data's end
+/// is found once, by validation's pass, not again after it).
+#[test]
+fn a_stray_bill_leaves_the_nights_data_end_and_warns_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = prepared(tmp.path(), 1500);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("features/summary.json")).unwrap())
+            .unwrap();
+    let path = data.join("billing.parquet");
+    let mut bills = common::read(&path);
+    let mut stray = bills.slice(11, 1);
+    let month = Column::new(
+        "month".into(),
+        [chrono::NaiveDate::from_ymd_opt(2031, 5, 1).unwrap()],
+    );
+    stray.replace("month", month).unwrap();
+    bills.vstack_mut(&stray).unwrap();
+    common::write(&path, &mut bills);
+    let o = winback(&nightly_args(&data, &out, &[]));
+    let (_, stderr) = texts(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("the data's end: billing.month: 1 bills")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    let night = latest(&out).unwrap();
+    let r = record(&out, &night);
+    assert_eq!(r["data_end"], summary["data_end"]);
+    assert_eq!(r["data_end_set_by"], "billing.month");
+}

@@ -235,7 +235,12 @@ pub fn nightly(
     }
     warnings.extend(settings.history_note.clone());
     let tables = validated.tables.clone();
-    let d = dates(&Inputs::new(tables.clone()), settings)?;
+    // Found once: validation's tap found them already where it kept its
+    // sums (a pass over billing and, for stray dates, a warning saved).
+    let d = match prepared.as_ref() {
+        Some(p) => p.dates.clone(),
+        None => dates(&Inputs::new(tables.clone()), settings)?,
+    };
     let as_of = d.as_of.to_string();
     let mut record = RunRecord {
         run_id: run_id.clone(),

@@ -66,6 +66,9 @@ pub(crate) fn score_prepared(
 pub struct Prepared {
     events: CurrentEvents,
     bills: TappedBills,
+    /// The dates the events were found as of: those of the validated
+    /// tables, since the tap saw every bill and no other.
+    pub dates: crate::stages::features::Dates,
 }
 
 /// `winback validate` for scoring: once every table but billing is
@@ -91,9 +94,16 @@ pub(crate) fn validate_for_scoring(
             tables.insert(Table::Billing, billing.clone());
             let inputs = Inputs::new(tables);
             let found = dates(&inputs, settings).and_then(|d| {
-                let events = feature_stage::current_events(&inputs, &settings.features, d)?;
+                let events = feature_stage::current_events(&inputs, &settings.features, d.clone())?;
                 let (tap, bills) = events.tap(&settings.features, index)?;
-                Ok((tap, Prepared { events, bills }))
+                Ok((
+                    tap,
+                    Prepared {
+                        events,
+                        bills,
+                        dates: d,
+                    },
+                ))
             });
             match found {
                 Ok((tap, p)) => {
@@ -123,7 +133,7 @@ pub(crate) fn current_features(
 ) -> Result<Current> {
     let started = Instant::now();
     let current = match prepared {
-        Some(Prepared { events, bills }) => {
+        Some(Prepared { events, bills, .. }) => {
             tracing::debug!("features for scoring: bills summed by validation's pass");
             events.finish(inputs, &settings.features, Some(bills))?
         }
