@@ -145,7 +145,7 @@ fn kept_levels(
         .collect();
     let left = by_rows.len() - kept.len();
     let note = (left > 0).then(|| {
-        let rows: u64 = by_rows[..].iter().map(|(_, n)| n).sum::<u64>()
+        let rows: u64 = by_rows.iter().map(|(_, n)| n).sum::<u64>()
             - kept.iter().map(|(_, n)| n).sum::<u64>();
         format!(
             "{name}: {} levels seen, {} kept (the most frequent, at most features.max_levels = {}, each in at least features.min_level_rows = {} rows); the other {left} ({rows} rows) are read as `{OTHER_LEVEL}`",
